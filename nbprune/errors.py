@@ -1,0 +1,21 @@
+"""The one exception family nbprune raises for bad input; the command line turns it into exit code 2."""
+
+
+class NbpruneError(Exception):
+    """Bad input: the message names the value, what was expected and how to fix it."""
+
+
+class DataError(NbpruneError, FileNotFoundError):
+    """The dataset folder is missing files or holds corrupt ones."""
+
+
+class ModelFileError(NbpruneError, ValueError):
+    """A model file that is unsafe, unreadable or does not fit the model."""
+
+
+class ScheduleError(NbpruneError, ValueError):
+    """A retention schedule or iteration number that cannot be used."""
+
+
+class TrainingError(NbpruneError, RuntimeError):
+    """Training could not go on (for example the loss became NaN)."""
