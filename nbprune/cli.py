@@ -28,6 +28,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $NBPRUNE_DATA_ROOT or ./data)")
     parser.add_argument("--dataset", default="MNIST", choices=["MNIST", "FashionMNIST"], help="default: MNIST")
     parser.add_argument("--subset", type=_positive_int, help="use only this many training and test images")
+    parser.add_argument("--val-size", type=_positive_int, help="validation images held out (default 1/12: 5000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, shuffles and init (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
 
@@ -35,7 +36,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _load(args):
     from .data import load_data
     from .train import resolve_device
-    return load_data(args.data_root, name=args.dataset, seed=args.seed, subset=args.subset,
+    return load_data(args.data_root, name=args.dataset, seed=args.seed, subset=args.subset, val_size=args.val_size,
                      device=resolve_device(args.device))
 
 

@@ -169,10 +169,15 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
 
 
 def load_data(data_root: str | os.PathLike | None = None, name: str = "MNIST", batch_size: int = 64,
-              val_size: int = 5000, seed: int = 0, device: str | torch.device = "cpu",
+              val_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
               subset: int | None = None, download: bool = True) -> MNISTData:
-    """Return train, validation and test loaders; unpacks as `train_loader, val_loader, test_loader`."""
+    """Return train, validation and test loaders; unpacks as `train_loader, val_loader, test_loader`.
+
+    The validation split holds `val_size` training images (default: 1 in 12, i.e. 5,000 of MNIST's 60,000).
+    """
     train_images, train_labels, test_images, test_labels = read_raw(data_root, name, download)
+    if val_size is None:
+        val_size = len(train_labels) // 12
     if not 0 < val_size < len(train_labels):
         raise DataError(f"val_size={val_size!r} is not allowed: expected 0 < val_size < "
                         f"{len(train_labels)} (the training images).")

@@ -32,9 +32,13 @@ class Interval:
         """Return the smallest interval holding both a and b, elementwise."""
         return Interval(torch.minimum(a, b), torch.maximum(a, b))
 
-    @staticmethod
-    def _lift(other: Operand) -> "Interval":
-        return other if isinstance(other, Interval) else Interval(other)
+    def _lift(self, other: Operand) -> "Interval":
+        """Return `other` as an interval; plain numbers take this interval's dtype so no precision is lost."""
+        if isinstance(other, Interval):
+            return other
+        if not isinstance(other, torch.Tensor):
+            other = torch.as_tensor(other, dtype=self.lower.dtype, device=self.lower.device)
+        return Interval(other)
 
     # --- arithmetic --------------------------------------------------------------------------------------------
     def __add__(self, other: Operand) -> "Interval":

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny IDX datasets the tests write themselves, and the real MNIST when configured."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_ROOT = os.environ.get("NBPRUNE_DATA_ROOT")
+needs_mnist = pytest.mark.skipif(
+    not (REAL_ROOT and (Path(REAL_ROOT) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()),
+    reason="needs the real MNIST: set NBPRUNE_DATA_ROOT to the folder holding MNIST/raw/")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (magic 0x0801 for labels, 0x0803 for images)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def tiny_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return `count` learnable 28x28 images: class k is a bright blob at a class-dependent place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count)
+    images = rng.integers(0, 40, size=(count, 28, 28))
+    for image, label in zip(images, labels):
+        row, col = 3 + 5 * (label // 4), 3 + 6 * (label % 4)
+        image[row:row + 6, col:col + 6] += 200
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+def make_tiny_mnist(root: Path, train: int = 600, test: int = 200, name: str = "MNIST") -> Path:
+    """Write a tiny dataset in torchvision's layout under root/<name>/raw and return root."""
+    raw = root / name / "raw"
+    images, labels = tiny_digits(train, seed=1)
+    write_idx(raw / "train-images-idx3-ubyte", images)
+    write_idx(raw / "train-labels-idx1-ubyte", labels)
+    images, labels = tiny_digits(test, seed=2)
+    write_idx(raw / "t10k-images-idx3-ubyte", images)
+    write_idx(raw / "t10k-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A folder holding a tiny, learnable MNIST in torchvision's layout."""
+    return make_tiny_mnist(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_root):
+    """Loaders over the tiny dataset (100 validation images)."""
+    from nbprune import load_data
+    return load_data(tiny_root, val_size=100, download=False)
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """Loaders over the real MNIST (skips without NBPRUNE_DATA_ROOT)."""
+    if not REAL_ROOT:
+        pytest.skip("needs the real MNIST: set NBPRUNE_DATA_ROOT")
+    from nbprune import load_data
+    return load_data(REAL_ROOT)

@@ -1,0 +1,133 @@
+"""Iterative pruning end to end on tiny data: the seed's tree, resume, round trip, concatenate, the CLI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nbprune import ModelFileError, ScheduleError, SimpleNN, evaluate, load_pruned_model
+from nbprune.cli import main
+from nbprune.io import read_table
+from nbprune.iterative import IterativePruning, default_session_dir, iteration_dir
+from nbprune.report import choose_iteration, concatenate, session_summary
+from nbprune.retention import schedule
+
+STEPS = schedule()[:3]
+FILES = {"best_model.pth", "train_results.txt", "validation_results.txt"}
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def run_session(tiny_data, session_dir, begin_itr=0, end_itr=None):
+    train_loader, val_loader, test_loader = tiny_data
+    experiment = IterativePruning(train_loader, test_loader, val_loader=val_loader, progress=False,
+                                  num_epochs=2, patience=2)
+    torch.manual_seed(0)
+    return experiment.run(SimpleNN(), STEPS, session_dir, begin_itr=begin_itr, end_itr=end_itr)
+
+
+@pytest.fixture(scope="module")
+def session(tiny_data, tmp_path_factory):
+    session_dir = tmp_path_factory.mktemp("session") / "iterative_pruning"
+    records = run_session(tiny_data, session_dir)
+    return session_dir, records
+
+
+def test_run_writes_exactly_the_seeds_tree(session):
+    session_dir, records = session
+    expected = {"run.json"}
+    for step in STEPS:
+        expected |= {str(step.iteration), f"{step.iteration}/prune_w_retrain"}
+        expected |= {f"{step.iteration}/prune_w_retrain/{name}" for name in FILES}
+    assert tree(session_dir) == expected
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    header, rows = read_table(iteration_dir(session_dir, 1) / "validation_results.txt")
+    assert header == ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain"]
+    assert rows[0][-1] == 80
+
+
+def test_models_physically_shrink_and_reproduce_their_results(session, tiny_data):
+    session_dir, _ = session
+    train_loader, _, test_loader = tiny_data
+    for step in STEPS:
+        folder = iteration_dir(session_dir, step.iteration)
+        model = load_pruned_model(SimpleNN(), folder / "best_model.pth")
+        assert model.hidden == step.retained
+        _, rows = read_table(folder / "validation_results.txt")
+        results = evaluate(model, train_loader, test_loader)
+        expected = dict(zip(["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy"], rows[0]))
+        assert results == pytest.approx(expected, rel=1e-5)
+
+
+def test_resume_from_an_iteration_gives_the_same_tree_and_results(session, tiny_data, tmp_path):
+    session_dir, records = session
+    copy_dir = tmp_path / "iterative_pruning"
+    run_session(tiny_data, copy_dir, end_itr=0)
+    resumed = run_session(tiny_data, copy_dir, begin_itr=1)
+    assert tree(copy_dir) == tree(session_dir)
+    assert [r["Test_Accuracy"] for r in resumed] == [r["Test_Accuracy"] for r in records[1:]]
+    assert run_session(tiny_data, copy_dir, begin_itr="auto") == []
+
+
+def test_begin_itr_errors_name_the_problem(tiny_data, tmp_path):
+    with pytest.raises(ScheduleError, match="begin_itr=-1 is not an iteration"):
+        run_session(tiny_data, tmp_path / "s", begin_itr=-1)
+    with pytest.raises(ScheduleError, match="0/prune_w_retrain/best_model.pth is missing"):
+        run_session(tiny_data, tmp_path / "s", begin_itr=1)
+
+
+def test_concatenate_writes_one_row_per_iteration_and_plots(session):
+    session_dir, records = session
+    out = concatenate(session_dir)
+    header, rows = read_table(out / "validations.txt")
+    assert header == ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain"]
+    assert [row[-1] for row in rows] == [100, 80, 64.0625]
+    assert len({tuple(row) for row in rows}) == len(rows)
+    for name in ("accuracies.png", "losses.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    summary = session_summary(session_dir)
+    assert [r["hidden"] for r in summary] == [s.retained for s in STEPS]
+    assert choose_iteration(summary) in {0, 1, 2}
+
+
+def test_load_refuses_a_file_of_another_architecture(session, tmp_path):
+    session_dir, _ = session
+    file = iteration_dir(session_dir, 1) / "best_model.pth"
+    with pytest.raises(ModelFileError, match=r"fc1 takes 784 inputs in the file .* the model's takes 100"):
+        load_pruned_model(SimpleNN(in_features=100), file)
+    with pytest.raises(ModelFileError, match="another architecture"):
+        load_pruned_model(SimpleNN(hidden=(10, 10, 10)), file)
+
+
+def test_choose_iteration_takes_the_smallest_within_one_point():
+    records = [{"iteration": 0, "Test_Accuracy": 98.0, "PercentageRetain": 100},
+               {"iteration": 1, "Test_Accuracy": 97.5, "PercentageRetain": 80},
+               {"iteration": 2, "Test_Accuracy": 96.5, "PercentageRetain": 64}]
+    assert choose_iteration(records) == 1
+
+
+def test_default_session_dir_is_dated():
+    assert default_session_dir("results").parts[:2] == ("results", "sessions")
+    assert default_session_dir("results").name == "iterative_pruning"
+
+
+def test_cli_prune_concat_evaluate(tiny_root, tmp_path, capsys):
+    session_dir = tmp_path / "cli_session"
+    args = ["prune", "--data-root", str(tiny_root), "--session-dir", str(session_dir), "--epochs", "1",
+            "--end-itr", "1", "--no-progress"]
+    assert main(args) == 0
+    assert (session_dir / "prune_w_retrain_results" / "validations.txt").is_file()
+    assert main(["evaluate", str(iteration_dir(session_dir, 1) / "best_model.pth"),
+                 "--data-root", str(tiny_root)]) == 0
+    assert '"hidden": [\n    205,\n    51\n  ]' in capsys.readouterr().out
+    assert main(["prune", "--data-root", str(tiny_root), "--session-dir", str(session_dir), "--begin-itr", "22"]) == 2
+    assert "begin_itr=22 is not an iteration" in capsys.readouterr().err
+
+
+def test_cli_help_explains_itself(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prune", "--help"])
+    assert exit_info.value.code == 0
+    assert "--begin-itr" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+"""SimpleNN, train and evaluate: shapes, the seed's keys and files, reproducibility, real-MNIST accuracy."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import needs_mnist
+from nbprune import NbpruneError, SimpleNN, evaluate, parameter_count, train
+from nbprune.io import read_table
+
+
+def test_simple_nn_is_the_seeds_network():
+    model = SimpleNN()
+    assert [name for name, _ in model.named_parameters()] == [
+        "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    assert model.hidden == (256, 64) and parameter_count(model) == 784 * 256 + 256 + 256 * 64 + 64 + 64 * 10 + 10
+    assert model(torch.zeros(5, 784)).shape == (5, 10)
+    assert model(torch.zeros(5, 28, 28)).shape == (5, 10)
+
+
+def test_any_depth_and_sigmoid():
+    model = SimpleNN(hidden=(32, 16, 8), activation="sigmoid", in_features=20, num_classes=3)
+    assert model.hidden == (32, 16, 8) and model(torch.rand(2, 20)).shape == (2, 3)
+    with pytest.raises(ValueError, match="activation"):
+        SimpleNN(activation="tanh")
+
+
+@pytest.mark.parametrize("bad, kind", [(torch.zeros(3, 100), ValueError), (torch.zeros(784), ValueError),
+                                       (torch.zeros(2, 784, dtype=torch.uint8), TypeError)])
+def test_wrong_input_is_explained(bad, kind):
+    with pytest.raises(kind, match="SimpleNN expects"):
+        SimpleNN()(bad)
+
+
+def test_evaluate_returns_the_seeds_keys_and_percentages(tiny_data):
+    train_loader, _, test_loader = tiny_data
+    results = evaluate(SimpleNN(), train_loader, test_loader)
+    assert set(results) == {"Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy"}
+    assert 0 <= results["Test_Accuracy"] <= 100 and results["Train_Loss"] > 0
+
+
+def test_train_writes_the_seeds_files_and_learns(tiny_data, tmp_path):
+    train_loader, val_loader, test_loader = tiny_data
+    torch.manual_seed(0)
+    model = train(SimpleNN(), train_loader, test_loader, num_epochs=6, patience=3, logdir=tmp_path, progress=False)
+    header, rows = read_table(tmp_path / "train_results.txt")
+    assert header[:4] == ["TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy"]
+    assert header[4:] == ["ValLoss", "ValAccuracy"] and 1 <= len(rows) <= 6
+    assert evaluate(model, train_loader, test_loader)["Test_Accuracy"] > 80
+    reloaded = SimpleNN()
+    reloaded.load_state_dict(torch.load(tmp_path / "best_model.pth", weights_only=True))
+    val_loss = evaluate(reloaded, val_loader, val_loader)["Test_Loss"]
+    assert any(val_loss == pytest.approx(row[4], rel=1e-4) for row in rows)
+    assert val_loss <= min(row[4] for row in rows) + 1e-4  # selected by validation loss (min_delta 1e-4)
+
+
+def test_seeded_training_is_reproducible(tiny_data):
+    train_loader, _, test_loader = tiny_data
+    results = []
+    for _ in range(2):
+        train_loader.reseed(7)
+        torch.manual_seed(7)
+        model = train(SimpleNN(), train_loader, test_loader, num_epochs=2, seed=7, progress=False)
+        results.append(evaluate(model, train_loader, test_loader))
+    assert results[0] == results[1]
+
+
+def test_plain_dataloader_works_with_explicit_validation(tiny_data):
+    train_loader, val_loader, test_loader = tiny_data
+    images = train_loader.dataset.data.reshape(-1, 1, 28, 28)
+    plain = DataLoader(TensorDataset(images, train_loader.dataset.targets), batch_size=64, shuffle=True)
+    model = train(SimpleNN(), plain, test_loader, num_epochs=2, val_loader=val_loader, progress=False)
+    assert evaluate(model, plain, test_loader)["Train_Accuracy"] > 50
+
+
+def test_seed_recipe_and_unknown_recipe(tiny_data):
+    train_loader, _, test_loader = tiny_data
+    train(SimpleNN(), train_loader, test_loader, num_epochs=1, recipe="seed", progress=False)
+    with pytest.raises(NbpruneError, match="recipe"):
+        train(SimpleNN(), train_loader, test_loader, recipe="fast")
+
+
+@needs_mnist
+def test_dense_model_reaches_97_percent_on_real_mnist(real_data):
+    train_loader, _, test_loader = real_data
+    train_loader.reseed(0)
+    model = train(SimpleNN(), train_loader, test_loader, num_epochs=4, seed=0, progress=False)
+    assert evaluate(model, train_loader, test_loader)["Test_Accuracy"] >= 97.0

@@ -1,0 +1,64 @@
+"""The retention schedule: byte-for-byte the seed's retain.txt, any depth, plots, and the checked reader."""
+
+from pathlib import Path
+
+import pytest
+
+from nbprune import ScheduleError
+from nbprune.retention import GeneratePruneData, read_retain, schedule
+
+REFERENCE = Path(__file__).with_name("data") / "reference_retain.txt"
+
+
+def test_default_retain_txt_equals_the_reference_byte_for_byte(tmp_path):
+    GeneratePruneData(dir=tmp_path).generate_data(save_data=True)
+    assert (tmp_path / "retain.txt").read_bytes() == REFERENCE.read_bytes()
+
+
+def test_reference_table_is_the_one_in_reference_md():
+    reference_md = Path(__file__).parents[2] / "shared" / "seed" / "REFERENCE.md"
+    if not reference_md.is_file():
+        pytest.skip("../shared/seed/REFERENCE.md is not beside this checkout")
+    table = reference_md.read_text().split("## retain.txt")[1].split("```")[1].lstrip("\n")
+    assert table == REFERENCE.read_text()
+
+
+def test_any_number_of_layers_and_at_least_one_neuron(tmp_path):
+    generator = GeneratePruneData(hidden=(100, 50, 10), q=0.5, iterations=range(12), dir=tmp_path)
+    steps = generator.generate_data()
+    header = (tmp_path / "retain.txt").read_text().splitlines()[0]
+    assert header == "Iteration h1NodesRetained h2NodesRetained h3NodesRetained perNodesRetained"
+    assert steps[0].retained == (100, 50, 10) and steps[-1].retained == (1, 1, 1)
+    assert all(min(step.retained) >= 1 for step in steps)
+
+
+def test_plots_are_written_without_blocking(tmp_path):
+    generator = GeneratePruneData(dir=tmp_path)
+    generator.plot_data_iterations()
+    generator.plot_data_distribution()
+    for name in ("pruneNodesIteration.png", "pruneNodesDistribution.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reader_round_trips_and_checks(tmp_path):
+    GeneratePruneData(dir=tmp_path).generate_data()
+    assert read_retain(tmp_path / "retain.txt", (256, 64)) == schedule()
+
+
+@pytest.mark.parametrize("rows, hidden, message", [
+    ("0 256 64 100\n1 20.5 51 80\n", (256, 64), "not a whole number"),
+    ("0 256 64 100\n1 205 51 80\n2 164 60 64\n", (256, 64), "may never grow"),
+    ("0 300 64 100\n", (256, 64), "only"),
+    ("0 256 64 100\n0 205 51 80\n", (256, 64), "must increase"),
+    ("0 256 100\n", (256, 64), "fields"),
+])
+def test_reader_refuses_malformed_files(tmp_path, rows, hidden, message):
+    path = tmp_path / "retain.txt"
+    path.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n" + rows)
+    with pytest.raises(ScheduleError, match=message):
+        read_retain(path, hidden)
+
+
+def test_bad_q_is_refused():
+    with pytest.raises(ScheduleError, match="q=1.5"):
+        schedule(q=1.5)
