@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import os
 import warnings
@@ -15,11 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Loader, TensorLoader
-from .errors import NbpruneError
+from .errors import DivergenceWarning, NbpruneError
 from .evaluate import loss_and_accuracy
 from .io import format_table, save_model_atomic, write_text_atomic
-
-log = logging.getLogger(__name__)
 
 RECIPES = ("default", "seed")
 TRAIN_COLUMNS = ("TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy", "ValLoss", "ValAccuracy")
@@ -57,7 +54,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
           patience: int = 10, logdir: str | os.PathLike | None = None, save_model: bool = True, *,
           val_loader: Loader | None = None, recipe: str = "default", weight_decay: float = 1e-4,
           min_delta: float = 1e-4, device: str | torch.device | None = None, seed: int | None = None,
-          progress: bool = True, tensorboard_dir: str | os.PathLike | None = None) -> nn.Module:
+          progress: bool = True, tensorboard_dir: str | os.PathLike | None = None,
+          teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 4.0) -> nn.Module:
     """Train `model` and return it holding the weights with the lowest validation loss.
 
     The validation split is `val_loader`, else the one nbprune.load_data attached to `train_loader`; the test
@@ -71,6 +69,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
         raise NbpruneError(f"recipe={recipe!r} is not known: expected one of {', '.join(RECIPES)}.")
     if num_epochs < 1 or patience < 1:
         raise NbpruneError(f"num_epochs={num_epochs!r}, patience={patience!r}: expected whole numbers >= 1.")
+    if not 0 < lr < math.inf:
+        raise NbpruneError(f"lr={lr!r} is not allowed: expected a learning rate > 0 (the seed uses 1e-3).")
     if val_loader is None:
         val_loader = getattr(train_loader, "val_loader", None)
     if val_loader is None:
@@ -91,12 +91,12 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     rows: list[list[float]] = []
     bar = tqdm(range(num_epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        train_loss, train_accuracy = _train_epoch(model, train_loader, optimizer, device)
+        train_loss, train_accuracy = _train_epoch(model, train_loader, optimizer, device, teacher,
+                                                  distill_weight, temperature)
         if not math.isfinite(train_loss):
             message = (f"training stopped at epoch {epoch + 1}: the loss became {train_loss}. Kept the last good "
                        f"model (lower the learning rate, now lr={lr}, to train further).")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            log.warning(message)
+            warnings.warn(message, DivergenceWarning, stacklevel=2)
             break
         test_loss, test_accuracy = loss_and_accuracy(model, test_loader)
         val_loss, val_accuracy = (loss_and_accuracy(model, val_loader) if val_loader is not None
@@ -126,15 +126,20 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     if writer is not None:
         writer.close()
     model.load_state_dict(best_state)
+    if logdir is not None:  # also when the first epoch diverged, so the folder is complete
+        write_text_atomic(logdir / "train_results.txt", format_table(TRAIN_COLUMNS, rows))
     if save_model and logdir is not None:
         save_model_atomic(best_state, logdir / "best_model.pth")
     return model
 
 
-def _train_epoch(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer,
-                 device: torch.device) -> tuple[float, float]:
+def _train_epoch(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, device: torch.device,
+                 teacher: nn.Module | None = None, distill_weight: float = 0.5,
+                 temperature: float = 4.0) -> tuple[float, float]:
     """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step."""
     model.train()
+    if teacher is not None:
+        teacher.to(device).eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
@@ -145,6 +150,11 @@ def _train_epoch(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimi
             targets = targets.to(device, non_blocking=True)
         outputs = model(inputs)
         loss = F.cross_entropy(outputs, targets)
+        if teacher is not None:
+            with torch.no_grad():
+                soft_targets = F.softmax(teacher(inputs) / temperature, dim=1)
+            distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), soft_targets, reduction="batchmean")
+            loss = (1 - distill_weight) * loss + distill_weight * temperature ** 2 * distill
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

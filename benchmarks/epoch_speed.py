@@ -1,0 +1,153 @@
+"""One training epoch: nbprune against the seed's trainer, alternated in one process on the real MNIST.
+
+The seed's epoch: torchvision's MNIST with a per-sample ToTensor transform behind a torch DataLoader (batch 64,
+shuffled), AdamW, SimpleNN, `loss.item()` bookkeeping every step, then the test-set evaluation it ran after every
+epoch. nbprune's epoch: its in-memory training pass over the same 55,000 images at batch 64 plus its per-epoch
+validation. Also: what fraction of this machine's measured matmul FLOP/s a training pass reaches.
+
+    python benchmarks/epoch_speed.py --data-root ../shared/datasets [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader, Subset
+
+from nbprune import SimpleNN, load_data
+from nbprune.data import data_root
+from nbprune.evaluate import loss_and_accuracy
+from nbprune.io import write_text_atomic
+from nbprune.train import _optimizer, _train_epoch
+
+RESULTS = Path(__file__).with_name("results") / "epoch_speed.md"
+
+
+def seed_epoch(model, train_loader, test_loader) -> None:
+    """The seed's loop as it ran: per-step .item() bookkeeping, then a test pass with .item() per batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    model.train()
+    running_loss, correct, total = 0.0, 0, 0
+    for images, labels in train_loader:
+        images = images.view(images.size(0), -1)
+        optimizer.zero_grad()
+        outputs = model(images)
+        loss = F.cross_entropy(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item() * images.size(0)
+        correct += (outputs.argmax(1) == labels).sum().item()
+        total += labels.size(0)
+    model.eval()
+    test_loss, test_correct = 0.0, 0
+    with torch.no_grad():
+        for images, labels in test_loader:
+            outputs = model(images.view(images.size(0), -1))
+            test_loss += F.cross_entropy(outputs, labels).item() * images.size(0)
+            test_correct += (outputs.argmax(1) == labels).sum().item()
+
+
+def nbprune_epoch(model, optimizer, data) -> None:
+    """nbprune's epoch: the training pass plus the validation pass."""
+    _train_epoch(model, data.train_loader, optimizer, torch.device("cpu"))
+    loss_and_accuracy(model, data.val_loader)
+
+
+def timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
+    """Return the best FLOP/s of a float32 square matmul on this machine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(timed(torch.mm, a, b) for _ in range(repeats))
+    return 2 * size ** 3 / best
+
+
+def training_pass_flops(data, batch_size: int, repeats: int) -> float:
+    """Return the FLOP/s a training pass reaches at `batch_size` (6 FLOPs per multiply-accumulate per sample)."""
+    loader = data.train_loader
+    loader.batch_size = batch_size
+    model = SimpleNN()
+    optimizer = _optimizer(model, 1e-3, 1e-4)
+    macs = sum(layer.in_features * layer.out_features for layer in model.linears)
+    seconds = min(timed(_train_epoch, model, loader, optimizer, torch.device("cpu")) for _ in range(repeats))
+    loader.batch_size = 64
+    return 6 * macs * len(loader.dataset) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", help="folder holding MNIST/raw (default $NBPRUNE_DATA_ROOT or ./data)")
+    parser.add_argument("--repeats", type=int, default=3, help="epochs of each, alternated (3)")
+    args = parser.parse_args()
+    root = data_root(args.data_root)
+
+    data = load_data(root)
+    to_tensor = torchvision.transforms.ToTensor()
+    seed_train = torchvision.datasets.MNIST(str(root), train=True, transform=to_tensor)
+    train_indices = torch.randperm(60000, generator=torch.Generator().manual_seed(0))[5000:].tolist()
+    seed_train_loader = DataLoader(Subset(seed_train, train_indices), batch_size=64, shuffle=True)
+    seed_test_loader = DataLoader(torchvision.datasets.MNIST(str(root), train=False, transform=to_tensor),
+                                  batch_size=64, shuffle=False)
+    assert len(seed_train_loader.dataset) == len(data.train_loader.dataset) == 55000
+
+    seed_model, ours = SimpleNN(), SimpleNN()
+    optimizer = _optimizer(ours, 1e-3, 1e-4)
+    nbprune_epoch(ours, optimizer, data)  # warm-up
+    seed_times, our_times = [], []
+    for _ in range(args.repeats):
+        seed_times.append(timed(seed_epoch, seed_model, seed_train_loader, seed_test_loader))
+        our_times.append(timed(nbprune_epoch, ours, optimizer, data))
+    ratios = [s / o for s, o in zip(seed_times, our_times)]
+    peak = matmul_flops()
+    reached = {batch: training_pass_flops(data, batch, args.repeats) for batch in (64, 512)}
+
+    ratio = statistics.median(ratios)
+    lines = [
+        "# Epoch speed: nbprune against the seed's trainer",
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Command: `python benchmarks/epoch_speed.py --repeats {args.repeats}` (real MNIST, 55,000 training images, "
+        "batch 64, AdamW, SimpleNN 784-256-64-10). The two loops alternate in one process; the ratio is the median "
+        "of the per-pair ratios.",
+        "",
+        "| epoch | " + " | ".join(f"run {i + 1}" for i in range(args.repeats)) + " | median |",
+        "|---|" + "---|" * (args.repeats + 1),
+        "| seed (DataLoader + ToTensor, .item() per step, test pass) | "
+        + " | ".join(f"{t:.2f} s" for t in seed_times) + f" | {statistics.median(seed_times):.2f} s |",
+        "| nbprune (in-memory batches, fused AdamW, validation pass) | "
+        + " | ".join(f"{t:.2f} s" for t in our_times) + f" | {statistics.median(our_times):.2f} s |",
+        "| ratio (seed / nbprune) | " + " | ".join(f"{r:.1f}x" for r in ratios) + f" | **{ratio:.1f}x** |",
+        "",
+        f"Target: at least 5x. Verdict: **{'met' if ratio >= 5 else 'NOT met'}** ({ratio:.1f}x).",
+        "",
+        "## Share of the machine's matmul throughput",
+        "",
+        f"Peak measured here: a 2048x2048 float32 matmul at {peak / 1e9:.1f} GFLOP/s.",
+        "A training pass counts 6 FLOPs per multiply-accumulate per sample (forward 2, backward 4).",
+        "",
+        "| batch | training pass | share of matmul peak |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {batch} | {flops / 1e9:.1f} GFLOP/s | {100 * flops / peak:.0f}% |" for batch, flops in reached.items()]
+    lines += ["", "At batch 64 the step is dominated by per-call overhead (optimizer, autograd, small GEMMs); "
+                  "at batch 512 the matrix products are large enough to approach the machine's matmul rate."]
+    write_text_atomic(RESULTS, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
