@@ -83,9 +83,10 @@ def cmd_concat(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
-    from .io import load_pruned_model
+    from .io import load_pruned_model, load_state_dict
     from .model import SimpleNN
-    model = load_pruned_model(SimpleNN(), args.model_file)
+    layers = sum(key.startswith("fc") and key.endswith(".weight") for key in load_state_dict(args.model_file))
+    model = load_pruned_model(SimpleNN(hidden=[1] * max(layers - 1, 1), activation=args.activation), args.model_file)
     data = _load(args)
     results = evaluate(model.to(data.train_loader.device), data.train_loader, data.test_loader)
     print(json.dumps({"hidden": list(model.hidden), **results}, indent=2))
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="load a pruned model file and print its loss and accuracy",
                                    epilog=EPILOG)
     evaluate.add_argument("model_file", help="a best_model.pth")
+    evaluate.add_argument("--activation", default="relu", choices=["relu", "sigmoid"],
+                          help="the activation the model was trained with (relu)")
     _add_data_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -142,7 +142,7 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
             getattr(torchvision.datasets, name)(str(root), train=True, download=True)
             getattr(torchvision.datasets, name)(str(root), train=False, download=True)
         except Exception as error:  # no network, a mirror down, a disk full: all end in the same advice
-            reason = f" (the download failed: {type(error).__name__}: {error})"
+            reason = f" (the download failed: {type(error).__name__}: {' '.join(str(error).split())})"
         else:
             reason = ""
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
@@ -165,6 +165,14 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
     if len(train.data) != len(train.targets) or len(test.data) != len(test.targets):
         raise DataError(f"{raw.resolve()}: image and label files disagree on the number of samples. "
                         f"Delete them and download again.")
+    for images, labels, split in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
+        if tuple(images.shape[1:]) != (28, 28):
+            raise DataError(f"{raw.resolve() / f'{split}-images-idx3-ubyte'} holds images of shape "
+                            f"{list(images.shape[1:])}, expected [28, 28]. Delete it and download again.")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
+            raise DataError(f"{raw.resolve() / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
+                            f"{int(labels.min())} to {int(labels.max())}, expected 0 to 9. Delete it and download "
+                            f"again.")
     return train.data, train.targets.long(), test.data, test.targets.long()
 
 

@@ -19,3 +19,11 @@ class ScheduleError(NbpruneError, ValueError):
 
 class TrainingError(NbpruneError, RuntimeError):
     """Training could not go on (for example the loss became NaN)."""
+
+
+class InputError(NbpruneError, TypeError, ValueError):
+    """Input of the wrong type, dtype or shape for the model (a TypeError and a ValueError, as before)."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training stopped early because the loss became NaN or Inf; the last good model was kept."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io as _io
 import os
 import pickle
+import re
 import tempfile
-import zipfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -64,22 +64,43 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[float]]]:
     return header, rows
 
 
+def _unreadable(file: Path, error: Exception) -> ModelFileError:
+    reason = f": {str(error).splitlines()[0]}" if str(error) else ""
+    if isinstance(error, pickle.UnpicklingError):  # torch's text here would suggest weights_only=False
+        reason = ""
+    return ModelFileError(f"{file} is not a readable model file (truncated, damaged or not a torch.save file: "
+                          f"{type(error).__name__}{reason}). Expected a best_model.pth written by nbprune; "
+                          f"copy it again.")
+
+
 def load_state_dict(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Return the tensors of a model file, refusing anything but plain tensors (weights_only=True)."""
     file = Path(file)
     if not file.is_file():
         raise ModelFileError(f"model file {file} does not exist: expected a best_model.pth written by nbprune.")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the refusal below says more
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if unsafe:
+            raise ModelFileError(
+                f"refused to load {file}: it asks to import and call {unsafe.group(1)} while loading, which could "
+                f"run any code; nbprune loads plain tensors only (weights_only=True), so nothing in it ran. Ask the "
+                f"sender for a state_dict saved with torch.save(model.state_dict(), path).") from error
+        with open(file, "rb") as stream:
+            pickled = stream.read(2) in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+        if not pickled:  # a text file or random bytes: the unpickler stumbled on its first byte
+            raise _unreadable(file, error) from error
+        opcode = re.search(r"Unsupported operand (\d+)", str(error))
+        stopped_at = f"pickle opcode {opcode.group(1)}" if opcode else "an instruction it does not allow"
         raise ModelFileError(
-            f"refused to load {file}: it holds Python objects that would run code when unpickled, "
-            f"not just tensors ({str(error).splitlines()[0]}). Only load model files from people you trust; "
-            f"ask the sender for a plain state_dict saved with torch.save(model.state_dict(), ...).") from error
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, _io.UnsupportedOperation) as error:
-        raise ModelFileError(f"{file} is not a readable model file (truncated or not a torch.save file: "
-                             f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-                             f"Expected a best_model.pth written by nbprune; copy it again.") from error
+            f"refused to load {file}: it is not a plain tensor file (the safe unpickler stopped at {stopped_at}); "
+            f"nothing in it ran. Expected a best_model.pth written by nbprune or a state_dict saved with "
+            f"torch.save(model.state_dict(), path).") from error
+    except Exception as error:  # a foreign or damaged file fails in many ways: zip, EOF, OS, KeyError, ...
+        raise _unreadable(file, error) from error
     if isinstance(state, nn.Module):
         state = state.state_dict()
     if not isinstance(state, dict) or not state or not all(
@@ -126,11 +147,13 @@ def load_pruned_model(model: nn.Module, file: str | os.PathLike) -> nn.Module:
         if position == 0 and in_features != layer.in_features:
             raise ModelFileError(f"{file} does not fit the model: layer {name} takes {in_features} inputs in the "
                                  f"file (weight {list(weight.shape)}), the model's takes {layer.in_features} "
-                                 f"(weight {list(layer.weight.shape)}).")
+                                 f"(weight {list(layer.weight.shape)}). Load it into a model built for "
+                                 f"{in_features} inputs (SimpleNN(in_features={in_features}, ...)).")
         if position == len(linears) - 1 and out_features != layer.out_features:
             raise ModelFileError(f"{file} does not fit the model: layer {name} has {out_features} outputs in the "
                                  f"file (weight {list(weight.shape)}), the model's has {layer.out_features} "
-                                 f"(weight {list(layer.weight.shape)}).")
+                                 f"(weight {list(layer.weight.shape)}). Load it into a model built for "
+                                 f"{out_features} classes (SimpleNN(num_classes={out_features}, ...)).")
         if previous_out is not None and in_features != previous_out:
             raise ModelFileError(f"{file} is inconsistent: layer {name} takes {in_features} inputs but the "
                                  f"layer before it gives {previous_out}.")

@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Loader, TensorLoader, input_box
-from .errors import NbpruneError, ScheduleError
+from .errors import DivergenceWarning, NbpruneError, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate
 from .io import format_table, load_pruned_model, read_table, write_text_atomic
 from .model import parameter_count
@@ -78,6 +79,13 @@ def environment_record() -> dict:
     from . import __version__
     return {"python": platform.python_version(), "torch": torch.__version__, "nbprune": __version__,
             "platform": platform.platform()}
+
+
+def _restore_stale(session_dir: Path) -> None:
+    """Put back an iteration that a run killed between _publish's two renames had moved aside."""
+    for stale in session_dir.glob(f"*/{STAGE}{STALE}"):
+        if not stale.with_name(STAGE).exists():
+            os.replace(stale, stale.with_name(STAGE))
 
 
 def _clean_partials(session_dir: Path) -> None:
@@ -167,6 +175,17 @@ class IterativePruning:
         """Run every iteration of the schedule from `begin_itr`; return one record per iteration run."""
         session_dir = Path(session_dir) if session_dir is not None else default_session_dir()
         steps = as_schedule(data, tuple(layer.out_features for layer in hidden_linears(model)))
+        _restore_stale(session_dir)
+        # Check everything before writing anything else, so bad input never damages a session.
+        position = self.resolve_begin(session_dir, steps, begin_itr)
+        if end_itr is not None:
+            if begin_itr != "auto" and end_itr < steps[position].iteration:
+                raise ScheduleError(f"end_itr={end_itr!r} comes before begin_itr={begin_itr}: expected "
+                                    f"end_itr >= begin_itr, or leave end_itr out to run to the end of the schedule.")
+            steps = steps[:position] + [step for step in steps[position:] if step.iteration <= end_itr]
+        if position:
+            previous = iteration_dir(session_dir, steps[position - 1].iteration) / "best_model.pth"
+            model = load_pruned_model(copy.deepcopy(model), previous)
         try:
             session_dir.mkdir(parents=True, exist_ok=True)
             probe = session_dir / ".write-test.tmp"
@@ -176,16 +195,10 @@ class IterativePruning:
             raise NbpruneError(f"session folder {session_dir} cannot be written ({error.strerror}): choose a "
                                f"folder you can write to (session_dir=... or --session-dir).") from None
         _clean_partials(session_dir)
-        position = self.resolve_begin(session_dir, steps, begin_itr)
-        if end_itr is not None:
-            steps = [step for step in steps if step.iteration <= end_itr]
         record = {"config": dict(config or {}, criterion=self.criterion, seed=self.seed,
                                  train={k: str(v) for k, v in self.train_kwargs.items()}),
                   "schedule": [list(step) for step in steps], "environment": environment_record()}
         write_text_atomic(session_dir / "run.json", json.dumps(record, indent=2) + "\n")
-        if position:
-            previous = iteration_dir(session_dir, steps[position - 1].iteration) / "best_model.pth"
-            model = load_pruned_model(copy.deepcopy(model), previous)
         records = []
         bar = tqdm(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
@@ -198,12 +211,24 @@ class IterativePruning:
             torch.manual_seed(self.seed + step.iteration)
             if isinstance(self.train_loader, TensorLoader):
                 self.train_loader.reseed(self.seed + step.iteration)
-            model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DivergenceWarning)
+                model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial)
+            diverged = [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
+            for w in caught:
+                if not issubclass(w.category, DivergenceWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             _publish(partial, final)
             _, rows = read_table(final / "validation_results.txt")
             records.append({"iteration": step.iteration, "retained": step.retained,
                             "parameters": parameter_count(model), "seconds": time.perf_counter() - started,
                             **dict(zip(RESULT_COLUMNS, rows[0]))})
+            if diverged:
+                bar.close()
+                raise TrainingError(
+                    f"iteration {step.iteration}: {diverged[0]} That model is in {final / 'best_model.pth'}. "
+                    f"Run this iteration again with a lower learning rate (begin_itr={step.iteration}, "
+                    f"--begin-itr {step.iteration}), or go on from it with begin_itr='auto'.")
         bar.close()
         return records
 

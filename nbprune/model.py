@@ -8,6 +8,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import InputError
+
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
@@ -55,13 +57,17 @@ class SimpleNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"SimpleNN expects a torch.Tensor, got {type(x).__name__}. "
-                            f"Convert with torch.as_tensor(x, dtype=torch.float32).")
+            raise InputError(f"SimpleNN expects a torch.Tensor, got {type(x).__name__}. "
+                             f"Convert with torch.as_tensor(x, dtype=torch.float32).")
+        weight = self.linears[0].weight
         if not x.is_floating_point():
-            raise TypeError(f"SimpleNN expects floating-point input, got dtype {x.dtype}. "
-                            f"Convert with x.float() (and standardise as nbprune.data does).")
+            raise InputError(f"SimpleNN expects floating-point input, got dtype {x.dtype}. "
+                             f"Convert with x.float() (and standardise as nbprune.data does).")
+        if x.dtype != weight.dtype:
+            raise InputError(f"SimpleNN's weights are {weight.dtype}, the input is {x.dtype}: expected the same "
+                             f"dtype. Convert with x.to({weight.dtype}).")
         if x.dim() < 2 or math.prod(x.shape[1:]) != self.in_features:
-            raise ValueError(f"SimpleNN expects input of shape [batch, {self.in_features}] (or [batch, 28, 28]), "
+            raise InputError(f"SimpleNN expects input of shape [batch, {self.in_features}] (or [batch, 28, 28]), "
                              f"got {list(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one sample.")
         x = x.reshape(x.shape[0], -1)
         for layer in self.sequence():

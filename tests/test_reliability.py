@@ -1,0 +1,622 @@
+"""Reliability (issue 6): crash safety under SIGKILL, model files from others, bad input everywhere, reproducibility.
+
+The command-line runs use the tiny IDX dataset from conftest.py, so every test here runs without the real MNIST.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+import nbprune
+from nbprune import InputError, ModelFileError, NbpruneError, SimpleNN, evaluate, load_data, load_pruned_model
+from nbprune.cli import main
+from nbprune.io import load_state_dict, read_table
+from nbprune.iterative import IterativePruning, is_complete, iteration_dir
+from nbprune.report import RESULTS_DIR, concatenate, session_summary
+from nbprune.retention import schedule
+
+REPO = Path(__file__).resolve().parents[1]
+HIDDEN, Q, END_ITR, SEED = (16, 8), 0.6, 3, 0
+STEPS = [step for step in schedule(HIDDEN, Q) if step.iteration <= END_ITR]
+SCHEDULE = [step.iteration for step in schedule(HIDDEN, Q)]
+# Subprocesses run single-threaded: results are then bitwise reproducible and the shared CPU is not oversubscribed.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+           PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+LEFTOVER_SUFFIXES = (".tmp", ".partial", ".stale")
+
+
+def prune_argv(session_dir: Path, data_root: Path, *extra: str) -> list[str]:
+    """Return `nbprune prune` arguments for the small configuration every test here uses."""
+    return ["prune", "--session-dir", str(session_dir), "--data-root", str(data_root),
+            "--hidden", *map(str, HIDDEN), "--q", str(Q), "--epochs", "3", "--patience", "3",
+            "--end-itr", str(END_ITR), "--seed", str(SEED), "--no-progress", *extra]
+
+
+def nbprune_cli(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real command line in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "nbprune.cli", *argv], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Return every path under `root` with a hash of its bytes, to prove nothing was touched."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(LEFTOVER_SUFFIXES)]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_root, tmp_path_factory) -> Path:
+    """An uninterrupted run of the small configuration, made by the real command line."""
+    session_dir = tmp_path_factory.mktemp("reference") / "iterative_pruning"
+    done = nbprune_cli(*prune_argv(session_dir, tiny_root), cwd=session_dir.parent)
+    assert done.returncode == 0, done.stderr
+    return session_dir
+
+
+# --- crash safety ---------------------------------------------------------------------------------------------
+
+# The driver is `nbprune prune` with a line on stdout at the moments worth killing: the start of a training epoch,
+# an evaluation, a torch.save into a temporary file, an os.replace (atomic writes and publishing an iteration).
+# In step mode it waits for a line on stdin after each, so the test can kill it exactly there.
+DRIVER = r'''
+import importlib, os, sys
+import torch
+from nbprune.cli import main
+
+# nbprune.train and nbprune.evaluate are also the package's functions, so fetch the modules themselves.
+evaluate_module, iterative_module, report_module, train_module = (
+    importlib.import_module(f"nbprune.{name}") for name in ("evaluate", "iterative", "report", "train"))
+
+STEP = os.environ["CRASH_STEP"] == "1"
+
+
+def announce(event):
+    print(event, flush=True)
+    if STEP:
+        sys.stdin.readline()
+
+
+def hook(owner, name, event):
+    original = getattr(owner, name)
+
+    def hooked(*args, **kwargs):
+        announce(event)
+        return original(*args, **kwargs)
+    setattr(owner, name, hooked)
+
+
+hook(iterative_module.IterativePruning, "prune", "iteration")
+hook(report_module, "concatenate", "concat")
+hook(train_module, "_train_epoch", "train")
+hook(train_module, "loss_and_accuracy", "eval")
+hook(evaluate_module, "loss_and_accuracy", "eval")
+hook(torch, "save", "save")
+hook(os, "replace", "replace")
+announce("ready")
+sys.exit(main(sys.argv[1:]))
+'''
+# How often each event surely happens within one iteration of the small configuration (3 epochs, patience 3),
+# and within the final concatenation (validations.txt and two plots).
+SURE_COUNT = {"train": 3, "eval": 8, "save": 2, "replace": 8}
+CONCAT_REPLACES = 3
+
+
+@dataclass
+class Attempt:
+    stage: int | str
+    phase: str
+    occurrence: int = 1
+    delay: float = 0.0
+    killed: bool = False
+
+
+def first_incomplete(session_dir: Path) -> int:
+    return next((k for k, step in enumerate(STEPS) if not is_complete(session_dir, step.iteration)), len(STEPS))
+
+
+def crash_once(driver: Path, argv: list[str], attempt: Attempt, session_dir: Path, cwd: Path) -> None:
+    """Run the driver and SIGKILL it at the attempt's moment; mark whether it died there or finished first."""
+    stage, start = attempt.stage, first_incomplete(session_dir)
+    if stage == "concat" or start == len(STEPS):
+        stage, attempt.phase = "concat", "replace"
+        attempt.occurrence = min(attempt.occurrence, CONCAT_REPLACES)
+    elif attempt.phase != "timed" and stage < start:
+        stage = start  # an earlier kill landed later than planned: aim at the iteration that runs first now
+    attempt.stage = stage
+    timed = attempt.phase == "timed"
+    with open(cwd / "driver.stderr", "a") as stderr:
+        process = subprocess.Popen([sys.executable, str(driver), *argv], cwd=cwd, text=True,
+                                   env=dict(ENV, CRASH_STEP="0" if timed else "1"),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        current, seen, reached = None, 0, False
+        iterations = iter(range(start, len(STEPS)))
+        while not reached and (line := process.stdout.readline()):
+            event = line.strip()
+            if event == "iteration":
+                current = next(iterations, None)
+            elif event == "concat":
+                current = "concat"
+            if timed and event == "train":
+                time.sleep(attempt.delay)
+                reached = True
+            elif event == attempt.phase and current == stage:
+                seen += 1
+                reached = seen == attempt.occurrence
+            if not (timed or reached):
+                try:
+                    process.stdin.write("\n")
+                    process.stdin.flush()
+                except BrokenPipeError:
+                    break
+        attempt.killed = reached and process.poll() is None
+        process.kill()
+        returncode = process.wait()
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+    assert attempt.killed or returncode == 0, (cwd / "driver.stderr").read_text()[-3000:]
+
+
+def test_sigkill_at_random_moments_then_resume_completes_the_same_session(tiny_root, reference, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    session_dir = tmp_path / "iterative_pruning"
+    argv = prune_argv(session_dir, tiny_root, "--begin-itr", "auto")
+    rng = random.Random(6)
+    phases = ["train", "eval", "save", "replace"] + rng.choices(list(SURE_COUNT), k=1)
+    rng.shuffle(phases)
+    stages = sorted(rng.choices(range(len(STEPS)), k=len(phases)))
+    plan = [Attempt(stage, phase, rng.randint(1, SURE_COUNT[phase])) for stage, phase in zip(stages, phases)]
+    plan.insert(rng.randrange(len(plan)), Attempt(0, "timed", delay=rng.uniform(0.0, 0.05)))
+    plan.append(Attempt("concat", "replace", rng.randint(1, CONCAT_REPLACES)))
+
+    for attempt in plan:
+        crash_once(driver, argv, attempt, session_dir, tmp_path)
+        for step in STEPS:  # whatever the moment, a published iteration folder is always complete
+            folder = iteration_dir(session_dir, step.iteration)
+            assert not folder.exists() or is_complete(session_dir, step.iteration), (attempt, sorted(folder.iterdir()))
+
+    killed = [attempt for attempt in plan if attempt.killed]
+    assert len(killed) >= 5, plan
+    assert {"train", "eval", "save", "replace"} <= {attempt.phase for attempt in killed}, plan
+    assert any(attempt.stage == "concat" for attempt in killed), plan
+
+    done = nbprune_cli(*argv, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert all(is_complete(session_dir, step.iteration) for step in STEPS)
+    assert leftovers(session_dir) == []
+    assert sorted(p.name for p in session_dir.iterdir()) == sorted(
+        [str(step.iteration) for step in STEPS] + [RESULTS_DIR, "run.json"])
+    header, rows = read_table(session_dir / RESULTS_DIR / "validations.txt")
+    assert [row[-1] for row in rows] == pytest.approx([step.percentage for step in STEPS], rel=1e-5)
+
+    data = load_data(tiny_root, seed=SEED, download=False)
+    for step, row in zip(STEPS, rows):
+        folder = iteration_dir(session_dir, step.iteration)
+        model = load_pruned_model(SimpleNN(hidden=HIDDEN), folder / "best_model.pth")
+        assert model.hidden == step.retained
+        _, saved = read_table(folder / "validation_results.txt")
+        assert saved[0] == row
+        results = evaluate(model, data.train_loader, data.test_loader)
+        assert [results[name] for name in header[:4]] == pytest.approx(saved[0][:4], rel=1e-5, abs=1e-6)
+    # Killed at all those moments and resumed each time, the session holds what one uninterrupted run writes.
+    assert (session_dir / RESULTS_DIR / "validations.txt").read_bytes() == \
+        (reference / RESULTS_DIR / "validations.txt").read_bytes()
+
+
+def test_a_kill_between_the_two_renames_of_publishing_keeps_the_old_iteration(tiny_root, reference, tmp_path,
+                                                                            monkeypatch):
+    session_dir = tmp_path / "iterative_pruning"
+    shutil.copytree(reference, session_dir)
+    final = iteration_dir(session_dir, STEPS[-1].iteration)
+    before = snapshot(final)
+    shutil.copytree(final, final.with_name("prune_w_retrain.partial"))  # the new result, not yet in place
+    os.replace(final, final.with_name("prune_w_retrain.stale"))  # the old one, moved aside: then SIGKILL
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    assert main(prune_argv(session_dir, tiny_root, "--begin-itr", "auto")) == 0
+    assert snapshot(final) == before
+    assert leftovers(session_dir) == []
+
+
+# --- model files from others ----------------------------------------------------------------------------------
+
+class CodePayload:
+    """A pickle that creates a folder when unpickled: proof that code in a model file ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def write_payload(path: Path, marker: Path, form: str) -> Path:
+    state = SimpleNN(hidden=HIDDEN).state_dict()
+    if form == "inside_state_dict":
+        torch.save({**state, "fc1.weight": CodePayload(marker)}, path)
+    elif form == "top_level":
+        torch.save(CodePayload(marker), path)
+    else:  # a plain pickle, as someone might send with pickle.dump
+        with open(path, "wb") as stream:
+            pickle.dump(CodePayload(marker), stream, protocol=int(form.removeprefix("pickle_protocol_")))
+    return path
+
+
+def load_via_session(path: Path, tmp_path: Path, tiny_root: Path, reference: Path, loader: str):
+    """Put `path` where a session keeps iteration 2's model, then read the session with `loader`."""
+    session_dir = tmp_path / "iterative_pruning"
+    shutil.copytree(reference, session_dir)
+    shutil.copy(path, iteration_dir(session_dir, 2) / "best_model.pth")
+    if loader == "session_summary":
+        return session_summary(session_dir)
+    if loader == "concatenate":
+        return concatenate(session_dir)
+    train_loader, val_loader, test_loader = load_data(tiny_root, download=False)
+    experiment = IterativePruning(train_loader, test_loader, val_loader=val_loader, progress=False, num_epochs=1)
+    return experiment.run(SimpleNN(hidden=HIDDEN), STEPS, session_dir, begin_itr=3)
+
+
+LOADERS: dict[str, Callable] = {
+    "load_state_dict": lambda path, *context: load_state_dict(path),
+    "load_pruned_model": lambda path, *context: load_pruned_model(SimpleNN(hidden=HIDDEN), path),
+    "session_summary": lambda path, *context: load_via_session(path, *context, "session_summary"),
+    "concatenate": lambda path, *context: load_via_session(path, *context, "concatenate"),
+    "resume_run": lambda path, *context: load_via_session(path, *context, "resume_run"),
+    "export_model": lambda path, tmp_path, *context: importlib.import_module("nbprune.export").export_model(
+        path, tmp_path / "exported", onnx=False),
+    "cli_evaluate": lambda path, tmp_path, tiny_root, reference: main(["evaluate", str(path), "--data-root",
+                                                                        str(tiny_root)]),
+}
+
+
+@pytest.mark.parametrize("form", ["inside_state_dict", "top_level", "pickle_protocol_2", "pickle_protocol_5"])
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_every_loader_refuses_a_pickle_that_would_run_code(form, loader, tiny_root, reference, tmp_path, capsys,
+                                                           monkeypatch):
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    marker = tmp_path / "payload_ran"
+    path = write_payload(tmp_path / "best_model.pth", marker, form)
+    if loader == "cli_evaluate":
+        assert LOADERS[loader](path, tmp_path, tiny_root, reference) == 2
+        message = capsys.readouterr().err
+        assert message.startswith("nbprune: error: refused to load") and "Traceback" not in message
+    else:
+        with pytest.raises(ModelFileError, match="refused to load") as error:
+            LOADERS[loader](path, tmp_path, tiny_root, reference)
+        assert "nothing in it ran" in str(error.value)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_the_command_line_refuses_a_code_payload_without_a_traceback(tmp_path, tiny_root):
+    marker = tmp_path / "payload_ran"
+    path = write_payload(tmp_path / "sent_to_me.pth", marker, "inside_state_dict")
+    done = nbprune_cli("evaluate", str(path), "--data-root", str(tiny_root), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("nbprune: error: refused to load") and "Traceback" not in done.stderr
+    assert "posix.mkdir" in done.stderr and "torch.save(model.state_dict(), path)" in done.stderr
+    assert not marker.exists(), "the payload ran"
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    for source in sorted((REPO / "nbprune").rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            assert name not in {"pickle.load", "pickle.loads", "torch.jit.load"}, f"{source.name}: {name}"
+            if name == "torch.load":
+                keywords = {k.arg: k.value for k in node.keywords}
+                assert isinstance(keywords.get("weights_only"), ast.Constant) and \
+                    keywords["weights_only"].value is True, f"{source.name}:{node.lineno} torch.load without " \
+                                                            f"weights_only=True"
+
+
+def _damaged(kind: str, path: Path) -> None:
+    state = SimpleNN(hidden=HIDDEN).state_dict()
+    torch.save(state, path)
+    data = path.read_bytes()
+    if kind == "text":
+        path.write_text("Train_Loss Test_Loss\n0.1 0.2\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "random_bytes":
+        path.write_bytes(random.Random(0).randbytes(2000))
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind in ("nan", "inf"):
+        state["fc2.weight"][0, 0] = float(kind)
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("text", "is not a readable model file"), ("empty", "is not a readable model file"),
+    ("truncated", "is not a readable model file"), ("random_bytes", "is not a readable model file"),
+    ("tensor", "does not hold a model"), ("nan", "holds NaN or Inf values in fc2.weight"),
+    ("inf", "holds NaN or Inf values in fc2.weight")])
+def test_a_file_that_is_not_a_sound_model_gets_a_clear_error(kind, says, tmp_path):
+    path = tmp_path / "best_model.pth"
+    _damaged(kind, path)
+    with pytest.raises(ModelFileError, match=says) as error:
+        load_pruned_model(SimpleNN(hidden=HIDDEN), path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+# --- bad input, everywhere ------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What a catalogue case may touch: a copy of a finished session, the data, and the command line."""
+
+    tmp: Path
+    session: Path
+    data_root: Path
+    capsys: pytest.CaptureFixture
+    monkeypatch: pytest.MonkeyPatch
+
+    def cli(self, *argv: str) -> str:
+        """Run the command line in-process; return its one error line after checking exit code 2."""
+        self.monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+        self.capsys.readouterr()
+        code = main(list(argv))
+        _, err = self.capsys.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, err
+        assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("nbprune: error: "), err
+        return lines[0]
+
+    def prune(self, *extra: str, session: Path | None = None, data_root: Path | None = None) -> str:
+        return self.cli(*prune_argv(session or self.session, data_root or self.data_root, *extra))
+
+    def retain_file(self, *rows: str) -> str:
+        path = self.tmp / "retain.txt"
+        path.write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n" + "\n".join(rows) + "\n")
+        return str(path)
+
+    def data_copy(self) -> Path:
+        root = self.tmp / "data"
+        shutil.copytree(self.data_root, root)
+        return root
+
+    def raw(self, root: Path, name: str) -> Path:
+        return root / "MNIST" / "raw" / name
+
+
+def _missing_data(ctx: Context) -> str:
+    import torchvision
+
+    def offline(self):
+        raise OSError("no network (test)")
+    ctx.monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    root = ctx.data_copy()
+    ctx.raw(root, "t10k-labels-idx1-ubyte").unlink()
+    return ctx.prune(data_root=root)
+
+
+def _corrupt_data(kind: str) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        root = ctx.data_copy()
+        if kind == "truncated":
+            path = ctx.raw(root, "train-images-idx3-ubyte")
+            path.write_bytes(path.read_bytes()[:5000])
+        elif kind == "not_idx":
+            ctx.raw(root, "t10k-images-idx3-ubyte").write_bytes(b"<html>404 Not Found</html>" * 100)
+        else:  # labels out of range, with a valid header and size
+            path = ctx.raw(root, "train-labels-idx1-ubyte")
+            data = bytearray(path.read_bytes())
+            data[8:20] = bytes([200] * 12)
+            path.write_bytes(bytes(data))
+        return ctx.prune(data_root=root)
+    return case
+
+
+def _remove_iteration_2(ctx: Context) -> None:
+    shutil.rmtree(ctx.session / "2")
+
+
+def _iteration_2_of_another_architecture(ctx: Context) -> None:
+    torch.save(SimpleNN(hidden=(4, 4, 4)).state_dict(), iteration_dir(ctx.session, 2) / "best_model.pth")
+
+
+def _other_architecture_evaluate(ctx: Context) -> str:
+    path = ctx.tmp / "other.pth"
+    torch.save(SimpleNN(hidden=(8,), in_features=100).state_dict(), path)
+    return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
+
+
+def _model_file_cli(kind: str) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        path = ctx.tmp / f"{kind}.pth"
+        _damaged(kind, path)
+        return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
+    return case
+
+
+def _unwritable_session(ctx: Context) -> str:
+    blocker = ctx.tmp / "a_file"
+    blocker.write_text("not a folder")
+    return ctx.prune(session=blocker / "iterative_pruning")
+
+
+def _nan_training(ctx: Context) -> str:
+    session = ctx.tmp / "diverging" / "iterative_pruning"
+    message = ctx.prune("--lr", "1e30", session=session)
+    assert not iteration_dir(session, 1).exists()  # the run stopped at the iteration that diverged
+    model_file = iteration_dir(session, 0) / "best_model.pth"
+    assert is_complete(session, 0) and str(model_file) in message
+    model = load_pruned_model(SimpleNN(hidden=HIDDEN), model_file)  # loads, so every weight is finite
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    return message
+
+
+def _deploy(bad_input: Callable[[], object]) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        model = load_pruned_model(SimpleNN(), iteration_dir(ctx.session, 3) / "best_model.pth")
+        with pytest.raises(InputError) as error:
+            model(bad_input())
+        assert isinstance(error.value, NbpruneError) and "\n" not in str(error.value)
+        return str(error.value)
+    return case
+
+
+def _bad_learning_rate(ctx: Context) -> str:
+    data = load_data(ctx.data_root, download=False)
+    with pytest.raises(NbpruneError) as error:
+        nbprune.train(SimpleNN(hidden=HIDDEN), data.train_loader, data.test_loader, lr=-0.1, progress=False)
+    return str(error.value)
+
+
+@dataclass
+class Case:
+    provoke: Callable[[Context], str]
+    says: list[str]
+    setup: Callable[[Context], None] | None = None
+
+
+# Each case: how to provoke it, and the fragments its one message must hold (what was wrong, what was expected,
+# how to fix it). Command-line cases also check exit code 2, one line on stderr and no traceback; every case
+# checks that the session it was given (after its set-up) and the data are byte for byte what they were.
+CATALOGUE = {
+    "begin_itr_negative": Case(lambda ctx: ctx.prune("--begin-itr=-1"),
+                               ["begin_itr=-1", f"expected one of {SCHEDULE}", "'auto'"]),
+    "begin_itr_past_the_schedule": Case(lambda ctx: ctx.prune("--begin-itr", "9"),
+                                        ["begin_itr=9", f"expected one of {SCHEDULE}", "'auto'"]),
+    "begin_itr_not_a_number": Case(lambda ctx: ctx.prune("--begin-itr", "two"),
+                                   ["begin_itr='two'", "expected one of"]),
+    "begin_itr_previous_missing": Case(lambda ctx: ctx.prune("--begin-itr", "3"),
+                                       ["begin_itr=3 needs iteration 2's model",
+                                        "2/prune_w_retrain/best_model.pth is missing", "run that iteration first"],
+                                       setup=_remove_iteration_2),
+    "end_itr_before_begin_itr": Case(lambda ctx: ctx.prune("--begin-itr", "2", "--end-itr", "1"),
+                                     ["end_itr=1 comes before begin_itr=2", "expected end_itr >= begin_itr"]),
+    "retain_not_integers": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 100", "1 10.5 5 60")),
+                                ["line 3", "10.5", "not a whole number", "must be integers"]),
+    "retain_counts_grow": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 100", "1 10 5 60",
+                                                                                  "2 12 5 70")),
+                               ["line 4", "counts grow from [10, 5] to [12, 5]", "may never grow"]),
+    "retain_more_neurons_than_the_model": Case(
+        lambda ctx: ctx.prune("--retain", ctx.retain_file("0 32 8 100")),
+        ["keeps [32, 8] neurons but the model has only [16, 8]", "lower the counts or use a bigger model"]),
+    "model_of_another_architecture_on_resume": Case(
+        lambda ctx: ctx.prune("--begin-itr", "3"),
+        ["another architecture", "fc4.weight", "Build the model the file was saved"],
+        setup=_iteration_2_of_another_architecture),
+    "model_of_another_architecture_evaluated": Case(
+        _other_architecture_evaluate, ["takes 100 inputs", "the model's takes 784", "SimpleNN(in_features=100"]),
+    "model_file_truncated": Case(_model_file_cli("truncated"), ["truncated.pth is not a readable model file",
+                                                                 "copy it again"]),
+    "model_file_not_a_model": Case(_model_file_cli("text"), ["text.pth is not a readable model file",
+                                                             "Expected a best_model.pth"]),
+    "model_file_with_nan": Case(_model_file_cli("nan"), ["holds NaN or Inf values in fc2.weight",
+                                                         "Use an earlier iteration's best_model.pth"]),
+    "deploy_wrong_shape": Case(_deploy(lambda: torch.zeros(784)), ["shape [batch, 784]", "got [784]",
+                                                                    "x.unsqueeze(0)"]),
+    "deploy_wrong_features": Case(_deploy(lambda: torch.zeros(2, 100)), ["shape [batch, 784]", "got [2, 100]"]),
+    "deploy_integer_pixels": Case(_deploy(lambda: torch.zeros(2, 28, 28, dtype=torch.uint8)),
+                                  ["floating-point input", "torch.uint8", "x.float()"]),
+    "deploy_float64": Case(_deploy(lambda: torch.zeros(2, 784, dtype=torch.float64)),
+                           ["torch.float32", "torch.float64", "x.to(torch.float32)"]),
+    "deploy_not_a_tensor": Case(_deploy(lambda: [[0.0] * 784]), ["expects a torch.Tensor, got list",
+                                                                  "torch.as_tensor"]),
+    "data_missing_files": Case(_missing_data, ["missing t10k-labels-idx1-ubyte", "no network (test)",
+                                               "NBPRUNE_DATA_ROOT"]),
+    "data_truncated_file": Case(_corrupt_data("truncated"), ["train-images-idx3-ubyte is truncated or corrupt",
+                                                             "download it again"]),
+    "data_not_idx": Case(_corrupt_data("not_idx"), ["t10k-images-idx3-ubyte is not an IDX file",
+                                                    "download it again"]),
+    "data_labels_out_of_range": Case(_corrupt_data("labels"), ["train-labels-idx1-ubyte is corrupt",
+                                                               "labels range from 0 to 200", "expected 0 to 9"]),
+    "session_folder_not_writable": Case(_unwritable_session, ["a_file/iterative_pruning cannot be written",
+                                                              "choose a folder you can write to"]),
+    "learning_rate_not_positive": Case(_bad_learning_rate, ["lr=-0.1 is not allowed",
+                                                            "expected a learning rate > 0"]),
+    "loss_becomes_nan": Case(_nan_training, ["iteration 0", "the loss became nan", "Kept the last good model",
+                                             "lower learning rate", "--begin-itr 0"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_bad_input_gives_one_clear_message_and_damages_nothing(name, reference, tiny_root, tmp_path, capsys,
+                                                               monkeypatch):
+    case = CATALOGUE[name]
+    session = tmp_path / "iterative_pruning"
+    shutil.copytree(reference, session)
+    ctx = Context(tmp_path, session, tiny_root, capsys, monkeypatch)
+    if case.setup is not None:
+        case.setup(ctx)
+    before, data_before = snapshot(session), snapshot(tiny_root)
+    message = case.provoke(ctx)
+    for fragment in case.says:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert snapshot(session) == before
+    assert snapshot(tiny_root) == data_before
+
+
+# --- reproducibility ------------------------------------------------------------------------------------------
+
+def argv_from_record(config: dict, session_dir: Path) -> list[str]:
+    """Rebuild `nbprune prune` arguments from the configuration a session recorded in run.json."""
+    argv = ["prune", "--session-dir", str(session_dir), "--begin-itr", "0", "--no-progress"]
+    for name in ("hidden", "activation", "q", "criterion", "epochs", "patience", "recipe", "lr", "end_itr",
+                 "retain", "data_root", "dataset", "subset", "val_size", "seed", "device"):
+        value = config.get(name)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    return argv
+
+
+def test_a_session_records_what_it_ran_with_and_repeating_it_gives_identical_files(reference, tmp_path):
+    record = json.loads((reference / "run.json").read_text())
+    assert record["environment"]["python"] == platform.python_version()
+    assert record["environment"]["torch"] == torch.__version__
+    assert record["environment"]["nbprune"] == nbprune.__version__
+    config = record["config"]
+    assert (config["hidden"], config["q"], config["epochs"], config["seed"], config["lr"]) == (list(HIDDEN), Q, 3,
+                                                                                                SEED, 1e-3)
+    assert [tuple(step[1]) for step in record["schedule"]] == [step.retained for step in STEPS]
+
+    repeat = tmp_path / "iterative_pruning"
+    done = nbprune_cli(*argv_from_record(config, repeat), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (repeat / RESULTS_DIR / "validations.txt").read_bytes() == \
+        (reference / RESULTS_DIR / "validations.txt").read_bytes()
+    for step in STEPS:
+        for name in ("train_results.txt", "validation_results.txt"):
+            assert (iteration_dir(repeat, step.iteration) / name).read_bytes() == \
+                (iteration_dir(reference, step.iteration) / name).read_bytes()
+        repeated = load_state_dict(iteration_dir(repeat, step.iteration) / "best_model.pth")
+        original = load_state_dict(iteration_dir(reference, step.iteration) / "best_model.pth")
+        assert repeated.keys() == original.keys()
+        assert all(torch.equal(repeated[key], original[key]) for key in original)
