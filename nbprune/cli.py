@@ -64,6 +64,7 @@ def cmd_prune(args) -> None:
     data = _load(args)
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader,
                                   criterion=args.criterion, seed=args.seed, progress=not args.no_progress,
+                                  distill=not args.no_distill,
                                   num_epochs=args.epochs, patience=args.patience, recipe=args.recipe, lr=args.lr)
     config = {key: value for key, value in vars(args).items() if key != "func"}
     config.update(mean=data.mean, std=data.std)
@@ -140,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--q", type=float, default=0.8, help="fraction kept per iteration (0.8)")
     prune.add_argument("--criterion", default="interval_adjoint",
                        choices=["interval_adjoint", "magnitude", "taylor", "random"], help="default interval_adjoint")
-    prune.add_argument("--epochs", type=_positive_int, default=300, help="most epochs per iteration (300)")
+    prune.add_argument("--epochs", type=_positive_int, default=40,
+                       help="most epochs per iteration (40; the seed's recipe used 300)")
+    prune.add_argument("--no-distill", action="store_true",
+                       help="retrain on labels only (default: also learn from the dense model's outputs)")
     prune.add_argument("--patience", type=_positive_int, default=10, help="early-stopping patience (10)")
     prune.add_argument("--recipe", default="default", choices=["default", "seed"],
                        help="default: learning-rate drops on plateaus; seed: the seed's constant rate")

@@ -64,14 +64,18 @@ class TensorLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        inputs, targets = self.dataset.data, self.dataset.targets
+        return self.batches()
+
+    def batches(self, *aligned: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Yield `(inputs, targets, *aligned)` batches: tensors with one row per sample share the epoch's shuffle."""
+        tensors = (self.dataset.data, self.dataset.targets, *aligned)
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(len(targets), generator=generator).to(inputs.device)
-            inputs, targets = inputs[order], targets[order]
+            order = torch.randperm(len(self.dataset), generator=generator).to(self.device)
+            tensors = tuple(tensor[order] for tensor in tensors)
         self.epoch += 1
-        for start in range(0, len(targets), self.batch_size):
-            yield inputs[start:start + self.batch_size], targets[start:start + self.batch_size]
+        for start in range(0, len(self.dataset), self.batch_size):
+            yield tuple(tensor[start:start + self.batch_size] for tensor in tensors)
 
     def reseed(self, seed: int) -> None:
         """Restart the shuffle sequence from `seed`, so a resumed run sees the batches a fresh one would."""

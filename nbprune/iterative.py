@@ -34,6 +34,7 @@ RESULT_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", 
 STAGE = "prune_w_retrain"
 PARTIAL, STALE = ".partial", ".stale"
 TAYLOR_BATCH = 1024
+MAX_EPOCHS = 40  # per iteration: the tiniest networks otherwise creep on for hundreds of epochs
 
 
 def default_session_dir(results_root: str | os.PathLike = ".", date: datetime.date | None = None) -> Path:
@@ -110,12 +111,19 @@ class IterativePruning:
 
     def __init__(self, train_loader: Loader, test_loader: Loader, train: Callable = default_train,
                  evaluate: Callable = default_evaluate, *, val_loader: Loader | None = None,
-                 criterion: str = "interval_adjoint", seed: int = 0, progress: bool = True, **train_kwargs):
+                 criterion: str = "interval_adjoint", seed: int = 0, progress: bool = True, distill: bool = True,
+                 **train_kwargs):
+        """`train_kwargs` go to `train` on every iteration (default num_epochs=MAX_EPOCHS).
+
+        With `distill` (the default) every pruned iteration retrains against the dense iteration-0 model's
+        softened outputs as well as the labels (knowledge distillation); distill=False retrains on labels only.
+        """
         self.train_loader, self.test_loader = train_loader, test_loader
         self.train, self.evaluate = train, evaluate
         self.val_loader = val_loader if val_loader is not None else getattr(train_loader, "val_loader", None)
-        self.criterion, self.seed, self.progress = criterion, seed, progress
-        self.train_kwargs = train_kwargs
+        self.criterion, self.seed, self.progress, self.distill = criterion, seed, progress, distill
+        self.train_kwargs = {"num_epochs": MAX_EPOCHS, **train_kwargs} if train is default_train else train_kwargs
+        self.teacher: nn.Module | None = None
         self._context: PruningContext | None = None
 
     def context(self) -> PruningContext:
@@ -139,6 +147,8 @@ class IterativePruning:
             pruned = prune_nodes(model, retainNodes, self.criterion, self.context())
         if retrain:
             kwargs = dict(self.train_kwargs, progress=self.progress)
+            if self.distill and self.teacher is not None:
+                kwargs["teacher"] = self.teacher
             if self.val_loader is not None:
                 kwargs["val_loader"] = self.val_loader
             pruned = self.train(pruned, self.train_loader, self.test_loader, logdir=log_dir, **kwargs)
@@ -195,10 +205,16 @@ class IterativePruning:
             raise NbpruneError(f"session folder {session_dir} cannot be written ({error.strerror}): choose a "
                                f"folder you can write to (session_dir=... or --session-dir).") from None
         _clean_partials(session_dir)
-        record = {"config": dict(config or {}, criterion=self.criterion, seed=self.seed,
+        record = {"config": dict(config or {}, criterion=self.criterion, seed=self.seed, distill=self.distill,
                                  train={k: str(v) for k, v in self.train_kwargs.items()}),
                   "schedule": [list(step) for step in steps], "environment": environment_record()}
         write_text_atomic(session_dir / "run.json", json.dumps(record, indent=2) + "\n")
+        if self.distill and position:
+            dense = iteration_dir(session_dir, steps[0].iteration) / "best_model.pth"
+            if dense.is_file():
+                self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
+            else:
+                warnings.warn(f"distillation is on but the dense model {dense} is missing: retraining on labels only.")
         records = []
         bar = tqdm(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
@@ -219,6 +235,8 @@ class IterativePruning:
                 if not issubclass(w.category, DivergenceWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             _publish(partial, final)
+            if self.distill and step is steps[0]:
+                self.teacher = copy.deepcopy(model).eval()
             _, rows = read_table(final / "validation_results.txt")
             records.append({"iteration": step.iteration, "retained": step.retained,
                             "parameters": parameter_count(model), "seconds": time.perf_counter() - started,

@@ -63,7 +63,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
 
     recipe="seed" is the seed's recipe exactly (constant learning rate); recipe="default" adds a
     learning-rate drop (x0.2) whenever the validation loss stalls for 2 epochs, and stops once the rate
-    has dropped 3 times without improvement or `patience` epochs pass without one.
+    has dropped 3 times without improvement or `patience` epochs pass without one. With a `teacher`, the loss
+    blends cross-entropy with the teacher's softened outputs (knowledge distillation, weight `distill_weight`).
     """
     if recipe not in RECIPES:
         raise NbpruneError(f"recipe={recipe!r} is not known: expected one of {', '.join(RECIPES)}.")
@@ -83,6 +84,9 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     logdir = Path(logdir) if logdir is not None else None
     writer = _tensorboard_writer(Path(tensorboard_dir) if tensorboard_dir else (logdir / "tensorboard" if logdir else None))
     optimizer = _optimizer(model, lr, weight_decay)
+    soft_targets = None
+    if teacher is not None and isinstance(train_loader, TensorLoader) and train_loader.device == device:
+        soft_targets = _teacher_probabilities(teacher.to(device), train_loader.dataset.data, temperature)
     scheduler = None
     if recipe == "default":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -92,7 +96,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     bar = tqdm(range(num_epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         train_loss, train_accuracy = _train_epoch(model, train_loader, optimizer, device, teacher,
-                                                  distill_weight, temperature)
+                                                  distill_weight, temperature, soft_targets)
         if not math.isfinite(train_loss):
             message = (f"training stopped at epoch {epoch + 1}: the loss became {train_loss}. Kept the last good "
                        f"model (lower the learning rate, now lr={lr}, to train further).")
@@ -118,7 +122,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
             rate = optimizer.param_groups[0]["lr"]
             scheduler.step(val_loss)
             drops_since_best += optimizer.param_groups[0]["lr"] < rate
-            if drops_since_best > 3:
+            if drops_since_best >= 3:
                 break
         if stale >= patience:
             break
@@ -133,27 +137,40 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     return model
 
 
+@torch.no_grad()
+def _teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Return the teacher's softened class probabilities for every input row, computed in large batches."""
+    teacher.eval()
+    return torch.cat([F.softmax(teacher(chunk) / temperature, dim=1) for chunk in inputs.split(8192)])
+
+
 def _train_epoch(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                 teacher: nn.Module | None = None, distill_weight: float = 0.5,
-                 temperature: float = 4.0) -> tuple[float, float]:
-    """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step."""
+                 teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 4.0,
+                 soft_targets: torch.Tensor | None = None) -> tuple[float, float]:
+    """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step.
+
+    With a teacher, `soft_targets` (its probabilities for every row of a TensorLoader) ride along with the
+    shuffled batches; for other loaders the teacher runs on each batch.
+    """
     model.train()
-    if teacher is not None:
-        teacher.to(device).eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
     on_device = isinstance(loader, TensorLoader) and loader.device == device
-    for inputs, targets in loader:
+    if soft_targets is not None and on_device:
+        batches = loader.batches(soft_targets)
+    else:
+        batches = ((inputs, targets, None) for inputs, targets in loader)
+    for inputs, targets, soft in batches:
         if not on_device:
             inputs = inputs.reshape(len(inputs), -1).to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
         outputs = model(inputs)
         loss = F.cross_entropy(outputs, targets)
         if teacher is not None:
-            with torch.no_grad():
-                soft_targets = F.softmax(teacher(inputs) / temperature, dim=1)
-            distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), soft_targets, reduction="batchmean")
+            if soft is None:
+                soft = _teacher_probabilities(teacher.to(device), inputs, temperature)
+            distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), soft, reduction="batchmean")
             loss = (1 - distill_weight) * loss + distill_weight * temperature ** 2 * distill
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -86,3 +86,16 @@ def test_dense_model_reaches_97_percent_on_real_mnist(real_data):
     train_loader.reseed(0)
     model = train(SimpleNN(), train_loader, test_loader, num_epochs=4, seed=0, progress=False)
     assert evaluate(model, train_loader, test_loader)["Test_Accuracy"] >= 97.0
+
+
+def test_distillation_follows_the_teacher_on_both_loader_kinds(tiny_data):
+    train_loader, val_loader, test_loader = tiny_data
+    torch.manual_seed(0)
+    teacher = train(SimpleNN(), train_loader, test_loader, num_epochs=3, progress=False)
+    plain = DataLoader(TensorDataset(train_loader.dataset.data, train_loader.dataset.targets), batch_size=64)
+    for loader in (train_loader, plain):
+        torch.manual_seed(1)
+        student = train(SimpleNN(hidden=(32, 16)), loader, test_loader, num_epochs=15, val_loader=val_loader,
+                        teacher=teacher, distill_weight=1.0, progress=False)
+        agreement = (student(test_loader.dataset.data).argmax(1) == teacher(test_loader.dataset.data).argmax(1))
+        assert agreement.float().mean() > 0.8
