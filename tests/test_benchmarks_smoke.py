@@ -1,0 +1,60 @@
+"""The two benchmark scripts on tiny settings: they run, write their reports, and the comparison resumes."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import compare_criteria  # noqa: E402
+import inference_speed  # noqa: E402
+
+
+def test_inference_speed_writes_its_report(tmp_path):
+    assert inference_speed.main(["--small-calls", "20", "--big-calls", "3", "--wait-quiet", "0", "--choice", "6",
+                                 "--results-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "inference_speed.md").read_text()
+    record = json.loads((tmp_path / "inference_speed.json").read_text())
+    assert "Verdict" in text and "freshly initialised" in text
+    assert [model["hidden"] for model in record["models"]] == [[256, 64], [43, 11], [67, 17]]
+    assert record["models"][1]["macs"] == 784 * 43 + 43 * 11 + 11 * 10
+    assert set(record["target"]["met"]) == {"eager", "TorchScript"}
+
+
+def test_pruning_quality_table_gives_the_default_choice(tmp_path):
+    table = tmp_path / "pruning_quality.md"
+    table.write_text("| iteration | hidden | test accuracy |\n|---|---|---|\n| 0 | 256+64 | 98.0 |\n"
+                     "| 6 | 67+17 | 97.5 ± 0.1 |\n| 8 | 43+11 | 96.5 |\n")
+    assert inference_speed.choice_from_pruning_quality(table)[0] == 6
+    table.write_text("| iteration | hidden |\n|---|---|\n| 7 | 54+13 |\n")
+    assert inference_speed.choice_from_pruning_quality(table)[0] == 7
+
+
+@pytest.mark.slow
+def test_compare_criteria_runs_and_resumes(tiny_root, tmp_path):
+    work, results = tmp_path / "work", tmp_path / "results"
+    arguments = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--patience", "1",
+                 "--seeds", "0", "--methods", "magnitude", "scratch", "--work-dir", str(work),
+                 "--results-dir", str(results)]
+    assert compare_criteria.main([*arguments, "--end-itr", "1"]) == 0
+    state = json.loads((results / "compare_criteria.json").read_text())
+    assert sorted(state["results"]["magnitude"]["0"]) == ["0", "1"] == sorted(state["results"]["scratch"]["0"])
+    assert state["results"]["magnitude"]["0"]["0"]["Test_Accuracy"] == state["dense"]["0"]["Test_Accuracy"]
+    first = state["results"]["magnitude"]["0"]["1"]["Test_Accuracy"]
+    assert (results / "compare_criteria.png").is_file()
+    assert "All runs finished" in (results / "compare_criteria.md").read_text()
+
+    assert compare_criteria.main([*arguments, "--end-itr", "2", "--budget-minutes", "0"]) == 0
+    assert "iterations 2" in (results / "compare_criteria.md").read_text()
+
+    shutil.rmtree(work)  # a new sitting: only the JSON is left, so the chain starts again from a new dense model
+    assert compare_criteria.main([*arguments, "--end-itr", "2"]) == 0
+    state = json.loads((results / "compare_criteria.json").read_text())
+    assert sorted(state["results"]["magnitude"]["0"]) == ["0", "1", "2"]
+    assert state["results"]["magnitude"]["0"]["1"]["Test_Accuracy"] == first  # the redone level is reproduced
+
+    with pytest.raises(SystemExit, match="other settings"):
+        compare_criteria.main([*arguments[:4], "--epochs", "2", *arguments[6:]])
