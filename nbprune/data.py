@@ -69,13 +69,17 @@ class TensorLoader:
     def batches(self, *aligned: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """Yield `(inputs, targets, *aligned)` batches: tensors with one row per sample share the epoch's shuffle."""
         tensors = (self.dataset.data, self.dataset.targets, *aligned)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(len(self.dataset), generator=generator).to(self.device)
-            tensors = tuple(tensor[order] for tensor in tensors)
+        count, size = len(self.dataset), self.batch_size
         self.epoch += 1
-        for start in range(0, len(self.dataset), self.batch_size):
-            yield tuple(tensor[start:start + self.batch_size] for tensor in tensors)
+        if not self.shuffle:
+            for start in range(0, count, size):
+                yield tuple(tensor[start:start + size] for tensor in tensors)
+            return
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch - 1)
+        order = torch.randperm(count, generator=generator).to(self.device)
+        for start in range(0, count, size):
+            rows = order[start:start + size]
+            yield tuple(tensor.index_select(0, rows) for tensor in tensors)
 
     def reseed(self, seed: int) -> None:
         """Restart the shuffle sequence from `seed`, so a resumed run sees the batches a fresh one would."""

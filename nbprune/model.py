@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, NbpruneError
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
@@ -76,6 +76,29 @@ class SimpleNN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}, activation={self.activation!r}"
+
+
+def mlp_layers(model: nn.Module) -> list[nn.Module]:
+    """Return the modules of an MLP in the order its forward pass applies them."""
+    if hasattr(model, "sequence"):
+        layers = list(model.sequence())
+    elif isinstance(model, nn.Sequential):
+        layers = []
+        for module in model:
+            layers += mlp_layers(module) if isinstance(module, nn.Sequential) else [module]
+    else:
+        raise NbpruneError(f"{type(model).__name__} is not supported: expected SimpleNN or an nn.Sequential "
+                           f"of nn.Linear, nn.ReLU and nn.Sigmoid layers.")
+    layers = [layer for layer in layers if not isinstance(layer, (nn.Flatten, nn.Identity))]
+    for layer in layers:
+        if not isinstance(layer, (nn.Linear, nn.ReLU, nn.Sigmoid)):
+            raise NbpruneError(f"layer {layer} is not supported: expected nn.Linear, nn.ReLU or nn.Sigmoid.")
+    return layers
+
+
+def hidden_linears(model: nn.Module) -> list[nn.Linear]:
+    """Return the linear layers whose outputs are hidden neurons (all but the last)."""
+    return [layer for layer in mlp_layers(model) if isinstance(layer, nn.Linear)][:-1]
 
 
 def parameter_count(model: nn.Module) -> int:

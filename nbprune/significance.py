@@ -14,6 +14,7 @@ from torch import nn
 
 from .errors import NbpruneError
 from .interval import Interval
+from .model import hidden_linears, mlp_layers
 
 
 @dataclass
@@ -24,29 +25,6 @@ class PruningContext:
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def mlp_layers(model: nn.Module) -> list[nn.Module]:
-    """Return the modules of an MLP in the order its forward pass applies them."""
-    if hasattr(model, "sequence"):
-        layers = list(model.sequence())
-    elif isinstance(model, nn.Sequential):
-        layers = []
-        for module in model:
-            layers += mlp_layers(module) if isinstance(module, nn.Sequential) else [module]
-    else:
-        raise NbpruneError(f"{type(model).__name__} is not supported: expected SimpleNN or an nn.Sequential "
-                           f"of nn.Linear, nn.ReLU and nn.Sigmoid layers.")
-    layers = [layer for layer in layers if not isinstance(layer, (nn.Flatten, nn.Identity))]
-    for layer in layers:
-        if not isinstance(layer, (nn.Linear, nn.ReLU, nn.Sigmoid)):
-            raise NbpruneError(f"layer {layer} is not supported: expected nn.Linear, nn.ReLU or nn.Sigmoid.")
-    return layers
-
-
-def hidden_linears(model: nn.Module) -> list[nn.Linear]:
-    """Return the linear layers whose outputs are hidden neurons (all but the last)."""
-    return [layer for layer in mlp_layers(model) if isinstance(layer, nn.Linear)][:-1]
 
 
 def _activation_derivative(layer: nn.Module, pre_activation: Interval) -> Interval:

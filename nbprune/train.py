@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
@@ -17,6 +16,7 @@ from .data import Loader, TensorLoader
 from .errors import DivergenceWarning, NbpruneError
 from .evaluate import loss_and_accuracy
 from .io import format_table, save_model_atomic, write_text_atomic
+from .model import mlp_layers
 
 RECIPES = ("default", "seed")
 TRAIN_COLUMNS = ("TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy", "ValLoss", "ValAccuracy")
@@ -41,13 +41,6 @@ def _tensorboard_writer(directory: Path | None):
     except ImportError:  # TensorBoard is optional
         return None
     return SummaryWriter(str(directory))
-
-
-def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    try:
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # fused AdamW needs torch >= 2.4 on the CPU
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
 def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float = 1e-3, num_epochs: int = 300,
@@ -83,7 +76,9 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     model.to(device)
     logdir = Path(logdir) if logdir is not None else None
     writer = _tensorboard_writer(Path(tensorboard_dir) if tensorboard_dir else (logdir / "tensorboard" if logdir else None))
-    optimizer = _optimizer(model, lr, weight_decay)
+    trainer = make_trainer(model, lr, weight_decay, teacher=teacher, distill_weight=distill_weight,
+                           temperature=temperature)
+    optimizer = trainer.optimizer
     soft_targets = None
     if teacher is not None and isinstance(train_loader, TensorLoader) and train_loader.device == device:
         soft_targets = _teacher_probabilities(teacher.to(device), train_loader.dataset.data, temperature)
@@ -91,12 +86,11 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     if recipe == "default":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=0.2, patience=2, threshold=min_delta, threshold_mode="abs")
-    best_loss, best_state, stale, drops_since_best = math.inf, copy.deepcopy(model.state_dict()), 0, 0
+    best_loss, best_state, stale, drops_since_best = math.inf, _snapshot(model), 0, 0
     rows: list[list[float]] = []
     bar = tqdm(range(num_epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        train_loss, train_accuracy = _train_epoch(model, train_loader, optimizer, device, teacher,
-                                                  distill_weight, temperature, soft_targets)
+        train_loss, train_accuracy = trainer.epoch(train_loader, device, soft_targets)
         if not math.isfinite(train_loss):
             message = (f"training stopped at epoch {epoch + 1}: the loss became {train_loss}. Kept the last good "
                        f"model (lower the learning rate, now lr={lr}, to train further).")
@@ -111,7 +105,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
             for name, value in zip(TRAIN_COLUMNS, rows[-1]):
                 writer.add_scalar(name, value, epoch)
         if val_loss < best_loss - min_delta:
-            best_loss, best_state, stale, drops_since_best = val_loss, copy.deepcopy(model.state_dict()), 0, 0
+            best_loss, best_state, stale, drops_since_best = val_loss, _snapshot(model), 0, 0
             if save_model and logdir is not None:
                 save_model_atomic(best_state, logdir / "best_model.pth")
         else:
@@ -129,12 +123,18 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     bar.close()
     if writer is not None:
         writer.close()
+    trainer.finish()
     model.load_state_dict(best_state)
     if logdir is not None:  # also when the first epoch diverged, so the folder is complete
         write_text_atomic(logdir / "train_results.txt", format_table(TRAIN_COLUMNS, rows))
     if save_model and logdir is not None:
         save_model_atomic(best_state, logdir / "best_model.pth")
     return model
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return a copy of the model's state with every tensor in its own storage."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -144,39 +144,182 @@ def _teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature
     return torch.cat([F.softmax(teacher(chunk) / temperature, dim=1) for chunk in inputs.split(8192)])
 
 
-def _train_epoch(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                 teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 4.0,
-                 soft_targets: torch.Tensor | None = None) -> tuple[float, float]:
-    """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step.
+def _batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | None):
+    """Yield `(inputs, targets, soft_targets or None)` on `device` from any loader."""
+    if isinstance(loader, TensorLoader) and loader.device == device:
+        if soft_targets is not None:
+            yield from loader.batches(soft_targets)
+        else:
+            for inputs, targets in loader:
+                yield inputs, targets, None
+        return
+    for inputs, targets in loader:
+        yield inputs.reshape(len(inputs), -1).to(device, non_blocking=True), targets.to(device, non_blocking=True), None
 
-    With a teacher, `soft_targets` (its probabilities for every row of a TensorLoader) ride along with the
-    shuffled batches; for other loaders the teacher runs on each batch.
+
+class Trainer:
+    """One epoch at a time with autograd and AdamW: works for any model."""
+
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
+                 distill_weight: float = 0.5, temperature: float = 4.0):
+        self.model, self.teacher = model, teacher
+        self.distill_weight, self.temperature = distill_weight, temperature
+        self.optimizer = self._adamw(list(model.parameters()), lr, weight_decay)
+
+    @staticmethod
+    def _adamw(parameters: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        try:
+            return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # fused AdamW needs torch >= 2.4 on the CPU
+            return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+
+    def _teacher_soft(self, inputs: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        return soft if soft is not None else _teacher_probabilities(self.teacher, inputs, self.temperature)
+
+    def epoch(self, loader: Loader, device: torch.device,
+              soft_targets: torch.Tensor | None = None) -> tuple[float, float]:
+        """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step."""
+        model, optimizer, temperature, weight = self.model, self.optimizer, self.temperature, self.distill_weight
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        count = 0
+        for inputs, targets, soft in _batches(loader, device, soft_targets):
+            outputs = model(inputs)
+            loss = F.cross_entropy(outputs, targets)
+            if self.teacher is not None:
+                distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), self._teacher_soft(inputs, soft),
+                                   reduction="batchmean")
+                loss = (1 - weight) * loss + weight * temperature ** 2 * distill
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss * len(targets)
+                correct += (outputs.argmax(dim=1) == targets).sum()
+            count += len(targets)
+        return loss_sum.item() / max(count, 1), 100.0 * correct.item() / max(count, 1)
+
+    def finish(self) -> nn.Module:
+        """Return the model, ready for use outside the trainer."""
+        return self.model
+
+
+class FlatMLPTrainer(Trainer):
+    """The same training for MLPs of nn.Linear, nn.ReLU and nn.Sigmoid, without autograd's per-step overhead.
+
+    The parameters live in one flat buffer (the layers hold views of it) so that AdamW updates them in one call,
+    and the backward pass is written out by hand: for logits o = W h + b, dL/dW = g^T h, dL/db = sum g, and the
+    gradient flowing back is g W times the activation's derivative. Tests check it against autograd.
     """
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count = 0
-    on_device = isinstance(loader, TensorLoader) and loader.device == device
-    if soft_targets is not None and on_device:
-        batches = loader.batches(soft_targets)
-    else:
-        batches = ((inputs, targets, None) for inputs, targets in loader)
-    for inputs, targets, soft in batches:
-        if not on_device:
-            inputs = inputs.reshape(len(inputs), -1).to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-        outputs = model(inputs)
-        loss = F.cross_entropy(outputs, targets)
-        if teacher is not None:
-            if soft is None:
-                soft = _teacher_probabilities(teacher.to(device), inputs, temperature)
-            distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), soft, reduction="batchmean")
-            loss = (1 - distill_weight) * loss + distill_weight * temperature ** 2 * distill
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
+                 distill_weight: float = 0.5, temperature: float = 4.0):
+        self.model, self.teacher = model, teacher
+        self.distill_weight, self.temperature = distill_weight, temperature
+        self.layers = mlp_layers(model)
+        self.linears = [layer for layer in self.layers if isinstance(layer, nn.Linear)]
+        reference = self.linears[0].weight
+        total = sum(layer.weight.numel() + layer.bias.numel() for layer in self.linears)
+        flat = torch.empty(total, device=reference.device, dtype=reference.dtype)
+        self.flat = nn.Parameter(flat)
+        self.flat.grad = torch.zeros_like(flat)
+        self.grads: list[tuple[torch.Tensor, torch.Tensor]] = []
+        offset = 0
         with torch.no_grad():
-            loss_sum += loss * len(targets)
+            for layer in self.linears:
+                views = []
+                for name in ("weight", "bias"):
+                    tensor = getattr(layer, name)
+                    size = tensor.numel()
+                    self.flat[offset:offset + size].copy_(tensor.reshape(-1))
+                    setattr(layer, name, nn.Parameter(self.flat[offset:offset + size].view_as(tensor)))
+                    views.append(self.flat.grad[offset:offset + size].view_as(tensor))
+                    offset += size
+                self.grads.append((views[0], views[1]))
+        self.activations = [type(layer) for layer in self.layers if not isinstance(layer, nn.Linear)]
+        self.optimizer = self._adamw([self.flat], lr, weight_decay)  # holds lr for the scheduler
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(flat), torch.zeros_like(flat)
+        self.steps = torch.zeros((), dtype=torch.float32, device=flat.device)
+
+    def _adamw_step(self) -> None:
+        """Apply AdamW to the flat buffer: the kernel torch's fused AdamW runs, without its per-call bookkeeping."""
+        if not hasattr(torch, "_fused_adamw_") or self.flat.device.type not in ("cpu", "cuda"):
+            self.optimizer.step()
+            return
+        group = self.optimizer.param_groups[0]
+        self.steps += 1
+        torch._fused_adamw_([self.flat], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.steps],
+                            lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],
+                            weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        """Return whether `model` is a plain MLP of biased linear layers with ReLU/Sigmoid between them."""
+        try:
+            layers = mlp_layers(model)
+        except NbpruneError:
+            return False
+        linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
+        alternating = all(isinstance(a, nn.Linear) != isinstance(b, nn.Linear) for a, b in zip(layers, layers[1:]))
+        return (bool(linears) and isinstance(layers[0], nn.Linear) and isinstance(layers[-1], nn.Linear)
+                and alternating and all(layer.bias is not None for layer in linears)
+                and not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules()))
+
+    @torch.no_grad()
+    def epoch(self, loader: Loader, device: torch.device,
+              soft_targets: torch.Tensor | None = None) -> tuple[float, float]:
+        linears, grads = self.linears, self.grads
+        relus = [activation is nn.ReLU for activation in self.activations]
+        temperature, weight = self.temperature, self.distill_weight
+        rows, minus_one = torch.arange(0, device=device), torch.tensor(-1.0, dtype=self.flat.dtype, device=device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        count = 0
+        for inputs, targets, soft in _batches(loader, device, soft_targets):
+            batch = len(targets)
+            hidden = [inputs]
+            for position, layer in enumerate(linears[:-1]):
+                value = torch.addmm(layer.bias, hidden[-1], layer.weight.t())
+                hidden.append(value.relu_() if relus[position] else value.sigmoid_())
+            outputs = torch.addmm(linears[-1].bias, hidden[-1], linears[-1].weight.t())
+            log_probabilities = outputs.log_softmax(dim=1)
+            loss = -log_probabilities.gather(1, targets[:, None]).mean()
+            gradient = log_probabilities.exp_()
+            if len(rows) < batch:
+                rows = torch.arange(batch, device=device)
+            gradient.index_put_((rows[:batch], targets), minus_one, accumulate=True)
+            if self.teacher is not None:
+                soft = self._teacher_soft(inputs, soft)
+                log_student = (outputs / temperature).log_softmax(dim=1)
+                distill = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum() / batch
+                loss = (1 - weight) * loss + weight * temperature ** 2 * distill
+                gradient = gradient.mul_(1 - weight).add_(log_student.exp_().sub_(soft), alpha=weight * temperature)
+            gradient.div_(batch)
+            for position in range(len(linears) - 1, -1, -1):
+                weight_grad, bias_grad = grads[position]
+                torch.mm(gradient.t(), hidden[position], out=weight_grad)
+                torch.sum(gradient, dim=0, out=bias_grad)
+                if position:
+                    gradient = gradient.mm(linears[position].weight)
+                    below = hidden[position]
+                    gradient = (torch.ops.aten.threshold_backward(gradient, below, 0) if relus[position - 1]
+                                else gradient.mul_(below * (1 - below)))
+            self._adamw_step()
+            loss_sum += loss * batch
             correct += (outputs.argmax(dim=1) == targets).sum()
-        count += len(targets)
-    return loss_sum.item() / max(count, 1), 100.0 * correct.item() / max(count, 1)
+            count += batch
+        return loss_sum.item() / max(count, 1), 100.0 * correct.item() / max(count, 1)
+
+    def finish(self) -> nn.Module:
+        """Give every layer its own parameters again (no views of the flat buffer) and return the model."""
+        for layer in self.linears:
+            layer.weight = nn.Parameter(layer.weight.detach().clone())
+            layer.bias = nn.Parameter(layer.bias.detach().clone())
+        return self.model
+
+
+def make_trainer(model: nn.Module, lr: float, weight_decay: float, **distillation) -> Trainer:
+    """Return the fastest trainer that handles `model`: FlatMLPTrainer for plain MLPs, else Trainer."""
+    trainer = FlatMLPTrainer if FlatMLPTrainer.supports(model) else Trainer
+    return trainer(model, lr, weight_decay, **distillation)

@@ -99,3 +99,27 @@ def test_distillation_follows_the_teacher_on_both_loader_kinds(tiny_data):
                         teacher=teacher, distill_weight=1.0, progress=False)
         agreement = (student(test_loader.dataset.data).argmax(1) == teacher(test_loader.dataset.data).argmax(1))
         assert agreement.float().mean() > 0.8
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("distill", [False, True])
+def test_hand_written_backward_matches_autograd(activation, distill):
+    import copy
+
+    from nbprune.data import TensorLoader
+    from nbprune.train import FlatMLPTrainer, Trainer
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(640, 30), torch.randint(0, 5, (640,))
+    teacher = SimpleNN((16,), in_features=30, num_classes=5) if distill else None
+    reference = SimpleNN((20, 10), in_features=30, num_classes=5, activation=activation)
+    fast_model = copy.deepcopy(reference)
+    slow, fast = Trainer(reference, 1e-2, 1e-4, teacher=teacher), FlatMLPTrainer(fast_model, 1e-2, 1e-4, teacher=teacher)
+    assert FlatMLPTrainer.supports(fast_model)
+    for _ in range(3):
+        slow_result = slow.epoch(TensorLoader(inputs, targets, 64, seed=1), torch.device("cpu"))
+        fast_result = fast.epoch(TensorLoader(inputs, targets, 64, seed=1), torch.device("cpu"))
+        assert fast_result == pytest.approx(slow_result, rel=1e-5)
+    fast.finish()
+    for (name, a), (_, b) in zip(reference.named_parameters(), fast_model.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    assert fast_model.fc1.weight.untyped_storage().data_ptr() != fast_model.fc2.weight.untyped_storage().data_ptr()

@@ -112,7 +112,8 @@ def hook(owner, name, event):
 
 hook(iterative_module.IterativePruning, "prune", "iteration")
 hook(report_module, "concatenate", "concat")
-hook(train_module, "_train_epoch", "train")
+hook(train_module.Trainer, "epoch", "train")
+hook(train_module.FlatMLPTrainer, "epoch", "train")
 hook(train_module, "loss_and_accuracy", "eval")
 hook(evaluate_module, "loss_and_accuracy", "eval")
 hook(torch, "save", "save")
