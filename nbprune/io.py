@@ -17,6 +17,10 @@ from torch import nn
 from .errors import ModelFileError
 
 
+UMASK = os.umask(0o022)  # read the process umask (the only way is to set it), then put it back at once
+os.umask(UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one step, on failure it vanishes."""
@@ -24,6 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the result the mode open() would
     try:
         yield Path(temporary)
         os.replace(temporary, path)

@@ -55,7 +55,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     loader is only evaluated and logged, never used to choose.
 
     recipe="seed" is the seed's recipe exactly (constant learning rate); recipe="default" adds a
-    learning-rate drop (x0.2) whenever the validation loss stalls for 3 epochs, and stops once the rate
+    learning-rate drop (x0.2) whenever the validation loss stalls for 2 epochs, and stops once the rate
     has dropped 3 times without improvement or `patience` epochs pass without one. With a `teacher`, the loss
     blends cross-entropy with the teacher's softened outputs (knowledge distillation, weight `distill_weight`).
     """
@@ -85,7 +85,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     scheduler = None
     if recipe == "default":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=0.2, patience=2, threshold=min_delta, threshold_mode="abs")
+            optimizer, mode="min", factor=0.2, patience=1, threshold=min_delta, threshold_mode="abs")
     best_loss, best_state, stale, drops_since_best = math.inf, _snapshot(model), 0, 0
     rows: list[list[float]] = []
     bar = tqdm(range(num_epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)

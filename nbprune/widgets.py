@@ -1,0 +1,155 @@
+"""Interactive controls of the workbook: schedule sliders (03) and the iteration picker (05). Needs ipywidgets."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+from .errors import NbpruneError
+from .report import plot_accuracies, plot_losses
+from .retention import GeneratePruneData, save_figure, schedule
+
+
+def _ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError:
+        raise NbpruneError("the workbook's sliders need ipywidgets: pip install 'nbprune[notebooks]'.") from None
+    return ipywidgets
+
+
+def _png(figure: Figure) -> bytes:
+    """Return a figure as PNG bytes, for an Image widget.
+
+    Image widgets rather than an Output widget: headless runs (papermill, nbclient) emulate Output widgets by
+    writing to the kernel's shell socket mid-cell, which can hang the run (jupyter/nbclient#312).
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+class _Control:
+    """A control that displays as its widget in Jupyter."""
+
+    widget = None
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class ScheduleEditor(_Control):
+    """Sliders for q, the iterations and every hidden size; each move redraws both schedule plots."""
+
+    def __init__(self, hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: int = 31,
+                 dir: str | os.PathLike = "retain"):
+        schedule(hidden, q, range(iterations))  # bad values raise ScheduleError here, before any slider exists
+        widgets = _ipywidgets()
+        style, layout = {"description_width": "initial"}, widgets.Layout(width="340px")
+        self.dir = dir
+        self.q = widgets.FloatSlider(value=q, min=min(0.5, q), max=max(0.95, q), step=0.01, readout_format=".2f",
+                                     description="q (fraction kept)", continuous_update=False, style=style,
+                                     layout=layout)
+        self.iterations = widgets.IntSlider(value=iterations, min=2, max=max(60, iterations), description="iterations",
+                                            continuous_update=False, style=style, layout=layout)
+        self.sizes = [widgets.IntSlider(value=size, min=1, max=max(512, size), description=f"hidden layer {k}",
+                                        continuous_update=False, style=style, layout=layout)
+                      for k, size in enumerate(hidden, start=1)]
+        self.plots = [widgets.Image(format="png", layout=widgets.Layout(width="48%")) for _ in range(2)]
+        for control in (self.q, self.iterations, *self.sizes):
+            control.observe(self.redraw, names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.q, self.iterations]), widgets.HBox(self.sizes),
+                                    widgets.HBox(self.plots)])
+        self.redraw()
+
+    @property
+    def generator(self) -> GeneratePruneData:
+        """Return the schedule generator for the sliders' current values."""
+        return GeneratePruneData(hidden=[size.value for size in self.sizes], q=self.q.value,
+                                 iterations=range(self.iterations.value), dir=self.dir)
+
+    def redraw(self, change=None) -> None:
+        """Draw both schedule plots for the sliders' current values."""
+        generator = self.generator
+        figures = generator.plot_data_iterations(save=False), generator.plot_data_distribution(save=False)
+        for plot, figure in zip(self.plots, figures):
+            plot.value = _png(figure)
+
+    def save(self) -> GeneratePruneData:
+        """Write retain.txt, pruneNodesIteration.png and pruneNodesDistribution.png; return the generator."""
+        generator = self.generator
+        generator.generate_data(save_data=True)
+        generator.plot_data_iterations(save=True)
+        generator.plot_data_distribution(save=True)
+        return generator
+
+
+def describe(record: dict, dense: dict) -> str:
+    """Return one line on an iteration: neurons per layer, parameters and accuracies, against the dense model."""
+    neurons = " + ".join(map(str, record["hidden"]))
+    return (f"iteration {record['iteration']}: {neurons} hidden neurons ({record['PercentageRetain']:.3g}% of the "
+            f"dense model's), {record['parameters']:,} parameters ({record['parameters'] / dense['parameters']:.1%}); "
+            f"test accuracy {record['Test_Accuracy']:.2f}% (dense {dense['Test_Accuracy']:.2f}%), "
+            f"train accuracy {record['Train_Accuracy']:.2f}%")
+
+
+def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
+    """Return a figure from plot_accuracies/plot_losses with `record`'s iteration marked on it."""
+    axes = figure.axes[0]
+    x = record["PercentageRetain"]
+    axes.axvline(x, color="tab:red", linestyle=":", linewidth=1)
+    axes.plot([x], [record[f"Test_{metric}"]], "o", markersize=12, markerfacecolor="none",
+              markeredgecolor="tab:red", label=f"iteration {record['iteration']}")
+    axes.legend()
+    return figure
+
+
+class IterationPicker(_Control):
+    """A slider over the finished iterations; shows the chosen one's size and accuracies and marks it on the curves."""
+
+    def __init__(self, records: list[dict], value: int | None = None):
+        if not records:
+            raise NbpruneError("no finished iteration to choose from: run 04_iterative_pruning first.")
+        self.records = {record["iteration"]: record for record in records}
+        value = records[0]["iteration"] if value is None else value
+        if value not in self.records:
+            raise NbpruneError(f"iteration {value!r} has not finished: expected one of {list(self.records)}.")
+        widgets = _ipywidgets()
+        self.slider = widgets.SelectionSlider(options=list(self.records), value=value, description="iteration",
+                                              continuous_update=False, layout=widgets.Layout(width="600px"))
+        self.summary = widgets.HTML()
+        self.plots = [widgets.Image(format="png", layout=widgets.Layout(width="48%")) for _ in range(2)]
+        self.slider.observe(self.redraw, names="value")
+        self.widget = widgets.VBox([self.slider, self.summary, widgets.HBox(self.plots)])
+        self.redraw()
+
+    @property
+    def value(self) -> int:
+        """Return the iteration the slider is on."""
+        return self.slider.value
+
+    @property
+    def record(self) -> dict:
+        """Return the results of the iteration the slider is on."""
+        return self.records[self.value]
+
+    def figures(self) -> tuple[Figure, Figure]:
+        """Return the accuracy and loss curves with the chosen iteration marked."""
+        records = list(self.records.values())
+        return (mark_iteration(plot_accuracies(records), self.record, "Accuracy"),
+                mark_iteration(plot_losses(records), self.record, "Loss"))
+
+    def redraw(self, change=None) -> None:
+        """Describe the chosen iteration and mark it on the accuracy and loss curves."""
+        self.summary.value = f"<b>{describe(self.record, next(iter(self.records.values())))}</b>"
+        for plot, figure in zip(self.plots, self.figures()):
+            plot.value = _png(figure)
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Write the marked curves as chosen_accuracies.png and chosen_losses.png into `folder`; return the paths."""
+        names = ("chosen_accuracies.png", "chosen_losses.png")
+        return [save_figure(figure, Path(folder) / name) for figure, name in zip(self.figures(), names)]

@@ -1,0 +1,224 @@
+"""Export: the standalone folder runs in a fresh interpreter that cannot import nbprune, and predicts as the library."""
+
+import importlib.util
+import json
+import os
+import re
+import stat
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nbprune import ModelFileError, SimpleNN, load_pruned_model
+from nbprune.cli import main
+from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, TORCHSCRIPT_FILE, export_model
+from nbprune.io import UMASK, save_model_atomic
+from nbprune.prune import shrink
+
+# Runs a script like `python -I -B script.py ARGS`, but with nbprune made unimportable first.
+WITHOUT_NBPRUNE = ("import runpy, sys; sys.modules['nbprune'] = None; sys.argv = sys.argv[1:]; "
+                   "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def pruned_model(seed: int = 0) -> SimpleNN:
+    torch.manual_seed(seed)
+    return shrink(SimpleNN(), [torch.arange(0, 60, 3), torch.arange(7)])  # 20 + 7 hidden neurons
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """A session tree holding one pruned model and the run.json that records its standardisation."""
+    root = tmp_path_factory.mktemp("session") / "iterative_pruning"
+    model_file = root / "3" / "prune_w_retrain" / "best_model.pth"
+    save_model_atomic(pruned_model().state_dict(), model_file)
+    (root / "run.json").write_text(json.dumps({"config": {"mean": 0.2, "std": 0.4, "activation": "relu"}}))
+    return model_file
+
+
+@pytest.fixture(scope="module")
+def exported(session, tmp_path_factory):
+    return export_model(session, tmp_path_factory.mktemp("export") / "standalone", onnx=False)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Twelve 28x28 grey-level images, as .npy and as PNGs in three colour types."""
+    folder = tmp_path_factory.mktemp("digits")
+    pixels = np.random.default_rng(0).integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    np.save(folder / "digits.npy", pixels)
+    Image.fromarray(pixels[0]).save(folder / "grey.png")
+    Image.fromarray(pixels[1]).convert("RGB").save(folder / "rgb.png")
+    Image.fromarray(pixels[2]).convert("RGBA").save(folder / "rgba.png")
+    return folder, torch.from_numpy(pixels)
+
+
+def library_predictions(model_file, pixels: torch.Tensor, mean: float, std: float) -> list[int]:
+    """Predict as nbprune does: standardise pixels / 255 as load_data does, then the three steps."""
+    model = load_pruned_model(SimpleNN(), model_file)
+    inputs = pixels.reshape(len(pixels), -1).float().div_(255).sub_(mean).div_(std)
+    return model(inputs).argmax(dim=1).tolist()
+
+
+def printed_predictions(stdout: str) -> list[int]:
+    return [int(match) for match in re.findall(r": (\d) \(\d+\.\d%\)$", stdout, flags=re.M)]
+
+
+def standalone_module(folder: Path, name: str):
+    spec = importlib.util.spec_from_file_location(f"standalone_{name}", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folder_holds_the_seeds_deployment_files(exported):
+    names = {path.name for path in exported.iterdir()}
+    assert {"best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE, "README.md"} <= names
+    assert ONNX_FILE not in names
+    for name in ("model.py", "loader.py", "predict.py"):
+        assert not re.search(r"^\s*(from|import) nbprune", (exported / name).read_text(), flags=re.M)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_exported_files_get_the_mode_a_plain_open_would_give(exported):
+    for path in exported.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~UMASK, f"{path.name} is {oct(path.stat().st_mode)}"
+
+
+def test_standardisation_comes_from_the_sessions_run_json(exported):
+    assert re.search(r"^MEAN, STD = 0\.2, 0\.4 ", (exported / "loader.py").read_text(), flags=re.M)
+    assert re.search(r"^HIDDEN = \(20, 7\) ", (exported / "model.py").read_text(), flags=re.M)
+
+
+def test_without_run_json_mnists_standardisation_is_used(tmp_path):
+    model_file = tmp_path / "best_model.pth"
+    save_model_atomic(pruned_model().state_dict(), model_file)
+    out = export_model(model_file, tmp_path / "out", onnx=False)
+    assert f"MEAN, STD = {MNIST_MEAN!r}, {MNIST_STD!r} " in (out / "loader.py").read_text()
+
+
+def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, session, digits):
+    folder, pixels = digits
+    inputs = [folder / "digits.npy", folder / "grey.png", folder / "rgb.png", folder / "rgba.png"]
+    command = [sys.executable, "-I", "-B", "-c", WITHOUT_NBPRUNE, str(exported / "predict.py"), *map(str, inputs)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=folder, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = library_predictions(session, pixels, 0.2, 0.4)
+    assert printed_predictions(result.stdout) == expected + expected[:3]
+    assert not (exported / "__pycache__").exists()
+
+
+def test_predict_runs_from_any_folder_under_isolated_mode(exported, digits, tmp_path):
+    folder, _ = digits
+    result = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(folder / "grey.png")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(printed_predictions(result.stdout)) == 1
+    usage = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=120)
+    assert usage.returncode != 0 and "usage: python predict.py" in usage.stderr
+
+
+def test_three_steps_of_the_exported_files_match_the_library(exported, session, digits):
+    folder, pixels = digits
+    model_py, loader = standalone_module(exported, "model"), standalone_module(exported, "loader")
+    model = model_py.SimpleNN()
+    loader.load_pruned_model(model, exported / "best_model.pth")
+    library = load_pruned_model(SimpleNN(), session)
+    inputs = loader.standardise(loader.read_pixels(folder / "digits.npy"))
+    assert torch.equal(inputs, pixels.reshape(12, -1).float().div(255).sub(0.2).div(0.4))
+    assert torch.equal(model(inputs), library(inputs))
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16"])
+def test_png_reader_matches_pillow(exported, tmp_path, mode):
+    loader = standalone_module(exported, "loader")
+    gradient = (np.add.outer(np.arange(28), 3 * np.arange(28)) * 2 % 256).astype(np.uint8)
+    image = Image.fromarray(gradient)
+    if mode == "I;16":
+        image = Image.fromarray(gradient.astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    image.save(tmp_path / "image.png")
+    assert torch.equal(loader.read_png(tmp_path / "image.png"), torch.from_numpy(gradient).float())
+
+
+def png_with_every_filter(pixels: np.ndarray, channels: int) -> bytes:
+    """Return PNG bytes whose rows cycle through the five filters (None, Sub, Up, Average, Paeth)."""
+    def paeth(a, b, c):
+        guess = a + b - c
+        return min((abs(guess - a), 0, a), (abs(guess - b), 1, b), (abs(guess - c), 2, c))[2]
+
+    rows, above = [], [0] * pixels[0].size
+    for y, row in enumerate(pixels.reshape(len(pixels), -1).tolist()):
+        kind = y % 5
+        left = [row[i - channels] if i >= channels else 0 for i in range(len(row))]
+        up_left = [above[i - channels] if i >= channels else 0 for i in range(len(row))]
+        predictors = [[0] * len(row), left, above, [(a + b) // 2 for a, b in zip(left, above)],
+                      list(map(paeth, left, above, up_left))]
+        rows.append(bytes([kind, *((x - p) % 256 for x, p in zip(row, predictors[kind]))]))
+        above = row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_png_reader_undoes_all_five_row_filters(exported, tmp_path, channels):
+    loader = standalone_module(exported, "loader")
+    grey = np.random.default_rng(2).integers(0, 256, size=(28, 28), dtype=np.uint8)
+    pixels = np.repeat(grey[..., None], channels, axis=2)
+    (tmp_path / "filters.png").write_bytes(png_with_every_filter(pixels, channels))
+    assert torch.equal(loader.read_png(tmp_path / "filters.png"), torch.from_numpy(grey).float())
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "filters.png").convert("L")), grey)
+
+
+def test_npy_reader_handles_floats_and_flat_rows(exported, tmp_path):
+    loader = standalone_module(exported, "loader")
+    pixels = np.random.default_rng(1).random((3, 784), dtype=np.float32)
+    np.save(tmp_path / "flat.npy", pixels)
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(pixels.reshape(3, 28, 28) * 255).astype(np.float64))
+    assert torch.equal(loader.read_pixels(tmp_path / "flat.npy"), torch.from_numpy(pixels).reshape(3, 28, 28))
+    assert torch.allclose(loader.read_pixels(tmp_path / "fortran.npy"),
+                          torch.from_numpy(pixels).reshape(3, 28, 28), atol=1e-6)
+
+
+def test_torchscript_file_computes_the_same_logits(exported, session):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in recent torch
+        scripted = torch.jit.load(str(exported / TORCHSCRIPT_FILE))
+    inputs = torch.randn(5, 28, 28)
+    assert torch.allclose(scripted(inputs), load_pruned_model(SimpleNN(), session)(inputs), atol=1e-6)
+
+
+def test_onnx_file_computes_the_same_logits(session, tmp_path):
+    pytest.importorskip("onnxscript")
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    out = export_model(session, tmp_path / "out")
+    inputs = torch.randn(5, 784)
+    (logits,) = ReferenceEvaluator(onnx.load(str(out / ONNX_FILE))).run(None, {"input": inputs.numpy()})
+    assert np.allclose(logits, load_pruned_model(SimpleNN(), session)(inputs).detach().numpy(), atol=1e-5)
+
+
+def test_cli_exports_and_rejects_bad_model_files(session, tmp_path, capsys):
+    assert main(["export", str(session), str(tmp_path / "out"), "--no-onnx"]) == 0
+    assert (tmp_path / "out" / "predict.py").is_file()
+    assert main(["export", str(tmp_path / "missing.pth"), str(tmp_path / "out2")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ModelFileError):
+        (tmp_path / "junk.pth").write_bytes(b"not a model")
+        export_model(tmp_path / "junk.pth", tmp_path / "out3")
