@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nbprune: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nbprune: interrupted; run again with --begin-itr auto to continue", file=sys.stderr)
+        resume = "-p begin_itr auto" if args.command == "workbook" else "--begin-itr auto"
+        print(f"nbprune: interrupted; run the same command with {resume} to continue", file=sys.stderr)
         return 130
     return 0
 

@@ -18,6 +18,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def load_pruned_model(model, file):
     """Reshape the model's linear layers to the file's shapes, load its weights, and return the model."""
     state = torch.load(file, map_location="cpu", weights_only=True)
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"{file} holds NaN or Inf values in {key}: export a model from an earlier iteration")
     for name, layer in list(model.named_modules()):
         if isinstance(layer, nn.Linear) and state[name + ".weight"].shape != layer.weight.shape:
             out_features, in_features = state[name + ".weight"].shape
