@@ -86,7 +86,8 @@ def main() -> None:
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} with {torch.get_num_threads()} torch "
         f"threads (torch {torch.__version__}); default settings of `IterativePruning` and `train` "
-        f"(interval_adjoint criterion, AdamW 1e-3, batch 64, patience 10, learning-rate drops on plateaus), seed "
+        f"(interval_adjoint criterion; AdamW 1e-3, batch 64, patience 10, learning-rate drops on plateaus, at most 40 "
+        f"epochs per iteration; retraining distils from the dense model), seed "
         f"{args.seed}. Command: `python benchmarks/pruning_quality.py --data-root ../shared/datasets`. "
         f"Wall time of the whole run, data loading included: {total / 60:.1f} min.",
         "",

@@ -48,7 +48,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
           val_loader: Loader | None = None, recipe: str = "default", weight_decay: float = 1e-4,
           min_delta: float = 1e-4, device: str | torch.device | None = None, seed: int | None = None,
           progress: bool = True, tensorboard_dir: str | os.PathLike | None = None,
-          teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 4.0) -> nn.Module:
+          teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 2.0) -> nn.Module:
     """Train `model` and return it holding the weights with the lowest validation loss.
 
     The validation split is `val_loader`, else the one nbprune.load_data attached to `train_loader`; the test
@@ -161,7 +161,7 @@ class Trainer:
     """One epoch at a time with autograd and AdamW: works for any model."""
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 4.0):
+                 distill_weight: float = 0.5, temperature: float = 2.0):
         self.model, self.teacher = model, teacher
         self.distill_weight, self.temperature = distill_weight, temperature
         self.optimizer = self._adamw(list(model.parameters()), lr, weight_decay)
@@ -214,7 +214,7 @@ class FlatMLPTrainer(Trainer):
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 4.0):
+                 distill_weight: float = 0.5, temperature: float = 2.0):
         self.model, self.teacher = model, teacher
         self.distill_weight, self.temperature = distill_weight, temperature
         self.layers = mlp_layers(model)
