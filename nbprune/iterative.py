@@ -146,11 +146,13 @@ class IterativePruning:
         else:
             pruned = prune_nodes(model, retainNodes, self.criterion, self.context())
         if retrain:
-            kwargs = dict(self.train_kwargs, progress=self.progress)
-            if self.distill and self.teacher is not None:
-                kwargs["teacher"] = self.teacher
-            if self.val_loader is not None:
-                kwargs["val_loader"] = self.val_loader
+            kwargs = dict(self.train_kwargs)
+            if self.train is default_train:  # a train function of the user's own gets only its own arguments
+                kwargs["progress"] = self.progress
+                if self.distill and self.teacher is not None:
+                    kwargs["teacher"] = self.teacher
+                if self.val_loader is not None:
+                    kwargs["val_loader"] = self.val_loader
             pruned = self.train(pruned, self.train_loader, self.test_loader, logdir=log_dir, **kwargs)
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
         results["PercentageRetain"] = float(percentageRetain)

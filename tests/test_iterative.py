@@ -131,3 +131,19 @@ def test_cli_help_explains_itself(capsys):
         main(["prune", "--help"])
     assert exit_info.value.code == 0
     assert "--begin-itr" in capsys.readouterr().out
+
+
+def test_a_train_function_in_the_seeds_shape_gets_only_its_own_arguments(tiny_data, tmp_path):
+    from nbprune import train
+    calls = []
+
+    def seed_train(model, train_loader, test_loader, lr=1e-3, num_epochs=300, patience=10, logdir=None,
+                   save_model=True):
+        calls.append((num_epochs, logdir))
+        return train(model, train_loader, test_loader, lr, num_epochs, patience, logdir, save_model, progress=False)
+
+    train_loader, _, test_loader = tiny_data
+    experiment = IterativePruning(train_loader, test_loader, seed_train, evaluate, num_epochs=1, progress=False)
+    experiment.run(SimpleNN(), STEPS[:2], tmp_path / "iterative_pruning")
+    assert [epochs for epochs, _ in calls] == [1, 1]
+    assert all((iteration_dir(tmp_path / "iterative_pruning", i) / "best_model.pth").is_file() for i in (0, 1))
