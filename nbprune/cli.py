@@ -31,11 +31,17 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-size", type=_positive_int, help="validation images held out (default 1/12: 5000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, shuffles and init (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--threads", type=_positive_int,
+                        help="torch CPU threads (default: one per core; 1 is faster when other work shares the CPU)")
 
 
 def _load(args):
+    import torch
+
     from .data import load_data
     from .train import resolve_device
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return load_data(args.data_root, name=args.dataset, seed=args.seed, subset=args.subset, val_size=args.val_size,
                      device=resolve_device(args.device))
 

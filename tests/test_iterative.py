@@ -116,8 +116,13 @@ def test_default_session_dir_is_dated():
 def test_cli_prune_concat_evaluate(tiny_root, tmp_path, capsys):
     session_dir = tmp_path / "cli_session"
     args = ["prune", "--data-root", str(tiny_root), "--session-dir", str(session_dir), "--epochs", "1",
-            "--end-itr", "1", "--no-progress"]
-    assert main(args) == 0
+            "--end-itr", "1", "--no-progress", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(args) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert (session_dir / "prune_w_retrain_results" / "validations.txt").is_file()
     assert main(["evaluate", str(iteration_dir(session_dir, 1) / "best_model.pth"),
                  "--data-root", str(tiny_root)]) == 0
