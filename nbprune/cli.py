@@ -36,12 +36,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    import torch
-
     from .data import load_data
     from .train import resolve_device
-    if args.threads:
-        torch.set_num_threads(args.threads)
     return load_data(args.data_root, name=args.dataset, seed=args.seed, subset=args.subset, val_size=args.val_size,
                      device=resolve_device(args.device))
 
@@ -193,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except NbpruneError as error:

@@ -150,8 +150,7 @@ def _batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | 
         if soft_targets is not None:
             yield from loader.batches(soft_targets)
         else:
-            for inputs, targets in loader:
-                yield inputs, targets, None
+            yield from ((inputs, targets, None) for inputs, targets in loader.batches())
         return
     for inputs, targets in loader:
         yield inputs.reshape(len(inputs), -1).to(device, non_blocking=True), targets.to(device, non_blocking=True), None
