@@ -48,21 +48,26 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
           val_loader: Loader | None = None, recipe: str = "default", weight_decay: float = 1e-4,
           min_delta: float = 1e-4, device: str | torch.device | None = None, seed: int | None = None,
           progress: bool = True, tensorboard_dir: str | os.PathLike | None = None,
-          teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 2.0) -> nn.Module:
+          teacher: nn.Module | None = None, distill_weight: float = 0.5, temperature: float = 2.0,
+          lr_patience: int = 1, lr_drops: int = 3) -> nn.Module:
     """Train `model` and return it holding the weights with the lowest validation loss.
 
     The validation split is `val_loader`, else the one nbprune.load_data attached to `train_loader`; the test
     loader is only evaluated and logged, never used to choose.
 
     recipe="seed" is the seed's recipe exactly (constant learning rate); recipe="default" adds a
-    learning-rate drop (x0.2) whenever the validation loss stalls for 2 epochs, and stops once the rate
-    has dropped 3 times without improvement or `patience` epochs pass without one. With a `teacher`, the loss
+    learning-rate drop (x0.2) whenever the validation loss stalls for more than `lr_patience` epochs, and
+    stops once the rate has dropped `lr_drops` times without improvement or `patience` epochs pass without one. With a `teacher`, the loss
     blends cross-entropy with the teacher's softened outputs (knowledge distillation, weight `distill_weight`).
     """
     if recipe not in RECIPES:
         raise NbpruneError(f"recipe={recipe!r} is not known: expected one of {', '.join(RECIPES)}.")
-    if num_epochs < 1 or patience < 1:
-        raise NbpruneError(f"num_epochs={num_epochs!r}, patience={patience!r}: expected whole numbers >= 1.")
+    if num_epochs < 1 or patience < 1 or lr_drops < 1:
+        raise NbpruneError(f"num_epochs={num_epochs!r}, patience={patience!r}, lr_drops={lr_drops!r}: expected "
+                           f"whole numbers >= 1.")
+    if lr_patience < 0:
+        raise NbpruneError(f"lr_patience={lr_patience!r}: expected a whole number >= 0 (epochs of stalled "
+                           f"validation loss tolerated before the learning rate drops).")
     if not 0 < lr < math.inf:
         raise NbpruneError(f"lr={lr!r} is not allowed: expected a learning rate > 0 (the seed uses 1e-3).")
     if val_loader is None:
@@ -85,7 +90,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     scheduler = None
     if recipe == "default":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=0.2, patience=1, threshold=min_delta, threshold_mode="abs")
+            optimizer, mode="min", factor=0.2, patience=lr_patience, threshold=min_delta, threshold_mode="abs")
     best_loss, best_state, stale, drops_since_best = math.inf, _snapshot(model), 0, 0
     rows: list[list[float]] = []
     bar = tqdm(range(num_epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
@@ -116,7 +121,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
             rate = optimizer.param_groups[0]["lr"]
             scheduler.step(val_loss)
             drops_since_best += optimizer.param_groups[0]["lr"] < rate
-            if drops_since_best >= 3:
+            if drops_since_best >= lr_drops:
                 break
         if stale >= patience:
             break

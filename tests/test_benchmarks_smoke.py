@@ -1,4 +1,4 @@
-"""The two benchmark scripts on tiny settings: they run, write their reports, and the comparison resumes."""
+"""The benchmark scripts on tiny settings: they run, write their reports, and the comparison resumes."""
 
 import json
 import shutil
@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import compare_criteria  # noqa: E402
 import inference_speed  # noqa: E402
+import small_network_ceiling  # noqa: E402
 
 
 def test_inference_speed_writes_its_report(tmp_path):
@@ -58,3 +59,24 @@ def test_compare_criteria_runs_and_resumes(tiny_root, tmp_path):
 
     with pytest.raises(SystemExit, match="other settings"):
         compare_criteria.main([*arguments[:4], "--epochs", "2", *arguments[6:]])
+
+
+@pytest.mark.slow
+def test_small_network_ceiling_retrains_one_level_by_every_route(tiny_root, tmp_path):
+    session, results = tmp_path / "session", tmp_path / "results"
+    arguments = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--level", "2",
+                 "--sources", "0", "1", "--seeds", "0", "--skip-long", "--session-dir", str(session),
+                 "--results-dir", str(results)]
+    assert small_network_ceiling.main(arguments) == 0
+    record = json.loads((results / "small_network_ceiling.json").read_text())
+    routes = [run["route"] for run in record["runs"]]
+    assert routes == ["default chain (the session's model)", "one step from iteration 0",
+                      "one step from iteration 1", "interval_adjoint, from iteration 1", "magnitude, from iteration 1",
+                      "taylor, from iteration 1", "random, from iteration 1", "from scratch"]
+    assert all(0 <= run["val"] <= 100 and 0 <= run["test"] <= 100 for run in record["runs"])
+    assert (session / "iterative_pruning" / "2" / "prune_w_retrain" / "best_model.pth").is_file()
+    text = (results / "small_network_ceiling.md").read_text()
+    assert "| from scratch | 1 |" in text and "reach the 95% test target" in text
+
+    with pytest.raises(SystemExit):
+        small_network_ceiling.main([*arguments, "--sources", "2"])

@@ -80,6 +80,23 @@ def test_seed_recipe_and_unknown_recipe(tiny_data):
         train(SimpleNN(), train_loader, test_loader, recipe="fast")
 
 
+@pytest.mark.parametrize("lr_patience, lr_drops", [(1, 1), (1, 3), (2, 2), (0, 2)])
+def test_learning_rate_drops_and_stop_follow_their_settings(tiny_data, tmp_path, lr_patience, lr_drops):
+    train_loader, _, test_loader = tiny_data
+    # min_delta=10: no epoch after the first counts as an improvement, so every later epoch is a stalled one.
+    train(SimpleNN(hidden=(8, 4)), train_loader, test_loader, num_epochs=50, patience=50, min_delta=10.0,
+          lr_patience=lr_patience, lr_drops=lr_drops, logdir=tmp_path, progress=False)
+    _, rows = read_table(tmp_path / "train_results.txt")
+    assert len(rows) == 1 + lr_drops * (lr_patience + 1)
+
+
+@pytest.mark.parametrize("setting", [{"lr_drops": 0}, {"lr_patience": -1}])
+def test_bad_learning_rate_schedule_settings_are_explained(tiny_data, setting):
+    train_loader, _, test_loader = tiny_data
+    with pytest.raises(NbpruneError, match=next(iter(setting))):
+        train(SimpleNN(), train_loader, test_loader, progress=False, **setting)
+
+
 @needs_mnist
 def test_dense_model_reaches_97_percent_on_real_mnist(real_data):
     train_loader, _, test_loader = real_data
