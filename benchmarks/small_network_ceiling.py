@@ -21,7 +21,6 @@ the test differences are not better networks but which test images a given netwo
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -76,14 +75,16 @@ class Study:
             raise SystemExit(f"--level {args.level} is not an iteration of the default schedule: expected one of "
                              f"{sorted(self.steps)}.")
         self.session = (args.session_dir or Path(tempfile.mkdtemp(prefix="ceiling_"))) / "iterative_pruning"
+        self.teacher: torch.nn.Module | None = None  # the dense model, once the session has it
         self.runs: list[dict] = []
 
     def experiment(self, criterion: str = "interval_adjoint", **train_kwargs) -> IterativePruning:
+        """Return the library's default experiment (with --epochs, if given) that distils from the dense model."""
         if self.args.epochs:
             train_kwargs.setdefault("num_epochs", self.args.epochs)
         experiment = IterativePruning(self.data.train_loader, self.data.test_loader, val_loader=self.data.val_loader,
                                       criterion=criterion, progress=False, **train_kwargs)
-        experiment.teacher = self.model(0).eval()
+        experiment.teacher = self.teacher
         return experiment
 
     def model(self, iteration: int) -> torch.nn.Module:
@@ -91,12 +92,9 @@ class Study:
 
     def ensure_session(self) -> None:
         """Run the default schedule up to the level where the session does not have it yet."""
-        if all(is_complete(self.session, it) for it in range(self.args.level + 1) if it in self.steps):
-            return
-        kwargs = {"num_epochs": self.args.epochs} if self.args.epochs else {}
-        experiment = IterativePruning(self.data.train_loader, self.data.test_loader,
-                                      val_loader=self.data.val_loader, **kwargs)
-        experiment.run(SimpleNN(), schedule(), self.session, begin_itr="auto", end_itr=self.args.level)
+        if not all(is_complete(self.session, it) for it in self.steps if it <= self.args.level):
+            self.experiment().run(SimpleNN(), schedule(), self.session, begin_itr="auto", end_itr=self.args.level)
+        self.teacher = self.model(0).eval()
 
     def record(self, route: str, seed: int | None, model: torch.nn.Module, seconds: float) -> None:
         _, val = loss_and_accuracy(model, self.data.val_loader)
@@ -129,16 +127,12 @@ class Study:
             self.retrain(f"150 epochs, from iteration {previous}", 0, self.model(previous),
                          self.experiment(**LONG_TRAINING))
         for seed in self.args.seeds:
-            fresh = self.model(level)
             torch.manual_seed(seed)
-            for layer in fresh.modules():
-                if isinstance(layer, torch.nn.Linear):
-                    layer.reset_parameters()
-            self.retrain("from scratch", seed, copy.deepcopy(fresh), default)
+            self.retrain("from scratch", seed, SimpleNN(hidden=self.steps[level].retained), default)
 
 
 def summary_rows(runs: list[dict]) -> list[list[str]]:
-    """Return one row per route: runs, mean and range of validation and test accuracy."""
+    """Return one row per route: runs, then the mean and range of train, validation and test accuracy."""
     routes: dict[str, list[dict]] = {}
     for run in runs:
         routes.setdefault(run["route"], []).append(run)
