@@ -1,16 +1,61 @@
-"""nbprune: interval-adjoint sensitivity guided node pruning of neural networks, as a library and a workbook."""
+"""nbprune: interval-adjoint sensitivity guided node pruning of neural networks, as a library and a workbook.
 
-from .data import MNISTData, TensorLoader, input_box, load_data
-from .errors import DataError, InputError, ModelFileError, NbpruneError, ScheduleError, TrainingError
-from .evaluate import evaluate
-from .io import load_pruned_model
-from .model import SimpleNN, parameter_count
-from .train import train
+Everything a notebook teaches is importable from here: `from nbprune import SimpleNN, load_data, IterativePruning`.
+Names load on first use, so `import nbprune` (and the `nbprune` command) starts without importing torch.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = [
-    "DataError", "InputError", "MNISTData", "ModelFileError", "NbpruneError", "ScheduleError", "SimpleNN",
-    "TensorLoader", "TrainingError", "evaluate", "input_box", "load_data", "load_pruned_model", "parameter_count",
-    "train",
-]
+import importlib
+import sys
+import types
+
+__version__ = "0.2.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "config": ("RunConfig", "DataConfig", "ModelConfig", "ScheduleConfig", "TrainConfig", "PruneConfig", "Controls",
+               "SETTINGS"),
+    "errors": ("NbpruneError", "ConfigError", "DataError", "InputError", "ModelFileError", "ScheduleError",
+               "SessionError", "TrainingError"),
+    "data": ("load_data", "input_box", "InputSpec", "MNISTData", "TensorLoader"),
+    "model": ("SimpleNN", "ModelRecord", "parameter_count"),
+    "interval": ("Interval",),
+    "train": ("train",),
+    "evaluate": ("evaluate",),
+    "io": ("load_pruned_model", "read_record", "save_model_file"),
+    "significance": ("significance", "interval_forward", "interval_adjoint", "PruningContext", "CRITERIA"),
+    "prune": ("prune_nodes", "keep_indices", "shrink"),
+    "retention": ("GeneratePruneData", "schedule", "read_retain"),
+    "session": ("Session",),
+    "iterative": ("IterativePruning",),
+    "report": ("concatenate", "choose_iteration", "plot_accuracies", "plot_losses"),
+    "export": ("export_model",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps `nbprune.train` and `nbprune.evaluate` the functions once their modules load, as an eager
+    `from .train import train` did: importing a submodule must not replace the function named like it."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("train", "evaluate") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,20 +1,22 @@
-"""MNIST (or FashionMNIST) as in-memory tensor loaders: decoded once, standardised once, reshuffled per epoch."""
+"""Data as in-memory tensor loaders: MNIST, Fashion-MNIST or a user's own features, standardised once."""
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from .config import DATASETS, RunConfig, data_root, resolve_device
 from .errors import DataError
 
-DATASETS = ("MNIST", "FashionMNIST")
 RAW_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -22,15 +24,46 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}
+CLASS_NAMES = {
+    "MNIST": tuple(str(digit) for digit in range(10)),
+    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
+}
+IMAGE_SHAPE = (28, 28)
 
 Loader = Union["TensorLoader", DataLoader]
 
+__all__ = ["CLASS_NAMES", "DATASETS", "InputSpec", "MNISTData", "TensorLoader", "data_root", "input_box",
+           "load_data", "read_raw"]
 
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Return where the data lives: the argument, else $NBPRUNE_DATA_ROOT, else ./data."""
-    if root is not None:
-        return Path(root)
-    return Path(os.environ.get("NBPRUNE_DATA_ROOT") or "data")
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model's inputs are: the dataset, its class names, and the standardisation that made them.
+
+    `mean` and `std` are one number each (pixels / 255, as for MNIST) or one per feature (a user's own data);
+    `image_shape` is (28, 28) for images and None for flat features.
+    """
+
+    dataset: str
+    classes: tuple[str, ...]
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
+    features: int
+    image_shape: tuple[int, ...] | None = IMAGE_SHAPE
+
+    def standardise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Return raw inputs (grey levels 0..255 for images, features as given otherwise) as model inputs."""
+        values = raw.reshape(len(raw), -1).float()
+        if self.image_shape is not None:
+            values = values / 255
+        return (values - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "classes": list(self.classes), "features": self.features,
+                "mean": list(self.mean) if isinstance(self.mean, tuple) else self.mean,
+                "std": list(self.std) if isinstance(self.std, tuple) else self.std,
+                "image_shape": list(self.image_shape) if self.image_shape else None}
 
 
 class InMemoryDataset(TensorDataset):
@@ -43,10 +76,13 @@ class InMemoryDataset(TensorDataset):
 
 
 class TensorLoader:
-    """Batches `(inputs[B, 784], targets[B])` from tensors in memory; each epoch is a seeded reshuffle."""
+    """Batches `(inputs[B, features], targets[B])` from tensors in memory; each epoch is a seeded reshuffle.
+
+    `spec` says what the inputs are (dataset, classes, standardisation); None for tensors of unknown origin.
+    """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 64,
-                 shuffle: bool = True, seed: int = 0):
+                 shuffle: bool = True, seed: int = 0, spec: InputSpec | None = None):
         if batch_size < 1:
             raise DataError(f"batch_size={batch_size!r} is not allowed: expected a whole number >= 1.")
         self.dataset = InMemoryDataset(inputs, targets)
@@ -54,7 +90,7 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
-        self.val_loader: TensorLoader | None = None
+        self.spec = spec
 
     @property
     def device(self) -> torch.device:
@@ -88,79 +124,114 @@ class TensorLoader:
     def to(self, device: str | torch.device) -> "TensorLoader":
         """Return this loader with its tensors on `device`."""
         moved = TensorLoader(self.dataset.data.to(device), self.dataset.targets.to(device),
-                             self.batch_size, self.shuffle, self.seed)
+                             self.batch_size, self.shuffle, self.seed, self.spec)
         moved.epoch = self.epoch
         return moved
 
 
 @dataclass
 class MNISTData:
-    """The three loaders and the standardisation that made their inputs."""
+    """The three loaders and what their inputs are; unpacks as `train_loader, val_loader, test_loader`."""
 
     train_loader: TensorLoader
     val_loader: TensorLoader
     test_loader: TensorLoader
-    mean: float
-    std: float
-    name: str = "MNIST"
+    spec: InputSpec
 
     def __iter__(self):
         return iter((self.train_loader, self.val_loader, self.test_loader))
 
+    @property
+    def mean(self) -> float | tuple[float, ...]:
+        return self.spec.mean
+
+    @property
+    def std(self) -> float | tuple[float, ...]:
+        return self.spec.std
+
+    @property
+    def name(self) -> str:
+        return self.spec.dataset
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
     def to_pixels(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Return standardised inputs as 28x28 images with values in [0, 1]."""
-        return (inputs * self.std + self.mean).reshape(-1, 28, 28).clamp(0, 1)
+        """Return standardised image inputs as 28x28 images with values in [0, 1]."""
+        if self.spec.image_shape is None:
+            raise DataError(f"{self.spec.dataset} holds flat features, not images: there are no pixels to show.")
+        pixels = inputs * torch.as_tensor(self.spec.std) + torch.as_tensor(self.spec.mean)
+        return pixels.reshape(-1, *self.spec.image_shape).clamp(0, 1)
+
+
+# --- the raw files --------------------------------------------------------------------------------------------
+def _fix(path: Path) -> str:
+    return (f"Delete {path} and download it again (torchvision does this when the file is missing), or point "
+            f"NBPRUNE_DATA_ROOT at a folder with intact files.")
 
 
 def _check_idx_file(path: Path) -> None:
-    """Raise DataError unless `path` is a complete IDX file whose size matches its header."""
+    """Raise DataError unless `path` is a regular, complete IDX file whose size matches its header."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise DataError(f"{path} is {kind}: expected the IDX file of that name. {_fix(path)}")
     ndim = 1 if "labels" in path.name else 3
     size = path.stat().st_size
     with open(path, "rb") as stream:
         header = stream.read(4 + 4 * ndim)
-    fix = (f"Delete {path} and download it again (torchvision does this when the file is missing), "
-           f"or point NBPRUNE_DATA_ROOT at a folder with intact files.")
     if len(header) < 4 + 4 * ndim:
-        raise DataError(f"{path} is truncated: {size} bytes, shorter than an IDX header. {fix}")
+        raise DataError(f"{path} is truncated: {size} bytes, shorter than an IDX header. {_fix(path)}")
     magic, *dims = struct.unpack(f">{1 + ndim}I", header)
     if magic != IDX_MAGIC[ndim]:
         raise DataError(f"{path} is not an IDX file: magic number {magic:#010x}, expected "
-                        f"{IDX_MAGIC[ndim]:#010x}. {fix}")
+                        f"{IDX_MAGIC[ndim]:#010x}. {_fix(path)}")
     expected = 4 + 4 * ndim + math.prod(dims)
     if size != expected:
         raise DataError(f"{path} is truncated or corrupt: its header promises {expected} bytes, "
-                        f"the file has {size}. {fix}")
+                        f"the file has {size}. {_fix(path)}")
 
 
-def _raw_folder(root: Path, name: str) -> Path:
-    return root / name / "raw"
+def _download(root: Path, name: str) -> str:
+    """Let torchvision download `name` into root; return why it failed ('' on success), leaving no new folders."""
+    import torchvision
+
+    created = [folder for folder in (root, root / name, root / name / "raw") if not folder.exists()]
+    try:
+        for train in (True, False):
+            getattr(torchvision.datasets, name)(str(root), train=train, download=True)
+    except Exception as error:  # no network, a mirror down, a disk full: all end in the same advice
+        if created:  # the outermost folder this call made holds only what the failed download left
+            shutil.rmtree(created[0], ignore_errors=True)
+        return f" (the download failed: {type(error).__name__}: {' '.join(str(error).split())[:200]})"
+    return ""
 
 
 def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", download: bool = True):
     """Return `(train_images, train_labels, test_images, test_labels)` as uint8/int64 tensors."""
     if name not in DATASETS:
-        raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}.")
+        raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}, or pass your "
+                        f"own tensors as load_data(train=(features, labels), test=(features, labels)).")
     import torchvision
 
     root = data_root(root)
-    raw = _raw_folder(root, name)
+    raw = root / name / "raw"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data folder {root} is a file: expected a folder holding {name}/raw/. Pass another "
+                        f"data_root or set NBPRUNE_DATA_ROOT.")
     missing = [f for f in RAW_FILES if not (raw / f).exists()]
+    reason = ""
     if missing and download:
-        try:
-            getattr(torchvision.datasets, name)(str(root), train=True, download=True)
-            getattr(torchvision.datasets, name)(str(root), train=False, download=True)
-        except Exception as error:  # no network, a mirror down, a disk full: all end in the same advice
-            reason = f" (the download failed: {type(error).__name__}: {' '.join(str(error).split())})"
-        else:
-            reason = ""
+        reason = _download(root, name)
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
-    else:
-        reason = "" if download else " (download=False)"
+    elif missing:
+        reason = " (download=False)"
     if missing:
         raise DataError(
-            f"{name} not found in {raw.resolve()}: missing {', '.join(missing)}{reason}. Expected the four "
-            f"files {', '.join(RAW_FILES)} there. Put them there, pass data_root=..., or set "
-            f"NBPRUNE_DATA_ROOT to the folder that holds {name}/raw/.")
+            f"{name} was not found: set NBPRUNE_DATA_ROOT (or data_root / --data-root) to the folder that holds "
+            f"{name}/raw/, or connect to the internet so torchvision can download it. Looked in {raw.resolve()}: "
+            f"missing {', '.join(missing)}{reason}.")
     for file in RAW_FILES:
         _check_idx_file(raw / file)
     dataset_class = getattr(torchvision.datasets, name)
@@ -174,7 +245,7 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
         raise DataError(f"{raw.resolve()}: image and label files disagree on the number of samples. "
                         f"Delete them and download again.")
     for images, labels, split in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
-        if tuple(images.shape[1:]) != (28, 28):
+        if tuple(images.shape[1:]) != IMAGE_SHAPE:
             raise DataError(f"{raw.resolve() / f'{split}-images-idx3-ubyte'} holds images of shape "
                             f"{list(images.shape[1:])}, expected [28, 28]. Delete it and download again.")
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
@@ -184,39 +255,110 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
     return train.data, train.targets.long(), test.data, test.targets.long()
 
 
+# --- a user's own features ------------------------------------------------------------------------------------
+def _as_tensors(pair, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return a (features[N, F], labels[N]) pair as float32 and int64 tensors, checked."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise DataError(f"{split}= expects a pair (features, labels), got {type(pair).__name__}.")
+    features, labels = (torch.as_tensor(value) for value in pair)
+    if features.dim() != 2 or len(features) < 1:
+        raise DataError(f"{split} features have shape {list(features.shape)}: expected [samples, features] (flat "
+                        f"rows; reshape images with x.reshape(len(x), -1)).")
+    if features.is_complex() or features.dtype == torch.bool or not torch.isfinite(features.float()).all():
+        raise DataError(f"{split} features must be finite real numbers (dtype {features.dtype}).")
+    if labels.dim() != 1 or len(labels) != len(features):
+        raise DataError(f"{split} labels have shape {list(labels.shape)}: expected [{len(features)}], one whole "
+                        f"number per row of features.")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise DataError(f"{split} labels have dtype {labels.dtype}: expected whole numbers 0, 1, ... (one per "
+                        f"class); convert with labels.long().")
+    if len(labels) and int(labels.min()) < 0:
+        raise DataError(f"{split} labels include {int(labels.min())}: expected class numbers 0, 1, 2, ...")
+    return features.float(), labels.long()
+
+
+# --- loaders --------------------------------------------------------------------------------------------------
 def load_data(data_root: str | os.PathLike | None = None, name: str = "MNIST", batch_size: int = 64,
               val_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-              subset: int | None = None, download: bool = True) -> MNISTData:
+              subset: int | None = None, download: bool = True, *, train=None, test=None,
+              classes: Sequence[str] | None = None,
+              standardisation: tuple[float | Sequence[float], float | Sequence[float]] | None = None) -> MNISTData:
     """Return train, validation and test loaders; unpacks as `train_loader, val_loader, test_loader`.
 
-    The validation split holds `val_size` training images (default: 1 in 12, i.e. 5,000 of MNIST's 60,000).
+    MNIST or FashionMNIST from `data_root`, or a user's own data: `train=(features, labels)` and
+    `test=(features, labels)`, tensors or arrays of flat rows with labels 0..C-1 (`classes` names them).
+    The validation split holds `val_size` training rows (default: 1 in 12, i.e. 5,000 of MNIST's 60,000).
+    Inputs are standardised with the training split's statistics, or with `standardisation=(mean, std)`
+    (what a model file records, so a model is evaluated on the inputs it was trained on).
     """
-    train_images, train_labels, test_images, test_labels = read_raw(data_root, name, download)
+    if (train is None) != (test is None):
+        raise DataError("load_data needs both train=(features, labels) and test=(features, labels), or neither.")
+    if train is not None:
+        train_x, train_y = _as_tensors(train, "train")
+        test_x, test_y = _as_tensors(test, "test")
+        if train_x.shape[1] != test_x.shape[1]:
+            raise DataError(f"train rows have {train_x.shape[1]} features, test rows {test_x.shape[1]}: expected "
+                            f"the same features in both.")
+        count = int(max(train_y.max(), test_y.max())) + 1
+        names = tuple(classes) if classes is not None else tuple(str(k) for k in range(count))
+        if len(names) < count:
+            raise DataError(f"classes names {len(names)} classes, but the labels go up to {count - 1}: expected "
+                            f"one name per class.")
+        dataset, image_shape = "custom", None
+    else:
+        train_x, train_y, test_x, test_y = read_raw(data_root, name, download)
+        names, dataset, image_shape = CLASS_NAMES[name], name, IMAGE_SHAPE
     if val_size is None:
-        val_size = len(train_labels) // 12
-    if not 0 < val_size < len(train_labels):
+        val_size = len(train_y) // 12
+    if not 0 < val_size < len(train_y):
         raise DataError(f"val_size={val_size!r} is not allowed: expected 0 < val_size < "
-                        f"{len(train_labels)} (the training images).")
-    order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(seed))
+                        f"{len(train_y)} (the training rows).")
+    order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed))
     val_index, train_index = order[:val_size], order[val_size:]
     if subset is not None:
         if subset < 1:
             raise DataError(f"subset={subset!r} is not allowed: expected a whole number >= 1, or None.")
         train_index = train_index[:subset]
-        test_images, test_labels = test_images[:subset], test_labels[:subset]
-    pixels = train_images[train_index].reshape(len(train_index), -1).float().div_(255)
-    mean, std = pixels.mean().item(), pixels.std().item()
+        test_x, test_y = test_x[:subset], test_y[:subset]
+    scale = 255 if image_shape is not None else 1
+    values = train_x[train_index].reshape(len(train_index), -1).float().div_(scale)
+    if standardisation is not None:
+        mean, std = standardisation
+    elif image_shape is not None:  # one mean and std over all pixels, as the seed's normalisation
+        mean, std = values.mean().item(), values.std().item()
+    else:  # features on their own scales: one mean and std per feature
+        mean = tuple(values.mean(dim=0).tolist())
+        std = tuple(s if s > 0 else 1.0 for s in values.std(dim=0).nan_to_num(1.0).tolist())
+    spec = InputSpec(dataset, names, mean, std, values.shape[1], image_shape)
+    _check_standardisation(spec)
 
-    def standardise(images: torch.Tensor) -> torch.Tensor:
-        return images.reshape(len(images), -1).float().div_(255).sub_(mean).div_(std).to(device)
+    def loader(features, labels, shuffle):
+        inputs = spec.standardise(features)
+        return TensorLoader(inputs.to(device), labels.to(device), batch_size, shuffle, seed, spec)
 
-    def loader(images, labels, shuffle):
-        return TensorLoader(standardise(images), labels.to(device), batch_size, shuffle, seed)
+    return MNISTData(train_loader=loader(train_x[train_index], train_y[train_index], True),
+                     val_loader=loader(train_x[val_index], train_y[val_index], False),
+                     test_loader=loader(test_x, test_y, False), spec=spec)
 
-    train_loader = loader(train_images[train_index], train_labels[train_index], True)
-    train_loader.val_loader = loader(train_images[val_index], train_labels[val_index], False)
-    return MNISTData(train_loader=train_loader, val_loader=train_loader.val_loader,
-                     test_loader=loader(test_images, test_labels, False), mean=mean, std=std, name=name)
+
+def _check_standardisation(spec: InputSpec) -> None:
+    for label, values in (("mean", spec.mean), ("std", spec.std)):
+        numbers = values if isinstance(values, tuple) else (values,)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise DataError(f"the standardisation {label} {values!r} is not a finite number: the training data "
+                            f"or a model record is corrupt.")
+    stds = spec.std if isinstance(spec.std, tuple) else (spec.std,)
+    if min(stds) <= 1e-6:
+        raise DataError(f"the training inputs of {spec.dataset} have standard deviation 0 ({min(stds):.1g}): every "
+                        f"image is the same, so nothing can be learned. The data files are corrupt or empty: "
+                        f"delete them and download again.")
+
+
+def data_for(config: RunConfig, standardisation=None, download: bool = True) -> MNISTData:
+    """Return the loaders a configuration asks for (dataset, folder, split, batch size, seed, device)."""
+    settings = config.data
+    return load_data(settings.data_root, settings.dataset, settings.batch_size, settings.val_size, config.seed,
+                     resolve_device(config.device), settings.subset, download, standardisation=standardisation)
 
 
 def iterate_flat(loader: Loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -27,3 +27,11 @@ class InputError(NbpruneError, TypeError, ValueError):
 
 class DivergenceWarning(RuntimeWarning):
     """Training stopped early because the loss became NaN or Inf; the last good model was kept."""
+
+
+class ConfigError(NbpruneError, ValueError):
+    """A setting with a value outside what it allows, or a name that is not a setting."""
+
+
+class SessionError(NbpruneError, RuntimeError):
+    """A session folder that cannot be used now: missing parts, locked by another run, not writable."""

@@ -1,4 +1,9 @@
-"""Export: a standalone folder that runs a pruned model with torch alone, plus TorchScript (and ONNX) files."""
+"""Export: a standalone folder that runs a pruned model with torch alone, plus TorchScript (and ONNX) files.
+
+Everything the folder needs comes from the model file's own record (network, activation, standardisation,
+dataset and class names), never from a session's other files. The folder is built beside its target and renamed
+into place, so a failure (a full disk) leaves nothing behind, and a folder with other files is never overwritten.
+"""
 
 from __future__ import annotations
 
@@ -11,49 +16,82 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import NbpruneError
-from .io import atomic_path, load_pruned_model, load_state_dict, write_text_atomic
-from .model import SimpleNN
+from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
+from .errors import ModelFileError, NbpruneError
+from .io import UMASK, load_pruned_model, read_model_file, write_bytes_atomic, write_text_atomic
+from .model import ModelRecord, SimpleNN
+from .session import ITERATION_FILES, RUN_RECORD, STAGE
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-TORCHSCRIPT_FILE, ONNX_FILE = "model_torchscript.pt", "model.onnx"
+# Published standardisation of each dataset (pixels / 255): used only for a plain state_dict without a record.
+PUBLISHED_STANDARDISATION = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
+MNIST_MEAN, MNIST_STD = PUBLISHED_STANDARDISATION["MNIST"]
+TORCHSCRIPT_FILE, ONNX_FILE, MANIFEST_FILE = "model_torchscript.pt", "model.onnx", "export.json"
 STANDALONE = Path(__file__).resolve().parent / "standalone"  # the folder's files, with placeholder constants
-README = '''# A pruned MNIST classifier ({neurons} hidden neurons, {parameters:,} parameters)
+EXPORT_FILES = ("best_model.pth", "model.py", "loader.py", "predict.py", "README.md", TORCHSCRIPT_FILE, ONNX_FILE,
+                MANIFEST_FILE)
+README = '''# A pruned {dataset} classifier ({neurons} hidden neurons, {parameters:,} parameters)
 
-Exported by `nbprune export`. Needs only torch. Classify digits (28x28 PNG or .npy, white digit on black, like
-MNIST):
+Exported by `nbprune export` from {source} ({provenance}). Needs only torch. Classify {what}:
 
-    python predict.py digit.png digits.npy
+    python predict.py {example}
+
+It prints one line per input: the class name and the model's probability for it. The classes are:
+{classes}.
 
 Or in Python, in the seed's three steps:
 
     from model import SimpleNN
-    from loader import load_pruned_model, read_pixels, standardise
+    from loader import load_pruned_model, read_inputs, standardise
     model = SimpleNN()
     load_pruned_model(model, "best_model.pth")
-    model(standardise(read_pixels("digit.png"))).argmax(dim=1)
+    model(standardise(read_inputs("{first_example}"))).argmax(dim=1)
 
-The model takes standardised pixels, `(pixels / 255 - {mean:.4f}) / {std:.4f}`, of shape [batch, 784] or
-[batch, 28, 28]; `standardise` in loader.py does this. `{torchscript}` is the same network as TorchScript
-(`torch.jit.load`), with the same input.{onnx}
+The model takes standardised inputs, {standardisation}, of shape [batch, {features}]{image_note}; `standardise` in
+loader.py does this. `{torchscript}` is the same network as TorchScript (`torch.jit.load`), with the same input.{onnx}
 '''
 
 
-def training_statistics(model_file: str | os.PathLike) -> tuple[float, float, str]:
-    """Return (mean, std, activation) from the run.json of the session holding `model_file`, else MNIST's."""
-    for folder in list(Path(model_file).resolve().parents)[:3]:  # <session>/<i>/prune_w_retrain/best_model.pth
-        try:
-            config = json.loads((folder / "run.json").read_text())["config"]
-            return float(config["mean"]), float(config["std"]), str(config.get("activation", "relu"))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return MNIST_MEAN, MNIST_STD, "relu"
+def model_for_file(model_file: str | os.PathLike, activation: str | None = None, dataset: str | None = None
+                   ) -> tuple[SimpleNN, InputSpec | None]:
+    """Return the SimpleNN a model file holds and what its inputs are (None if unknown).
+
+    A file nbprune wrote carries a record: it alone decides, and flags that contradict it are refused. For a plain
+    state_dict the caller's flags decide (activation, default relu; dataset, default MNIST, with its published
+    standardisation).
+    """
+    model_file = Path(model_file)
+    state, raw = read_model_file(model_file)
+    if raw is not None:
+        record = ModelRecord.from_dict(raw, model_file)
+        for flag, given, recorded in (("--activation", activation, record.activation),
+                                      ("--dataset", dataset, record.spec.dataset if record.spec else None)):
+            if given is not None and recorded is not None and given != recorded:
+                raise NbpruneError(f"{model_file} records {flag.lstrip('-')} {recorded!r}, but {flag} {given} was "
+                                   f"given: leave {flag} out, the file says what it is.")
+        return SimpleNN.from_file(model_file), record.spec
+    weights = [value for key, value in state.items() if key.endswith("weight")]
+    if any(weight.dim() != 2 for weight in weights) or not weights:
+        raise ModelFileError(f"{model_file}: its weights have shapes {[list(w.shape) for w in weights]}, expected "
+                             f"matrices [out_features, in_features].")
+    hidden = tuple(int(weight.shape[0]) for weight in weights[:-1])
+    if not hidden:
+        raise ModelFileError(f"{model_file} holds a network without hidden layers: nothing nbprune made.")
+    inputs = 784 if "keep_inputs.index" in state else int(weights[0].shape[1])
+    model = load_pruned_model(SimpleNN(hidden, inputs, int(weights[-1].shape[0]), activation or "relu"), model_file)
+    name = dataset or "MNIST"
+    warnings.warn(f"{model_file} is a plain state_dict without nbprune's record: assuming a {model.activation} "
+                  f"network for {name} with its published standardisation (use --activation/--dataset if not).")
+    if model.in_features != 784 or model.num_classes != len(CLASS_NAMES[name]):
+        return model, None
+    mean, std = PUBLISHED_STANDARDISATION[name]
+    return model, InputSpec(name, CLASS_NAMES[name], mean, std, 784, IMAGE_SHAPE)
 
 
 def _standalone(name: str, **constants: str) -> str:
@@ -71,64 +109,146 @@ def _onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript"))
 
 
-def _write_torchscript(network: nn.Module, path: Path) -> None:
+def _torchscript_bytes(network: nn.Module) -> bytes:
+    buffer = io.BytesIO()  # saved from memory: a full disk then fails in Python, not in a C++ abort
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecated since torch 2.9, yet what C++ and mobile read
-        scripted = torch.jit.script(network)
-    with atomic_path(path) as temporary:
-        scripted.save(str(temporary))
+        torch.jit.save(torch.jit.script(network), buffer)
+    return buffer.getvalue()
 
 
-def _write_onnx(network: nn.Module, path: Path) -> None:
-    example = torch.zeros(2, network[1].in_features)
-    with atomic_path(path) as temporary, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+def _write_onnx(network: nn.Module, path: Path, features: int) -> None:
+    example = torch.zeros(2, features)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), str(temporary), input_names=["input"], output_names=["logits"],
+        torch.onnx.export(network, (example,), str(path), input_names=["input"], output_names=["logits"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False)
 
 
-def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx: bool | None = None) -> Path:
+def _check_target(out: Path, force: bool) -> list[Path]:
+    """Refuse a target that is not ours to write; return the files of an earlier export that --force replaces."""
+    resolved = out.resolve()
+    if STAGE in resolved.parts or any(part.startswith(STAGE + ".") for part in resolved.parts) or \
+            (out / RUN_RECORD).exists() or any((out / name).exists() for name in ITERATION_FILES[1:]):
+        raise NbpruneError(f"{out} is (inside) a session's iteration folder: an export never writes there, so that "
+                           f"the session's model stays what the run made. Choose another OUT_DIR.")
+    blocker = next((folder for folder in (out, *out.parents) if folder.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NbpruneError(f"{blocker} exists and is not a folder: choose another OUT_DIR.")
+    if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+        raise NbpruneError(f"{blocker} cannot be written (read-only): choose an OUT_DIR you can write to.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    present = sorted(out.iterdir())
+    if not force:
+        raise NbpruneError(f"{out} is not empty ({', '.join(p.name for p in present[:4])}"
+                           f"{', ...' if len(present) > 4 else ''}): choose an empty or new OUT_DIR, or pass --force "
+                           f"to replace an earlier export there.")
+    ours = set(EXPORT_FILES) if (out / MANIFEST_FILE).is_file() else set()
+    foreign = [p.name for p in present if p.name not in ours]
+    if foreign:
+        raise NbpruneError(f"{out} holds files an nbprune export did not write ({', '.join(foreign[:4])}): --force "
+                           f"replaces only an earlier export. Move them away or choose another OUT_DIR.")
+    return present
+
+
+def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx: bool | None = None,
+                 force: bool = False, activation: str | None = None, dataset: str | None = None) -> Path:
     """Write best_model.pth, model.py, loader.py, predict.py, README.md and TorchScript (and ONNX); return the folder.
 
     onnx=None writes model.onnx when the onnx extra is installed; True insists on it; False leaves it out.
+    force=True replaces an earlier export in `out_dir`; anything else there is refused.
     """
     model_file, out = Path(model_file), Path(out_dir)
-    state = load_state_dict(model_file)
+    model, spec = model_for_file(model_file, activation, dataset)
     if onnx and not _onnx_available():
         raise NbpruneError("ONNX export needs the onnx and onnxscript packages: pip install 'nbprune[onnx]', "
                            "or export without --onnx.")
-    if out.exists() and not out.is_dir():
-        raise NbpruneError(f"{out} exists and is not a folder: choose another OUT_DIR.")
-    weights = [value for key, value in state.items() if key.endswith("weight")]
-    hidden = tuple(int(weight.shape[0]) for weight in weights[:-1])
-    mean, std, activation = training_statistics(model_file)
-    model = load_pruned_model(SimpleNN(hidden, activation=activation), model_file)
+    if spec is None:
+        raise NbpruneError(f"{model_file} does not say what its inputs are (dataset and standardisation): it was "
+                           f"trained on loaders that do not describe their data. Export a model trained on "
+                           f"nbprune.load_data's loaders.")
+    replaced = _check_target(out, force)
     network = nn.Sequential(nn.Flatten(), *model.sequence()).eval()  # a plain module TorchScript and ONNX take
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+    try:
+        _write_folder(building, model_file, model, spec, network, onnx)
+        for path in replaced:
+            path.unlink()
+        if out.is_dir():
+            out.rmdir()
+        os.replace(building, out)
+    except OSError as error:
+        raise NbpruneError(f"could not write the export to {out} ({error.strerror}): free some space or choose "
+                           f"another OUT_DIR; nothing was left behind.") from None
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+    return out
 
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "best_model.pth") as temporary:
-        shutil.copyfile(model_file, temporary)
-    write_text_atomic(out / "model.py", _standalone("model.py", HIDDEN=repr(hidden),
-                                                    ACTIVATION=json.dumps(activation)))
-    write_text_atomic(out / "loader.py", _standalone("loader.py", **{"MEAN, STD": f"{mean!r}, {std!r}"}))
-    write_text_atomic(out / "predict.py", _standalone("predict.py"))
-    _write_torchscript(network, out / TORCHSCRIPT_FILE)
-    wrote_onnx = False
+
+def _write_folder(folder: Path, model_file: Path, model: SimpleNN, spec: InputSpec, network: nn.Module,
+                  onnx: bool | None) -> list[str]:
+    """Write every file of the export into `folder`; return their names."""
+    os.chmod(folder, 0o777 & ~UMASK)  # mkdtemp makes 0700 folders; give the export the mode mkdir would
+    write_bytes_atomic(folder / "best_model.pth", model_file.read_bytes())
+    write_text_atomic(folder / "model.py", _standalone(
+        "model.py", HIDDEN=repr(model.hidden), ACTIVATION=json.dumps(model.activation),
+        IN_FEATURES=repr(model.in_features), NUM_CLASSES=repr(model.num_classes)))
+    write_text_atomic(folder / "loader.py", _standalone(
+        "loader.py", MEAN=repr(spec.mean), STD=repr(spec.std), CLASSES=repr(tuple(spec.classes)),
+        IMAGE_SHAPE=repr(spec.image_shape)))
+    write_text_atomic(folder / "predict.py", _standalone("predict.py"))
+    write_bytes_atomic(folder / TORCHSCRIPT_FILE, _torchscript_bytes(network))
+    files = ["best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE]
     if onnx or (onnx is None and _onnx_available()):
         try:
-            _write_onnx(network, out / ONNX_FILE)
-            wrote_onnx = True
+            _write_onnx(network, folder / ONNX_FILE, model.in_features)
+            files.append(ONNX_FILE)
+        except OSError:
+            raise
         except Exception as error:  # the ONNX exporter changes often; the rest of the folder is still good
             if onnx:
                 raise NbpruneError(f"ONNX export failed ({type(error).__name__}: {error}).") from error
             warnings.warn(f"skipped {ONNX_FILE}: the ONNX export failed ({type(error).__name__}: {error})")
-    readme = README.format(
-        neurons=" + ".join(map(str, hidden)), parameters=sum(int(value.numel()) for value in state.values()),
-        mean=mean, std=std, torchscript=TORCHSCRIPT_FILE,
-        onnx=f" `{ONNX_FILE}` is the same network as ONNX (input `input` of shape [batch, 784], output "
-             f"`logits`)." if wrote_onnx else "")
-    write_text_atomic(out / "README.md", readme)
-    return out
+    write_text_atomic(folder / "README.md", _readme(model_file, model, spec, ONNX_FILE in files))
+    files.append("README.md")
+    manifest = {"exported_by": "nbprune export", "source": str(model_file), "files": files + [MANIFEST_FILE]}
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return files
+
+
+def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool) -> str:
+    _, raw = read_model_file(model_file)
+    record = ModelRecord.from_dict(raw, model_file) if raw is not None else None
+    provenance = ", ".join(part for part in (
+        f"iteration {record.iteration}" if record and record.iteration is not None else "",
+        f"criterion {record.criterion}" if record and record.criterion else "",
+        f"nbprune {record.nbprune}" if record and record.nbprune else "") if part) or "no record"
+    images = spec.image_shape is not None
+    if images:
+        what = (f"{spec.dataset} images ({spec.image_shape[0]}x{spec.image_shape[1]} grey PNG or .npy arrays of "
+                f"grey levels 0..255 or fractions 0..1, light {'digit' if spec.dataset == 'MNIST' else 'object'} on "
+                f"black, like {spec.dataset})")
+        example, first = "image.png images.npy", "image.png"
+        standardisation = f"`(pixels / 255 - {spec.mean:.4f}) / {spec.std:.4f}`"
+        image_note = f" or [batch, {spec.image_shape[0]}, {spec.image_shape[1]}]"
+    else:
+        what = f"rows of {spec.features} features (.npy arrays of shape [rows, {spec.features}])"
+        example = first = "rows.npy"
+        standardisation = "each feature minus its training mean, divided by its training standard deviation"
+        image_note = ""
+    kept = f" (it reads {model.inputs_kept} of them)" if model.keep_inputs is not None else ""
+    return README.format(
+        dataset=spec.dataset, neurons=" + ".join(map(str, model.hidden)),
+        parameters=sum(p.numel() for p in model.parameters()), source=model_file.name, provenance=provenance,
+        what=what, example=example, first_example=first,
+        classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),
+        standardisation=standardisation, features=f"{model.in_features}{kept}", image_note=image_note,
+        torchscript=TORCHSCRIPT_FILE,
+        onnx=f" `{ONNX_FILE}` is the same network as ONNX (input `input` of shape [batch, {model.in_features}], "
+             f"output `logits`)." if wrote_onnx else "")
 
 
 def run_standalone(folder: str | os.PathLike, *inputs: str | os.PathLike) -> str:

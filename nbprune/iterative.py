@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-import datetime
-import json
+import inspect
 import logging
 import os
 import platform
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -18,61 +16,36 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import RunConfig
 from .data import Loader, TensorLoader, input_box
-from .errors import DivergenceWarning, NbpruneError, ScheduleError, TrainingError
-from .evaluate import evaluate as default_evaluate
-from .io import format_table, load_pruned_model, read_table, write_text_atomic
-from .model import parameter_count
+from .errors import DivergenceWarning, ScheduleError, TrainingError
+from .evaluate import evaluate as default_evaluate, loss_and_accuracy
+from .io import format_table, load_pruned_model, read_table, save_model_file, write_text_atomic
+from .model import SimpleNN, hidden_linears, parameter_count
 from .prune import prune_nodes
-from .retention import GeneratePruneData, RetentionStep, read_retain
-from .significance import PruningContext, hidden_linears
+from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain
+from .session import VALIDATION_FILE, Session
+from .significance import Criterion, PruningContext
 from .train import train as default_train
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
-STAGE = "prune_w_retrain"
-PARTIAL, STALE = ".partial", ".stale"
+SEED_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
+RESULT_COLUMNS = SEED_COLUMNS  # the seed's header; nbprune adds the columns below after it
+ADDED_COLUMNS = ("Parameters", "Val_Loss", "Val_Accuracy")
 TAYLOR_BATCH = 1024
-MAX_EPOCHS = 40  # per iteration: the tiniest networks otherwise creep on for hundreds of epochs
 
-
-def default_session_dir(results_root: str | os.PathLike = ".", date: datetime.date | None = None) -> Path:
-    """Return `<results_root>/sessions/<YYYY-MM-DD>/iterative_pruning`."""
-    date = date or datetime.date.today()
-    return Path(results_root) / "sessions" / date.isoformat() / "iterative_pruning"
+__all__ = ["IterativePruning", "RESULT_COLUMNS", "SEED_COLUMNS", "as_schedule", "iteration_dir", "is_complete"]
 
 
 def iteration_dir(session_dir: str | os.PathLike, iteration: int) -> Path:
-    """Return `<session_dir>/<iteration>/prune_w_retrain`."""
-    return Path(session_dir) / str(iteration) / STAGE
+    """Return `<session_dir>/<iteration>/prune_w_retrain` (session_dir: the iterative_pruning folder)."""
+    return Session.for_pruning_dir(session_dir).iteration_dir(iteration)
 
 
 def is_complete(session_dir: str | os.PathLike, iteration: int) -> bool:
     """Return whether an iteration's folder holds its model and both result files."""
-    folder = iteration_dir(session_dir, iteration)
-    return all((folder / name).is_file() for name in ("best_model.pth", "train_results.txt",
-                                                         "validation_results.txt"))
-
-
-def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
-    """Return a checked schedule from a list of steps, a GeneratePruneData, or a retain.txt path."""
-    if isinstance(data, GeneratePruneData):
-        data = data.data
-    if isinstance(data, (str, os.PathLike)):
-        return read_retain(data, hidden)
-    steps = [RetentionStep(int(step[0]), tuple(int(n) for n in step[1]), float(step[2])) for step in data]
-    if not steps:
-        raise ScheduleError("the retention schedule is empty: expected at least iteration 0.")
-    for before, after in zip(steps, steps[1:]):
-        if after.iteration <= before.iteration or any(a > b for a, b in zip(after.retained, before.retained)):
-            raise ScheduleError(f"schedule step {after} does not follow {before}: iterations must increase "
-                                f"and neuron counts may never grow.")
-    for step in steps:
-        if len(step.retained) != len(hidden) or any(n > h for n, h in zip(step.retained, hidden)):
-            raise ScheduleError(f"schedule step {step.iteration} keeps {list(step.retained)} neurons, but the "
-                                f"model's hidden layers are {list(hidden)}: generate a schedule for this model.")
-    return steps
+    return Session.for_pruning_dir(session_dir).is_complete(iteration)
 
 
 def environment_record() -> dict:
@@ -82,49 +55,49 @@ def environment_record() -> dict:
             "platform": platform.platform()}
 
 
-def _restore_stale(session_dir: Path) -> None:
-    """Put back an iteration that a run killed between _publish's two renames had moved aside."""
-    for stale in session_dir.glob(f"*/{STAGE}{STALE}"):
-        if not stale.with_name(STAGE).exists():
-            os.replace(stale, stale.with_name(STAGE))
-
-
-def _clean_partials(session_dir: Path) -> None:
-    """Remove folders that an interrupted iteration left behind."""
-    for leftover in list(session_dir.glob(f"*/{STAGE}{PARTIAL}")) + list(session_dir.glob(f"*/{STAGE}{STALE}")):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in session_dir.rglob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
-
-
-def _publish(partial: Path, final: Path) -> None:
-    """Move a finished iteration folder into place, replacing an older one."""
-    stale = final.with_name(final.name + STALE)
-    if final.exists():
-        os.replace(final, stale)
-    os.replace(partial, final)
-    shutil.rmtree(stale, ignore_errors=True)
+def _accepts(function: Callable, name: str) -> bool:
+    """Return whether `function` takes a keyword argument `name` (by name or through **kwargs)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 class IterativePruning:
-    """The seed's experiment: holds the loaders and the train/evaluate functions, prunes and retrains."""
+    """The seed's experiment: holds the loaders and the train/evaluate functions, prunes and retrains.
+
+    Settings come from `config` (default RunConfig()); any setting can also be given by name, e.g.
+    IterativePruning(train_loader, test_loader, val_loader=val_loader, criterion="magnitude", distill=False,
+    num_epochs=300). `val_loader` chooses each iteration's best epoch; without it, the training loss does.
+    """
 
     def __init__(self, train_loader: Loader, test_loader: Loader, train: Callable = default_train,
                  evaluate: Callable = default_evaluate, *, val_loader: Loader | None = None,
-                 criterion: str = "interval_adjoint", seed: int = 0, progress: bool = True, distill: bool = True,
-                 **train_kwargs):
-        """`train_kwargs` go to `train` on every iteration (default num_epochs=MAX_EPOCHS).
-
-        With `distill` (the default) every pruned iteration retrains against the dense iteration-0 model's
-        softened outputs as well as the labels (knowledge distillation); distill=False retrains on labels only.
-        """
-        self.train_loader, self.test_loader = train_loader, test_loader
-        self.train, self.evaluate = train, evaluate
-        self.val_loader = val_loader if val_loader is not None else getattr(train_loader, "val_loader", None)
-        self.criterion, self.seed, self.progress, self.distill = criterion, seed, progress, distill
-        self.train_kwargs = {"num_epochs": MAX_EPOCHS, **train_kwargs} if train is default_train else train_kwargs
+                 config: RunConfig | None = None, progress: bool = True, **settings):
+        if "num_epochs" in settings:  # the seed's name for epochs
+            settings["epochs"] = settings.pop("num_epochs")
+        criterion = settings.get("criterion")
+        self.criterion_function: Criterion | None = None
+        if callable(criterion):  # a criterion of the user's own, used as is
+            self.criterion_function = settings.pop("criterion")
+        self.config = (config or RunConfig()).replace(**settings)
+        self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
+        self.train, self.evaluate, self.progress = train, evaluate, progress
         self.teacher: nn.Module | None = None
         self._context: PruningContext | None = None
+        if val_loader is None:
+            warnings.warn("IterativePruning got no val_loader: each iteration keeps the epoch with the lowest "
+                          "training loss. Pass val_loader=... from nbprune.load_data to choose on held-out data.",
+                          stacklevel=2)
+
+    @property
+    def criterion(self) -> str | Criterion:
+        return self.criterion_function or self.config.prune.criterion
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     def context(self) -> PruningContext:
         """Return what the criteria look at: the input box in the model's input space and a training batch."""
@@ -137,6 +110,16 @@ class IterativePruning:
             self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed)
         return self._context
 
+    def _train_arguments(self, log_dir) -> dict:
+        """Return the arguments for the train function: the seed's four, and nbprune's own where it takes them."""
+        settings = self.config.train
+        arguments = {"lr": settings.lr, "num_epochs": settings.epochs, "patience": settings.patience,
+                     "logdir": log_dir}
+        extras = {"val_loader": self.val_loader, "config": settings, "progress": self.progress,
+                  "teacher": self.teacher if settings.distill else None}
+        arguments.update({name: value for name, value in extras.items() if _accepts(self.train, name)})
+        return arguments
+
     def prune(self, model: nn.Module, retainNodes: Sequence[int], percentageRetain: float, retrain: bool = True,
               log_dir: str | os.PathLike | None = None) -> nn.Module:
         """Return the model pruned to `retainNodes` (and retrained); write its results into `log_dir`."""
@@ -146,85 +129,90 @@ class IterativePruning:
         else:
             pruned = prune_nodes(model, retainNodes, self.criterion, self.context())
         if retrain:
-            kwargs = dict(self.train_kwargs)
-            if self.train is default_train:  # a train function of the user's own gets only its own arguments
-                kwargs["progress"] = self.progress
-                if self.distill and self.teacher is not None:
-                    kwargs["teacher"] = self.teacher
-                if self.val_loader is not None:
-                    kwargs["val_loader"] = self.val_loader
-            pruned = self.train(pruned, self.train_loader, self.test_loader, logdir=log_dir, **kwargs)
+            pruned = self.train(pruned, self.train_loader, self.test_loader, **self._train_arguments(log_dir))
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
         results["PercentageRetain"] = float(percentageRetain)
+        results["Parameters"] = parameter_count(pruned)
+        if self.val_loader is not None:
+            results["Val_Loss"], results["Val_Accuracy"] = loss_and_accuracy(pruned, self.val_loader)
         if log_dir is not None:
-            write_text_atomic(Path(log_dir) / "validation_results.txt",
-                              format_table(RESULT_COLUMNS, [[results[name] for name in RESULT_COLUMNS]]))
+            columns = [*SEED_COLUMNS, *(name for name in ADDED_COLUMNS if name in results)]
+            write_text_atomic(Path(log_dir) / VALIDATION_FILE,
+                              format_table(columns, [[results[name] for name in columns]]))
         return pruned
 
-    def resolve_begin(self, session_dir: Path, steps: list[RetentionStep], begin_itr: int | str) -> int:
+    def resolve_begin(self, session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:
         """Return the schedule position to start at, checking that the iteration before it is complete."""
         iterations = [step.iteration for step in steps]
         if begin_itr == "auto":
-            position = next((p for p, it in enumerate(iterations) if not is_complete(session_dir, it)), len(steps))
+            position = next((p for p, it in enumerate(iterations) if not session.is_complete(it)), len(steps))
             if position:
                 log.info("begin_itr='auto': iterations up to %s are complete", iterations[position - 1])
             return position
-        if isinstance(begin_itr, str) and begin_itr.lstrip("-").isdigit():
+        if isinstance(begin_itr, str) and begin_itr.strip().lstrip("-").isdigit() and len(begin_itr) < 12:
             begin_itr = int(begin_itr)
-        if not isinstance(begin_itr, int) or begin_itr not in iterations:
+        if isinstance(begin_itr, bool) or not isinstance(begin_itr, int) or begin_itr not in iterations:
             raise ScheduleError(f"begin_itr={begin_itr!r} is not an iteration of the schedule: expected one of "
                                 f"{iterations} or 'auto' (continue after the last complete iteration).")
         position = iterations.index(begin_itr)
-        if position and not is_complete(session_dir, iterations[position - 1]):
-            missing = iteration_dir(session_dir, iterations[position - 1]) / "best_model.pth"
+        if position and not session.is_complete(iterations[position - 1]):
+            missing = session.model_file(iterations[position - 1])
             raise ScheduleError(f"begin_itr={begin_itr} needs iteration {iterations[position - 1]}'s model, but "
                                 f"{missing} is missing or incomplete: run that iteration first, or use "
                                 f"begin_itr='auto'.")
         return position
 
-    def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,
-            end_itr: int | None = None, config: dict | None = None) -> list[dict]:
-        """Run every iteration of the schedule from `begin_itr`; return one record per iteration run."""
-        session_dir = Path(session_dir) if session_dir is not None else default_session_dir()
+    def plan(self, model: nn.Module, data, session: Session, begin_itr: int | str, end_itr: int | None
+             ) -> tuple[list[RetentionStep], int, nn.Module]:
+        """Check everything a run needs, writing nothing; return (steps, start position, the model to start from)."""
         steps = as_schedule(data, tuple(layer.out_features for layer in hidden_linears(model)))
-        _restore_stale(session_dir)
-        # Check everything before writing anything else, so bad input never damages a session.
-        position = self.resolve_begin(session_dir, steps, begin_itr)
+        position = self.resolve_begin(session, steps, begin_itr)
         if end_itr is not None:
-            if begin_itr != "auto" and end_itr < steps[position].iteration:
+            if isinstance(end_itr, bool) or not isinstance(end_itr, int):
+                raise ScheduleError(f"end_itr={end_itr!r} is not allowed: expected a whole number or None.")
+            if position < len(steps) and end_itr < steps[position].iteration and begin_itr != "auto":
                 raise ScheduleError(f"end_itr={end_itr!r} comes before begin_itr={begin_itr}: expected "
                                     f"end_itr >= begin_itr, or leave end_itr out to run to the end of the schedule.")
             steps = steps[:position] + [step for step in steps[position:] if step.iteration <= end_itr]
         if position:
-            previous = iteration_dir(session_dir, steps[position - 1].iteration) / "best_model.pth"
-            model = load_pruned_model(copy.deepcopy(model), previous)
-        try:
-            session_dir.mkdir(parents=True, exist_ok=True)
-            probe = session_dir / ".write-test.tmp"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            raise NbpruneError(f"session folder {session_dir} cannot be written ({error.strerror}): choose a "
-                               f"folder you can write to (session_dir=... or --session-dir).") from None
-        _clean_partials(session_dir)
-        record = {"config": dict(config or {}, criterion=self.criterion, seed=self.seed, distill=self.distill,
-                                 train={k: str(v) for k, v in self.train_kwargs.items()}),
-                  "schedule": [list(step) for step in steps], "environment": environment_record()}
-        write_text_atomic(session_dir / "run.json", json.dumps(record, indent=2) + "\n")
-        if self.distill and position:
-            dense = iteration_dir(session_dir, steps[0].iteration) / "best_model.pth"
-            if dense.is_file():
+            model = load_pruned_model(copy.deepcopy(model), session.model_file(steps[position - 1].iteration))
+            if self.config.train.distill:
+                dense = session.model_file(steps[0].iteration)
                 self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
-            else:
-                warnings.warn(f"distillation is on but the dense model {dense} is missing: retraining on labels only.")
+        session.check_writable()
+        return steps, position, model
+
+    def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,
+            end_itr: int | None = None) -> list[dict]:
+        """Run every iteration of the schedule from `begin_itr` into `session_dir` (the seed's my_dir, the
+        iterative_pruning folder); return one record per iteration run. Nothing is written if a check fails."""
+        session = Session.for_pruning_dir(session_dir) if session_dir is not None else Session.default()
+        steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
+        with session.lock():
+            session.clean_leftovers()
+            if begin_itr == "auto":  # an iteration that clean_leftovers put back counts as complete
+                steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
+            session.record_run(self._run_record(model, steps, begin_itr, end_itr))
+            return self._iterate(start, steps, position, session)
+
+    def _run_record(self, model: nn.Module, steps: list[RetentionStep], begin_itr, end_itr) -> dict:
+        config = self.config
+        if isinstance(model, SimpleNN):
+            config = config.replace(hidden=steps[0].retained, activation=model.activation)
+        spec = getattr(self.train_loader, "spec", None)
+        return {"begin_itr": begin_itr, "end_itr": end_itr, "config": config.to_dict(),
+                "criterion_function": getattr(self.criterion_function, "__name__", None),
+                "input": spec.to_dict() if spec is not None else None,
+                "schedule": [[step.iteration, list(step.retained), step.percentage] for step in steps],
+                "environment": environment_record()}
+
+    def _iterate(self, model: nn.Module, steps: list[RetentionStep], position: int, session: Session) -> list[dict]:
         records = []
         bar = tqdm(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
             bar.set_postfix(iteration=step.iteration, neurons="+".join(map(str, step.retained)))
             started = time.perf_counter()
-            final = iteration_dir(session_dir, step.iteration)
-            partial = final.with_name(STAGE + PARTIAL)
-            shutil.rmtree(partial, ignore_errors=True)
+            partial = session.partial_dir(step.iteration)
             partial.mkdir(parents=True)
             torch.manual_seed(self.seed + step.iteration)
             if isinstance(self.train_loader, TensorLoader):
@@ -236,13 +224,16 @@ class IterativePruning:
             for w in caught:
                 if not issubclass(w.category, DivergenceWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            _publish(partial, final)
-            if self.distill and step is steps[0]:
+            criterion = self.criterion if isinstance(self.criterion, str) else None
+            save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
+                            criterion=criterion if step is not steps[0] else None)
+            final = session.publish(partial, step.iteration)
+            self._write_run_retain(session, steps)
+            if self.config.train.distill and step is steps[0]:
                 self.teacher = copy.deepcopy(model).eval()
-            _, rows = read_table(final / "validation_results.txt")
+            header, rows = read_table(final / VALIDATION_FILE)
             records.append({"iteration": step.iteration, "retained": step.retained,
-                            "parameters": parameter_count(model), "seconds": time.perf_counter() - started,
-                            **dict(zip(RESULT_COLUMNS, rows[0]))})
+                            "parameters": parameter_count(model), "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
             if diverged:
                 bar.close()
                 raise TrainingError(
@@ -252,3 +243,14 @@ class IterativePruning:
         bar.close()
         return records
 
+    def _write_run_retain(self, session: Session, steps: list[RetentionStep]) -> None:
+        """Write the run's own retain.txt: the neurons each complete iteration of this schedule kept."""
+        done = [step for step in steps if session.is_complete(step.iteration)]
+        write_text_atomic(session.run_retain_file, format_retain(done))
+
+
+def default_steps(config: RunConfig) -> list[RetentionStep]:
+    """Return the schedule a configuration asks for: its retain.txt, else round(h * q**t) for its hidden sizes."""
+    if config.schedule.retain is not None:
+        return as_schedule(config.schedule.retain, config.model.hidden)
+    return GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data

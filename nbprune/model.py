@@ -1,20 +1,44 @@
-"""SimpleNN: the seed's 784-256-64-10 ReLU network, with any number of hidden layers."""
+"""SimpleNN: the seed's 784-256-64-10 ReLU network, with any number of hidden layers, and the record that makes
+its model files self-describing (architecture, activation, standardisation, dataset, provenance)."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .errors import InputError, NbpruneError
+from .data import InputSpec
+from .errors import InputError, ModelFileError, NbpruneError
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # the names config.ACTIVATIONS declares
+RECORD_FORMAT = 1
+
+
+class KeepInputs(nn.Module):
+    """Input-node pruning: passes on only the kept input features (pixels), in order."""
+
+    def __init__(self, index: torch.Tensor):
+        super().__init__()
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.int64).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.index)
+
+    def extra_repr(self) -> str:
+        return f"{len(self.index)} inputs kept"
 
 
 class SimpleNN(nn.Module):
-    """An MLP whose linear layers are named fc1, fc2, ... fcN, as in the seed."""
+    """An MLP whose linear layers are named fc1, fc2, ... fcN, as in the seed.
+
+    It takes standardised inputs of shape [batch, in_features] (or [batch, 28, 28]). After input-node pruning,
+    `keep_inputs` selects the kept features itself, so the model still takes whole inputs. `spec` says which data
+    and standardisation the model belongs to (None until it is trained on nbprune's loaders or loaded from a file).
+    """
 
     def __init__(self, hidden: Sequence[int] = (256, 64), in_features: int = 784, num_classes: int = 10,
                  activation: str = "relu"):
@@ -23,12 +47,29 @@ class SimpleNN(nn.Module):
             raise ValueError(f"activation={activation!r} is not supported: expected one of "
                              f"{', '.join(ACTIVATIONS)}.")
         sizes = [in_features, *hidden, num_classes]
-        if any(int(size) != size or size < 1 for size in sizes):
+        if any(isinstance(size, bool) or int(size) != size or size < 1 for size in sizes):
             raise ValueError(f"layer sizes {sizes} are not allowed: expected whole numbers >= 1.")
         self.activation = activation
+        self._in_features = int(in_features)
         for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
             setattr(self, f"fc{index}", nn.Linear(int(fan_in), int(fan_out)))
         self.act = ACTIVATIONS[activation]()
+        self.keep_inputs: KeepInputs | None = None
+        self.spec: InputSpec | None = None
+
+    @classmethod
+    def from_file(cls, file: str | os.PathLike) -> "SimpleNN":
+        """Return the network a model file describes, with its weights: no other file or flag needed."""
+        from .io import load_pruned_model, read_model_file
+
+        _, record = read_model_file(file)
+        if record is None:
+            raise ModelFileError(f"{file} holds no nbprune record (a plain state_dict): build the model it was "
+                                 f"saved from yourself, e.g. SimpleNN(hidden=..., activation=...), and call "
+                                 f"load_pruned_model(model, file).")
+        described = ModelRecord.from_dict(record, file)
+        model = cls(described.hidden, described.in_features, described.num_classes, described.activation)
+        return load_pruned_model(model, file)
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -42,6 +83,12 @@ class SimpleNN(nn.Module):
 
     @property
     def in_features(self) -> int:
+        """Return the number of input features the model takes (before any input pruning)."""
+        return self._in_features
+
+    @property
+    def inputs_kept(self) -> int:
+        """Return how many input features reach the first layer."""
         return self.linears[0].in_features
 
     @property
@@ -49,33 +96,60 @@ class SimpleNN(nn.Module):
         return self.linears[-1].out_features
 
     def sequence(self) -> list[nn.Module]:
-        """Return the modules in the order forward() applies them: fc1, act, fc2, act, ..., fcN."""
-        layers: list[nn.Module] = []
+        """Return the modules in the order forward() applies them: [keep_inputs,] fc1, act, ..., fcN."""
+        layers: list[nn.Module] = [self.keep_inputs] if self.keep_inputs is not None else []
         for layer in self.linears[:-1]:
             layers += [layer, self.act]
         return layers + [self.linears[-1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"SimpleNN expects a torch.Tensor, got {type(x).__name__}. "
-                             f"Convert with torch.as_tensor(x, dtype=torch.float32).")
         weight = self.linears[0].weight
-        if not x.is_floating_point():
-            raise InputError(f"SimpleNN expects floating-point input, got dtype {x.dtype}. "
-                             f"Convert with x.float() (and standardise as nbprune.data does).")
-        if x.dtype != weight.dtype:
-            raise InputError(f"SimpleNN's weights are {weight.dtype}, the input is {x.dtype}: expected the same "
-                             f"dtype. Convert with x.to({weight.dtype}).")
-        if x.dim() < 2 or math.prod(x.shape[1:]) != self.in_features:
-            raise InputError(f"SimpleNN expects input of shape [batch, {self.in_features}] (or [batch, 28, 28]), "
-                             f"got {list(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one sample.")
+        check_input(x, self.in_features, weight, "SimpleNN")
         x = x.reshape(x.shape[0], -1)
+        outputs = x
         for layer in self.sequence():
-            x = layer(x)
-        return x
+            outputs = layer(outputs)
+        if not torch.isfinite(outputs).all():  # a check on the few logits costs nothing; on the input, only then
+            refuse_non_finite(x, "SimpleNN")
+        return outputs
 
     def extra_repr(self) -> str:
-        return f"hidden={self.hidden}, activation={self.activation!r}"
+        kept = f", inputs_kept={self.inputs_kept}" if self.keep_inputs is not None else ""
+        return f"hidden={self.hidden}, activation={self.activation!r}{kept}"
+
+
+def check_input(x: Any, in_features: int, weight: torch.Tensor, owner: str) -> None:
+    """Raise InputError unless `x` is a dense, real, finite batch of `in_features` values per row for `weight`."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{owner} expects a torch.Tensor, got {type(x).__name__}. "
+                         f"Convert with torch.as_tensor(x, dtype=torch.float32).")
+    if x.layout != torch.strided or x.is_nested:
+        raise InputError(f"{owner} expects a dense tensor, got layout {x.layout}{' (nested)' if x.is_nested else ''}. "
+                         f"Convert with x.to_dense().")
+    if x.is_meta:
+        raise InputError(f"{owner} got a tensor on the meta device, which holds no values: expected real data.")
+    if x.is_complex() or not x.is_floating_point():
+        raise InputError(f"{owner} expects floating-point input, got dtype {x.dtype}. "
+                         f"Convert with x.float() (and standardise as nbprune.data does).")
+    if x.dtype != weight.dtype:
+        raise InputError(f"{owner}'s weights are {weight.dtype}, the input is {x.dtype}: expected the same "
+                         f"dtype. Convert with x.to({weight.dtype}).")
+    if x.device != weight.device:
+        raise InputError(f"{owner}'s weights are on {weight.device}, the input on {x.device}: move it with "
+                         f"x.to('{weight.device}').")
+    if x.dim() < 2 or math.prod(x.shape[1:]) != in_features:
+        raise InputError(f"{owner} expects input of shape [batch, {in_features}] (or [batch, 28, 28]), "
+                         f"got {list(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one sample.")
+    if x.shape[0] == 0:
+        raise InputError(f"{owner} got an empty batch {list(x.shape)}: expected at least one row.")
+
+
+def refuse_non_finite(x: torch.Tensor, owner: str) -> None:
+    """Raise InputError if `x` holds NaN or Inf values, naming the first rows that do."""
+    bad_rows = (~torch.isfinite(x.detach())).reshape(len(x), -1).any(dim=1).nonzero().reshape(-1)
+    if len(bad_rows):
+        raise InputError(f"{owner} got NaN or Inf values in {len(bad_rows)} input row(s) (first: "
+                         f"{bad_rows[:5].tolist()}): expected finite, standardised values.")
 
 
 def mlp_layers(model: nn.Module) -> list[nn.Module]:
@@ -90,17 +164,125 @@ def mlp_layers(model: nn.Module) -> list[nn.Module]:
         raise NbpruneError(f"{type(model).__name__} is not supported: expected SimpleNN or an nn.Sequential "
                            f"of nn.Linear, nn.ReLU and nn.Sigmoid layers.")
     layers = [layer for layer in layers if not isinstance(layer, (nn.Flatten, nn.Identity))]
-    for layer in layers:
+    for position, layer in enumerate(layers):
+        if isinstance(layer, KeepInputs) and position == 0:
+            continue
         if not isinstance(layer, (nn.Linear, nn.ReLU, nn.Sigmoid)):
-            raise NbpruneError(f"layer {layer} is not supported: expected nn.Linear, nn.ReLU or nn.Sigmoid.")
+            raise NbpruneError(f"layer {layer} is not supported: expected nn.Linear, nn.ReLU or nn.Sigmoid "
+                               f"(and KeepInputs first).")
     return layers
+
+
+def linear_layers(model: nn.Module) -> list[nn.Linear]:
+    """Return every linear layer of an MLP, in order."""
+    return [layer for layer in mlp_layers(model) if isinstance(layer, nn.Linear)]
 
 
 def hidden_linears(model: nn.Module) -> list[nn.Linear]:
     """Return the linear layers whose outputs are hidden neurons (all but the last)."""
-    return [layer for layer in mlp_layers(model) if isinstance(layer, nn.Linear)][:-1]
+    return linear_layers(model)[:-1]
 
 
 def parameter_count(model: nn.Module) -> int:
     """Return the number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mlp_parameters(inputs: int, hidden: Sequence[int], classes: int) -> int:
+    """Return the weights and biases of an MLP with these layer widths."""
+    sizes = [inputs, *hidden, classes]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+# --- the record a model file carries ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a model file needs to be rebuilt and used alone: architecture, standardisation, dataset, provenance."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    in_features: int
+    num_classes: int
+    spec: InputSpec | None = None
+    iteration: int | None = None
+    criterion: str | None = None
+    nbprune: str | None = None
+
+    @classmethod
+    def of(cls, model: SimpleNN, *, iteration: int | None = None, criterion: str | None = None) -> "ModelRecord":
+        """Return the record of a SimpleNN as it is now."""
+        from . import __version__
+        return cls(model.hidden, model.activation, model.in_features, model.num_classes, model.spec, iteration,
+                   criterion if isinstance(criterion, str) else None, __version__)
+
+    def to_dict(self) -> dict:
+        """Return the record as plain values (what torch.load(weights_only=True) may read)."""
+        return {"format": RECORD_FORMAT, "hidden": list(self.hidden), "activation": self.activation,
+                "in_features": self.in_features, "num_classes": self.num_classes,
+                "input": self.spec.to_dict() if self.spec is not None else None,
+                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune}
+
+    @classmethod
+    def from_dict(cls, record: Any, file: str | os.PathLike) -> "ModelRecord":
+        """Return the record a model file holds, every field checked."""
+        def corrupt(what: str) -> ModelFileError:
+            return ModelFileError(f"{file} carries a damaged nbprune record ({what}): copy the file again, or "
+                                  f"use a best_model.pth that nbprune wrote.")
+
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+            raise corrupt(f"format {record.get('format') if isinstance(record, dict) else record!r}, expected "
+                          f"{RECORD_FORMAT}")
+        hidden, activation = record.get("hidden"), record.get("activation")
+        in_features, classes = record.get("in_features"), record.get("num_classes")
+        if not isinstance(hidden, list) or not hidden or not all(_whole(h) and h >= 1 for h in hidden):
+            raise corrupt(f"hidden {hidden!r}, expected whole numbers >= 1")
+        if activation not in ACTIVATIONS:
+            raise corrupt(f"activation {activation!r}, expected one of {', '.join(ACTIVATIONS)}")
+        if not (_whole(in_features) and in_features >= 1 and _whole(classes) and classes >= 1):
+            raise corrupt(f"in_features {in_features!r} and num_classes {classes!r}, expected whole numbers >= 1")
+        iteration, criterion = record.get("iteration"), record.get("criterion")
+        if not (iteration is None or (_whole(iteration) and iteration >= 0)):
+            raise corrupt(f"iteration {iteration!r}")
+        if not (criterion is None or isinstance(criterion, str)):
+            raise corrupt(f"criterion {criterion!r}")
+        spec = _spec_from_dict(record.get("input"), in_features, classes, corrupt)
+        version = record.get("nbprune")
+        return cls(tuple(hidden), activation, in_features, classes, spec, iteration, criterion,
+                   version if isinstance(version, str) else None)
+
+    def describe(self) -> str:
+        """Return the network in one phrase, e.g. '784-256-64-10 relu network'."""
+        return f"{'-'.join(map(str, (self.in_features, *self.hidden, self.num_classes)))} {self.activation} network"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _spec_from_dict(values: Any, in_features: int, classes: int, corrupt) -> InputSpec | None:
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise corrupt(f"input {values!r}")
+    dataset, names = values.get("dataset"), values.get("classes")
+    if not isinstance(dataset, str) or not isinstance(names, list) or len(names) != classes or \
+            not all(isinstance(name, str) for name in names):
+        raise corrupt(f"dataset {dataset!r} with classes {names!r}, expected {classes} class names")
+    statistics = []
+    for label in ("mean", "std"):
+        value = values.get(label)
+        numbers = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and len(value) != in_features:
+            raise corrupt(f"{label} has {len(value)} values for {in_features} features")
+        if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                  for v in numbers):
+            raise corrupt(f"{label} {value!r}, expected finite numbers")
+        if label == "std" and min(numbers) <= 0:
+            raise corrupt(f"std {value!r}, expected numbers > 0")
+        statistics.append(tuple(float(v) for v in value) if isinstance(value, list) else float(value))
+    shape = values.get("image_shape")
+    if shape is not None and (not isinstance(shape, list) or not all(_whole(s) and s >= 1 for s in shape)
+                              or math.prod(shape) != in_features):
+        raise corrupt(f"image_shape {shape!r} for {in_features} features")
+    return InputSpec(dataset, tuple(names), statistics[0], statistics[1], in_features,
+                     tuple(shape) if shape is not None else None)

@@ -1,4 +1,4 @@
-"""Results: concatenate each iteration's validation row and plot accuracy and loss against nodes retained."""
+"""Results: concatenate each iteration's validation row and plot accuracy and loss against the nodes retained."""
 
 from __future__ import annotations
 
@@ -6,88 +6,105 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .errors import NbpruneError
-from .io import format_table, load_state_dict, read_table, write_text_atomic
-from .iterative import RESULT_COLUMNS, iteration_dir
+from .io import format_table, write_text_atomic
+from .iterative import ADDED_COLUMNS, SEED_COLUMNS
 from .retention import save_figure
+from .session import RESULTS, Session
 
-RESULTS_DIR = "prune_w_retrain_results"
+RESULTS_DIR = RESULTS
+PERCENT_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)
 
-
-def completed_iterations(session_dir: str | os.PathLike) -> list[int]:
-    """Return, in order, the iterations whose validation_results.txt exists."""
-    session_dir = Path(session_dir)
-    iterations = [int(folder.name) for folder in session_dir.iterdir() if folder.name.isdigit()] \
-        if session_dir.is_dir() else []
-    return sorted(i for i in iterations if (iteration_dir(session_dir, i) / "validation_results.txt").is_file())
+__all__ = ["RESULTS_DIR", "choose_iteration", "concatenate", "plot_accuracies", "plot_losses", "session_summary"]
 
 
-def session_summary(session_dir: str | os.PathLike) -> list[dict]:
-    """Return one record per finished iteration: iteration, hidden sizes, parameters and the seed's results."""
-    records = []
-    for iteration in completed_iterations(session_dir):
-        folder = iteration_dir(session_dir, iteration)
-        _, rows = read_table(folder / "validation_results.txt")
-        record = {"iteration": iteration, **dict(zip(RESULT_COLUMNS, rows[0]))}
-        model_file = folder / "best_model.pth"
-        if model_file.is_file():
-            state = load_state_dict(model_file)
-            weights = [value for key, value in state.items() if key.endswith("weight")]
-            record["hidden"] = tuple(int(w.shape[0]) for w in weights[:-1])
-            record["parameters"] = sum(int(value.numel()) for value in state.values())
-        records.append(record)
-    return records
+def _session(session_dir: str | os.PathLike | Session) -> Session:
+    return session_dir if isinstance(session_dir, Session) else Session.open(session_dir)
+
+
+def session_summary(session_dir: str | os.PathLike | Session) -> list[dict]:
+    """Return one record per complete iteration: iteration, hidden sizes, parameters and the results row."""
+    return _session(session_dir).summary()
+
+
+def percent_axis(axes, values) -> None:
+    """Make the x axis a reversed log scale of % retained, ticked 100, 50, 20, 10, 5, 2, 1 (no powers of ten)."""
+    axes.set_xscale("log")
+    low = min(values)
+    ticks = [tick for tick in PERCENT_TICKS if tick >= low / 1.5] or [low]
+    axes.xaxis.set_major_locator(FixedLocator(ticks))
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    axes.set_xlim(110, min(ticks[-1], low) / 1.15)
 
 
 def _plot(records: list[dict], metric: str, label: str) -> Figure:
-    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    figure = Figure(figsize=(7, 4.4), layout="constrained")
     axes = figure.add_subplot()
     retained = [record["PercentageRetain"] for record in records]
-    for split, style in (("Train", "o-"), ("Test", "s--")):
-        axes.plot(retained, [record[f"{split}_{metric}"] for record in records], style, markersize=4,
-                  label=f"{split.lower()}")
-    for record in records:
+    splits = [("Train", "o-"), ("Val", "^:"), ("Test", "s--")]
+    for split, style in splits:
+        if all(f"{split}_{metric}" in record for record in records):
+            axes.plot(retained, [record[f"{split}_{metric}"] for record in records], style, markersize=4,
+                      label={"Val": "validation"}.get(split, split.lower()))
+    for position, record in enumerate(records):  # alternate above and below so that close labels do not collide
+        above = position % 2 == 0
         axes.annotate(str(record["iteration"]), (record["PercentageRetain"], record[f"Test_{metric}"]),
-                      textcoords="offset points", xytext=(0, -11 if metric == "Accuracy" else 6),
-                      fontsize=6, ha="center")
-    axes.set(xscale="log", xlabel="% of hidden nodes retained (log scale)", ylabel=label,
-             title=f"{label} after pruning and retraining (labels: iteration)")
-    axes.invert_xaxis()
-    axes.grid(True, which="both", alpha=0.3)
+                      textcoords="offset points", xytext=(0, 7 if above else -13), fontsize=7, ha="center",
+                      color="tab:green")
+    percent_axis(axes, retained)
+    axes.set(xlabel="hidden nodes retained (log scale)", ylabel=label,
+             title=f"{label.capitalize()} after pruning and retraining (green: iteration)")
+    axes.grid(True, which="major", alpha=0.3)
     axes.legend()
     return figure
 
 
 def plot_accuracies(records: list[dict]) -> Figure:
-    """Return train and test accuracy against % of nodes retained, iterations labelled."""
+    """Return train, validation and test accuracy against % of nodes retained, iterations labelled."""
     return _plot(records, "Accuracy", "accuracy (%)")
 
 
 def plot_losses(records: list[dict]) -> Figure:
-    """Return train and test loss against % of nodes retained, iterations labelled."""
+    """Return train, validation and test loss against % of nodes retained, iterations labelled."""
     return _plot(records, "Loss", "cross-entropy loss")
 
 
-def concatenate(session_dir: str | os.PathLike) -> Path:
+def concatenate(session_dir: str | os.PathLike | Session) -> Path:
     """Write prune_w_retrain_results/{validations.txt, accuracies.png, losses.png}; return that folder."""
-    session_dir = Path(session_dir)
-    records = session_summary(session_dir)
+    session = _session(session_dir)
+    records = session.summary()
     if not records:
-        raise NbpruneError(f"no finished iteration in {session_dir}: expected folders <i>/prune_w_retrain/ with "
-                           f"validation_results.txt. Run the pruning first (nbprune prune).")
-    out = session_dir / RESULTS_DIR
-    rows = [[record[name] for name in RESULT_COLUMNS] for record in records]
-    write_text_atomic(out / "validations.txt", format_table(RESULT_COLUMNS, rows))
-    save_figure(plot_accuracies(records), out / "accuracies.png")
-    save_figure(plot_losses(records), out / "losses.png")
+        raise NbpruneError(f"no finished iteration in {session.pruning}: expected folders <i>/prune_w_retrain/ "
+                           f"with all three files. Run the pruning first (notebook 04_iterative_pruning or "
+                           f"`nbprune prune`).")
+    columns = [*SEED_COLUMNS, *(name for name in ADDED_COLUMNS if all(name in record for record in records))]
+    for record in records:
+        if not 0 < record["PercentageRetain"] <= 100:
+            raise NbpruneError(f"{session.iteration_dir(record['iteration'])}/validation_results.txt gives "
+                               f"PercentageRetain {record['PercentageRetain']:g}: expected above 0 and at most 100; "
+                               f"the file is damaged, run that iteration again.")
+    session.check_writable(session.results)
+    with session.lock():
+        out = session.results
+        write_text_atomic(out / "validations.txt", format_table(columns, [[r[c] for c in columns] for r in records]))
+        save_figure(plot_accuracies(records), out / "accuracies.png")
+        save_figure(plot_losses(records), out / "losses.png")
     return out
 
 
 def choose_iteration(records: list[dict], tolerance: float = 1.0) -> int:
-    """Return the iteration of the smallest model whose test accuracy is within `tolerance` points of the dense one."""
+    """Return the iteration of the smallest model whose validation accuracy is within `tolerance` points of the
+    dense model's. The test accuracy plays no part: it is only reported."""
     if not records:
-        raise NbpruneError("no finished iteration to choose from: run the pruning first.")
-    dense = records[0]["Test_Accuracy"]
-    good = [record for record in records if record["Test_Accuracy"] >= dense - tolerance]
-    return min(good, key=lambda record: (record["PercentageRetain"], -record["iteration"]))["iteration"]
+        raise NbpruneError("no finished iteration to choose from: run notebook 04_iterative_pruning (or "
+                           "`nbprune prune`) first.")
+    if not all("Val_Accuracy" in record for record in records):
+        raise NbpruneError("these iterations carry no validation accuracy (they ran without a validation split), so "
+                           "no model can be chosen without looking at the test set: rerun the pruning with "
+                           "val_loader=..., or choose an iteration yourself.")
+    dense = records[0]["Val_Accuracy"]
+    good = [record for record in records if record["Val_Accuracy"] >= dense - tolerance]
+    return min(good, key=lambda record: (record["parameters"], -record["iteration"]))["iteration"]

@@ -8,8 +8,11 @@ from typing import NamedTuple, Sequence
 
 from matplotlib.figure import Figure
 
+from .config import MAX_ITERATIONS
 from .errors import ScheduleError
 from .io import format_table, write_text_atomic
+
+MAX_NEURONS = 16_384  # per layer: the bound config.ModelConfig.hidden declares
 
 
 class RetentionStep(NamedTuple):
@@ -30,8 +33,13 @@ def schedule(hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequ
     """Return round(h * q**t) (at least 1) per layer, skipping iterations that would keep what the last one kept."""
     if not 0 < q < 1:
         raise ScheduleError(f"q={q!r} is not allowed: expected a retention factor between 0 and 1 (e.g. 0.8).")
-    if not hidden or any(int(h) != h or h < 1 for h in hidden):
-        raise ScheduleError(f"hidden={list(hidden)!r} is not allowed: expected whole numbers >= 1, one per layer.")
+    if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_NEURONS for h in hidden):
+        raise ScheduleError(f"hidden={list(hidden)!r} is not allowed: expected whole numbers from 1 to {MAX_NEURONS}, "
+                            f"one per layer.")
+    iterations = list(iterations)
+    if not iterations or any(not isinstance(t, int) or not 0 <= t < MAX_ITERATIONS for t in iterations):
+        raise ScheduleError(f"iterations {iterations[:3]}... are not allowed: expected whole numbers from 0 to "
+                            f"{MAX_ITERATIONS - 1}.")
     total = sum(hidden)
     steps: list[RetentionStep] = []
     for t in iterations:
@@ -53,8 +61,7 @@ class GeneratePruneData:
     def generate_data(self, save_data: bool = True) -> list[RetentionStep]:
         """Return the schedule; with save_data, also write `<dir>/retain.txt`."""
         if save_data:
-            rows = [[step.iteration, *step.retained, step.percentage] for step in self.data]
-            write_text_atomic(self.dir / "retain.txt", format_table(retain_header(len(self.hidden)), rows))
+            write_text_atomic(self.dir / "retain.txt", format_retain(self.data))
         return self.data
 
     def plot_data_iterations(self, save: bool = True) -> Figure:
@@ -77,16 +84,18 @@ class GeneratePruneData:
         """Plot how the kept neurons split between layers at each iteration; save as pruneNodesDistribution.png."""
         figure = Figure(figsize=(6, 4), layout="constrained")
         axes = figure.add_subplot()
-        labels = [str(step.iteration) for step in self.data]
+        iterations = [step.iteration for step in self.data]  # at their own places: skipped iterations leave a gap
         bottom = [0.0] * len(self.data)
         total = sum(self.hidden)
         for layer in range(len(self.hidden)):
             share = [100 * step.retained[layer] / total for step in self.data]
-            axes.bar(labels, share, bottom=bottom, label=f"hidden layer {layer + 1}")
+            axes.bar(iterations, share, bottom=bottom, width=0.8, label=f"hidden layer {layer + 1}")
             bottom = [b + s for b, s in zip(bottom, share)]
-        axes.set(xlabel="pruning iteration", ylabel="% of all hidden neurons retained",
-                 title="Distribution of retained neurons")
-        axes.tick_params(axis="x", labelsize=7)
+        axes.set(xlabel="pruning iteration (missing bars: iterations that would keep what the one before kept)",
+                 ylabel="% of all hidden neurons retained", title="Distribution of retained neurons")
+        step = max(1, round(len(range(iterations[0], iterations[-1] + 1)) / 16))
+        axes.set_xticks(range(iterations[0], iterations[-1] + 1, step))
+        axes.xaxis.label.set_fontsize(8)
         axes.legend()
         if save:
             save_figure(figure, self.dir / "pruneNodesDistribution.png")
@@ -106,9 +115,17 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
     """Return the schedule in a retain.txt, checked: whole numbers, never growing, never above `hidden`."""
     path = Path(path)
     if not path.is_file():
-        raise ScheduleError(f"retain file {path} does not exist: write one with GeneratePruneData().generate_data() "
-                            f"or `nbprune retain`.")
-    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        raise ScheduleError(f"retain file {path} does not exist: write one with notebook 03_retention, "
+                            f"GeneratePruneData().generate_data() or `nbprune retain`.")
+    try:
+        text = path.read_bytes().decode("ascii")
+    except UnicodeDecodeError:
+        raise ScheduleError(f"{path} is not a plain-text retain.txt (it holds bytes that are not ASCII: another "
+                            f"encoding such as UTF-16, or a binary file): save it as plain text, or write it again "
+                            f"with `nbprune retain`.") from None
+    except OSError as error:
+        raise ScheduleError(f"retain file {path} cannot be read ({error.strerror}).") from None
+    lines = [line.split() for line in text.splitlines() if line.strip()]
     if not lines or lines[0][:1] != ["Iteration"] or lines[0][-1] != "perNodesRetained" or len(lines[0]) < 3:
         raise ScheduleError(f"{path}: the header {' '.join(lines[0]) if lines else '(empty file)'!r} is not "
                             f"retain.txt's: expected 'Iteration h1NodesRetained ... perNodesRetained'.")
@@ -120,15 +137,21 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
     for number, fields in enumerate(lines[1:], start=2):
         if len(fields) != layers + 2:
             raise ScheduleError(f"{path} line {number}: {len(fields)} fields, expected {layers + 2}.")
+        if any(len(field) > 12 for field in fields):
+            raise ScheduleError(f"{path} line {number}: {' '.join(fields)[:60]!r} holds a number too long to be an "
+                                f"iteration, a neuron count or a percentage.")
         try:
             iteration, *counts = (int(field) for field in fields[:-1])
             percentage = float(fields[-1])
         except ValueError:
             raise ScheduleError(f"{path} line {number}: {' '.join(fields)!r} holds a value that is not a whole "
                                 f"number: iterations and neuron counts must be integers.") from None
-        if iteration < 0 or any(count < 1 for count in counts):
+        if not 0 <= iteration < MAX_ITERATIONS or any(not 1 <= count <= MAX_NEURONS for count in counts):
             raise ScheduleError(f"{path} line {number}: iteration {iteration}, counts {counts}: expected an "
-                                f"iteration >= 0 and at least 1 neuron per layer.")
+                                f"iteration from 0 to {MAX_ITERATIONS - 1} and 1 to {MAX_NEURONS} neurons per layer.")
+        if not 0 < percentage <= 100:  # also refuses nan and inf
+            raise ScheduleError(f"{path} line {number}: percentage {fields[-1]!r} is not allowed: expected the share "
+                                f"of hidden neurons kept, above 0 and at most 100.")
         if hidden is not None and any(count > size for count, size in zip(counts, hidden)):
             raise ScheduleError(f"{path} line {number}: keeps {counts} neurons but the model has only "
                                 f"{list(hidden)}: lower the counts or use a bigger model.")
@@ -143,4 +166,34 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
         steps.append(RetentionStep(iteration, tuple(counts), percentage))
     if not steps:
         raise ScheduleError(f"{path} has a header but no rows: expected one row per iteration.")
+    return steps
+
+
+def format_retain(steps: Sequence[RetentionStep]) -> str:
+    """Return the text of a retain.txt holding `steps`."""
+    rows = [[step.iteration, *step.retained, step.percentage] for step in steps]
+    return format_table(retain_header(len(steps[0].retained)) if steps else ["Iteration", "perNodesRetained"], rows)
+
+
+def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
+    """Return a checked schedule from a list of steps, a GeneratePruneData, or a retain.txt path."""
+    if isinstance(data, GeneratePruneData):
+        data = data.data
+    if isinstance(data, (str, os.PathLike)):
+        return read_retain(data, hidden)
+    try:
+        steps = [RetentionStep(int(step[0]), tuple(int(n) for n in step[1]), float(step[2])) for step in data]
+    except (TypeError, ValueError, IndexError):
+        raise ScheduleError("the retention schedule is not a list of (iteration, neurons per layer, percentage) "
+                            "rows: pass GeneratePruneData().generate_data() or a retain.txt path.") from None
+    if not steps:
+        raise ScheduleError("the retention schedule is empty: expected at least iteration 0.")
+    for before, after in zip(steps, steps[1:]):
+        if after.iteration <= before.iteration or any(a > b for a, b in zip(after.retained, before.retained)):
+            raise ScheduleError(f"schedule step {after} does not follow {before}: iterations must increase "
+                                f"and neuron counts may never grow.")
+    for step in steps:
+        if len(step.retained) != len(hidden) or any(not 1 <= n <= h for n, h in zip(step.retained, hidden)):
+            raise ScheduleError(f"schedule step {step.iteration} keeps {list(step.retained)} neurons, but the "
+                                f"model's hidden layers are {list(hidden)}: generate a schedule for this model.")
     return steps

@@ -14,7 +14,7 @@ from torch import nn
 
 from .errors import NbpruneError
 from .interval import Interval
-from .model import hidden_linears, mlp_layers
+from .model import KeepInputs, hidden_linears, mlp_layers
 
 
 @dataclass
@@ -36,7 +36,9 @@ def interval_forward(model: nn.Module, box: Interval) -> list[Interval]:
     """Return the interval of every linear layer's output (pre-activation) over the input box."""
     value, outputs = box, []
     for layer in mlp_layers(model):
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, KeepInputs):
+            value = value[..., layer.index]
+        elif isinstance(layer, nn.Linear):
             value = value @ layer.weight.T + layer.bias if layer.bias is not None else value @ layer.weight.T
             outputs.append(value)
         else:
@@ -52,6 +54,8 @@ def interval_adjoint(model: nn.Module, pre_activations: list[Interval]) -> list[
     adjoints = [adjoint]
     linear_index = len(pre_activations) - 1
     for layer in reversed(layers):
+        if isinstance(layer, KeepInputs):
+            continue
         if isinstance(layer, nn.Linear):
             adjoint = adjoint @ layer.weight
             linear_index -= 1
@@ -96,7 +100,7 @@ def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
     with torch.enable_grad():
         for position, layer in enumerate(layers):
             value = layer(value)
-            if not isinstance(layer, nn.Linear) and position < len(layers) - 1:
+            if isinstance(layer, (nn.ReLU, nn.Sigmoid)) and position < len(layers) - 1:
                 activations.append(value)
         loss = F.cross_entropy(value, targets.to(weight.device))
         gradients = torch.autograd.grad(loss, activations)

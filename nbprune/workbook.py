@@ -1,53 +1,49 @@
-"""The workbook: session folders, the figures the notebooks show, and running all six notebooks with papermill."""
+"""The workbook: the six notebooks' parameters, their setup, the figures they show, and running them with papermill.
+
+Each notebook's parameters cell is generated from nbprune.config (`parameters_source`); a test checks the committed
+cells agree, so a new setting reaches the workbook by adding its name to NOTEBOOK_PARAMETERS.
+"""
 
 from __future__ import annotations
 
-import ast
-import datetime
 import logging
 import os
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
 
-from .errors import NbpruneError
+from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
+from .errors import ConfigError, NbpruneError
 from .retention import save_figure
+from .session import NOTEBOOKS as EXECUTED, Session, folder_lock
 
 log = logging.getLogger(__name__)
 
 NOTEBOOKS = ("01_data", "02_model", "03_retention", "04_iterative_pruning", "05_test", "06_deploy")
-
-# Sub-folders of a session: each notebook writes into its own.
-DATA, MODEL, RETAIN, PRUNING, TEST, DEPLOY = "data", "model", "retain", "iterative_pruning", "test", "deploy"
-
-# Every knob a batch run may set (`-p NAME VALUE`), with the kind of value it takes.
-PARAMETERS = {
-    "data_root": "path",      # folder holding MNIST/raw/ (None: $NBPRUNE_DATA_ROOT, else <repo>/data)
-    "session_dir": "path",    # the session folder every notebook writes into
-    "subset": "int?",         # use only this many training and test images (None: all)
-    "seed": "int",            # seed for the split, the shuffles and the initial weights
-    "device": "str",          # cpu, cuda or auto
-    "threads": "int",         # 02/04: CPU threads for torch (one is fastest for this small network)
-    "demo_epochs": "int",     # 02: epochs of the short demonstration run
-    "hidden": "ints",         # 03: hidden layer sizes, e.g. [256, 64]
-    "q": "float",             # 03: fraction of neurons kept per iteration
-    "iterations": "int",      # 03: schedule iterations 0..iterations-1
-    "begin_itr": "int|auto",  # 04: 0 from scratch, k resume at iteration k, auto continue
-    "end_itr": "int?",        # 04: stop after this iteration (None: the whole schedule)
-    "epochs": "int",          # 04: most epochs per iteration
-    "patience": "int",        # 04: early-stopping patience
-    "criterion": "str",       # 04: interval_adjoint, magnitude, taylor or random
-    "recipe": "str",          # 04: default (learning-rate drops) or seed (constant rate)
-    "distill": "bool",        # 04: retrain pruned iterations on the dense model's outputs as well as the labels
-    "chosen_itr": "int?",     # 05/06: the iteration to deploy (None: smallest within 1 point of dense)
+_DATA = ("dataset", "data_root", "subset", "val_size", "seed")
+_TRAINING = ("batch_size", "recipe", "lr", "epochs", "patience", "lr_patience", "lr_drops", "weight_decay",
+             "min_delta", "distill", "distill_weight", "temperature")
+# The settings each notebook's parameters cell declares, in order. Everything else comes from the session:
+# 03 reads the architecture from the model 02 trained, 04 the schedule 03 saved, 05 and 06 the model files' records.
+NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "01_data": ("session_dir", *_DATA),
+    "02_model": ("session_dir", *_DATA, "device", "threads", "hidden", "activation", "demo_epochs", "batch_size",
+                 "lr"),
+    "03_retention": ("session_dir", "q", "iterations"),
+    "04_iterative_pruning": ("session_dir", *_DATA, "device", "threads", "begin_itr", "end_itr", *_TRAINING,
+                             "criterion"),
+    "05_test": ("session_dir", "data_root", "subset", "val_size", "seed", "device", "chosen_itr"),
+    "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
 }
-
-BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)"}
+PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}
+NOTEBOOK_DEFAULTS = {"threads": 1}  # one thread: fastest for a network this small, and on a shared machine
 
 PROFILES = {
     "quick": {"epochs": 3, "patience": 1},
@@ -55,67 +51,105 @@ PROFILES = {
 }
 
 
-# --- sessions -------------------------------------------------------------------------------------------------
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """Return the nearest folder at or above `start` (default: cwd) that holds notebooks/ and pyproject.toml."""
-    start = Path(start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
-            return folder
-    return start
+# --- parameters cells ---------------------------------------------------------------------------------------------
+def _literal(value: Any) -> str:
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return repr(value)
 
 
-def session_path(session_dir: str | os.PathLike | None = None) -> Path:
-    """Return the session folder: the argument, else `<project root>/sessions/<YYYY-MM-DD>`; create it."""
-    if session_dir is None:
-        session_dir = project_root() / "sessions" / datetime.date.today().isoformat()
-    session = Path(session_dir).resolve()
-    session.mkdir(parents=True, exist_ok=True)
-    return session
+def parameters_source(notebook: str) -> str:
+    """Return the text of a notebook's parameters cell: each setting with its default and its meaning."""
+    lines = []
+    for name in NOTEBOOK_PARAMETERS[notebook]:
+        setting = SETTINGS[name]
+        value = NOTEBOOK_DEFAULTS.get(name, setting.default)
+        lines.append((f"{name} = {_literal(value)}", setting.help))
+    width = max(len(code) for code, _ in lines)
+    return "\n".join(f"{code:<{width}}  # {comment}" for code, comment in lines)
 
 
-def data_path(data_root: str | os.PathLike | None = None) -> Path:
-    """Return the data folder: the argument, else $NBPRUNE_DATA_ROOT, else `<project root>/data`."""
-    if data_root is not None:
-        return Path(data_root).resolve()
-    if os.environ.get("NBPRUNE_DATA_ROOT"):
-        return Path(os.environ["NBPRUNE_DATA_ROOT"]).resolve()
-    return project_root() / "data"
+def write_parameters_cells(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Rewrite every notebook's parameters cell from the declarations (for developers adding a setting)."""
+    import nbformat
+    folder = notebooks_path(notebooks_dir)
+    changed = []
+    for name in NOTEBOOKS:
+        path = folder / f"{name}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        cell = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+        if cell.source != parameters_source(name):
+            cell.source = parameters_source(name)
+            nbformat.write(notebook, path)
+            changed.append(path)
+    return changed
+
+
+# --- a notebook's first code cell ----------------------------------------------------------------------------------
+@dataclass
+class NotebookSetup:
+    """What a notebook works with: the run configuration, the controls and the session, from its parameters."""
+
+    config: RunConfig
+    controls: Controls
+    session: Session
+
+    def __iter__(self):
+        return iter((self.config, self.controls, self.session))
+
+
+def setup(notebook: str, namespace: Mapping[str, Any]) -> NotebookSetup:
+    """Return the configuration built from a notebook's parameters (read from `namespace`, its globals) and its
+    session; set torch's threads; say which session folder is used."""
+    values = {name: namespace[name] for name in NOTEBOOK_PARAMETERS[notebook] if name in namespace}
+    config = RunConfig.from_flat({name: value for name, value in values.items() if name in RUN_SETTINGS})
+    controls = Controls(**{name: value for name, value in values.items() if name in CONTROLS})
+    session = Session.open(controls.session_dir)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    how = "the default: pass session_dir=... for another" if controls.session_dir is None else "session_dir"
+    print(f"session folder: {session.root.resolve()} ({how})")
+    return NotebookSetup(config, controls, session)
 
 
 # --- figures the notebooks show -------------------------------------------------------------------------------
 def plot_digits(images: torch.Tensor, labels: Sequence[int], predictions: Sequence[int] | None = None,
-                columns: int = 8, path: str | os.PathLike | None = None) -> Figure:
-    """Return a grid of 28x28 images titled with their labels (and predictions); save it when `path` is given."""
+                columns: int = 8, path: str | os.PathLike | None = None,
+                classes: Sequence[str] | None = None) -> Figure:
+    """Return a grid of images titled with their labels (and predictions); save it when `path` is given."""
+    names = list(classes) if classes is not None else [str(k) for k in range(10)]
     rows = -(-len(images) // columns)
-    figure = Figure(figsize=(1.1 * columns, 1.25 * rows), layout="constrained")
+    figure = Figure(figsize=(1.2 * columns, 1.35 * rows), layout="constrained")
     for index, image in enumerate(images):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(image.reshape(28, 28).cpu(), cmap="gray", vmin=0, vmax=1)
-        title, colour = f"label {int(labels[index])}", "black"
+        title, colour = names[int(labels[index])], "black"
         if predictions is not None:
-            title += f"\npredicted {int(predictions[index])}"
+            title += f"\npredicted {names[int(predictions[index])]}"
             colour = "black" if int(predictions[index]) == int(labels[index]) else "red"
-        axes.set_title(title, fontsize=8, color=colour)
+        axes.set_title(title, fontsize=7, color=colour)
         axes.axis("off")
     if path is not None:
         save_figure(figure, path)
     return figure
 
 
-def plot_class_balance(splits: dict[str, torch.Tensor], path: str | os.PathLike | None = None) -> Figure:
+def plot_class_balance(splits: dict[str, torch.Tensor], path: str | os.PathLike | None = None,
+                       classes: Sequence[str] | None = None) -> Figure:
     """Return grouped bars of each split's share of every class (labels per split); save it when `path` is given."""
-    figure = Figure(figsize=(7, 3.5), layout="constrained")
+    names = list(classes) if classes is not None else [str(k) for k in range(10)]
+    figure = Figure(figsize=(8, 3.8), layout="constrained")
     axes = figure.add_subplot()
     width = 0.8 / len(splits)
     for position, (name, labels) in enumerate(splits.items()):
         counts = Counter(int(label) for label in labels)
-        shares = [100 * counts[digit] / len(labels) for digit in range(10)]
-        axes.bar([digit + (position - (len(splits) - 1) / 2) * width for digit in range(10)], shares, width,
-                 label=f"{name} ({len(labels):,} images)")
-    axes.axhline(10, color="gray", linestyle=":", linewidth=1)
-    axes.set(xticks=range(10), xlabel="digit", ylabel="% of the split", title="Class balance",
+        shares = [100 * counts[k] / len(labels) for k in range(len(names))]
+        axes.bar([k + (position - (len(splits) - 1) / 2) * width for k in range(len(names))], shares, width,
+                 label=f"{name} ({len(labels):,})")
+    axes.axhline(100 / len(names), color="gray", linestyle=":", linewidth=1)
+    axes.set(xticks=range(len(names)), xlabel="class", ylabel="% of the split", title="Class balance",
              ylim=(0, 1.3 * axes.get_ylim()[1]))
+    axes.set_xticklabels(names, rotation=30 if max(map(len, names)) > 2 else 0, fontsize=8)
     axes.legend(fontsize=8, loc="upper center", ncols=len(splits))
     if path is not None:
         save_figure(figure, path)
@@ -141,47 +175,15 @@ def plot_significance(scores: torch.Tensor, kept: torch.Tensor, layer: int = 1,
 
 
 # --- batch runs -----------------------------------------------------------------------------------------------
-def _parse_value(name: str, text: str):
-    kind = PARAMETERS[name]
-    if text.strip().lower() in ("none", "null", ""):
-        if kind in ("path", "int?"):
-            return None
-        raise NbpruneError(f"parameter {name} cannot be None: expected {_expected(kind)}.")
-    if kind in ("path", "str"):
-        return text
-    if kind == "int|auto" and text.strip() == "auto":
-        return "auto"
-    if kind == "bool" and text.strip().lower() in BOOLEANS:
-        return BOOLEANS[text.strip().lower()]
-    try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        value = text
-    if kind == "ints" and isinstance(value, int):
-        value = [value]
-    if kind == "ints" and isinstance(value, (list, tuple)) and all(type(v) is int for v in value) and value:
-        return list(value)
-    if kind == "float" and type(value) in (int, float):
-        return float(value)
-    if kind in ("int", "int?", "int|auto") and type(value) is int:
-        return value
-    raise NbpruneError(f"parameter {name}={text!r} is not allowed: expected {_expected(kind)}.")
-
-
-def _expected(kind: str) -> str:
-    return {"path": "a folder", "str": "a word", "int": "a whole number", "int?": "a whole number or None",
-            "int|auto": "a whole number or auto", "float": "a number", "ints": "whole numbers like 256,64",
-            "bool": "true or false"}[kind]
-
-
-def parse_parameters(pairs: list[list[str]]) -> dict:
-    """Return the `-p NAME VALUE` pairs as a dict of typed values (ints, floats, lists, None, strings)."""
-    values = {}
-    for name, text in pairs:
+def parse_parameters(pairs: list[list[str]] | Mapping[str, str]) -> dict:
+    """Return `-p NAME VALUE` pairs as typed, checked values; names the workbook does not take are refused."""
+    items = pairs.items() if isinstance(pairs, Mapping) else [tuple(pair) for pair in pairs]
+    for name, _ in items:
+        if name in NOT_IN_WORKBOOK:
+            raise ConfigError(f"parameter {name!r} is not a workbook parameter: {NOT_IN_WORKBOOK[name]}.")
         if name not in PARAMETERS:
-            raise NbpruneError(f"unknown notebook parameter {name!r}: expected one of {', '.join(PARAMETERS)}.")
-        values[name] = _parse_value(name, text)
-    return values
+            raise ConfigError(f"unknown notebook parameter {name!r}: expected one of {', '.join(PARAMETERS)}.")
+    return parse_settings(list(items))
 
 
 def notebooks_path(notebooks_dir: str | os.PathLike | None = None) -> Path:
@@ -214,7 +216,10 @@ def _kernel_config(socket_dir: str):
 
 def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "quick",
                  parameters: dict | None = None, notebooks_dir: str | os.PathLike | None = None) -> Path:
-    """Run the six notebooks in order into one session folder; return the folder of executed copies."""
+    """Run the six notebooks in order into one session folder; return the folder of executed copies.
+
+    Every parameter is checked before anything is written; the session folder is held for the whole run.
+    """
     try:
         import papermill
         from papermill.exceptions import PapermillExecutionError
@@ -225,25 +230,83 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
     parameters = dict(parameters or {})
     unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
-        raise NbpruneError(f"unknown notebook parameter(s) {', '.join(unknown)}: expected any of "
-                           f"{', '.join(PARAMETERS)}.")
+        raise ConfigError(f"unknown notebook parameter(s) {', '.join(unknown)}: expected any of "
+                          f"{', '.join(PARAMETERS)}.")
+    values = {**PROFILES[profile], **parameters}
+    RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS})  # refuse bad values now
+    Controls(**{k: v for k, v in values.items() if k in CONTROLS})
+    session = Session.open(session_dir if session_dir is not None else parameters.get("session_dir"))
+    session.check_writable(session.root)
     source = notebooks_path(notebooks_dir)
-    session = session_path(session_dir if session_dir is not None else parameters.get("session_dir"))
-    values = {**PROFILES[profile], **parameters, "session_dir": str(session),
-              "data_root": str(data_path(parameters.get("data_root")))}
-    executed = session / "notebooks"
-    executed.mkdir(parents=True, exist_ok=True)
-    for name in NOTEBOOKS:
-        notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"
-        declared = papermill.inspect_notebook(str(notebook))
-        log.info("running %s", name)
-        with tempfile.TemporaryDirectory(prefix="nbprune-kernel-") as sockets:
-            try:
-                papermill.execute_notebook(str(notebook), str(copy), kernel_name="python3",
-                                           parameters={k: v for k, v in values.items() if k in declared},
-                                           progress_bar={"desc": name}, config=_kernel_config(sockets))
-            except PapermillExecutionError as error:
-                reason = (str(error.evalue).strip().splitlines() or [""])[0]
-                raise NbpruneError(f"notebook {name} failed in cell [{error.exec_count}]: {error.ename}: {reason} "
-                                   f"(executed copy: {copy})") from None
+    values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
+    executed = session.part(EXECUTED)
+    with folder_lock(session.root, "session folder"):
+        executed.mkdir(parents=True, exist_ok=True)
+        for name in NOTEBOOKS:
+            notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"
+            log.info("running %s", name)
+            declared = {k: _jsonable(v) for k, v in values.items() if k in NOTEBOOK_PARAMETERS[name]}
+            with tempfile.TemporaryDirectory(prefix="nbprune-kernel-") as sockets:
+                try:
+                    papermill.execute_notebook(str(notebook), str(copy), kernel_name="python3", parameters=declared,
+                                               progress_bar={"desc": name}, config=_kernel_config(sockets))
+                except PapermillExecutionError as error:
+                    reason = (str(error.evalue).strip().splitlines() or [""])[0]
+                    raise NbpruneError(f"notebook {name} failed in cell [{error.exec_count}]: {error.ename}: "
+                                       f"{reason} (executed copy: {copy})") from None
     return executed
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# --- keeping the tracked notebooks clean ------------------------------------------------------------------------
+def strip_notebook(notebook: dict) -> dict:
+    """Clear what running a notebook adds (outputs, execution counts, widget state, timings); return it."""
+    notebook.get("metadata", {}).pop("widgets", None)
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cell.get("metadata", {}).pop("execution", None)
+    return notebook
+
+
+def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> None:
+    """Jupyter's pre-save hook: a workbook notebook inside an nbprune checkout is saved without its outputs.
+
+    Installed for every Jupyter server of nbprune's environment (etc/jupyter/jupyter_server_config.d/nbprune.json);
+    any other notebook is saved untouched.
+    """
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    root = Path(getattr(contents_manager, "root_dir", "") or ".")
+    target = (root / path).resolve()
+    if target.suffix == ".ipynb" and target.stem in NOTEBOOKS and target.parent.name == "notebooks" and \
+            (target.parent.parent / "nbprune" / "workbook.py").is_file():
+        strip_notebook(model["content"])
+
+
+def lab_command() -> list[str]:
+    """Return the command that opens JupyterLab on the notebooks, for root and other users alike."""
+    return [sys.executable, "-m", "jupyter", "lab", "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={notebooks_path()}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nbprune.workbook lab` opens JupyterLab; `... sync` rewrites the parameters cells."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["sync"]:
+        for path in write_parameters_cells():
+            print(f"rewrote the parameters cell of {path}")
+        return 0
+    if argv == ["lab"]:
+        os.execv(sys.executable, lab_command())
+    print("usage: python -m nbprune.workbook lab|sync", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

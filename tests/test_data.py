@@ -1,22 +1,29 @@
 """Data: loaders, standardisation, the validation split, the input box and the errors for bad data folders."""
 
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import make_tiny_mnist, needs_mnist
 from nbprune import DataError, input_box, load_data
-from nbprune.data import RAW_FILES, TensorLoader, data_root
+from nbprune.config import project_root
+from nbprune.data import CLASS_NAMES, RAW_FILES, TensorLoader, data_root
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_root_comes_from_argument_then_environment_then_default(monkeypatch, tmp_path):
+def test_root_comes_from_argument_then_environment_then_the_projects_data_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("NBPRUNE_DATA_ROOT", str(tmp_path))
     assert data_root("x") == Path("x")
     assert data_root() == tmp_path
     monkeypatch.delenv("NBPRUNE_DATA_ROOT")
-    assert data_root() == Path("data")
+    assert data_root() == REPO / "data"  # the same folder from every door and every working directory
+    monkeypatch.chdir(REPO / "notebooks")
+    assert project_root() == REPO and data_root() == REPO / "data"
 
 
 def test_loaders_are_standardised_flat_and_split(tiny_data):
@@ -90,3 +97,91 @@ def test_real_mnist_split_sizes_and_statistics(real_data):
     train, val, test = real_data
     assert (len(train.dataset), len(val.dataset), len(test.dataset)) == (55000, 5000, 10000)
     assert abs(real_data.mean - 0.1307) < 2e-3 and abs(real_data.std - 0.3081) < 2e-3
+
+
+def test_loaders_describe_their_data(tiny_data):
+    spec = tiny_data.train_loader.spec
+    assert spec is tiny_data.val_loader.spec is tiny_data.test_loader.spec is tiny_data.spec
+    assert (spec.dataset, spec.classes, spec.features, spec.image_shape) == ("MNIST", CLASS_NAMES["MNIST"], 784,
+                                                                              (28, 28))
+    raw = (tiny_data.to_pixels(tiny_data.test_loader.dataset.data[:3]) * 255).round()
+    assert torch.allclose(spec.standardise(raw), tiny_data.test_loader.dataset.data[:3], atol=1e-5)
+
+
+def test_fashion_mnist_has_its_class_names(tmp_path):
+    root = make_tiny_mnist(tmp_path, train=60, test=20, name="FashionMNIST")
+    data = load_data(root, name="FashionMNIST", val_size=10, download=False)
+    assert data.classes[0] == "T-shirt/top" and data.classes[9] == "Ankle boot" and data.name == "FashionMNIST"
+
+
+def test_a_given_standardisation_is_used_instead_of_the_training_splits(tiny_root):
+    data = load_data(tiny_root, val_size=100, download=False, standardisation=(0.5, 0.25))
+    assert (data.mean, data.std) == (0.5, 0.25)
+    pixels = tiny_data_pixels(tiny_root)
+    assert torch.allclose(data.test_loader.dataset.data[0], (pixels / 255 - 0.5) / 0.25)
+
+
+def tiny_data_pixels(root: Path) -> torch.Tensor:
+    from nbprune.data import read_raw
+    return read_raw(root, download=False)[2][0].reshape(-1).float()
+
+
+def test_users_own_features_are_standardised_per_feature_with_the_training_statistics():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 5, generator=generator) * torch.tensor([1.0, 10.0, 100.0, 0.1, 0.0]) + 3
+    labels = torch.randint(0, 3, (300,), generator=generator)
+    data = load_data(train=(features[:240].numpy(), labels[:240].numpy()), test=(features[240:], labels[240:]),
+                     val_size=40, classes=["a", "b", "c"])
+    inputs = data.train_loader.dataset.data
+    assert inputs.shape == (200, 5) and data.classes == ("a", "b", "c") and data.spec.image_shape is None
+    assert torch.allclose(inputs[:, :4].mean(0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(inputs[:, :4].std(0), torch.ones(4), atol=1e-4)
+    assert data.spec.std[4] == 1.0  # a constant feature is centred, not divided by zero
+    assert data.name == "custom" and len(data.spec.mean) == 5
+
+
+@pytest.mark.parametrize("train, message", [
+    ((torch.zeros(10, 3, 2), torch.zeros(10, dtype=torch.long)), "expected \\[samples, features\\]"),
+    ((torch.zeros(10, 3), torch.zeros(9, dtype=torch.long)), "one whole number per row"),
+    ((torch.zeros(10, 3), torch.zeros(10)), "expected whole numbers"),
+    ((torch.full((10, 3), float("nan")), torch.zeros(10, dtype=torch.long)), "finite real numbers"),
+    ((torch.zeros(10, 3), -torch.ones(10, dtype=torch.long)), "class numbers 0, 1, 2"),
+])
+def test_users_own_data_is_checked(train, message):
+    with pytest.raises(DataError, match=message):
+        load_data(train=train, test=(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), val_size=2)
+
+
+def test_a_raw_file_that_is_a_folder_or_a_fifo_is_refused_without_hanging(tmp_path):
+    root = make_tiny_mnist(tmp_path, train=50, test=20)
+    raw = root / "MNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").mkdir()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is a folder"):
+        load_data(root, val_size=10, download=False)
+    (raw / "t10k-labels-idx1-ubyte").rmdir()
+    os.mkfifo(raw / "t10k-labels-idx1-ubyte")
+    with pytest.raises(DataError, match="not a regular file"):
+        load_data(root, val_size=10, download=False)
+
+
+def test_training_images_without_variance_are_refused_with_the_right_advice(tmp_path):
+    from conftest import write_idx
+    root = make_tiny_mnist(tmp_path, train=50, test=20)
+    write_idx(root / "MNIST" / "raw" / "train-images-idx3-ubyte", np.full((50, 28, 28), 7, dtype=np.uint8))
+    with pytest.raises(DataError, match="standard deviation 0.*download again"):
+        load_data(root, val_size=10, download=False)
+
+
+def test_a_failed_download_leaves_no_folders_behind(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(self):
+        (Path(self.raw_folder) / "partial.gz").parent.mkdir(parents=True, exist_ok=True)
+        (Path(self.raw_folder) / "partial.gz").write_bytes(b"half")
+        raise OSError("no network (test)")
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
+    (tmp_path / "mine.txt").write_text("a file of the user's")
+    with pytest.raises(DataError, match="no network \\(test\\)"):
+        load_data(tmp_path, name="FashionMNIST")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

@@ -17,10 +17,11 @@ import pytest
 import torch
 from PIL import Image
 
-from nbprune import ModelFileError, SimpleNN, load_pruned_model
+from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
 from nbprune.cli import main
+from nbprune.data import CLASS_NAMES, InputSpec
 from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, TORCHSCRIPT_FILE, export_model
-from nbprune.io import UMASK, save_model_atomic
+from nbprune.io import UMASK, save_model_atomic, save_model_file
 from nbprune.prune import shrink
 
 # Runs a script like `python -I -B script.py ARGS`, but with nbprune made unimportable first.
@@ -28,18 +29,23 @@ WITHOUT_NBPRUNE = ("import runpy, sys; sys.modules['nbprune'] = None; sys.argv =
                    "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
+SPEC = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.2, 0.4, 784)
+
+
 def pruned_model(seed: int = 0) -> SimpleNN:
     torch.manual_seed(seed)
-    return shrink(SimpleNN(), [torch.arange(0, 60, 3), torch.arange(7)])  # 20 + 7 hidden neurons
+    model = shrink(SimpleNN(), [torch.arange(0, 60, 3), torch.arange(7)])  # 20 + 7 hidden neurons
+    model.spec = SPEC
+    return model
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    """A session tree holding one pruned model and the run.json that records its standardisation."""
+    """A session tree holding one pruned model whose record says its standardisation, and a run.json that lies."""
     root = tmp_path_factory.mktemp("session") / "iterative_pruning"
     model_file = root / "3" / "prune_w_retrain" / "best_model.pth"
-    save_model_atomic(pruned_model().state_dict(), model_file)
-    (root / "run.json").write_text(json.dumps({"config": {"mean": 0.2, "std": 0.4, "activation": "relu"}}))
+    save_model_file(pruned_model(), model_file, iteration=3, criterion="magnitude")
+    (root / "run.json").write_text(json.dumps({"config": {"mean": 0.9, "std": 9.0, "activation": "sigmoid"}}))
     return model_file
 
 
@@ -80,8 +86,8 @@ def standalone_module(folder: Path, name: str):
 
 def test_folder_holds_the_seeds_deployment_files(exported):
     names = {path.name for path in exported.iterdir()}
-    assert {"best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE, "README.md"} <= names
-    assert ONNX_FILE not in names
+    assert names == {"best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE, "README.md",
+                     "export.json"}
     for name in ("model.py", "loader.py", "predict.py"):
         assert not re.search(r"^\s*(from|import) nbprune", (exported / name).read_text(), flags=re.M)
 
@@ -92,16 +98,22 @@ def test_exported_files_get_the_mode_a_plain_open_would_give(exported):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~UMASK, f"{path.name} is {oct(path.stat().st_mode)}"
 
 
-def test_standardisation_comes_from_the_sessions_run_json(exported):
-    assert re.search(r"^MEAN, STD = 0\.2, 0\.4 ", (exported / "loader.py").read_text(), flags=re.M)
-    assert re.search(r"^HIDDEN = \(20, 7\) ", (exported / "model.py").read_text(), flags=re.M)
+def test_everything_comes_from_the_model_files_record_never_the_sessions_run_json(exported):
+    loader, model = (exported / "loader.py").read_text(), (exported / "model.py").read_text()
+    assert re.search(r"^MEAN = 0\.2  ", loader, flags=re.M) and re.search(r"^STD = 0\.4  ", loader, flags=re.M)
+    assert re.search(r"^HIDDEN = \(20, 7\)  ", model, flags=re.M)
+    assert re.search(r'^ACTIVATION = "relu"  ', model, flags=re.M)
+    readme = (exported / "README.md").read_text()
+    assert "iteration 3, criterion magnitude" in readme and "0: 0, 1: 1" in readme
 
 
-def test_without_run_json_mnists_standardisation_is_used(tmp_path):
+def test_a_plain_state_dict_gets_mnists_published_standardisation_with_a_warning(tmp_path):
     model_file = tmp_path / "best_model.pth"
     save_model_atomic(pruned_model().state_dict(), model_file)
-    out = export_model(model_file, tmp_path / "out", onnx=False)
-    assert f"MEAN, STD = {MNIST_MEAN!r}, {MNIST_STD!r} " in (out / "loader.py").read_text()
+    with pytest.warns(UserWarning, match="plain state_dict without nbprune's record"):
+        out = export_model(model_file, tmp_path / "out", onnx=False)
+    loader = (out / "loader.py").read_text()
+    assert f"MEAN = {MNIST_MEAN!r}  " in loader and f"STD = {MNIST_STD!r}  " in loader
 
 
 def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, session, digits):
@@ -222,3 +234,57 @@ def test_cli_exports_and_rejects_bad_model_files(session, tmp_path, capsys):
     with pytest.raises(ModelFileError):
         (tmp_path / "junk.pth").write_bytes(b"not a model")
         export_model(tmp_path / "junk.pth", tmp_path / "out3")
+    assert main(["export", str(session), str(tmp_path / "out4"), "--activation", "sigmoid"]) == 2
+    assert "records activation 'relu', but --activation sigmoid was given" in capsys.readouterr().err
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+def test_a_folder_with_other_files_is_never_overwritten(session, tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "predict.py").write_text("# my own script")
+    (target / "model.onnx").write_text("my own onnx")
+    with pytest.raises(NbpruneError, match="is not empty.*--force"):
+        export_model(session, target, onnx=False)
+    with pytest.raises(NbpruneError, match="did not write \\(model.onnx, predict.py\\)"):
+        export_model(session, target, onnx=False, force=True)
+    assert snapshot(target) == {"model.onnx": b"my own onnx", "predict.py": b"# my own script"}
+
+
+def test_force_replaces_an_earlier_export_and_nothing_else(session, tmp_path):
+    target = export_model(session, tmp_path / "out", onnx=False)
+    (target / "model.py").write_text("# edited")
+    with pytest.raises(NbpruneError, match="is not empty"):
+        export_model(session, target, onnx=False)
+    export_model(session, target, onnx=False, force=True)
+    assert "class SimpleNN" in (target / "model.py").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no building folder left
+
+
+def test_an_export_never_writes_into_a_sessions_iteration_folder(session, tmp_path):
+    other = tmp_path / "other.pth"
+    save_model_file(pruned_model(1), other)
+    before = snapshot(session.parent)
+    for force in (False, True):
+        with pytest.raises(NbpruneError, match="iteration folder: an export never writes there"):
+            export_model(other, session.parent, onnx=False, force=force)
+    assert snapshot(session.parent) == before
+
+
+def test_a_full_disk_leaves_no_half_folder(session, tmp_path, monkeypatch):
+    import errno
+
+    import nbprune.export as export_module
+
+    def full(path, data):
+        if Path(path).name == "predict.py":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(path, data)
+    original = export_module.write_bytes_atomic
+    monkeypatch.setattr(export_module, "write_text_atomic", lambda path, text: full(path, text.encode()))
+    with pytest.raises(NbpruneError, match="No space left on device.*nothing was left behind"):
+        export_model(session, tmp_path / "out", onnx=False)
+    assert list(tmp_path.iterdir()) == []

@@ -1,19 +1,23 @@
 """Iterative pruning end to end on tiny data: the seed's tree, resume, round trip, concatenate, the CLI."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from nbprune import ModelFileError, ScheduleError, SimpleNN, evaluate, load_pruned_model
+from nbprune import ModelFileError, ScheduleError, Session, SimpleNN, evaluate, load_pruned_model
 from nbprune.cli import main
+from nbprune.config import project_root
 from nbprune.io import read_table
-from nbprune.iterative import IterativePruning, default_session_dir, iteration_dir
+from nbprune.iterative import IterativePruning, iteration_dir
 from nbprune.report import choose_iteration, concatenate, session_summary
-from nbprune.retention import schedule
+from nbprune.retention import read_retain, schedule
 
 STEPS = schedule()[:3]
 FILES = {"best_model.pth", "train_results.txt", "validation_results.txt"}
+HEADER = ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain", "Parameters", "Val_Loss",
+          "Val_Accuracy"]
 
 
 def tree(root: Path) -> set[str]:
@@ -37,53 +41,73 @@ def session(tiny_data, tmp_path_factory):
 
 def test_run_writes_exactly_the_seeds_tree(session):
     session_dir, records = session
-    expected = {"run.json"}
+    expected = {"run.json", "retain.txt", ".nbprune.lock"}
     for step in STEPS:
         expected |= {str(step.iteration), f"{step.iteration}/prune_w_retrain"}
         expected |= {f"{step.iteration}/prune_w_retrain/{name}" for name in FILES}
     assert tree(session_dir) == expected
     assert [r["iteration"] for r in records] == [0, 1, 2]
     header, rows = read_table(iteration_dir(session_dir, 1) / "validation_results.txt")
-    assert header == ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain"]
-    assert rows[0][-1] == 80
+    assert header == HEADER  # the seed's five columns first, then parameters and the validation figures
+    assert rows[0][4] == 80 and rows[0][5] == SimpleNN(hidden=(205, 51)).state_dict()["fc1.weight"].numel() + \
+        205 + 205 * 51 + 51 + 51 * 10 + 10
+    assert read_retain(session_dir / "retain.txt") == STEPS  # what each iteration kept, as run
 
 
 def test_models_physically_shrink_and_reproduce_their_results(session, tiny_data):
     session_dir, _ = session
-    train_loader, _, test_loader = tiny_data
+    train_loader, val_loader, test_loader = tiny_data
     for step in STEPS:
         folder = iteration_dir(session_dir, step.iteration)
         model = load_pruned_model(SimpleNN(), folder / "best_model.pth")
         assert model.hidden == step.retained
         _, rows = read_table(folder / "validation_results.txt")
         results = evaluate(model, train_loader, test_loader)
-        expected = dict(zip(["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy"], rows[0]))
+        expected = dict(zip(HEADER[:4], rows[0]))
         assert results == pytest.approx(expected, rel=1e-5)
+        assert evaluate(model, val_loader, val_loader)["Test_Accuracy"] == pytest.approx(rows[0][7], rel=1e-5)
 
 
-def test_resume_from_an_iteration_gives_the_same_tree_and_results(session, tiny_data, tmp_path):
+def test_every_model_file_says_what_made_it(session):
+    session_dir, _ = session
+    from nbprune import read_record
+    dense, pruned = read_record(iteration_dir(session_dir, 0) / "best_model.pth"), \
+        read_record(iteration_dir(session_dir, 2) / "best_model.pth")
+    assert (dense.iteration, dense.criterion, dense.hidden) == (0, None, (256, 64))
+    assert (pruned.iteration, pruned.criterion, pruned.hidden) == (2, "interval_adjoint", (164, 41))
+    assert pruned.spec.dataset == "MNIST" and pruned.activation == "relu" and 0.1 < pruned.spec.mean < 0.3
+
+
+def test_resume_from_an_iteration_gives_the_same_tree_results_and_bytes(session, tiny_data, tmp_path):
     session_dir, records = session
     copy_dir = tmp_path / "iterative_pruning"
     run_session(tiny_data, copy_dir, end_itr=0)
     resumed = run_session(tiny_data, copy_dir, begin_itr=1)
     assert tree(copy_dir) == tree(session_dir)
     assert [r["Test_Accuracy"] for r in resumed] == [r["Test_Accuracy"] for r in records[1:]]
+    for step in STEPS:  # same seed, same CPU: the very same bytes
+        assert (iteration_dir(copy_dir, step.iteration) / "best_model.pth").read_bytes() == \
+            (iteration_dir(session_dir, step.iteration) / "best_model.pth").read_bytes()
     assert run_session(tiny_data, copy_dir, begin_itr="auto") == []
+    runs = Session.for_pruning_dir(copy_dir).runs()
+    assert [run["begin_itr"] for run in runs] == [0, 1, "auto"]  # a resumed run appends, never erases
+    assert runs[0]["end_itr"] == 0 and runs[0]["config"]["hidden"] == [256, 64]
 
 
-def test_begin_itr_errors_name_the_problem(tiny_data, tmp_path):
+def test_begin_itr_errors_name_the_problem_and_write_nothing(tiny_data, tmp_path):
     with pytest.raises(ScheduleError, match="begin_itr=-1 is not an iteration"):
         run_session(tiny_data, tmp_path / "s", begin_itr=-1)
     with pytest.raises(ScheduleError, match="0/prune_w_retrain/best_model.pth is missing"):
         run_session(tiny_data, tmp_path / "s", begin_itr=1)
+    assert not (tmp_path / "s").exists()
 
 
 def test_concatenate_writes_one_row_per_iteration_and_plots(session):
     session_dir, records = session
     out = concatenate(session_dir)
     header, rows = read_table(out / "validations.txt")
-    assert header == ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain"]
-    assert [row[-1] for row in rows] == [100, 80, 64.0625]
+    assert header == HEADER
+    assert [row[4] for row in rows] == [100, 80, 64.0625]
     assert len({tuple(row) for row in rows}) == len(rows)
     for name in ("accuracies.png", "losses.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -92,25 +116,33 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
     assert choose_iteration(summary) in {0, 1, 2}
 
 
-def test_load_refuses_a_file_of_another_architecture(session, tmp_path):
+def test_load_refuses_a_file_of_another_architecture(session):
     session_dir, _ = session
     file = iteration_dir(session_dir, 1) / "best_model.pth"
-    with pytest.raises(ModelFileError, match=r"fc1 takes 784 inputs in the file .* the model's takes 100"):
+    with pytest.raises(ModelFileError, match="784-205-51-10 relu network.*inputs 784 in the file, 100 in the model"):
         load_pruned_model(SimpleNN(in_features=100), file)
-    with pytest.raises(ModelFileError, match="another architecture"):
+    with pytest.raises(ModelFileError, match="hidden layers 2 in the file, 3 in the model.*SimpleNN.from_file"):
         load_pruned_model(SimpleNN(hidden=(10, 10, 10)), file)
+    with pytest.raises(ModelFileError, match="activation 'relu' in the file, 'sigmoid' in the model"):
+        load_pruned_model(SimpleNN(activation="sigmoid"), file)
+    assert SimpleNN.from_file(file).hidden == (205, 51)
 
 
-def test_choose_iteration_takes_the_smallest_within_one_point():
-    records = [{"iteration": 0, "Test_Accuracy": 98.0, "PercentageRetain": 100},
-               {"iteration": 1, "Test_Accuracy": 97.5, "PercentageRetain": 80},
-               {"iteration": 2, "Test_Accuracy": 96.5, "PercentageRetain": 64}]
-    assert choose_iteration(records) == 1
+def test_choose_iteration_takes_the_smallest_within_one_point_of_validation_accuracy():
+    records = [{"iteration": 0, "Val_Accuracy": 98.0, "Test_Accuracy": 90.0, "parameters": 100},
+               {"iteration": 1, "Val_Accuracy": 97.5, "Test_Accuracy": 99.9, "parameters": 80},
+               {"iteration": 2, "Val_Accuracy": 96.5, "Test_Accuracy": 99.9, "parameters": 64}]
+    assert choose_iteration(records) == 1  # the test accuracy plays no part
+    with pytest.raises(Exception, match="without looking at the test set"):
+        choose_iteration([{"iteration": 0, "Test_Accuracy": 98.0, "parameters": 1}])
 
 
-def test_default_session_dir_is_dated():
-    assert default_session_dir("results").parts[:2] == ("results", "sessions")
-    assert default_session_dir("results").name == "iterative_pruning"
+def test_the_default_session_is_one_stable_folder_of_the_project(tmp_path, monkeypatch):
+    assert Session.default().root == project_root() / "sessions" / "default"
+    monkeypatch.chdir(tmp_path)
+    assert Session.open(None).root == tmp_path / "sessions" / "default"
+    assert Session.open(tmp_path / "s" / "iterative_pruning").root == tmp_path / "s"  # the seed's my_dir
+    assert Session.open(tmp_path / "s").pruning == tmp_path / "s" / "iterative_pruning"
 
 
 def test_cli_prune_concat_evaluate(tiny_root, tmp_path, capsys):
@@ -123,12 +155,15 @@ def test_cli_prune_concat_evaluate(tiny_root, tmp_path, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
-    assert (session_dir / "prune_w_retrain_results" / "validations.txt").is_file()
-    assert main(["evaluate", str(iteration_dir(session_dir, 1) / "best_model.pth"),
-                 "--data-root", str(tiny_root)]) == 0
-    assert '"hidden": [\n    205,\n    51\n  ]' in capsys.readouterr().out
+    pruning = session_dir / "iterative_pruning"
+    assert (pruning / "prune_w_retrain_results" / "validations.txt").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(iteration_dir(pruning, 1) / "best_model.pth"), "--data-root", str(tiny_root)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["hidden"] == [205, 51] and printed["dataset"] == "MNIST" and 0 <= printed["Val_Accuracy"] <= 100
     assert main(["prune", "--data-root", str(tiny_root), "--session-dir", str(session_dir), "--begin-itr", "22"]) == 2
     assert "begin_itr=22 is not an iteration" in capsys.readouterr().err
+    assert main(["concat", str(session_dir)]) == 0
 
 
 def test_cli_help_explains_itself(capsys):
@@ -145,10 +180,14 @@ def test_a_train_function_in_the_seeds_shape_gets_only_its_own_arguments(tiny_da
     def seed_train(model, train_loader, test_loader, lr=1e-3, num_epochs=300, patience=10, logdir=None,
                    save_model=True):
         calls.append((num_epochs, logdir))
-        return train(model, train_loader, test_loader, lr, num_epochs, patience, logdir, save_model, progress=False)
+        return train(model, train_loader, test_loader, lr, num_epochs, patience, logdir, save_model, progress=False,
+                     val_loader=train_loader)
 
     train_loader, _, test_loader = tiny_data
-    experiment = IterativePruning(train_loader, test_loader, seed_train, evaluate, num_epochs=1, progress=False)
+    with pytest.warns(UserWarning, match="no val_loader"):
+        experiment = IterativePruning(train_loader, test_loader, seed_train, evaluate, num_epochs=1, progress=False)
     experiment.run(SimpleNN(), STEPS[:2], tmp_path / "iterative_pruning")
     assert [epochs for epochs, _ in calls] == [1, 1]
     assert all((iteration_dir(tmp_path / "iterative_pruning", i) / "best_model.pth").is_file() for i in (0, 1))
+    header, _ = read_table(iteration_dir(tmp_path / "iterative_pruning", 1) / "validation_results.txt")
+    assert header == HEADER[:6]  # without a validation split there are no validation columns

@@ -42,7 +42,8 @@ def test_evaluate_returns_the_seeds_keys_and_percentages(tiny_data):
 def test_train_writes_the_seeds_files_and_learns(tiny_data, tmp_path):
     train_loader, val_loader, test_loader = tiny_data
     torch.manual_seed(0)
-    model = train(SimpleNN(), train_loader, test_loader, num_epochs=6, patience=3, logdir=tmp_path, progress=False)
+    model = train(SimpleNN(), train_loader, test_loader, num_epochs=6, patience=3, logdir=tmp_path, progress=False,
+                  val_loader=val_loader)
     header, rows = read_table(tmp_path / "train_results.txt")
     assert header[:4] == ["TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy"]
     assert header[4:] == ["ValLoss", "ValAccuracy"] and 1 <= len(rows) <= 6
@@ -54,15 +55,37 @@ def test_train_writes_the_seeds_files_and_learns(tiny_data, tmp_path):
     assert val_loss <= min(row[4] for row in rows) + 1e-4  # selected by validation loss (min_delta 1e-4)
 
 
-def test_seeded_training_is_reproducible(tiny_data):
-    train_loader, _, test_loader = tiny_data
+def test_seeded_training_is_reproducible_to_the_byte(tiny_data, tmp_path):
+    train_loader, val_loader, test_loader = tiny_data
     results = []
-    for _ in range(2):
+    for run in ("a", "b"):
         train_loader.reseed(7)
         torch.manual_seed(7)
-        model = train(SimpleNN(), train_loader, test_loader, num_epochs=2, seed=7, progress=False)
+        model = train(SimpleNN(), train_loader, test_loader, num_epochs=2, seed=7, progress=False,
+                      val_loader=val_loader, logdir=tmp_path / run)
         results.append(evaluate(model, train_loader, test_loader))
     assert results[0] == results[1]
+    assert (tmp_path / "a" / "best_model.pth").read_bytes() == (tmp_path / "b" / "best_model.pth").read_bytes()
+
+
+def test_without_a_validation_loader_train_warns_that_it_selects_on_the_training_loss(tiny_data):
+    train_loader, _, test_loader = tiny_data
+    with pytest.warns(UserWarning, match="no val_loader"):
+        train(SimpleNN(hidden=(8,)), train_loader, test_loader, num_epochs=1, progress=False)
+
+
+def test_training_settings_come_from_the_configuration_and_can_be_overridden(tiny_data, tmp_path):
+    from nbprune import TrainConfig
+    train_loader, val_loader, test_loader = tiny_data
+    config = TrainConfig(epochs=2, patience=5)
+    train(SimpleNN(hidden=(8,)), train_loader, test_loader, logdir=tmp_path / "a", config=config,
+          val_loader=val_loader, progress=False)
+    assert len(read_table(tmp_path / "a" / "train_results.txt")[1]) == 2
+    train(SimpleNN(hidden=(8,)), train_loader, test_loader, num_epochs=1, logdir=tmp_path / "b", config=config,
+          val_loader=val_loader, progress=False)
+    assert len(read_table(tmp_path / "b" / "train_results.txt")[1]) == 1
+    with pytest.raises(NbpruneError, match="unknown training setting.*momentum"):
+        train(SimpleNN(hidden=(8,)), train_loader, test_loader, momentum=0.9, val_loader=val_loader)
 
 
 def test_plain_dataloader_works_with_explicit_validation(tiny_data):
@@ -74,8 +97,8 @@ def test_plain_dataloader_works_with_explicit_validation(tiny_data):
 
 
 def test_seed_recipe_and_unknown_recipe(tiny_data):
-    train_loader, _, test_loader = tiny_data
-    train(SimpleNN(), train_loader, test_loader, num_epochs=1, recipe="seed", progress=False)
+    train_loader, val_loader, test_loader = tiny_data
+    train(SimpleNN(), train_loader, test_loader, num_epochs=1, recipe="seed", progress=False, val_loader=val_loader)
     with pytest.raises(NbpruneError, match="recipe"):
         train(SimpleNN(), train_loader, test_loader, recipe="fast")
 
@@ -85,30 +108,32 @@ def test_learning_rate_drops_and_stop_follow_their_settings(tiny_data, tmp_path,
     train_loader, _, test_loader = tiny_data
     # min_delta=10: no epoch after the first counts as an improvement, so every later epoch is a stalled one.
     train(SimpleNN(hidden=(8, 4)), train_loader, test_loader, num_epochs=50, patience=50, min_delta=10.0,
-          lr_patience=lr_patience, lr_drops=lr_drops, logdir=tmp_path, progress=False)
+          lr_patience=lr_patience, lr_drops=lr_drops, logdir=tmp_path, progress=False, val_loader=train_loader)
     _, rows = read_table(tmp_path / "train_results.txt")
     assert len(rows) == 1 + lr_drops * (lr_patience + 1)
 
 
-@pytest.mark.parametrize("setting", [{"lr_drops": 0}, {"lr_patience": -1}])
-def test_bad_learning_rate_schedule_settings_are_explained(tiny_data, setting):
+@pytest.mark.parametrize("setting", [{"lr_drops": 0}, {"lr_patience": -1}, {"lr": float("nan")}, {"lr": 0},
+                                     {"num_epochs": 0}, {"temperature": 0.0}])
+def test_bad_training_settings_are_explained(tiny_data, setting):
     train_loader, _, test_loader = tiny_data
-    with pytest.raises(NbpruneError, match=next(iter(setting))):
+    name = next(iter(setting)).replace("num_epochs", "epochs")
+    with pytest.raises(NbpruneError, match=f"{name}=.* is not allowed: expected"):
         train(SimpleNN(), train_loader, test_loader, progress=False, **setting)
 
 
 @needs_mnist
 def test_dense_model_reaches_97_percent_on_real_mnist(real_data):
-    train_loader, _, test_loader = real_data
+    train_loader, val_loader, test_loader = real_data
     train_loader.reseed(0)
-    model = train(SimpleNN(), train_loader, test_loader, num_epochs=4, seed=0, progress=False)
+    model = train(SimpleNN(), train_loader, test_loader, num_epochs=4, seed=0, progress=False, val_loader=val_loader)
     assert evaluate(model, train_loader, test_loader)["Test_Accuracy"] >= 97.0
 
 
 def test_distillation_follows_the_teacher_on_both_loader_kinds(tiny_data):
     train_loader, val_loader, test_loader = tiny_data
     torch.manual_seed(0)
-    teacher = train(SimpleNN(), train_loader, test_loader, num_epochs=3, progress=False)
+    teacher = train(SimpleNN(), train_loader, test_loader, num_epochs=3, progress=False, val_loader=val_loader)
     plain = DataLoader(TensorDataset(train_loader.dataset.data, train_loader.dataset.targets), batch_size=64)
     for loader in (train_loader, plain):
         torch.manual_seed(1)
@@ -124,7 +149,8 @@ def test_hand_written_backward_matches_autograd(activation, distill):
     import copy
 
     from nbprune.data import TensorLoader
-    from nbprune.train import FlatMLPTrainer, Trainer
+    from nbprune.epoch import Trainer
+    from nbprune.fast_mlp import FlatMLPTrainer
     torch.manual_seed(0)
     inputs, targets = torch.randn(640, 30), torch.randint(0, 5, (640,))
     teacher = SimpleNN((16,), in_features=30, num_classes=5) if distill else None

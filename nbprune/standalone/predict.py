@@ -1,4 +1,7 @@
-"""Classify handwritten digits: python predict.py digit.png [digits.npy ...]. Needs only torch."""
+"""Classify inputs: python predict.py image.png [images.npy ...]. Needs only torch.
+
+Prints one line per input, `NAME: CLASS (PROBABILITY)`. A bad input ends with one line on stderr and exit code 2.
+"""
 
 import sys
 from pathlib import Path
@@ -8,8 +11,11 @@ sys.path.insert(0, str(HERE))  # find model.py and loader.py from any folder, ev
 
 import torch  # noqa: E402
 
-from loader import load_pruned_model, read_pixels, standardise  # noqa: E402
-from model import SimpleNN  # noqa: E402
+from loader import CLASSES, IMAGE_SHAPE, load_pruned_model, read_inputs, standardise  # noqa: E402
+from model import InputError, SimpleNN  # noqa: E402
+
+USAGE = ("usage: python predict.py image.png [images.npy ...]  (grey images like the training data)"
+         if IMAGE_SHAPE is not None else "usage: python predict.py rows.npy [more.npy ...]  (rows of features)")
 
 
 def main(paths):
@@ -17,13 +23,17 @@ def main(paths):
     load_pruned_model(model, HERE / "best_model.pth")
     for path in paths:
         with torch.no_grad():
-            probabilities = model(standardise(read_pixels(path))).softmax(dim=1)
-        for index, (probability, digit) in enumerate(zip(*probabilities.max(dim=1))):
+            probabilities = model(standardise(read_inputs(path))).softmax(dim=1)
+        for index, (probability, label) in enumerate(zip(*probabilities.max(dim=1))):
             name = path if len(probabilities) == 1 else f"{path}[{index}]"
-            print(f"{name}: {digit.item()} ({probability.item():.1%})")
+            print(f"{name}: {CLASSES[label.item()]} ({probability.item():.1%})")
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: python predict.py digit.png [digits.npy ...]  (28x28, white digit on black, like MNIST)")
-    main(sys.argv[1:])
+        sys.exit(USAGE)
+    try:
+        main(sys.argv[1:])
+    except (ValueError, OSError, InputError) as error:  # InputError is a ValueError too
+        print(f"predict.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,87 @@
+"""One epoch of training: the autograd Trainer, the batches it reads, and the teacher's softened outputs."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Loader, TensorLoader
+
+
+def adamw(parameters: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Return AdamW over `parameters`, fused where this torch offers it."""
+    try:
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # fused AdamW needs torch >= 2.4 on the CPU
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+
+
+@torch.no_grad()
+def teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Return the teacher's softened class probabilities for every input row, computed in large batches."""
+    teacher.eval()
+    return torch.cat([F.softmax(teacher(chunk) / temperature, dim=1) for chunk in inputs.split(8192)])
+
+
+def batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | None
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Yield `(inputs, targets, soft_targets or None)` on `device` from any loader."""
+    if isinstance(loader, TensorLoader) and loader.device == device:
+        if soft_targets is not None:
+            yield from loader.batches(soft_targets)
+        else:
+            yield from ((inputs, targets, None) for inputs, targets in loader.batches())
+        return
+    for inputs, targets in loader:
+        yield inputs.reshape(len(inputs), -1).to(device, non_blocking=True), targets.to(device, non_blocking=True), None
+
+
+class Trainer:
+    """One epoch at a time with autograd and AdamW: works for any model.
+
+    With a `teacher`, the loss blends cross-entropy with the teacher's softened outputs (knowledge distillation).
+    """
+
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
+                 distill_weight: float = 0.5, temperature: float = 2.0):
+        self.model, self.teacher = model, teacher
+        self.distill_weight, self.temperature = distill_weight, temperature
+        self.optimizer = self.make_optimizer(lr, weight_decay)
+
+    def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return adamw(list(self.model.parameters()), lr, weight_decay)
+
+    def soft(self, inputs: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        """Return the teacher's softened outputs for a batch: precomputed, or computed now."""
+        return soft if soft is not None else teacher_probabilities(self.teacher, inputs, self.temperature)
+
+    def epoch(self, loader: Loader, device: torch.device,
+              soft_targets: torch.Tensor | None = None) -> tuple[float, float]:
+        """Run one pass over `loader`; return (mean training loss, accuracy in %) without a sync per step."""
+        model, optimizer, temperature, weight = self.model, self.optimizer, self.temperature, self.distill_weight
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        count = 0
+        for inputs, targets, soft in batches(loader, device, soft_targets):
+            outputs = model(inputs)
+            loss = F.cross_entropy(outputs, targets)
+            if self.teacher is not None:
+                distill = F.kl_div(F.log_softmax(outputs / temperature, dim=1), self.soft(inputs, soft),
+                                   reduction="batchmean")
+                loss = (1 - weight) * loss + weight * temperature ** 2 * distill
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss * len(targets)
+                correct += (outputs.argmax(dim=1) == targets).sum()
+            count += len(targets)
+        return loss_sum.item() / max(count, 1), 100.0 * correct.item() / max(count, 1)
+
+    def finish(self) -> nn.Module:
+        """Return the model, ready for use outside the trainer."""
+        return self.model

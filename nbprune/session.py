@@ -1,0 +1,283 @@
+"""A session folder: where every step's files live, which iterations are complete, the run record, and the lock
+that keeps two runs apart. The one place that knows the layout:
+
+    <session>/
+    ├── data/  model/  retain/retain.txt  test/chosen.json  deploy/  notebooks/
+    └── iterative_pruning/
+        ├── run.json                              every run's configuration, appended
+        ├── retain.txt                            the neurons each iteration kept, as run
+        ├── <i>/prune_w_retrain/{best_model.pth, train_results.txt, validation_results.txt}
+        └── prune_w_retrain_results/{validations.txt, accuracies.png, losses.png}
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .config import project_root
+from .errors import NbpruneError, SessionError
+from .io import read_table, write_text_atomic
+
+DATA, MODEL, RETAIN, PRUNING, TEST, DEPLOY, NOTEBOOKS = ("data", "model", "retain", "iterative_pruning", "test",
+                                                        "deploy", "notebooks")
+STAGE, RESULTS = "prune_w_retrain", "prune_w_retrain_results"
+MODEL_FILE, TRAIN_FILE, VALIDATION_FILE = "best_model.pth", "train_results.txt", "validation_results.txt"
+ITERATION_FILES = (MODEL_FILE, TRAIN_FILE, VALIDATION_FILE)
+RETAIN_FILE, RUN_RECORD, LOCK_FILE = "retain.txt", "run.json", ".nbprune.lock"
+RESULT_FILES = ("validations.txt", "accuracies.png", "losses.png")
+PARTIAL, STALE = ".partial", ".stale"
+DEFAULT_NAME = "default"
+# Which notebook (and command) makes each part, for the messages that say what is missing.
+MADE_BY = {DATA: "01_data", MODEL: "02_model", RETAIN: "03_retention (or `nbprune retain`)",
+           PRUNING: "04_iterative_pruning (or `nbprune prune`)", TEST: "05_test", DEPLOY: "06_deploy"}
+
+
+class Session:
+    """The folders and files of one session; nothing is created until a step writes."""
+
+    def __init__(self, root: str | os.PathLike, pruning: str | os.PathLike | None = None):
+        self.root = Path(root)
+        self.pruning = Path(pruning) if pruning is not None else self.root / PRUNING
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None) -> "Session":
+        """Return the session at `path`: a session folder, or its iterative_pruning folder; None: the default."""
+        if path is None:
+            return cls.default()
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise SessionError(f"session folder {path} is a file: choose a folder (--session-dir / session_dir).")
+        return cls.for_pruning_dir(path) if path.name == PRUNING else cls(path)
+
+    @classmethod
+    def for_pruning_dir(cls, pruning: str | os.PathLike) -> "Session":
+        """Return the session whose iteration folders live in `pruning` (the seed's `my_dir`)."""
+        pruning = Path(pruning)
+        return cls(pruning.parent, pruning)
+
+    @classmethod
+    def default(cls) -> "Session":
+        """Return <project>/sessions/default: the same folder today, tomorrow and from every door."""
+        return cls(project_root() / "sessions" / DEFAULT_NAME)
+
+    def __repr__(self) -> str:
+        return f"Session({str(self.root)!r})"
+
+    # --- parts ----------------------------------------------------------------------------------------------
+    def part(self, name: str) -> Path:
+        """Return the folder of one part: data, model, retain, test, deploy or notebooks."""
+        return self.pruning if name == PRUNING else self.root / name
+
+    @property
+    def retain_file(self) -> Path:
+        """Return 03's schedule, retain/retain.txt."""
+        return self.part(RETAIN) / RETAIN_FILE
+
+    @property
+    def dense_model_file(self) -> Path:
+        """Return the model 02 trained, model/best_model.pth."""
+        return self.part(MODEL) / MODEL_FILE
+
+    @property
+    def chosen_file(self) -> Path:
+        """Return 05's choice, test/chosen.json."""
+        return self.part(TEST) / "chosen.json"
+
+    @property
+    def results(self) -> Path:
+        """Return prune_w_retrain_results/, where validations.txt and the curves go."""
+        return self.pruning / RESULTS
+
+    @property
+    def run_retain_file(self) -> Path:
+        """Return the pruning run's own retain.txt: what each iteration actually kept."""
+        return self.pruning / RETAIN_FILE
+
+    def iteration_dir(self, iteration: int) -> Path:
+        """Return <pruning>/<iteration>/prune_w_retrain."""
+        return self.pruning / str(iteration) / STAGE
+
+    def model_file(self, iteration: int) -> Path:
+        return self.iteration_dir(iteration) / MODEL_FILE
+
+    def is_complete(self, iteration: int) -> bool:
+        """Return whether an iteration's folder holds its model and both result files."""
+        folder = self.iteration_dir(iteration)
+        return all((folder / name).is_file() for name in ITERATION_FILES)
+
+    def iterations(self) -> list[int]:
+        """Return, in order, the iterations that are complete."""
+        if not self.pruning.is_dir():
+            return []
+        found = [int(folder.name) for folder in self.pruning.iterdir()
+                 if re.fullmatch(r"[0-9]{1,4}", folder.name) and folder.is_dir()]
+        return sorted(iteration for iteration in found if self.is_complete(iteration))
+
+    def require(self, path: Path, part: str) -> Path:
+        """Return `path` if it exists, else raise a SessionError naming the step that makes it and this folder."""
+        if path.exists():
+            return path
+        raise SessionError(f"{path.relative_to(self.root) if path.is_relative_to(self.root) else path} is missing "
+                           f"in the session folder {self.root.resolve()}: run notebook {MADE_BY[part]} first for "
+                           f"this session, or point session_dir at the session that has it.")
+
+    # --- the summary ----------------------------------------------------------------------------------------
+    def summary(self) -> list[dict]:
+        """Return one record per complete iteration: its results row, hidden sizes, inputs kept, parameters."""
+        from .io import read_model_file
+
+        records = []
+        for iteration in self.iterations():
+            header, rows = read_table(self.iteration_dir(iteration) / VALIDATION_FILE)
+            record = {"iteration": iteration, **dict(zip(header, rows[0]))}
+            state, _ = read_model_file(self.model_file(iteration))
+            weights = [value for key, value in state.items() if key.endswith("weight")]
+            record["hidden"] = tuple(int(w.shape[0]) for w in weights[:-1])
+            record["inputs"] = int(weights[0].shape[1])
+            record["parameters"] = sum(int(value.numel()) for key, value in state.items()
+                                       if key.endswith(("weight", "bias")))
+            records.append(record)
+        return records
+
+    # --- the run record -------------------------------------------------------------------------------------
+    def runs(self) -> list[dict]:
+        """Return every run recorded in run.json, oldest first (a session from before the list form: its one run)."""
+        path = self.pruning / RUN_RECORD
+        if not path.is_file():
+            return []
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise SessionError(f"{path} is not readable JSON ({error}): it was damaged; move it away to start "
+                               f"a new record.") from None
+        if isinstance(record, dict) and isinstance(record.get("runs"), list):
+            return record["runs"]
+        return [record]
+
+    def record_run(self, run: dict) -> None:
+        """Append one run's record to run.json (never overwriting what earlier runs recorded)."""
+        runs = self.runs() + [dict(run, started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))]
+        write_text_atomic(self.pruning / RUN_RECORD, json.dumps({"runs": runs}, indent=2) + "\n")
+
+    # --- writing safely -------------------------------------------------------------------------------------
+    def check_writable(self, folder: Path | None = None) -> None:
+        """Raise SessionError unless `folder` (default: the pruning folder) can be created and written."""
+        folder = folder or self.pruning
+        blocker = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise SessionError(f"session folder {folder} cannot be created: {blocker} is a file. Choose a folder "
+                               f"you can write to (session_dir=... or --session-dir).")
+        if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+            raise SessionError(f"session folder {folder} cannot be written ({blocker} is read-only): choose a "
+                               f"folder you can write to (session_dir=... or --session-dir).")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the session's pruning folder exclusively; a second run is refused, naming the first one's PID."""
+        with folder_lock(self.pruning, "session folder"):
+            yield
+
+    def clean_leftovers(self) -> None:
+        """Undo what an interrupted run left: put back a moved-aside iteration, remove its partial folders and
+        nbprune's own temporary files, by name, inside the folders nbprune owns."""
+        if not self.pruning.is_dir():
+            return
+        for folder in self._iteration_roots():
+            stale, partial, final = folder / (STAGE + STALE), folder / (STAGE + PARTIAL), folder / STAGE
+            if stale.is_dir() and not final.exists():
+                os.replace(stale, final)
+            for leftover in (stale, partial):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover)
+            _remove_temporaries(final, ITERATION_FILES)
+        _remove_temporaries(self.pruning, (RUN_RECORD, RETAIN_FILE))
+        _remove_temporaries(self.results, RESULT_FILES)
+
+    def _iteration_roots(self) -> list[Path]:
+        return [folder for folder in self.pruning.iterdir()
+                if re.fullmatch(r"[0-9]{1,4}", folder.name) and folder.is_dir()]
+
+    def publish(self, partial: Path, iteration: int) -> Path:
+        """Move a finished iteration folder into place in one rename, replacing an older one."""
+        final = self.iteration_dir(iteration)
+        stale = final.with_name(STAGE + STALE)
+        if final.exists():
+            os.replace(final, stale)
+        os.replace(partial, final)
+        if stale.exists():
+            shutil.rmtree(stale)
+        return final
+
+    def partial_dir(self, iteration: int) -> Path:
+        """Return the folder an iteration is built in before it is published."""
+        return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
+
+
+def _remove_temporaries(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove the temporary files nbprune's atomic writes of `names` leave when killed (.NAME.XXXXXXXX.tmp)."""
+    if not folder.is_dir():
+        return
+    for name in names:
+        for leftover in folder.glob(f".{glob_escape(name)}.*.tmp"):
+            if re.fullmatch(rf"\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp", leftover.name) and leftover.is_file():
+                leftover.unlink()
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+@contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive OS lock on `folder`/.nbprune.lock for the block; it dies with the process (no stale lock)."""
+    path = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise SessionError(f"{what} {folder} cannot be written ({error.strerror}): choose a folder you can write "
+                           f"to.") from None
+    try:
+        if not _try_lock(handle):
+            holder = os.pread(handle, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise SessionError(f"{what} {folder} is in use by another nbprune run (PID {holder}): wait for it to "
+                               f"finish, or choose another session folder.")
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _try_lock(handle: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+        try:
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def open_session(path: str | os.PathLike | None = None) -> Session:
+    """Return Session.open(path), turning an unusable path into one clear error."""
+    try:
+        return Session.open(path)
+    except NbpruneError:
+        raise
+    except OSError as error:
+        raise SessionError(f"session folder {path} cannot be used ({error.strerror}): choose another.") from None
