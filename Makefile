@@ -2,14 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+JUPYTER_HOOK := jupyter-config/jupyter_server_config.d/nbprune.json
 
-.PHONY: run full test lab clean
+.PHONY: run full test test-fast lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# pip's editable install leaves out data files, so the Jupyter pre-save hook's config is copied by hand.
+$(VENV)/.installed: pyproject.toml $(JUPYTER_HOOK) | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp $(JUPYTER_HOOK) $(VENV)/etc/jupyter/jupyter_server_config.d/nbprune.json
 	touch $@
 
 run: $(VENV)/.installed  ## the whole workbook, quick profile
@@ -18,11 +22,14 @@ run: $(VENV)/.installed  ## the whole workbook, quick profile
 full: $(VENV)/.installed  ## the whole workbook with the seed's training settings
 	$(BIN)/nbprune workbook --profile full
 
-test: $(VENV)/.installed  ## the test suite
+test: $(VENV)/.installed  ## the whole test suite (real-MNIST tests run when NBPRUNE_DATA_ROOT is set)
 	$(BIN)/python -m pytest -q
 
-lab: $(VENV)/.installed  ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+test-fast: $(VENV)/.installed  ## the edit-test loop: no real data, no end-to-end runs (under a minute)
+	NBPRUNE_DATA_ROOT= $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+lab: $(VENV)/.installed  ## JupyterLab on the notebooks (root or not); saving never stores outputs in them
+	$(BIN)/python -m nbprune.lab
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -18,8 +18,10 @@ _EXPORTS = {
                "SETTINGS"),
     "errors": ("NbpruneError", "ConfigError", "DataError", "InputError", "ModelFileError", "ScheduleError",
                "SessionError", "TrainingError"),
-    "data": ("load_data", "input_box", "InputSpec", "MNISTData", "TensorLoader"),
+    "data": ("load_data", "load_data_for", "input_box", "InputSpec", "MNISTData", "TensorLoader"),
     "model": ("SimpleNN", "ModelRecord", "parameter_count"),
+    "epoch": ("Trainer",),
+    "fast_mlp": ("FlatMLPTrainer",),
     "interval": ("Interval",),
     "train": ("train",),
     "evaluate": ("evaluate",),
@@ -33,6 +35,7 @@ _EXPORTS = {
     "export": ("export_model",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_NAMED_LIKE_THEIR_MODULE = {name for name, module in _WHERE.items() if name == module}  # train, evaluate, ...
 __all__ = sorted(_WHERE)
 
 
@@ -49,11 +52,11 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Keeps `nbprune.train` and `nbprune.evaluate` the functions once their modules load, as an eager
-    `from .train import train` did: importing a submodule must not replace the function named like it."""
+    """Keeps `nbprune.train`, `nbprune.evaluate` and `nbprune.significance` the functions once their modules load,
+    as an eager `from .train import train` did: importing a submodule must not replace the function named like it."""
 
     def __setattr__(self, name: str, value) -> None:
-        if name in ("train", "evaluate") and isinstance(value, types.ModuleType):
+        if name in _NAMED_LIKE_THEIR_MODULE and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

@@ -6,15 +6,27 @@ one. This module imports no torch until a command runs, so even an early Ctrl-C 
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
+import os
+import signal
 import sys
-import warnings
-from pathlib import Path
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    print("nbprune: interrupted.", file=sys.stderr)
+    os._exit(130)
+
+
+if os.path.basename(sys.argv[0]) in ("nbprune", "cli.py"):  # the command, not a library import: until main()
+    signal.signal(signal.SIGINT, _interrupted_while_starting)  # takes over, Ctrl-C ends in one line
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting
-from .errors import NbpruneError
+from .errors import NbpruneError  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."
 DATA_SETTINGS = ("dataset", "data_root", "subset", "val_size", "batch_size", "seed", "device", "threads")
@@ -89,7 +101,7 @@ def cmd_prune(args) -> None:
     import torch
 
     from .config import resolve_device
-    from .data import data_for
+    from .data import load_data_for
     from .iterative import IterativePruning, default_steps
     from .model import SimpleNN
     from .report import concatenate
@@ -99,7 +111,7 @@ def cmd_prune(args) -> None:
     resolve_device(config.device)
     steps = default_steps(config)
     _threads(config)
-    data = data_for(config)
+    data = load_data_for(config)
     torch.manual_seed(config.seed)
     model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
                      activation=config.model.activation)
@@ -124,16 +136,18 @@ def cmd_evaluate(args) -> None:
     values = given(args, DATA_SETTINGS)
     config = RunConfig.from_flat(values)
     from .config import resolve_device
-    from .data import data_for
+    from .data import load_data_for
     from .evaluate import evaluate, loss_and_accuracy
     from .export import model_for_file
 
     device = resolve_device(config.device)
-    model, spec = model_for_file(args.model_file, activation=args.activation, dataset=values.get("dataset"))
+    with warnings.catch_warnings(record=True) as notes:  # said after success: a failure is one line
+        warnings.simplefilter("always")
+        model, spec = model_for_file(args.model_file, activation=args.activation, dataset=values.get("dataset"))
     if spec is not None:
         config = config.replace(dataset=spec.dataset)
     _threads(config)
-    data = data_for(config, standardisation=(spec.mean, spec.std) if spec is not None else None)
+    data = load_data_for(config, standardisation=(spec.mean, spec.std) if spec is not None else None)
     if data.spec.features != model.in_features:
         raise NbpruneError(f"{args.model_file} takes {model.in_features} inputs, {data.name} has "
                            f"{data.spec.features}: evaluate it on the data it was trained on.")
@@ -141,26 +155,32 @@ def cmd_evaluate(args) -> None:
     results = evaluate(model, data.train_loader, data.test_loader)
     results["Val_Loss"], results["Val_Accuracy"] = loss_and_accuracy(model, data.val_loader)
     print(json.dumps({"hidden": list(model.hidden), "dataset": data.name, **results}, indent=2))
+    _repeat(notes)
+
+
+def _repeat(notes) -> None:
+    """Say nbprune's own notes that were held back until the command succeeded."""
+    for note in notes:
+        if note.category is UserWarning:
+            warnings.warn(str(note.message))
 
 
 def cmd_workbook(args) -> None:
-    from .workbook import run_workbook
+    from .workbook import parse_parameters, run_workbook
     controls = given(args, ("session_dir",))
-    parameters = parse_pairs(args.parameter or [])
+    parameters = parse_parameters(args.parameter or [])
     out = run_workbook(session_dir=controls.get("session_dir"), profile=args.profile, parameters=parameters)
     print(f"workbook finished: executed notebooks in {out}")
 
 
-def parse_pairs(pairs: list[list[str]]) -> dict:
-    from .config import parse_settings
-    return parse_settings([(name, value) for name, value in pairs])
-
-
 def cmd_export(args) -> None:
     from .export import export_model
-    out = export_model(args.model_file, args.out_dir, onnx=args.onnx, force=args.force, activation=args.activation,
-                       dataset=getattr(args, "dataset", None))
+    with warnings.catch_warnings(record=True) as notes:  # said after success: a failure is one line
+        warnings.simplefilter("always")
+        out = export_model(args.model_file, args.out_dir, onnx=args.onnx, force=args.force,
+                           activation=args.activation, dataset=given(args, ("dataset",)).get("dataset"))
     print(f"exported to {out}")
+    _repeat(notes)
 
 
 # --- the parser -------------------------------------------------------------------------------------------------
@@ -234,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
         warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"

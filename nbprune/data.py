@@ -34,7 +34,7 @@ IMAGE_SHAPE = (28, 28)
 Loader = Union["TensorLoader", DataLoader]
 
 __all__ = ["CLASS_NAMES", "DATASETS", "InputSpec", "MNISTData", "TensorLoader", "data_root", "input_box",
-           "load_data", "read_raw"]
+           "load_data", "load_data_for", "read_raw"]
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,7 @@ def _check_standardisation(spec: InputSpec) -> None:
                         f"delete them and download again.")
 
 
-def data_for(config: RunConfig, standardisation=None, download: bool = True) -> MNISTData:
+def load_data_for(config: RunConfig, standardisation=None, download: bool = True) -> MNISTData:
     """Return the loaders a configuration asks for (dataset, folder, split, batch size, seed, device)."""
     settings = config.data
     return load_data(settings.data_root, settings.dataset, settings.batch_size, settings.val_size, config.seed,

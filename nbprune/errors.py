@@ -35,3 +35,7 @@ class ConfigError(NbpruneError, ValueError):
 
 class SessionError(NbpruneError, RuntimeError):
     """A session folder that cannot be used now: missing parts, locked by another run, not writable."""
+
+
+class StorageError(NbpruneError, OSError):
+    """A file or folder nbprune must write cannot be written: read-only, full, or in the way."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
-from .errors import ModelFileError, NbpruneError
+from .errors import ModelFileError, NbpruneError, StorageError
 from .io import UMASK, load_pruned_model, read_model_file, write_bytes_atomic, write_text_atomic
 from .model import ModelRecord, SimpleNN
 from .session import ITERATION_FILES, RUN_RECORD, STAGE
@@ -77,9 +77,10 @@ def model_for_file(model_file: str | os.PathLike, activation: str | None = None,
                                    f"given: leave {flag} out, the file says what it is.")
         return SimpleNN.from_file(model_file), record.spec
     weights = [value for key, value in state.items() if key.endswith("weight")]
-    if any(weight.dim() != 2 for weight in weights) or not weights:
+    if not weights or any(weight.dim() != 2 or weight.numel() == 0 for weight in weights):
         raise ModelFileError(f"{model_file}: its weights have shapes {[list(w.shape) for w in weights]}, expected "
-                             f"matrices [out_features, in_features].")
+                             f"non-empty matrices [out_features, in_features] (a layer without neurons cannot be "
+                             f"deployed).")
     hidden = tuple(int(weight.shape[0]) for weight in weights[:-1])
     if not hidden:
         raise ModelFileError(f"{model_file} holds a network without hidden layers: nothing nbprune made.")
@@ -170,8 +171,12 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
                            f"nbprune.load_data's loaders.")
     replaced = _check_target(out, force)
     network = nn.Sequential(nn.Flatten(), *model.sequence()).eval()  # a plain module TorchScript and ONNX take
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+    except OSError as error:
+        raise NbpruneError(f"could not write the export to {out} ({error.strerror}): choose an OUT_DIR you can "
+                           f"write to.") from None
     try:
         _write_folder(building, model_file, model, spec, network, onnx)
         for path in replaced:
@@ -179,8 +184,9 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
         if out.is_dir():
             out.rmdir()
         os.replace(building, out)
-    except OSError as error:
-        raise NbpruneError(f"could not write the export to {out} ({error.strerror}): free some space or choose "
+    except (OSError, StorageError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise NbpruneError(f"could not write the export to {out} ({reason}): free some space or choose "
                            f"another OUT_DIR; nothing was left behind.") from None
     finally:
         if building.exists():

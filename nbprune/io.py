@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .errors import ModelFileError, NbpruneError
+from .errors import ModelFileError, NbpruneError, StorageError
 from .model import KeepInputs, ModelRecord, SimpleNN
 
 UMASK = os.umask(0o022)  # read the process umask (the only way is to set it), then put it back at once
@@ -35,17 +35,31 @@ INDEX_KEY = "keep_inputs.index"
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def cannot_write(path: Path, error: OSError) -> StorageError:
+    """Return the one-line error for a write that the file system refused."""
+    reason = error.strerror or type(error).__name__
+    return StorageError(f"could not write {path} ({reason}): make room on the disk or choose a folder you can "
+                        f"write to; the file is as it was before.")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step, on failure it vanishes."""
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step, on failure it vanishes.
+
+    A refused write (read-only, full disk, a file in the way) becomes a StorageError naming the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the result the mode open() would
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the result the mode open() would
+    except OSError as error:
+        raise cannot_write(path, error) from None
     try:
         yield Path(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise cannot_write(path, error) from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
@@ -162,11 +176,24 @@ SAFE_GLOBALS = ("collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "t
                 "torch.LongStorage")
 
 
+def _is_torchscript(file: Path) -> bool:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return any(name.endswith(("/constants.pkl", "/code/")) or "/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def _torch_load(file: Path):
     """Return what torch.load(weights_only=True) reads from `file`, with every refusal explained."""
+    if _is_torchscript(file):
+        raise ModelFileError(f"{file} is a TorchScript program (like the model_torchscript.pt an export writes), "
+                             f"not a state_dict: use the best_model.pth it was exported from, or torch.jit.load it "
+                             f"yourself.")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the refusal below says more
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         with open(file, "rb") as stream:

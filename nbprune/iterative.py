@@ -20,7 +20,7 @@ from .config import RunConfig
 from .data import Loader, TensorLoader, input_box
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate, loss_and_accuracy
-from .io import format_table, load_pruned_model, read_table, save_model_file, write_text_atomic
+from .io import cannot_write, format_table, load_pruned_model, read_table, save_model_file, write_text_atomic
 from .model import SimpleNN, hidden_linears, parameter_count
 from .prune import prune_nodes
 from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain
@@ -175,7 +175,16 @@ class IterativePruning:
                                     f"end_itr >= begin_itr, or leave end_itr out to run to the end of the schedule.")
             steps = steps[:position] + [step for step in steps[position:] if step.iteration <= end_itr]
         if position:
-            model = load_pruned_model(copy.deepcopy(model), session.model_file(steps[position - 1].iteration))
+            previous = steps[position - 1].iteration
+            model = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
+            have = tuple(layer.out_features for layer in hidden_linears(model))
+            wanted = steps[position].retained if position < len(steps) else have
+            if any(want > own for want, own in zip(wanted, have)):
+                raise ScheduleError(
+                    f"the schedule asks iteration {steps[position].iteration} to keep {'+'.join(map(str, wanted))} "
+                    f"neurons, but iteration {previous}'s model has only {'+'.join(map(str, have))}: resume with the "
+                    f"settings of the run that made this session (hidden sizes, q or retain.txt; run.json in "
+                    f"{session.pruning} records them).")
             if self.config.train.distill:
                 dense = session.model_file(steps[0].iteration)
                 self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
@@ -213,7 +222,10 @@ class IterativePruning:
             bar.set_postfix(iteration=step.iteration, neurons="+".join(map(str, step.retained)))
             started = time.perf_counter()
             partial = session.partial_dir(step.iteration)
-            partial.mkdir(parents=True)
+            try:
+                partial.mkdir(parents=True)
+            except OSError as error:
+                raise cannot_write(partial, error) from None
             torch.manual_seed(self.seed + step.iteration)
             if isinstance(self.train_loader, TensorLoader):
                 self.train_loader.reseed(self.seed + step.iteration)

@@ -146,6 +146,15 @@ class Session:
             records.append(record)
         return records
 
+    def finished(self) -> list[dict]:
+        """Return summary(), or raise SessionError naming the step to run when no iteration is complete here."""
+        records = self.summary()
+        if not records:
+            raise SessionError(f"no finished pruning iteration in the session folder {self.root.resolve()} "
+                               f"(looked in {self.pruning}): run notebook {MADE_BY[PRUNING]} first for this "
+                               f"session, or point session_dir at the session where it ran.")
+        return records
+
     # --- the run record -------------------------------------------------------------------------------------
     def runs(self) -> list[dict]:
         """Return every run recorded in run.json, oldest first (a session from before the list form: its one run)."""

@@ -43,27 +43,37 @@ class _Control:
 
 
 class ScheduleEditor(_Control):
-    """Sliders for q, the iterations and every hidden size; each move redraws both schedule plots."""
+    """Sliders for q, the iterations and every hidden size; each move redraws both plots and saves the schedule.
+
+    `max_hidden` caps each size slider (the sizes of the model the schedule will prune), so the sliders cannot
+    describe a schedule that model cannot follow. What the sliders show is always what retain.txt holds.
+    """
 
     def __init__(self, hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: int = 31,
-                 dir: str | os.PathLike = "retain"):
+                 dir: str | os.PathLike = "retain", max_hidden: Sequence[int] | None = None, save: bool = True):
         schedule(hidden, q, range(iterations))  # bad values raise ScheduleError here, before any slider exists
+        limits = tuple(max_hidden) if max_hidden is not None else tuple(max(512, size) for size in hidden)
+        if len(limits) != len(hidden) or any(size > limit for size, limit in zip(hidden, limits)):
+            raise NbpruneError(f"hidden sizes {list(hidden)} do not fit the model's {list(limits)}: a schedule can "
+                               f"only keep neurons the model has. Rerun 02_model with hidden={list(hidden)}, or "
+                               f"choose sizes up to {list(limits)}.")
         widgets = _ipywidgets()
         style, layout = {"description_width": "initial"}, widgets.Layout(width="340px")
-        self.dir = dir
+        self.dir, self.autosave = Path(dir), save
         self.q = widgets.FloatSlider(value=q, min=min(0.5, q), max=max(0.95, q), step=0.01, readout_format=".2f",
                                      description="q (fraction kept)", continuous_update=False, style=style,
                                      layout=layout)
         self.iterations = widgets.IntSlider(value=iterations, min=2, max=max(60, iterations), description="iterations",
                                             continuous_update=False, style=style, layout=layout)
-        self.sizes = [widgets.IntSlider(value=size, min=1, max=max(512, size), description=f"hidden layer {k}",
+        self.sizes = [widgets.IntSlider(value=size, min=1, max=limit, description=f"hidden layer {k}",
                                         continuous_update=False, style=style, layout=layout)
-                      for k, size in enumerate(hidden, start=1)]
+                      for k, (size, limit) in enumerate(zip(hidden, limits), start=1)]
+        self.status = widgets.HTML()
         self.plots = [widgets.Image(format="png", layout=widgets.Layout(width="48%")) for _ in range(2)]
         for control in (self.q, self.iterations, *self.sizes):
             control.observe(self.redraw, names="value")
         self.widget = widgets.VBox([widgets.HBox([self.q, self.iterations]), widgets.HBox(self.sizes),
-                                    widgets.HBox(self.plots)])
+                                    self.status, widgets.HBox(self.plots)])
         self.redraw()
 
     @property
@@ -73,28 +83,37 @@ class ScheduleEditor(_Control):
                                  iterations=range(self.iterations.value), dir=self.dir)
 
     def redraw(self, change=None) -> None:
-        """Draw both schedule plots for the sliders' current values."""
+        """Draw both schedule plots for the sliders' current values, and save them with retain.txt."""
         generator = self.generator
         figures = generator.plot_data_iterations(save=False), generator.plot_data_distribution(save=False)
         for plot, figure in zip(self.plots, figures):
             plot.value = _png(figure)
+        if self.autosave:
+            self.save(generator, figures)
 
-    def save(self) -> GeneratePruneData:
+    def save(self, generator: GeneratePruneData | None = None, figures=None) -> GeneratePruneData:
         """Write retain.txt, pruneNodesIteration.png and pruneNodesDistribution.png; return the generator."""
-        generator = self.generator
+        generator = generator or self.generator
+        figures = figures or (generator.plot_data_iterations(save=False), generator.plot_data_distribution(save=False))
         generator.generate_data(save_data=True)
-        generator.plot_data_iterations(save=True)
-        generator.plot_data_distribution(save=True)
+        save_figure(figures[0], self.dir / "pruneNodesIteration.png")
+        save_figure(figures[1], self.dir / "pruneNodesDistribution.png")
+        steps = generator.data
+        self.status.value = (f"saved {self.dir / 'retain.txt'}: {len(steps)} iterations, from "
+                             f"{'+'.join(map(str, steps[0].retained))} to {'+'.join(map(str, steps[-1].retained))} "
+                             f"neurons")
         return generator
 
 
 def describe(record: dict, dense: dict) -> str:
-    """Return one line on an iteration: neurons per layer, parameters and accuracies, against the dense model."""
+    """Return one line on an iteration: neurons per layer, parameters, and its validation accuracy against the dense
+    model's (what the choice rests on), with the test accuracy as the report."""
     neurons = " + ".join(map(str, record["hidden"]))
+    validation = (f"validation accuracy {record['Val_Accuracy']:.2f}% (dense {dense['Val_Accuracy']:.2f}%), "
+                  if "Val_Accuracy" in record and "Val_Accuracy" in dense else "")
     return (f"iteration {record['iteration']}: {neurons} hidden neurons ({record['PercentageRetain']:.3g}% of the "
             f"dense model's), {record['parameters']:,} parameters ({record['parameters'] / dense['parameters']:.1%}); "
-            f"test accuracy {record['Test_Accuracy']:.2f}% (dense {dense['Test_Accuracy']:.2f}%), "
-            f"train accuracy {record['Train_Accuracy']:.2f}%")
+            f"{validation}test accuracy {record['Test_Accuracy']:.2f}% (reported only: never used to choose)")
 
 
 def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
@@ -102,7 +121,8 @@ def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
     axes = figure.axes[0]
     x = record["PercentageRetain"]
     axes.axvline(x, color="tab:red", linestyle=":", linewidth=1)
-    axes.plot([x], [record[f"Test_{metric}"]], "o", markersize=12, markerfacecolor="none",
+    split = "Val" if f"Val_{metric}" in record else "Test"
+    axes.plot([x], [record[f"{split}_{metric}"]], "o", markersize=12, markerfacecolor="none",
               markeredgecolor="tab:red", label=f"iteration {record['iteration']}")
     axes.legend()
     return figure
@@ -113,7 +133,8 @@ class IterationPicker(_Control):
 
     def __init__(self, records: list[dict], value: int | None = None):
         if not records:
-            raise NbpruneError("no finished iteration to choose from: run 04_iterative_pruning first.")
+            raise NbpruneError("no finished iteration to choose from: run notebook 04_iterative_pruning first for "
+                               "this session (or pass the session_dir where it ran).")
         self.records = {record["iteration"]: record for record in records}
         value = records[0]["iteration"] if value is None else value
         if value not in self.records:

@@ -20,12 +20,12 @@ from matplotlib.figure import Figure
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
 from .errors import ConfigError, NbpruneError
+from .lab import NOTEBOOKS
 from .retention import save_figure
 from .session import NOTEBOOKS as EXECUTED, Session, folder_lock
 
 log = logging.getLogger(__name__)
 
-NOTEBOOKS = ("01_data", "02_model", "03_retention", "04_iterative_pruning", "05_test", "06_deploy")
 _DATA = ("dataset", "data_root", "subset", "val_size", "seed")
 _TRAINING = ("batch_size", "recipe", "lr", "epochs", "patience", "lr_patience", "lr_drops", "weight_decay",
              "min_delta", "distill", "distill_weight", "temperature")
@@ -55,7 +55,7 @@ PROFILES = {
 def _literal(value: Any) -> str:
     if isinstance(value, tuple):
         return repr(list(value))
-    return repr(value)
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def parameters_source(notebook: str) -> str:
@@ -110,6 +110,20 @@ def setup(notebook: str, namespace: Mapping[str, Any]) -> NotebookSetup:
     how = "the default: pass session_dir=... for another" if controls.session_dir is None else "session_dir"
     print(f"session folder: {session.root.resolve()} ({how})")
     return NotebookSetup(config, controls, session)
+
+
+def trained_model(session: Session, config: RunConfig | None = None):
+    """Return the model 02_model trained in this session (its file says its architecture and data); with the
+    notebook's `config`, check that its dataset is the one the model was trained on."""
+    from .model import SimpleNN
+    from .session import MODEL
+
+    model = SimpleNN.from_file(session.require(session.dense_model_file, MODEL))
+    if config is not None and model.spec is not None and model.spec.dataset != config.data.dataset:
+        raise ConfigError(f"02_model trained this session's model on {model.spec.dataset}, but this notebook's "
+                          f"dataset is {config.data.dataset}: set dataset = {model.spec.dataset!r}, or rerun 02_model "
+                          f"with dataset = {config.data.dataset!r}.")
+    return model
 
 
 # --- figures the notebooks show -------------------------------------------------------------------------------
@@ -261,49 +275,14 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-# --- keeping the tracked notebooks clean ------------------------------------------------------------------------
-def strip_notebook(notebook: dict) -> dict:
-    """Clear what running a notebook adds (outputs, execution counts, widget state, timings); return it."""
-    notebook.get("metadata", {}).pop("widgets", None)
-    for cell in notebook.get("cells", []):
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
-        cell.get("metadata", {}).pop("execution", None)
-    return notebook
-
-
-def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> None:
-    """Jupyter's pre-save hook: a workbook notebook inside an nbprune checkout is saved without its outputs.
-
-    Installed for every Jupyter server of nbprune's environment (etc/jupyter/jupyter_server_config.d/nbprune.json);
-    any other notebook is saved untouched.
-    """
-    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
-        return
-    root = Path(getattr(contents_manager, "root_dir", "") or ".")
-    target = (root / path).resolve()
-    if target.suffix == ".ipynb" and target.stem in NOTEBOOKS and target.parent.name == "notebooks" and \
-            (target.parent.parent / "nbprune" / "workbook.py").is_file():
-        strip_notebook(model["content"])
-
-
-def lab_command() -> list[str]:
-    """Return the command that opens JupyterLab on the notebooks, for root and other users alike."""
-    return [sys.executable, "-m", "jupyter", "lab", "--ServerApp.allow_root=True",
-            f"--ServerApp.root_dir={notebooks_path()}"]
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m nbprune.workbook lab` opens JupyterLab; `... sync` rewrites the parameters cells."""
+    """`python -m nbprune.workbook sync` rewrites the notebooks' parameters cells from nbprune.config."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["sync"]:
         for path in write_parameters_cells():
             print(f"rewrote the parameters cell of {path}")
         return 0
-    if argv == ["lab"]:
-        os.execv(sys.executable, lab_command())
-    print("usage: python -m nbprune.workbook lab|sync", file=sys.stderr)
+    print("usage: python -m nbprune.workbook sync", file=sys.stderr)
     return 2
 
 

@@ -288,3 +288,74 @@ def test_a_full_disk_leaves_no_half_folder(session, tmp_path, monkeypatch):
     with pytest.raises(NbpruneError, match="No space left on device.*nothing was left behind"):
         export_model(session, tmp_path / "out", onnx=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header that claims a huge image, with a tiny compressed body: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * (width + 1) * 64, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Write every bad input the exported predict.py must refuse; return name -> (file, what its message says)."""
+    good = folder / "good.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(good)
+    cases = {
+        "truncated_png": ("truncated.png", good.read_bytes()[:40], "truncated PNG"),
+        "png_signature_only": ("signature.png", b"\x89PNG\r\n\x1a\n", "truncated PNG"),
+        "png_bomb": ("bomb.png", _png_claiming(4000, 4000), "4000x4000 pixels: images larger than 1024x1024"),
+        "text_as_png": ("notes.png", b"just some text\n", "is not a PNG file"),
+        "text_file": ("notes.txt", b"just some text\n", "expected a .png image or a .npy array"),
+    }
+    arrays = {
+        "empty_npy": (np.zeros((0, 28, 28), dtype=np.uint8), "empty array"),
+        "shape_5": (np.zeros(5, dtype=np.uint8), "shape [5]: expected one of [28, 28]"),
+        "shape_3_28_28_1": (np.zeros((3, 28, 28, 1), dtype=np.uint8), "shape [3, 28, 28, 1]"),
+        "nan": (np.full((2, 28, 28), np.nan, dtype=np.float32), "NaN or Inf values"),
+        "inf": (np.full((2, 28, 28), np.inf, dtype=np.float64), "NaN or Inf values"),
+        "slightly_above_one": (np.full((1, 28, 28), 1.0001, dtype=np.float32), "which is ambiguous"),
+        "negative": (np.full((1, 28, 28), -3, dtype=np.int16), "from -3 to -3"),
+        "above_255": (np.full((1, 784), 300, dtype=np.int32), "expected grey levels 0..255"),
+    }
+    files = {}
+    for name, (file_name, data, says) in cases.items():
+        (folder / file_name).write_bytes(data)
+        files[name] = (folder / file_name, says)
+    for name, (array, says) in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+        files[name] = (folder / f"{name}.npy", says)
+    truncated = folder / "truncated.npy"
+    truncated.write_bytes((folder / "nan.npy").read_bytes()[:200])
+    files["truncated_npy"] = (truncated, "truncated or damaged")
+    return files
+
+
+BAD_INPUTS = ["truncated_png", "png_signature_only", "png_bomb", "text_as_png", "text_file", "empty_npy", "shape_5",
+              "shape_3_28_28_1", "nan", "inf", "slightly_above_one", "negative", "above_255", "truncated_npy"]
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_predict_refuses_every_bad_input_in_one_line(name, exported, tmp_path):
+    path, says = _bad_inputs(tmp_path)[name]
+    done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(path)], capture_output=True,
+                          text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("predict.py: error: "), done.stderr
+    assert says in lines[0] and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("bad, says", [
+    (lambda: torch.zeros(0, 784), "empty batch"), (lambda: torch.zeros(2, 784).to_sparse(), "dense tensor"),
+    (lambda: torch.zeros(2, 784, device="meta"), "meta device"), (lambda: torch.full((2, 784), float("nan")), "NaN"),
+    (lambda: torch.zeros(2, 784, dtype=torch.int64), "floating-point input"), (lambda: [0.0] * 784, "torch.Tensor")])
+def test_the_deployed_model_refuses_bad_input_with_its_input_error(exported, bad, says):
+    model_py, loader = standalone_module(exported, "model"), standalone_module(exported, "loader")
+    model = model_py.SimpleNN()
+    loader.load_pruned_model(model, exported / "best_model.pth")
+    with pytest.raises(model_py.InputError, match=says):
+        model(bad())
+    assert issubclass(model_py.InputError, ValueError) and issubclass(model_py.InputError, TypeError)

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from conftest import needs_mnist
-from nbprune import NbpruneError, ScheduleError
+from nbprune import NbpruneError, ScheduleError, Session, SessionError, read_record
 from nbprune.cli import main
 from nbprune.io import read_table
 from nbprune.iterative import iteration_dir
 from nbprune.report import choose_iteration, session_summary
 from nbprune.retention import read_retain
 from nbprune.widgets import IterationPicker, ScheduleEditor
-from nbprune.workbook import NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path, parse_parameters, run_workbook
+from nbprune.workbook import (NOTEBOOK_PARAMETERS, NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path, parameters_source,
+                              parse_parameters, run_workbook)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TINY = {"subset": 2000, "end_itr": 2, "epochs": 1, "patience": 1, "demo_epochs": 1, "chosen_itr": 1}
@@ -53,14 +54,29 @@ def test_notebook_opens_with_a_title_and_an_explanation(name):
     assert first.source.count("\n\n") >= 2, f"{name}: open with a few paragraphs on what the step does and why"
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cells_are_built_from_the_configuration(name):
+    cell = parameters_cells(read(name))[0]
+    assert cell.source == parameters_source(name), f"run `python -m nbprune.workbook sync` to rebuild {name}'s cell"
+    declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    assert list(declared) == list(NOTEBOOK_PARAMETERS[name])
+
+
 def test_notebooks_declare_exactly_the_batch_parameters():
     declared = {name: set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in NOTEBOOKS}
-    for name, names in declared.items():
-        assert names <= set(PARAMETERS), f"{name} declares {names - set(PARAMETERS)}, unknown to parse_parameters"
     assert set().union(*declared.values()) == set(PARAMETERS)
     for profile in PROFILES.values():
         assert set(profile) <= set(PARAMETERS)
-    assert PROFILES["full"] == {"epochs": 300, "patience": 10}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_code_cells_are_a_few_lines_and_import_from_few_modules(name):
+    for cell in read(name).cells:
+        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
+            lines = [line for line in cell.source.splitlines() if line.strip()]
+            assert len(lines) <= 12, f"{name}: a cell of {len(lines)} lines: {cell.source[:80]!r}"
+            modules = {line.split()[1] for line in lines if line.startswith("from nbprune")}
+            assert len(modules) <= 5, f"{name} imports from {sorted(modules)}"
 
 
 def test_notebooks_folder_is_found_from_the_checkout():
@@ -73,21 +89,24 @@ def test_notebooks_folder_is_found_from_the_checkout():
 def test_parse_parameters_gives_each_knob_its_type():
     pairs = [["epochs", "3"], ["q", "0.7"], ["hidden", "128,32"], ["end_itr", "None"], ["begin_itr", "auto"],
              ["session_dir", "/tmp/s"], ["criterion", "magnitude"], ["data_root", "7"], ["chosen_itr", "4"],
-             ["distill", "false"]]
-    assert parse_parameters(pairs) == {"epochs": 3, "q": 0.7, "hidden": [128, 32], "end_itr": None,
+             ["distill", "false"], ["dataset", "FashionMNIST"], ["activation", "sigmoid"]]
+    assert parse_parameters(pairs) == {"epochs": 3, "q": 0.7, "hidden": (128, 32), "end_itr": None,
                                        "begin_itr": "auto", "session_dir": "/tmp/s", "criterion": "magnitude",
-                                       "data_root": "7", "chosen_itr": 4, "distill": False}
-    assert parse_parameters([["hidden", "[512, 128, 32]"], ["begin_itr", "5"]]) == {"hidden": [512, 128, 32],
+                                       "data_root": "7", "chosen_itr": 4, "distill": False,
+                                       "dataset": "FashionMNIST", "activation": "sigmoid"}
+    assert parse_parameters([["hidden", "[512, 128, 32]"], ["begin_itr", "5"]]) == {"hidden": (512, 128, 32),
                                                                                   "begin_itr": 5}
 
 
 def test_unknown_parameter_names_the_allowed_ones():
     with pytest.raises(NbpruneError, match="unknown notebook parameter 'epoch'.*epochs.*patience"):
         parse_parameters([["epoch", "3"]])
+    with pytest.raises(NbpruneError, match="'retain' is not a workbook parameter: 03_retention makes the schedule"):
+        parse_parameters([["retain", "x.txt"]])
 
 
 @pytest.mark.parametrize("pair", [["epochs", "many"], ["epochs", "2.5"], ["begin_itr", "later"], ["q", "[1]"],
-                                  ["hidden", "wide"], ["epochs", "None"], ["distill", "maybe"]])
+                                  ["hidden", "wide"], ["epochs", "None"], ["distill", "maybe"], ["dataset", "CIFAR"]])
 def test_bad_parameter_values_are_refused(pair):
     with pytest.raises(NbpruneError, match=pair[0]):
         parse_parameters([pair])
@@ -115,50 +134,73 @@ def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_p
     source = tmp_path / "notebooks"
     source.mkdir()
     record = ("import json, pathlib\n"
-              "seen = {'session_dir': session_dir, 'epochs': epochs, 'undeclared': 'subset' in globals()}\n"
+              "seen = {'session_dir': session_dir, 'seed': seed, 'undeclared': 'epochs' in globals()}\n"
               "pathlib.Path(session_dir, 'seen.json').write_text(json.dumps(seen))")
     bodies = {"01_data": record, "02_model": "1 / 0"}
     for name in NOTEBOOKS:
-        nbformat.write(stand_in(name, "session_dir = None\nepochs = 0", bodies.get(name, "pass")),
+        nbformat.write(stand_in(name, "session_dir = None\nseed = 0", bodies.get(name, "pass")),
                        source / f"{name}.ipynb")
     session = tmp_path / "session"
     with pytest.raises(NbpruneError) as failure:
-        run_workbook(session, parameters={"subset": 10}, notebooks_dir=source)
+        run_workbook(session, parameters={"seed": 5, "epochs": 2}, notebooks_dir=source)
     message = str(failure.value)
     copy = session / "notebooks" / "02_model.ipynb"
     assert "02_model" in message and "ZeroDivisionError" in message and str(copy) in message
     assert "\n" not in message
     assert copy.is_file() and not (session / "notebooks" / "03_retention.ipynb").exists()
     seen = json.loads((session / "seen.json").read_text())
-    assert seen == {"session_dir": str(session.resolve()), "epochs": PROFILES["quick"]["epochs"], "undeclared": False}
+    assert seen == {"session_dir": str(session.resolve()), "seed": 5, "undeclared": False}
+
+
+def test_a_bad_parameter_writes_nothing(tmp_path):
+    with pytest.raises(NbpruneError, match="lr=-1.0 is not allowed"):
+        run_workbook(tmp_path / "session", parameters={"lr": -1.0})
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(SessionError, match="is a file"):
+        run_workbook(blocker, parameters={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 # --- widgets ---------------------------------------------------------------------------------------------------
-def test_schedule_editor_follows_its_sliders_and_saves_the_chosen_schedule(tmp_path):
-    editor = ScheduleEditor(hidden=(256, 64), q=0.8, iterations=31, dir=tmp_path)
+def test_schedule_editor_saves_what_its_sliders_show_at_every_move(tmp_path):
+    editor = ScheduleEditor(hidden=(256, 64), q=0.8, iterations=31, dir=tmp_path, max_hidden=(256, 64))
+    assert read_retain(tmp_path / "retain.txt")[1].retained == (205, 51)  # saved as soon as it is shown
     before = [bytes(plot.value) for plot in editor.plots]
     assert all(value.startswith(b"\x89PNG") for value in before)
     editor.q.value = 0.7
     assert all(bytes(plot.value) != old for plot, old in zip(editor.plots, before))
     editor.sizes[1].value = 32
     editor.iterations.value = 10
-    editor.save()
-    steps = read_retain(tmp_path / "retain.txt")
+    steps = read_retain(tmp_path / "retain.txt")  # no save cell to rerun: the file follows the sliders
     assert steps[0].retained == (256, 32) and steps[1].retained == (179, 22) and steps[-1].iteration == 9
     assert (tmp_path / "pruneNodesIteration.png").is_file() and (tmp_path / "pruneNodesDistribution.png").is_file()
+    assert "saved" in editor.status.value and "10 iterations" in editor.status.value
     with pytest.raises(ScheduleError, match="q="):
         ScheduleEditor(q=1.5)
+
+
+def test_schedule_sliders_cannot_go_beyond_the_model_notebook_02_trained(tmp_path):
+    editor = ScheduleEditor(hidden=(300, 100, 50), dir=tmp_path, max_hidden=(300, 100, 50))
+    assert [slider.max for slider in editor.sizes] == [300, 100, 50] and len(editor.sizes) == 3
+    editor.sizes[2].value = 500  # a widget clamps a value beyond its maximum
+    assert editor.sizes[2].value == 50 and read_retain(tmp_path / "retain.txt")[0].retained == (300, 100, 50)
+    with pytest.raises(NbpruneError, match="do not fit the model's \\[256, 64\\].*Rerun 02_model"):
+        ScheduleEditor(hidden=(512, 64), dir=tmp_path, max_hidden=(256, 64))
 
 
 def fake_records() -> list[dict]:
     return [{"iteration": i, "hidden": (256 // 2 ** i, 64 // 2 ** i), "parameters": 200_000 // 2 ** i,
              "PercentageRetain": 100 / 2 ** i, "Train_Accuracy": 99 - i, "Test_Accuracy": 98 - i,
-             "Train_Loss": 0.1 * (i + 1), "Test_Loss": 0.2 * (i + 1)} for i in (0, 1, 2, 4)]
+             "Val_Accuracy": 97.5 - i, "Train_Loss": 0.1 * (i + 1), "Test_Loss": 0.2 * (i + 1),
+             "Val_Loss": 0.15 * (i + 1)} for i in (0, 1, 2, 4)]
 
 
 def test_iteration_picker_describes_and_marks_the_chosen_iteration(tmp_path):
     picker = IterationPicker(fake_records(), 1)
     assert "iteration 1: 128 + 32 hidden neurons" in picker.summary.value
+    assert "validation accuracy 96.50% (dense 97.50%)" in picker.summary.value
+    assert "reported only: never used to choose" in picker.summary.value
     before = [bytes(plot.value) for plot in picker.plots]
     picker.slider.value = 4
     assert all(bytes(plot.value) != old for plot, old in zip(picker.plots, before))
@@ -188,13 +230,16 @@ def test_every_notebook_ran_and_left_an_executed_copy(workbook):
         errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
                   if output.output_type == "error"]
         assert not errors, f"{name}: {errors}"
+    first = nbformat.read(workbook / "notebooks" / "01_data.ipynb", as_version=4)
+    printed = "".join(output.get("text", "") for cell in first.cells for output in cell.get("outputs", []))
+    assert f"session folder: {workbook.resolve()} (session_dir)" in printed
 
 
 @needs_mnist
 def test_01_data_leaves_samples_class_balance_and_the_split(workbook):
     assert (workbook / "data" / "samples.png").is_file() and (workbook / "data" / "class_balance.png").is_file()
     split = json.loads((workbook / "data" / "split.json").read_text())
-    assert (split["train"], split["validation"], split["test"]) == (2000, 5000, 2000)
+    assert (split["train"], split["validation"], split["test"], split["dataset"]) == (2000, 5000, 2000, "MNIST")
     assert 0.1 < split["mean"] < 0.2 and 0.25 < split["std"] < 0.35
 
 
@@ -203,7 +248,7 @@ def test_02_model_leaves_the_architecture_and_a_short_training_run(workbook):
     assert "total:" in (workbook / "model" / "architecture.txt").read_text()
     _, rows = read_table(workbook / "model" / "train_results.txt")
     assert len(rows) == 1
-    assert (workbook / "model" / "best_model.pth").is_file()
+    assert read_record(workbook / "model" / "best_model.pth").hidden == (256, 64)
 
 
 @needs_mnist
@@ -225,15 +270,15 @@ def test_04_pruning_leaves_three_iterations_and_the_curves(workbook):
     assert len(read_table(results / "validations.txt")[1]) == 3
     assert (results / "accuracies.png").is_file() and (results / "losses.png").is_file()
     assert (pruning / "significance_layer1.png").is_file()
-    config = json.loads((pruning / "run.json").read_text())["config"]
-    assert config["subset"] == 2000 and 0.1 < config["mean"] < 0.2
+    config = Session(workbook).runs()[-1]["config"]
+    assert config["subset"] == 2000 and config["epochs"] == 1 and config["threads"] == 1
 
 
 @needs_mnist
 def test_05_test_records_the_chosen_iteration(workbook):
     chosen = json.loads((workbook / "test" / "chosen.json").read_text())
     assert chosen["iteration"] == TINY["chosen_itr"] and chosen["hidden"] == [205, 51]
-    assert 0 <= chosen["Test_Accuracy"] <= 100
+    assert 0 <= chosen["Test_Accuracy"] <= 100 and 0 <= chosen["Val_Accuracy"] <= 100
     assert choose_iteration(session_summary(workbook / "iterative_pruning")) in (0, 1, 2)
     assert (workbook / "test" / "chosen_accuracies.png").is_file()
 
@@ -246,3 +291,91 @@ def test_06_deploy_leaves_a_standalone_folder_of_the_chosen_model(workbook):
     assert (folder / "best_model.pth").read_bytes() == chosen.read_bytes()
     assert (workbook / "deploy" / "predictions.png").is_file()
     assert torch.load(folder / "best_model.pth", weights_only=True)["fc1.weight"].shape == (205, 784)
+
+
+@needs_mnist
+def test_the_workbook_runs_fashion_mnist_with_three_sigmoid_layers(tmp_path):
+    session = tmp_path / "fashion"
+    run_workbook(session, parameters={**TINY, "dataset": "FashionMNIST", "hidden": (300, 100, 50),
+                                      "activation": "sigmoid", "chosen_itr": None, "end_itr": 1})
+    assert read_retain(session / "retain" / "retain.txt")[1].retained == (240, 80, 40)
+    chosen = json.loads((session / "test" / "chosen.json").read_text())
+    record = read_record(chosen["model_file"])
+    assert record.activation == "sigmoid" and len(record.hidden) == 3 and record.spec.dataset == "FashionMNIST"
+    readme = (session / "deploy" / "standalone" / "README.md").read_text()
+    assert "FashionMNIST classifier" in readme and "Ankle boot" in readme
+
+
+# --- what a student meets -----------------------------------------------------------------------------------------
+def test_a_missing_step_is_named_with_the_notebook_that_makes_it_and_the_session_folder(tmp_path):
+    from nbprune import RunConfig
+    from nbprune.workbook import trained_model
+    session = Session(tmp_path / "yesterday")
+    with pytest.raises(SessionError, match=f"model/best_model.pth is missing in the session folder "
+                                           f"{session.root.resolve()}: run notebook 02_model first"):
+        trained_model(session, RunConfig())
+    with pytest.raises(SessionError, match="retain/retain.txt is missing.*03_retention"):
+        session.require(session.retain_file, "retain")
+    with pytest.raises(SessionError, match="no finished pruning iteration in the session folder .*04_iterative_pruning"):
+        session.finished()
+
+
+def test_the_default_session_is_found_again_on_another_day():
+    notebook = read("05_test")
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert "today" not in code and "date" not in code
+    assert parameters_cells(notebook)[0].source.startswith("session_dir = None")
+    assert Session.open(None).root.name == "default"
+
+
+def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_path):
+    """Save notebooks through a real Jupyter server: the workbook's lose their outputs, any other keeps them."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = tmp_path / "checkout"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "nbprune").mkdir()
+    (root / "nbprune" / "workbook.py").write_text("")
+    shutil.copy(NOTEBOOK_DIR / "03_retention.ipynb", root / "notebooks" / "03_retention.ipynb")
+    executed = read("03_retention")
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", text="ran\n")]
+            cell.execution_count = 1
+    executed.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    installed = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbprune.json"
+    assert installed.read_bytes() == (NOTEBOOK_DIR.parent / "jupyter-config" / "jupyter_server_config.d" /
+                                      "nbprune.json").read_bytes(), "the set-up (make) installs the hook's config"
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
+                               "--ServerApp.token=t", f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def put(path: str, content) -> None:
+            body = json.dumps({"type": "notebook", "format": "json", "content": content}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token=t", data=body,
+                                             method="PUT", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=10).read()
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        put("notebooks/03_retention.ipynb", executed)
+        put("mine.ipynb", executed)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    saved = nbformat.read(root / "notebooks" / "03_retention.ipynb", as_version=4)
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in saved.cells if cell.cell_type == "code")
+    assert "widgets" not in saved.metadata
+    theirs = nbformat.read(root / "mine.ipynb", as_version=4)
+    assert any(cell.get("outputs") for cell in theirs.cells)

@@ -1,4 +1,4 @@
-"""Reliability (issue 6): crash safety under SIGKILL, model files from others, bad input everywhere, reproducibility.
+"""Reliability: crash safety under SIGKILL, model files from others, bad input everywhere, locks, reproducibility.
 
 The command-line runs use the tiny IDX dataset from conftest.py, so every test here runs without the real MNIST.
 """
@@ -14,6 +14,7 @@ import pickle
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -23,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
 import nbprune
-from nbprune import InputError, ModelFileError, NbpruneError, SimpleNN, evaluate, load_data, load_pruned_model
+from conftest import write_idx
+from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
+                     load_pruned_model)
 from nbprune.cli import main
-from nbprune.io import load_state_dict, read_table
+from nbprune.data import CLASS_NAMES, InputSpec
+from nbprune.io import load_state_dict, read_table, save_model_file
 from nbprune.iterative import IterativePruning, is_complete, iteration_dir
 from nbprune.report import RESULTS_DIR, concatenate, session_summary
 from nbprune.retention import schedule
@@ -218,9 +223,9 @@ def test_sigkill_at_random_moments_then_resume_completes_the_same_session(tiny_r
     assert all(is_complete(session_dir, step.iteration) for step in STEPS)
     assert leftovers(session_dir) == []
     assert sorted(p.name for p in session_dir.iterdir()) == sorted(
-        [str(step.iteration) for step in STEPS] + [RESULTS_DIR, "run.json"])
+        [str(step.iteration) for step in STEPS] + [RESULTS_DIR, "run.json", "retain.txt", ".nbprune.lock"])
     header, rows = read_table(session_dir / RESULTS_DIR / "validations.txt")
-    assert [row[-1] for row in rows] == pytest.approx([step.percentage for step in STEPS], rel=1e-5)
+    assert [row[4] for row in rows] == pytest.approx([step.percentage for step in STEPS], rel=1e-5)
 
     data = load_data(tiny_root, seed=SEED, download=False)
     for step, row in zip(STEPS, rows):
@@ -316,6 +321,7 @@ def test_every_loader_refuses_a_pickle_that_would_run_code(form, loader, tiny_ro
         with pytest.raises(ModelFileError, match="refused to load") as error:
             LOADERS[loader](path, tmp_path, tiny_root, reference)
         assert "nothing in it ran" in str(error.value)
+        assert "mkdir" in str(error.value), "the message names what the file asked to call"
     assert not marker.exists(), "the payload ran"
 
 
@@ -426,6 +432,22 @@ def _missing_data(ctx: Context) -> str:
     return ctx.prune(data_root=root)
 
 
+def _empty_data_folder(ctx: Context) -> str:
+    """No data at all and no network: nothing may be created in the data folder (no MNIST/raw/)."""
+    import torchvision
+
+    def offline(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision does before it downloads
+        raise OSError("no network (test)")
+    ctx.monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    root = ctx.tmp / "empty_data"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    message = ctx.prune(data_root=root)
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    return message
+
+
 def _corrupt_data(kind: str) -> Callable[[Context], str]:
     def case(ctx: Context) -> str:
         root = ctx.data_copy()
@@ -434,6 +456,14 @@ def _corrupt_data(kind: str) -> Callable[[Context], str]:
             path.write_bytes(path.read_bytes()[:5000])
         elif kind == "not_idx":
             ctx.raw(root, "t10k-images-idx3-ubyte").write_bytes(b"<html>404 Not Found</html>" * 100)
+        elif kind == "fifo":
+            ctx.raw(root, "t10k-images-idx3-ubyte").unlink()
+            os.mkfifo(ctx.raw(root, "t10k-images-idx3-ubyte"))
+        elif kind == "directory":
+            ctx.raw(root, "train-labels-idx1-ubyte").unlink()
+            ctx.raw(root, "train-labels-idx1-ubyte").mkdir()
+        elif kind == "no_variance":
+            write_idx(ctx.raw(root, "train-images-idx3-ubyte"), np.full((600, 28, 28), 9, dtype=np.uint8))
         else:  # labels out of range, with a valid header and size
             path = ctx.raw(root, "train-labels-idx1-ubyte")
             data = bytearray(path.read_bytes())
@@ -451,16 +481,25 @@ def _iteration_2_of_another_architecture(ctx: Context) -> None:
     torch.save(SimpleNN(hidden=(4, 4, 4)).state_dict(), iteration_dir(ctx.session, 2) / "best_model.pth")
 
 
+def _truncate_the_dense_model(ctx: Context) -> None:
+    path = iteration_dir(ctx.session, 0) / "best_model.pth"
+    path.write_bytes(path.read_bytes()[:3000])
+
+
 def _other_architecture_evaluate(ctx: Context) -> str:
     path = ctx.tmp / "other.pth"
     torch.save(SimpleNN(hidden=(8,), in_features=100).state_dict(), path)
     return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
 
 
-def _model_file_cli(kind: str) -> Callable[[Context], str]:
+def _model_file_cli(kind: str, command: str = "evaluate") -> Callable[[Context], str]:
     def case(ctx: Context) -> str:
         path = ctx.tmp / f"{kind}.pth"
         _damaged(kind, path)
+        if command == "export":
+            message = ctx.cli("export", str(path), str(ctx.tmp / "exported"))
+            assert not (ctx.tmp / "exported").exists()
+            return message
         return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
     return case
 
@@ -472,12 +511,21 @@ def _unwritable_session(ctx: Context) -> str:
 
 
 def _nan_training(ctx: Context) -> str:
+    """The weights become NaN during iteration 1's training: the run stops there and keeps the last good model."""
+    from nbprune.fast_mlp import FlatMLPTrainer
     session = ctx.tmp / "diverging" / "iterative_pruning"
-    message = ctx.prune("--lr", "1e30", session=session)
-    assert not iteration_dir(session, 1).exists()  # the run stopped at the iteration that diverged
-    model_file = iteration_dir(session, 0) / "best_model.pth"
-    assert is_complete(session, 0) and str(model_file) in message
-    model = load_pruned_model(SimpleNN(hidden=HIDDEN), model_file)  # loads, so every weight is finite
+    original = FlatMLPTrainer._adamw_step
+
+    def diverge(self):
+        original(self)
+        if self.linears[0].out_features < HIDDEN[0]:  # a pruned model: iteration 1 and after
+            self.flat.data.fill_(float("nan"))
+    ctx.monkeypatch.setattr(FlatMLPTrainer, "_adamw_step", diverge)
+    message = ctx.prune(session=session)
+    assert is_complete(session, 1) and not iteration_dir(session, 2).exists()  # stopped where it diverged
+    model_file = iteration_dir(session, 1) / "best_model.pth"
+    assert str(model_file) in message
+    model = SimpleNN.from_file(model_file)  # loads, so every weight is finite
     assert all(torch.isfinite(p).all() for p in model.parameters())
     return message
 
@@ -495,8 +543,111 @@ def _deploy(bad_input: Callable[[], object]) -> Callable[[Context], str]:
 def _bad_learning_rate(ctx: Context) -> str:
     data = load_data(ctx.data_root, download=False)
     with pytest.raises(NbpruneError) as error:
-        nbprune.train(SimpleNN(hidden=HIDDEN), data.train_loader, data.test_loader, lr=-0.1, progress=False)
+        nbprune.train(SimpleNN(hidden=HIDDEN), data.train_loader, data.test_loader, lr=-0.1, progress=False,
+                      val_loader=data.val_loader)
     return str(error.value)
+
+
+def _crafted(kind: str) -> Callable[[Path], None]:
+    """Write a model file whose tensors are not real dense weights (or whose record lies)."""
+    def write(path: Path) -> None:
+        state = SimpleNN(hidden=HIDDEN).state_dict()
+        if kind == "complex_nan":
+            state = {k: v.to(torch.complex64) for k, v in state.items()}
+            state["fc2.weight"][0, 0] = float("nan")
+        elif kind == "integer":
+            state["fc2.weight"] = state["fc2.weight"].to(torch.int32)
+        elif kind == "meta":
+            state["fc2.weight"] = state["fc2.weight"].to("meta")
+        elif kind == "sparse":
+            state["fc2.weight"] = state["fc2.weight"].to_sparse()
+        elif kind == "nested":
+            state["fc2.weight"] = torch.nested.nested_tensor([torch.zeros(3), torch.zeros(2)])
+        elif kind == "quantized":
+            state["fc2.weight"] = torch.quantize_per_tensor(state["fc2.weight"], 0.1, 0, torch.qint8)
+        elif kind == "zero_d":
+            state["fc1.weight"] = torch.tensor(1.0)
+        elif kind == "no_hidden_neurons":
+            state.update({"fc1.weight": torch.zeros(0, 784), "fc1.bias": torch.zeros(0),
+                          "fc2.weight": torch.zeros(HIDDEN[1], 0)})
+        elif kind == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.jit.script(torch.nn.Sequential(torch.nn.Linear(784, 10))).save(str(path))
+            return
+        else:  # a record that lies: NaN/inf/zero standardisation or an unknown activation
+            model = SimpleNN(hidden=HIDDEN)
+            model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.1307, 0.3081, 784)
+            save_model_file(model, path)
+            saved = torch.load(path, weights_only=True)
+            record = saved._metadata[""]["nbprune"]
+            field, value = {"record_nan_mean": ("mean", float("nan")), "record_inf_std": ("std", float("inf")),
+                            "record_zero_std": ("std", 0.0), "record_activation": ("activation", "tanh")}[kind]
+            (record if field == "activation" else record["input"])[field] = value
+            torch.save(saved, path)
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.save(state, path)
+    return write
+
+
+def _crafted_cli(kind: str, command: str) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        path = ctx.tmp / f"{kind}.pth"
+        _crafted(kind)(path)
+        if command == "export":
+            message = ctx.cli("export", str(path), str(ctx.tmp / "exported"))
+            assert not (ctx.tmp / "exported").exists()
+            return message
+        return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
+    return case
+
+
+def _retain_bytes(data: bytes) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        path = ctx.tmp / "retain.txt"
+        path.write_bytes(data)
+        return ctx.prune("--retain", str(path))
+    return case
+
+
+def _damage_validation_results(content: bytes) -> Callable[[Context], None]:
+    def setup(ctx: Context) -> None:
+        (iteration_dir(ctx.session, 2) / "validation_results.txt").write_bytes(content)
+    return setup
+
+
+def _read_only(ctx: Context) -> None:
+    """Make every write of this process fail as on a read-only file system (root ignores permission bits)."""
+    import errno
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    original_open = os.open
+
+    def guarded_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse()
+        return original_open(path, flags, *args, **kwargs)
+    for owner, name in ((tempfile, "mkstemp"), (tempfile, "mkdtemp"), (os, "mkdir"), (os, "makedirs")):
+        ctx.monkeypatch.setattr(owner, name, refuse)
+    ctx.monkeypatch.setattr(os, "open", guarded_open)
+
+
+def _file_in_the_way(command: str) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        blocker = ctx.tmp / "a_file"
+        blocker.write_text("mine")
+        model = str(iteration_dir(ctx.session, 3) / "best_model.pth")
+        argv = {"export": ["export", model, str(blocker / "sub")], "retain": ["retain", "--dir", str(blocker)],
+                "workbook": ["workbook", "--session-dir", str(blocker)]}[command]
+        message = ctx.cli(*argv)
+        assert blocker.read_text() == "mine"
+        return message
+    return case
 
 
 @dataclass
@@ -506,16 +657,31 @@ class Case:
     setup: Callable[[Context], None] | None = None
 
 
+def _bad_option(*argv: str) -> Callable[[Context], str]:
+    return lambda ctx: ctx.prune(*argv)
+
+
+CRAFTED_SAYS = {
+    "complex_nan": "holds torch.complex64 values in fc1.weight", "integer": "holds torch.int32 values in fc2.weight",
+    "meta": "holds a meta tensor", "sparse": "holds a sparse_coo tensor", "nested": "holds a nested tensor",
+    "quantized": "holds a quantized tensor", "zero_d": "expected non-empty matrices",
+    "no_hidden_neurons": "expected non-empty matrices", "torchscript": "is a TorchScript program",
+    "record_nan_mean": "damaged nbprune record (mean nan", "record_inf_std": "damaged nbprune record (std inf",
+    "record_zero_std": "damaged nbprune record (std 0.0, expected numbers > 0)",
+    "record_activation": "damaged nbprune record (activation 'tanh'",
+}
+
+
 # Each case: how to provoke it, and the fragments its one message must hold (what was wrong, what was expected,
 # how to fix it). Command-line cases also check exit code 2, one line on stderr and no traceback; every case
 # checks that the session it was given (after its set-up) and the data are byte for byte what they were.
 CATALOGUE = {
     "begin_itr_negative": Case(lambda ctx: ctx.prune("--begin-itr=-1"),
-                               ["begin_itr=-1", f"expected one of {SCHEDULE}", "'auto'"]),
+                               ["begin_itr='-1' is not allowed", "expected a whole number from 0 to 1000 or 'auto'"]),
     "begin_itr_past_the_schedule": Case(lambda ctx: ctx.prune("--begin-itr", "9"),
                                         ["begin_itr=9", f"expected one of {SCHEDULE}", "'auto'"]),
     "begin_itr_not_a_number": Case(lambda ctx: ctx.prune("--begin-itr", "two"),
-                                   ["begin_itr='two'", "expected one of"]),
+                                   ["begin_itr='two' is not allowed", "'auto'"]),
     "begin_itr_previous_missing": Case(lambda ctx: ctx.prune("--begin-itr", "3"),
                                        ["begin_itr=3 needs iteration 2's model",
                                         "2/prune_w_retrain/best_model.pth is missing", "run that iteration first"],
@@ -530,18 +696,44 @@ CATALOGUE = {
     "retain_more_neurons_than_the_model": Case(
         lambda ctx: ctx.prune("--retain", ctx.retain_file("0 32 8 100")),
         ["keeps [32, 8] neurons but the model has only [16, 8]", "lower the counts or use a bigger model"]),
+    "retain_iteration_1e23": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 100",
+                                                                                     "100000000000000000000000 8 4 50")),
+                                  ["line 3", "too long to be an iteration"]),
+    "retain_percentage_nan": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 nan")),
+                                  ["line 2", "percentage 'nan' is not allowed", "at most 100"]),
+    "retain_percentage_negative": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 -80")),
+                                       ["percentage '-80' is not allowed"]),
+    "retain_percentage_inf": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 inf")),
+                                  ["percentage 'inf' is not allowed"]),
+    "retain_latin1": Case(_retain_bytes("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n0 16 8 100 "
+                                        "\xe9t\xe9\n".encode("latin-1")),
+                          ["is not a plain-text retain.txt", "save it as plain text"]),
+    "retain_utf16": Case(_retain_bytes("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n0 16 8 100\n"
+                                       .encode("utf-16")), ["UTF-16", "is not a plain-text retain.txt"]),
+    "retain_binary": Case(_retain_bytes(bytes(range(256)) * 4), ["binary file", "nbprune retain"]),
     "model_of_another_architecture_on_resume": Case(
         lambda ctx: ctx.prune("--begin-itr", "3"),
         ["another architecture", "fc4.weight", "Build the model the file was saved"],
         setup=_iteration_2_of_another_architecture),
+    "resume_that_forgot_hidden": Case(
+        lambda ctx: ctx.cli("prune", "--session-dir", str(ctx.session), "--data-root", str(ctx.data_root),
+                            "--begin-itr", "2", "--epochs", "1", "--no-progress"),
+        ["asks iteration 2 to keep 164+41 neurons", "iteration 1's model has only 10+5",
+         "resume with the settings of the run", "run.json"]),
+    "resume_with_a_truncated_teacher": Case(lambda ctx: ctx.prune("--begin-itr", "2"),
+                                            ["0/prune_w_retrain/best_model.pth is not a readable model file",
+                                             "copy it again"], setup=_truncate_the_dense_model),
     "model_of_another_architecture_evaluated": Case(
-        _other_architecture_evaluate, ["takes 100 inputs", "the model's takes 784", "SimpleNN(in_features=100"]),
+        _other_architecture_evaluate, ["takes 100 inputs", "MNIST has 784", "evaluate it on the data it was trained"]),
     "model_file_truncated": Case(_model_file_cli("truncated"), ["truncated.pth is not a readable model file",
                                                                  "copy it again"]),
     "model_file_not_a_model": Case(_model_file_cli("text"), ["text.pth is not a readable model file",
                                                              "Expected a best_model.pth"]),
     "model_file_with_nan": Case(_model_file_cli("nan"), ["holds NaN or Inf values in fc2.weight",
                                                          "Use an earlier iteration's best_model.pth"]),
+    "model_file_with_nan_exported": Case(_model_file_cli("nan", "export"), ["holds NaN or Inf values in fc2.weight"]),
+    **{f"crafted_{kind}_{command}": Case(_crafted_cli(kind, command), [says])
+       for kind, says in CRAFTED_SAYS.items() for command in ("evaluate", "export")},
     "deploy_wrong_shape": Case(_deploy(lambda: torch.zeros(784)), ["shape [batch, 784]", "got [784]",
                                                                     "x.unsqueeze(0)"]),
     "deploy_wrong_features": Case(_deploy(lambda: torch.zeros(2, 100)), ["shape [batch, 784]", "got [2, 100]"]),
@@ -551,20 +743,73 @@ CATALOGUE = {
                            ["torch.float32", "torch.float64", "x.to(torch.float32)"]),
     "deploy_not_a_tensor": Case(_deploy(lambda: [[0.0] * 784]), ["expects a torch.Tensor, got list",
                                                                   "torch.as_tensor"]),
-    "data_missing_files": Case(_missing_data, ["missing t10k-labels-idx1-ubyte", "no network (test)",
-                                               "NBPRUNE_DATA_ROOT"]),
+    "deploy_empty_batch": Case(_deploy(lambda: torch.zeros(0, 784)), ["empty batch [0, 784]"]),
+    "deploy_sparse": Case(_deploy(lambda: torch.zeros(2, 784).to_sparse()), ["dense tensor", "x.to_dense()"]),
+    "deploy_meta": Case(_deploy(lambda: torch.zeros(2, 784, device="meta")), ["meta device"]),
+    "deploy_nan": Case(_deploy(lambda: torch.full((3, 784), float("nan"))), ["NaN or Inf values in 3 input row"]),
+    "data_missing_files": Case(_missing_data, ["MNIST was not found: set NBPRUNE_DATA_ROOT",
+                                               "missing t10k-labels-idx1-ubyte", "no network (test)"]),
+    "data_folder_empty_and_offline": Case(_empty_data_folder, ["MNIST was not found", "no network (test)"]),
     "data_truncated_file": Case(_corrupt_data("truncated"), ["train-images-idx3-ubyte is truncated or corrupt",
                                                              "download it again"]),
     "data_not_idx": Case(_corrupt_data("not_idx"), ["t10k-images-idx3-ubyte is not an IDX file",
                                                     "download it again"]),
+    "data_fifo": Case(_corrupt_data("fifo"), ["t10k-images-idx3-ubyte is not a regular file"]),
+    "data_directory": Case(_corrupt_data("directory"), ["train-labels-idx1-ubyte is a folder"]),
+    "data_without_variance": Case(_corrupt_data("no_variance"), ["standard deviation 0", "every image is the same"]),
     "data_labels_out_of_range": Case(_corrupt_data("labels"), ["train-labels-idx1-ubyte is corrupt",
                                                                "labels range from 0 to 200", "expected 0 to 9"]),
-    "session_folder_not_writable": Case(_unwritable_session, ["a_file/iterative_pruning cannot be written",
-                                                              "choose a folder you can write to"]),
-    "learning_rate_not_positive": Case(_bad_learning_rate, ["lr=-0.1 is not allowed",
-                                                            "expected a learning rate > 0"]),
-    "loss_becomes_nan": Case(_nan_training, ["iteration 0", "the loss became nan", "Kept the last good model",
-                                             "lower learning rate", "--begin-itr 0"]),
+    "session_folder_not_writable": Case(_unwritable_session, ["a_file is a file", "Choose a folder you can write"]),
+    "learning_rate_not_positive": Case(_bad_learning_rate, ["lr=-0.1 is not allowed", "expected a number above 0"]),
+    "loss_becomes_nan": Case(_nan_training, ["iteration 1", "the loss became nan", "Kept the last good model",
+                                             "lower learning rate", "--begin-itr 1"]),
+    **{f"option_lr_{text}": Case(_bad_option("--lr", text), [f"lr='{text}' is not allowed",
+                                                              "expected a number above 0 to 10"])
+       for text in ("-1", "0", "nan", "inf")},
+    **{f"option_device_{text or 'empty'}": Case(_bad_option("--device", text),
+                                                [f"device='{text}' is not allowed", "cpu, cuda, cuda:N or auto"])
+       for text in ("banana", "", "mps", "meta")},
+    "option_seed_beyond_64_bits": Case(_bad_option("--seed", str(2 ** 70)),
+                                       ["seed='1180591620717411303424' is not allowed", "from 0 to 4294967295"]),
+    "option_seed_1e14": Case(_bad_option("--seed", "100000000000000"), ["seed='100000000000000' is not allowed"]),
+    "option_hidden_huge": Case(_bad_option("--hidden", "1000000000000", "64"),
+                               ["hidden='1000000000000 64' is not allowed", "from 1 to 16384"]),
+    "option_hidden_400_digits": Case(_bad_option("--hidden", "9" * 400), ["hidden='9999", "is not allowed"]),
+    "option_threads_100000": Case(_bad_option("--threads", "100000"), ["threads='100000' is not allowed",
+                                                                       "from 1 to 256"]),
+    "option_threads_100000000": Case(_bad_option("--threads", "100000000"), ["threads='100000000' is not allowed"]),
+    "option_unknown_criterion": Case(_bad_option("--criterion", "oracle"),
+                                     ["criterion='oracle' is not allowed", "expected one of interval_adjoint"]),
+    "retain_hidden_1e400": Case(lambda ctx: ctx.cli("retain", "--hidden", "1e400", "--dir", str(ctx.tmp / "r")),
+                                ["hidden='1e400' is not allowed"]),
+    "retain_iterations_1e12": Case(lambda ctx: ctx.cli("retain", "--iterations", "1000000000000", "--dir",
+                                                       str(ctx.tmp / "r")),
+                                   ["iterations='1000000000000' is not allowed", "from 1 to 1000"]),
+    **{f"argparse_{name}": Case(lambda ctx, argv=argv: ctx.cli(*argv), [says])
+       for name, argv, says in (("no_command", [], "the following arguments are required: COMMAND"),
+                                ("unknown_option", ["prune", "--bogus"], "unrecognized arguments: --bogus"),
+                                ("missing_value", ["prune", "--epochs"], "expected one argument"),
+                                ("missing_file", ["evaluate"], "required: model_file"),
+                                ("bad_choice", ["evaluate", "x.pth", "--activation", "tanh"], "invalid choice"))},
+    "concat_garbage_validation_results": Case(lambda ctx: ctx.cli("concat", str(ctx.session)),
+                                              ["2/prune_w_retrain/validation_results.txt line 2",
+                                               "is not a row of 8 finite numbers"],
+                                              setup=_damage_validation_results(
+                                                  b"Train_Loss Test_Loss Train_Accuracy Test_Accuracy "
+                                                  b"PercentageRetain Parameters Val_Loss Val_Accuracy\ngarbage\n")),
+    "concat_empty_validation_results": Case(lambda ctx: ctx.cli("concat", str(ctx.session)),
+                                            ["validation_results.txt holds no table", "run that step again"],
+                                            setup=_damage_validation_results(b"")),
+    "concat_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli("concat", str(ctx.session)))[1],
+                             ["cannot be written (Read-only file system)"]),
+    "export_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli(
+        "export", str(iteration_dir(ctx.session, 3) / "best_model.pth"), str(ctx.tmp / "out")))[1],
+        ["could not write the export", "Read-only file system"]),
+    "retain_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli("retain", "--dir", str(ctx.tmp / "r")))[1],
+                             ["cannot be written (Read-only file system)"]),
+    "export_into_a_file": Case(_file_in_the_way("export"), ["a_file exists and is not a folder"]),
+    "retain_dir_is_a_file": Case(_file_in_the_way("retain"), ["--dir", "a_file is a file"]),
+    "workbook_session_is_a_file": Case(_file_in_the_way("workbook"), ["a_file is a file", "choose a folder"]),
 }
 
 
@@ -581,43 +826,173 @@ def test_bad_input_gives_one_clear_message_and_damages_nothing(name, reference, 
     message = case.provoke(ctx)
     for fragment in case.says:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+    monkeypatch.undo()  # a read-only case must not keep snapshot() from reading
     assert snapshot(session) == before
     assert snapshot(tiny_root) == data_before
 
 
 # --- reproducibility ------------------------------------------------------------------------------------------
 
-def argv_from_record(config: dict, session_dir: Path) -> list[str]:
-    """Rebuild `nbprune prune` arguments from the configuration a session recorded in run.json."""
+def argv_from_record(run: dict, session_dir: Path) -> list[str]:
+    """Rebuild `nbprune prune` arguments from one run that a session recorded in run.json."""
     argv = ["prune", "--session-dir", str(session_dir), "--begin-itr", "0", "--no-progress"]
-    for name in ("hidden", "activation", "q", "criterion", "epochs", "patience", "recipe", "lr", "end_itr",
-                 "retain", "data_root", "dataset", "subset", "val_size", "seed", "device"):
-        value = config.get(name)
-        if value is not None:
-            argv += [f"--{name.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    if run["end_itr"] is not None:
+        argv += ["--end-itr", str(run["end_itr"])]
+    for name, value in run["config"].items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif value is not None:
+            argv += [flag, *map(str, value if isinstance(value, list) else [value])]
     return argv
 
 
 def test_a_session_records_what_it_ran_with_and_repeating_it_gives_identical_files(reference, tmp_path):
-    record = json.loads((reference / "run.json").read_text())
-    assert record["environment"]["python"] == platform.python_version()
-    assert record["environment"]["torch"] == torch.__version__
-    assert record["environment"]["nbprune"] == nbprune.__version__
-    config = record["config"]
+    runs = Session.for_pruning_dir(reference).runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["environment"]["python"] == platform.python_version()
+    assert run["environment"]["torch"] == torch.__version__
+    assert run["environment"]["nbprune"] == nbprune.__version__
+    config = run["config"]
     assert (config["hidden"], config["q"], config["epochs"], config["seed"], config["lr"]) == (list(HIDDEN), Q, 3,
                                                                                                 SEED, 1e-3)
-    assert [tuple(step[1]) for step in record["schedule"]] == [step.retained for step in STEPS]
+    assert set(config) == set(RunConfig().to_dict())  # every setting, defaults included
+    assert [tuple(step[1]) for step in run["schedule"]] == [step.retained for step in STEPS]
+    assert run["input"]["dataset"] == "MNIST" and 0 < run["input"]["mean"] < 1
 
     repeat = tmp_path / "iterative_pruning"
-    done = nbprune_cli(*argv_from_record(config, repeat), cwd=tmp_path)
+    done = nbprune_cli(*argv_from_record(run, repeat), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (repeat / RESULTS_DIR / "validations.txt").read_bytes() == \
         (reference / RESULTS_DIR / "validations.txt").read_bytes()
     for step in STEPS:
-        for name in ("train_results.txt", "validation_results.txt"):
+        for name in ("train_results.txt", "validation_results.txt", "best_model.pth"):
             assert (iteration_dir(repeat, step.iteration) / name).read_bytes() == \
-                (iteration_dir(reference, step.iteration) / name).read_bytes()
-        repeated = load_state_dict(iteration_dir(repeat, step.iteration) / "best_model.pth")
-        original = load_state_dict(iteration_dir(reference, step.iteration) / "best_model.pth")
-        assert repeated.keys() == original.keys()
-        assert all(torch.equal(repeated[key], original[key]) for key in original)
+                (iteration_dir(reference, step.iteration) / name).read_bytes(), (step.iteration, name)
+
+
+# --- two runs, one session ----------------------------------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from nbprune.session import Session
+with Session.for_pruning_dir(Path(sys.argv[1])).lock():
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(reference, tiny_root, tmp_path):
+    session = tmp_path / "iterative_pruning"
+    shutil.copytree(reference, session)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(session), "60"], env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(session)
+        for argv in (prune_argv(session, tiny_root, "--begin-itr", "auto"), ["concat", str(session)]):
+            done = nbprune_cli(*argv, cwd=tmp_path)
+            assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+            assert f"is in use by another nbprune run (PID {holder.pid})" in done.stderr
+            assert "Traceback" not in done.stderr
+        assert snapshot(session) == before
+        holder.kill()  # SIGKILL: the lock dies with the process, nothing stale is left
+        holder.wait()
+        done = nbprune_cli(*prune_argv(session, tiny_root, "--begin-itr", "auto"), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def test_a_run_started_while_another_trains_is_refused_and_the_first_finishes_alone(tiny_root, tmp_path):
+    """The second run starts while the first one is inside its training (held there by the step driver)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    session = tmp_path / "iterative_pruning"
+    first = subprocess.Popen([sys.executable, str(driver), *prune_argv(session, tiny_root, "--seed", "0")],
+                             cwd=tmp_path, env=dict(ENV, CRASH_STEP="1"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        while (line := first.stdout.readline().strip()) != "train":
+            assert line, first.stderr.read()
+            first.stdin.write("\n")
+            first.stdin.flush()
+        second = nbprune_cli(*prune_argv(session, tiny_root, "--seed", "1"), cwd=tmp_path)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert f"is in use by another nbprune run (PID {first.pid})" in second.stderr
+        first.stdin.close()  # step mode ends: the driver reads EOF and runs on
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()
+        first.stderr.close()
+    recorded = Session.for_pruning_dir(session).runs()
+    assert [run["config"]["seed"] for run in recorded] == [0]  # run.json describes the run that ran
+    assert leftovers(session) == [] and all(is_complete(session, step.iteration) for step in STEPS)
+
+
+# --- cleanup stays in nbprune's own files -----------------------------------------------------------------------------
+def test_cleanup_touches_only_nbprunes_own_temporary_files_by_name(reference, tiny_root, tmp_path):
+    project = tmp_path / "myproject"
+    (project / "src").mkdir(parents=True)
+    (project / ".git").mkdir()
+    theirs = [project / "src" / ".report.docx.tmp", project / ".git" / ".COMMIT_EDITMSG.tmp",
+              project / ".notes.tmp"]
+    for path in theirs:
+        path.write_text("the user's")
+    shutil.copytree(reference, project / "iterative_pruning")
+    folder = iteration_dir(project / "iterative_pruning", 1)
+    ours = [folder / ".best_model.pth.a1b2c3d4.tmp", project / "iterative_pruning" / ".run.json.zz99yy88.tmp"]
+    foreign_inside = folder / ".my_notes.tmp"
+    for path in [*ours, foreign_inside]:
+        path.write_text("left over")
+    done = nbprune_cli(*prune_argv(project, tiny_root, "--begin-itr", "auto"), cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert all(path.read_text() == "the user's" for path in theirs)
+    assert foreign_inside.read_text() == "left over"
+    assert not any(path.exists() for path in ours)
+
+
+# --- a full disk in the middle of a run ------------------------------------------------------------------------------
+def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import nbprune.io as io_module
+    session = tmp_path / "iterative_pruning"
+    original, calls = io_module.write_bytes_atomic, {"models": 0}
+
+    def fills_up(path, data):
+        if Path(path).name == "best_model.pth":
+            calls["models"] += 1
+            if calls["models"] == 6:  # during iteration 1 or 2
+                raise io_module.cannot_write(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+        return original(path, data)
+    monkeypatch.setattr(io_module, "write_bytes_atomic", fills_up)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    assert main(prune_argv(session, tiny_root)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in err, err
+    complete = [step.iteration for step in STEPS if is_complete(session, step.iteration)]
+    assert complete and len(complete) < len(STEPS)
+    monkeypatch.setattr(io_module, "write_bytes_atomic", original)
+    assert main(prune_argv(session, tiny_root, "--begin-itr", "auto")) == 0
+    assert leftovers(session) == [] and all(is_complete(session, step.iteration) for step in STEPS)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
+def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(delay, tiny_root, tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "nbprune.cli", *prune_argv(tmp_path / "s", tiny_root)],
+                               cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    if process.returncode != 0:
+        assert process.returncode in (130, -signal.SIGINT), err
+        assert err.strip() == "" or err.strip().startswith("nbprune: interrupted"), err

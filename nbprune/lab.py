@@ -1,0 +1,75 @@
+"""JupyterLab for the workbook: open it for any user, and keep the tracked notebooks free of outputs.
+
+Installed as a Jupyter server extension of nbprune's environment (etc/jupyter/jupyter_server_config.d/nbprune.json):
+whenever Jupyter saves one of the six workbook notebooks of an nbprune checkout, it saves them without outputs,
+execution counts or widget state, so working in Lab never dirties the repository. Other notebooks are untouched.
+Imports nothing heavy: the server loads it at start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+NOTEBOOKS = ("01_data", "02_model", "03_retention", "04_iterative_pruning", "05_test", "06_deploy")
+
+
+def strip_notebook(notebook: dict) -> dict:
+    """Clear what running a notebook adds (outputs, execution counts, widget state, timings); return it."""
+    notebook.get("metadata", {}).pop("widgets", None)
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cell.get("metadata", {}).pop("execution", None)
+    return notebook
+
+
+def is_workbook_notebook(path: Path) -> bool:
+    """Return whether `path` is one of the six notebooks of an nbprune checkout."""
+    path = path.resolve()
+    return (path.suffix == ".ipynb" and path.stem in NOTEBOOKS and path.parent.name == "notebooks"
+            and (path.parent.parent / "nbprune" / "workbook.py").is_file())
+
+
+def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> None:
+    """Jupyter's pre-save hook: a workbook notebook is saved without its outputs; any other file as it is."""
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    root = Path(getattr(contents_manager, "root_dir", "") or ".")
+    if is_workbook_notebook(root / path.lstrip("/")):
+        strip_notebook(model["content"])
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "nbprune.lab"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """Install the pre-save hook, keeping any hook the user configured (it runs first)."""
+    manager = serverapp.contents_manager
+    earlier = manager.pre_save_hook
+
+    def hook(model, path, contents_manager, **kwargs):
+        if earlier is not None:
+            earlier(model=model, path=path, contents_manager=contents_manager, **kwargs)
+        pre_save_hook(model, path, contents_manager, **kwargs)
+    manager.pre_save_hook = hook
+    serverapp.log.info("nbprune: workbook notebooks are saved without outputs")
+
+
+def lab_command(notebooks: Path) -> list[str]:
+    """Return the command that opens JupyterLab on the notebooks, for root and other users alike."""
+    return [sys.executable, "-m", "jupyter", "lab", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={notebooks}",
+            "--ServerApp.jpserver_extensions={'nbprune.lab': True}"]
+
+
+def main() -> None:
+    """`python -m nbprune.lab`: JupyterLab on the checkout's notebooks/."""
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    os.execv(sys.executable, lab_command(notebooks))
+
+
+if __name__ == "__main__":
+    main()
