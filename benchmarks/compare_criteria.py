@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import inspect
 import json
 import math
 import os
@@ -37,10 +36,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, machine_info, markdown_table  # noqa: E402
 
+from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
 from nbprune.evaluate import evaluate, loss_and_accuracy  # noqa: E402
 from nbprune.io import format_table, load_pruned_model, read_table, write_text_atomic  # noqa: E402
-from nbprune.iterative import MAX_EPOCHS, RESULT_COLUMNS, IterativePruning, is_complete, iteration_dir  # noqa: E402
+from nbprune.iterative import RESULT_COLUMNS, IterativePruning, is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.retention import RetentionStep, save_figure, schedule  # noqa: E402
 from nbprune.significance import CRITERIA  # noqa: E402
@@ -64,19 +64,21 @@ class BudgetReached(Exception):
 
 # ---------------------------------------------------------------------------------------------------- state
 
-def _defaults(function) -> dict:
-    return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
-            if parameter.default is not inspect.Parameter.empty}
+DEFAULTS = RunConfig()
+
+
+def config_of(args, **changes) -> RunConfig:
+    """Return the run configuration of the comparison: nbprune's defaults unless the options change them."""
+    return RunConfig.from_flat(epochs=args.epochs, patience=args.patience, distill=not args.no_distill,
+                               val_size=args.val_size, **changes)
 
 
 def settings_of(args) -> dict:
     """Return the settings every result in one JSON must share (the library's defaults unless overridden)."""
-    training, loading = _defaults(train), _defaults(load_data)
-    return {"dataset": "MNIST", "hidden": [256, 64], "q": 0.8, "epochs": args.epochs, "patience": args.patience,
-            "distill": not args.no_distill, "val_size": args.val_size, "device": "cpu",
-            "batch_size": loading["batch_size"],
-            **{name: training[name] for name in ("recipe", "lr", "weight_decay", "min_delta", "distill_weight",
-                                                  "temperature")}}
+    config = config_of(args).flat()
+    names = ("dataset", "q", "epochs", "patience", "distill", "val_size", "device", "batch_size", "recipe", "lr",
+             "weight_decay", "min_delta", "distill_weight", "temperature")
+    return {"hidden": list(config["hidden"]), **{name: config[name] for name in names}}
 
 
 def load_state(path: Path, settings: dict | None) -> dict:
@@ -128,8 +130,8 @@ class Comparison:
         self.args, self.state, self.state_path = args, state, state_path
         self.steps = [step for step in schedule() if args.end_itr is None or step.iteration <= args.end_itr]
         self.deadline = (time.monotonic() + 60 * args.budget_minutes) if args.budget_minutes is not None else math.inf
-        self.train_settings = dict(num_epochs=args.epochs, patience=args.patience)
-        self.distill = not args.no_distill
+        self.train_settings = config_of(args).train
+        self.distill = self.train_settings.distill
         self._data: dict[int, object] = {}
 
     def data(self, seed: int):
@@ -156,8 +158,7 @@ class Comparison:
     def experiment(self, seed: int, criterion: str) -> IterativePruning:
         data = self.data(seed)
         return IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader,
-                                criterion=criterion, seed=seed, progress=False, distill=self.distill,
-                                **self.train_settings)
+                                config=config_of(self.args, seed=seed, criterion=criterion), progress=False)
 
     def dense(self, seed: int) -> Path:
         """Return the session folder whose iteration 0 is this seed's trained dense model (training it if needed)."""
@@ -205,8 +206,7 @@ class Comparison:
                 return
             self.check_budget()
             started = time.perf_counter()
-            experiment.run(SimpleNN(), self.steps, session, begin_itr="auto", end_itr=step.iteration,
-                           config={"benchmark": "compare_criteria"})
+            experiment.run(SimpleNN(), self.steps, session, begin_itr="auto", end_itr=step.iteration)
             record = folder_record(iteration_dir(session, step.iteration), step, self.data(seed),
                                    time.perf_counter() - started)
             self.record(criterion, seed, record, " (redone: session was lost)" if done else "")
@@ -239,7 +239,7 @@ class Comparison:
             torch.manual_seed(seed + step.iteration)  # as the chains do before each level
             data.train_loader.reseed(seed + step.iteration)
             model = train(SimpleNN(hidden=step.retained), data.train_loader, data.test_loader, logdir=folder,
-                          val_loader=data.val_loader, progress=False, teacher=teacher, **self.train_settings)
+                          val_loader=data.val_loader, progress=False, teacher=teacher, config=self.train_settings)
             results = dict(evaluate(model, data.train_loader, data.test_loader), PercentageRetain=step.percentage)
             write_text_atomic(folder / "validation_results.txt",
                               format_table(RESULT_COLUMNS, [[results[name] for name in RESULT_COLUMNS]]))
@@ -450,10 +450,10 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (0 1)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help=f"methods ({' '.join(METHODS)})")
-    parser.add_argument("--epochs", type=int, default=MAX_EPOCHS,
-                        help=f"most epochs per level ({MAX_EPOCHS}, IterativePruning's default)")
-    parser.add_argument("--patience", type=int, default=_defaults(train)["patience"],
-                        help=f"early-stopping patience ({_defaults(train)['patience']}, train's default)")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.train.epochs,
+                        help=f"most epochs per level ({DEFAULTS.train.epochs}, nbprune's default)")
+    parser.add_argument("--patience", type=int, default=DEFAULTS.train.patience,
+                        help=f"early-stopping patience ({DEFAULTS.train.patience}, nbprune's default)")
     parser.add_argument("--no-distill", action="store_true",
                         help="retrain on labels only (default: distil from the dense model, as IterativePruning)")
     parser.add_argument("--val-size", type=int, help="validation images split off training (default: load_data's, "

@@ -35,12 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (RESULTS_DIR, OtherLoad, command_line, machine_info, machine_section,  # noqa: E402
                      markdown_table, wait_until_quiet)
 
-from nbprune.export import TORCHSCRIPT_FILE, export_model  # noqa: E402
-from nbprune.io import load_pruned_model, save_model_atomic, write_text_atomic  # noqa: E402
+from nbprune.data import CLASS_NAMES, InputSpec  # noqa: E402
+from nbprune.export import PUBLISHED_STANDARDISATION, TORCHSCRIPT_FILE, export_model  # noqa: E402
+from nbprune.io import load_pruned_model, save_model_file, write_text_atomic  # noqa: E402
 from nbprune.iterative import iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.report import choose_iteration, session_summary  # noqa: E402
 from nbprune.retention import schedule  # noqa: E402
+from nbprune.session import Session  # noqa: E402
 
 DEPLOYED_ITERATION = 8
 TARGET_SPEEDUP = 4.0
@@ -85,7 +87,7 @@ def choice_from_pruning_quality(path: Path) -> tuple[int, str] | None:
         if not line.lstrip().startswith("|") or "iteration" not in cells:
             continue
         column = cells.index("iteration")
-        accuracy = next((i for i, cell in enumerate(cells) if "test" in cell and "acc" in cell), None)
+        accuracy = next((i for i, cell in enumerate(cells) if "validation" in cell and "acc" in cell), None)
         rows = []
         for row in lines[start + 2:]:
             if not row.lstrip().startswith("|"):
@@ -99,21 +101,21 @@ def choice_from_pruning_quality(path: Path) -> tuple[int, str] | None:
             continue
         if accuracy is not None and all(value is not None for _, value in rows):
             percentage = {step.iteration: step.percentage for step in schedule()}
-            records = [{"iteration": it, "Test_Accuracy": acc, "PercentageRetain": percentage.get(it, 100.0)}
+            records = [{"iteration": it, "Val_Accuracy": acc, "parameters": percentage.get(it, 100.0)}
                        for it, acc in rows]
             return choose_iteration(records), (f"{path.name}: 05_test's rule (smallest model within 1 point of "
-                                               f"dense test accuracy) applied to its table")
+                                               f"dense validation accuracy) applied to its table")
         return rows[-1][0], f"{path.name}: the last iteration in its table"
     return None
 
 
 def session_origin(session_dir: Path) -> str:
-    """Return ' (criterion ..., seed ...)' from the session's run.json, or '' when it has none."""
-    try:
-        config = json.loads((session_dir / "run.json").read_text())["config"]
-        return f" (criterion {config['criterion']}, seed {config['seed']})"
-    except (OSError, ValueError, KeyError, TypeError):
+    """Return ' (criterion ..., seed ...)' from the session's last recorded run, or '' when it has none."""
+    runs = Session.for_pruning_dir(session_dir).runs()
+    if not runs:
         return ""
+    config = runs[-1]["config"]
+    return f" (criterion {config['criterion']}, seed {config['seed']})"
 
 
 def build_candidates(session_dir: Path | None, choice: int | None) -> tuple[list[Candidate], list[str]]:
@@ -166,7 +168,9 @@ def torchscript(model: nn.Module) -> nn.Module:
     """Return the TorchScript program `nbprune export` writes for `model`, loaded back with torch.jit.load."""
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 marks torch.jit deprecated; it still runs
-        model_file = save_model_atomic(model.state_dict(), Path(folder) / "best_model.pth")
+        if model.spec is None:  # a freshly initialised model: MNIST's published standardisation
+            model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], *PUBLISHED_STANDARDISATION["MNIST"], 784)
+        model_file = save_model_file(model, Path(folder) / "best_model.pth")
         out = export_model(model_file, Path(folder) / "export", onnx=False)
         return torch.jit.load(str(Path(out) / TORCHSCRIPT_FILE)).eval()
 

@@ -337,15 +337,41 @@ BAD_INPUTS = ["truncated_png", "png_signature_only", "png_bomb", "text_as_png", 
               "shape_3_28_28_1", "nan", "inf", "slightly_above_one", "negative", "above_255", "truncated_npy"]
 
 
+def run_predict_here(folder: Path, *inputs: Path) -> tuple[int, str, str]:
+    """Run the exported predict.py as its own __main__ in this process; return (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+    import runpy
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_path, saved_argv = list(sys.path), list(sys.argv)
+    sys.argv = [str(folder / "predict.py"), *map(str, inputs)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(folder / "predict.py"), run_name="__main__")
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        sys.path[:], sys.argv[:] = saved_path, saved_argv
+        for name in ("model", "loader"):  # the folder's modules, not to be found by the next test
+            sys.modules.pop(name, None)
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.mark.parametrize("name", BAD_INPUTS)
 def test_predict_refuses_every_bad_input_in_one_line(name, exported, tmp_path):
     path, says = _bad_inputs(tmp_path)[name]
+    code, out, err = run_predict_here(exported, path)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("predict.py: error: "), err
+    assert says in lines[0] and out == ""
+
+
+def test_predict_refuses_a_bad_input_in_a_fresh_interpreter_too(exported, tmp_path):
+    path, says = _bad_inputs(tmp_path)["png_bomb"]
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(path)], capture_output=True,
                           text=True, timeout=60)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("predict.py: error: "), done.stderr
-    assert says in lines[0] and "Traceback" not in done.stderr
-    assert done.stdout == ""
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 @pytest.mark.parametrize("bad, says", [

@@ -328,6 +328,7 @@ def test_the_default_session_is_found_again_on_another_day():
     assert Session.open(None).root.name == "default"
 
 
+@pytest.mark.slow
 def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_path):
     """Save notebooks through a real Jupyter server: the workbook's lose their outputs, any other keeps them."""
     import shutil

@@ -32,6 +32,7 @@ def fashion_root(tmp_path_factory):
     return make_tiny_mnist(tmp_path_factory.mktemp("fashion"), name="FashionMNIST")
 
 
+@pytest.mark.slow
 def test_a_sigmoid_network_of_three_hidden_layers_exports_as_itself(tiny_data, tmp_path):
     train_loader, val_loader, test_loader = tiny_data
     torch.manual_seed(0)
@@ -54,6 +55,7 @@ def test_a_sigmoid_network_of_three_hidden_layers_exports_as_itself(tiny_data, t
     assert 'ACTIVATION = "sigmoid"' in (folder / "model.py").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["MNIST", "FashionMNIST"])
 def test_evaluate_and_export_need_no_flags_for_a_file_nbprune_wrote(dataset, tiny_root, fashion_root, tmp_path,
                                                                     capsys):
@@ -83,6 +85,7 @@ def test_evaluate_and_export_need_no_flags_for_a_file_nbprune_wrote(dataset, tin
         assert "MNIST images" in readme
 
 
+@pytest.mark.slow
 def test_a_users_own_features_go_through_the_whole_workflow(tmp_path):
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 12, generator=generator) * 3

@@ -194,6 +194,7 @@ def crash_once(driver: Path, argv: list[str], attempt: Attempt, session_dir: Pat
     assert attempt.killed or returncode == 0, (cwd / "driver.stderr").read_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_completes_the_same_session(tiny_root, reference, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
@@ -551,6 +552,11 @@ def _bad_learning_rate(ctx: Context) -> str:
 def _crafted(kind: str) -> Callable[[Path], None]:
     """Write a model file whose tensors are not real dense weights (or whose record lies)."""
     def write(path: Path) -> None:
+        with warnings.catch_warnings():  # nested and quantized tensors warn that they are prototypes
+            warnings.simplefilter("ignore")
+            crafted(path)
+
+    def crafted(path: Path) -> None:
         state = SimpleNN(hidden=HIDDEN).state_dict()
         if kind == "complex_nan":
             state = {k: v.to(torch.complex64) for k, v in state.items()}
@@ -847,6 +853,7 @@ def argv_from_record(run: dict, session_dir: Path) -> list[str]:
     return argv
 
 
+@pytest.mark.slow
 def test_a_session_records_what_it_ran_with_and_repeating_it_gives_identical_files(reference, tmp_path):
     runs = Session.for_pruning_dir(reference).runs()
     assert len(runs) == 1
@@ -883,6 +890,7 @@ with Session.for_pruning_dir(Path(sys.argv[1])).lock():
 """
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(reference, tiny_root, tmp_path):
     session = tmp_path / "iterative_pruning"
     shutil.copytree(reference, session)
@@ -907,6 +915,7 @@ def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(r
         holder.stdout.close()
 
 
+@pytest.mark.slow
 def test_a_run_started_while_another_trains_is_refused_and_the_first_finishes_alone(tiny_root, tmp_path):
     """The second run starts while the first one is inside its training (held there by the step driver)."""
     driver = tmp_path / "driver.py"
@@ -936,6 +945,7 @@ def test_a_run_started_while_another_trains_is_refused_and_the_first_finishes_al
 
 
 # --- cleanup stays in nbprune's own files -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cleanup_touches_only_nbprunes_own_temporary_files_by_name(reference, tiny_root, tmp_path):
     project = tmp_path / "myproject"
     (project / "src").mkdir(parents=True)
@@ -985,6 +995,7 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
 def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(delay, tiny_root, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "nbprune.cli", *prune_argv(tmp_path / "s", tiny_root)],
