@@ -109,9 +109,10 @@ def cmd_prune(args) -> None:
 
     session = Session.open(controls.session_dir)
     resolve_device(config.device)
-    steps = default_steps(config)
+    default_steps(config)  # a bad retain.txt is refused before the data is read
     _threads(config)
     data = load_data_for(config)
+    steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
     model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
                      activation=config.model.activation)

@@ -216,6 +216,8 @@ class ScheduleConfig:
     iterations: int = setting(31, "schedule iterations 0 .. iterations-1", kind="int", low=1, high=MAX_ITERATIONS)
     retain: str | None = setting(None, "a retain.txt to follow instead of the q schedule", kind="path",
                                  optional=True)
+    input_q: float | None = setting(None, "with prune_inputs: fraction of input features kept per iteration; None: "
+                                          "q", kind="float", low=0, high=1, bounds="()", optional=True)
 
     __post_init__ = _check_fields
 
@@ -251,8 +253,44 @@ class PruneConfig:
 
     criterion: str = setting("interval_adjoint", "how neurons are scored", kind="str",
                              choices=("interval_adjoint", "magnitude", "taylor", "random"))
+    adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the seed), or "
+                                         "one per class, summed (class_sum) or maxed (class_max)", kind="str",
+                                 choices=("ones", "class_sum", "class_max"))
+    input_boxes: str = setting("data", "interval_adjoint: the whole-data box (the seed), one box per class, or "
+                                       "small boxes around training inputs (local), scores averaged", kind="str",
+                               choices=("data", "class", "local"))
+    box_radius: float = setting(0.5, "local boxes: half-width around each training input, in standardised units",
+                                kind="float", low=0, high=100, bounds="(]")
+    box_count: int = setting(256, "local boxes: how many training inputs get one", kind="int", low=1, high=10_000)
+    prune_inputs: bool = setting(False, "prune input features (pixels) too, not only hidden neurons", kind="bool")
+    bias_compensation: str = setting("none", "fold a removed node's mean activation (mean) or interval midpoint "
+                                             "(midpoint), times its outgoing weights, into the next layer's bias",
+                                     kind="str", choices=("none", "mean", "midpoint"))
+    allocation: str = setting("layer", "layer: each layer keeps round(h * q**t) (the seed); global: all nodes compete "
+                                       "for one budget per iteration", kind="str", choices=("layer", "global"))
+    budget: str = setting("neurons", "global allocation's budget: the schedule's total hidden neurons, or the same "
+                                     "share of the dense model's parameters", kind="str",
+                          choices=("neurons", "parameters"))
+    normalise: str = setting("mean", "global allocation: how scores of different layers are made comparable: over "
+                                     "the layer's mean, by rank within the layer (every layer shrinks at the same "
+                                     "rate), or as they are (none)", kind="str", choices=("mean", "rank", "none"))
+    min_last_hidden: int | None = setting(None, "global allocation: fewest neurons the last hidden layer keeps; "
+                                                "None: the number of classes", kind="int", low=1, high=16_384,
+                                          optional=True)
 
-    __post_init__ = _check_fields
+    def __post_init__(self):
+        _check_fields(self)
+        defaults = PruneConfig.__dataclass_fields__
+        if self.criterion != "interval_adjoint":
+            changed = [name for name in ("adjoint_seeds", "input_boxes")
+                       if getattr(self, name) != defaults[name].default]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} only apply to the interval_adjoint criterion, not "
+                                  f"{self.criterion}: leave them at their defaults or use criterion="
+                                  f"'interval_adjoint'.")
+        if self.allocation == "layer" and self.budget != "neurons":
+            raise ConfigError(f"budget={self.budget!r} needs allocation='global' (with allocation='layer' each layer "
+                              f"keeps its own count).")
 
 
 @dataclass(frozen=True)

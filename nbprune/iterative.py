@@ -20,12 +20,13 @@ from .config import RunConfig
 from .data import Loader, TensorLoader, input_box
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate, loss_and_accuracy
-from .io import cannot_write, format_table, load_pruned_model, read_table, save_model_file, write_text_atomic
-from .model import SimpleNN, hidden_linears, parameter_count
-from .prune import prune_nodes
-from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain
+from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
+                 write_text_atomic)
+from .model import SimpleNN, hidden_linears, linear_layers, mlp_parameters, parameter_count
+from .prune import compensation_constants, global_counts, keep_indices, shrink, top
+from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
 from .session import VALIDATION_FILE, Session
-from .significance import Criterion, PruningContext
+from .significance import Criterion, PruningContext, node_significance
 from .train import train as default_train
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 SEED_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
 RESULT_COLUMNS = SEED_COLUMNS  # the seed's header; nbprune adds the columns below after it
 ADDED_COLUMNS = ("Parameters", "Val_Loss", "Val_Accuracy")
-TAYLOR_BATCH = 1024
+SAMPLE = 8192  # training rows the criteria, the boxes and bias compensation look at
 
 __all__ = ["IterativePruning", "RESULT_COLUMNS", "SEED_COLUMNS", "as_schedule", "iteration_dir", "is_complete"]
 
@@ -85,6 +86,7 @@ class IterativePruning:
         self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
         self.train, self.evaluate, self.progress = train, evaluate, progress
         self.teacher: nn.Module | None = None
+        self.dense_hidden: tuple[int, ...] | None = None  # iteration 0's sizes, once a run knows them
         self._context: PruningContext | None = None
         if val_loader is None:
             warnings.warn("IterativePruning got no val_loader: each iteration keeps the epoch with the lowest "
@@ -100,14 +102,18 @@ class IterativePruning:
         return self.config.seed
 
     def context(self) -> PruningContext:
-        """Return what the criteria look at: the input box in the model's input space and a training batch."""
+        """Return what the criteria look at: the input box in the model's input space, a sample of training data,
+        and the criterion's options."""
         if self._context is None:
             if isinstance(self.train_loader, TensorLoader):
                 data = self.train_loader.dataset
-                batch = (data.data[:TAYLOR_BATCH], data.targets[:TAYLOR_BATCH])
+                batch = (data.data[:SAMPLE], data.targets[:SAMPLE])
             else:
                 batch = next(iter(self.train_loader))
-            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed)
+            options = self.config.prune
+            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed,
+                                           adjoint_seeds=options.adjoint_seeds, input_boxes=options.input_boxes,
+                                           box_radius=options.box_radius, box_count=options.box_count)
         return self._context
 
     def _train_arguments(self, log_dir) -> dict:
@@ -121,17 +127,20 @@ class IterativePruning:
         return arguments
 
     def prune(self, model: nn.Module, retainNodes: Sequence[int], percentageRetain: float, retrain: bool = True,
-              log_dir: str | os.PathLike | None = None) -> nn.Module:
-        """Return the model pruned to `retainNodes` (and retrained); write its results into `log_dir`."""
-        current = tuple(layer.out_features for layer in hidden_linears(model))
-        if tuple(retainNodes) == current:
-            pruned = copy.deepcopy(model)
-        else:
-            pruned = prune_nodes(model, retainNodes, self.criterion, self.context())
+              log_dir: str | os.PathLike | None = None, *, inputs: int | None = None, budget: int | None = None
+              ) -> nn.Module:
+        """Return the model pruned to `retainNodes` (and retrained); write its results into `log_dir`.
+
+        With input pruning, `inputs` input features stay; with global allocation the nodes compete for
+        sum(retainNodes) hidden neurons or `budget` parameters, and the results say what was kept."""
+        pruned = self.cut(model, retainNodes, inputs, budget)
         if retrain:
             pruned = self.train(pruned, self.train_loader, self.test_loader, **self._train_arguments(log_dir))
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
-        results["PercentageRetain"] = float(percentageRetain)
+        kept = [layer.out_features for layer in hidden_linears(pruned)]
+        global_allocation = self.config.prune.allocation == "global" and self.dense_hidden is not None
+        results["PercentageRetain"] = 100 * sum(kept) / sum(self.dense_hidden) if global_allocation \
+            else float(percentageRetain)
         results["Parameters"] = parameter_count(pruned)
         if self.val_loader is not None:
             results["Val_Loss"], results["Val_Accuracy"] = loss_and_accuracy(pruned, self.val_loader)
@@ -140,6 +149,47 @@ class IterativePruning:
             write_text_atomic(Path(log_dir) / VALIDATION_FILE,
                               format_table(columns, [[results[name] for name in columns]]))
         return pruned
+
+    def cut(self, model: nn.Module, retain: Sequence[int], inputs: int | None = None, budget: int | None = None
+            ) -> nn.Module:
+        """Return a pruned copy of `model`: the nodes to keep chosen by the criterion, under the allocation."""
+        options = self.config.prune
+        current = [layer.out_features for layer in hidden_linears(model)]
+        reads = linear_layers(model)[0].in_features
+        inputs = inputs if options.prune_inputs else None
+        if options.allocation == "layer" and list(retain) == current and (inputs is None or inputs >= reads):
+            return copy.deepcopy(model)
+        scores = node_significance(model, self.criterion, self.context())
+        if options.prune_inputs and scores[0] is None:
+            raise ScheduleError("prune_inputs needs a criterion that scores the input features; this one scores "
+                                "hidden neurons only.")
+        if options.allocation == "global":
+            inputs, retain = self.allocate(model, scores, retain, inputs, budget)
+        kept_inputs = top(scores[0], inputs) if inputs is not None and inputs < reads else None
+        constants = compensation_constants(model, options.bias_compensation, self.context())
+        return shrink(model, keep_indices(scores[1:], retain), kept_inputs, constants)
+
+    def allocate(self, model: nn.Module, scores: list, retain: Sequence[int], inputs: int | None,
+                 budget: int | None) -> tuple[int | None, list[int]]:
+        """Return (inputs, hidden counts) when all nodes compete for the iteration's budget."""
+        options = self.config.prune
+        hidden = [layer.out_features for layer in hidden_linears(model)]
+        classes = linear_layers(model)[-1].out_features
+        minimums = [1] * len(hidden)
+        minimums[-1] = min(options.min_last_hidden or classes, hidden[-1])
+        if options.budget == "neurons":
+            budget = max(sum(retain), sum(minimums))  # inputs, if pruned, follow their own schedule
+            return inputs, global_counts(scores[1:], minimums, sum, budget, options.normalise)
+        if budget is None:
+            raise ScheduleError("allocation='global' with budget='parameters' needs each step's parameter budget "
+                                "(the parameterBudget column): build the schedule with default_steps(config).")
+        reads = linear_layers(model)[0].in_features
+        layers = [scores[0], *scores[1:]] if options.prune_inputs else scores[1:]
+        floors = [1, *minimums] if options.prune_inputs else minimums
+        cost = (lambda counts: mlp_parameters(counts[0], counts[1:], classes)) if options.prune_inputs else \
+            (lambda counts: mlp_parameters(reads, counts, classes))
+        counts = global_counts(layers, floors, cost, max(budget, cost(floors)), options.normalise)
+        return (counts[0], counts[1:]) if options.prune_inputs else (None, counts)
 
     def resolve_begin(self, session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:
         """Return the schedule position to start at, checking that the iteration before it is complete."""
@@ -166,6 +216,14 @@ class IterativePruning:
              ) -> tuple[list[RetentionStep], int, nn.Module]:
         """Check everything a run needs, writing nothing; return (steps, start position, the model to start from)."""
         steps = as_schedule(data, tuple(layer.out_features for layer in hidden_linears(model)))
+        self.dense_hidden = steps[0].retained
+        options = self.config.prune
+        if options.prune_inputs and steps[0].inputs is None:
+            raise ScheduleError("prune_inputs is on but the schedule has no inputsRetained column: build it with "
+                                "default_steps(config) (or nbprune.retention.with_budgets).")
+        if options.allocation == "global" and options.budget == "parameters" and steps[0].budget is None:
+            raise ScheduleError("budget='parameters' but the schedule has no parameterBudget column: build it with "
+                                "default_steps(config) (or nbprune.retention.with_budgets).")
         position = self.resolve_begin(session, steps, begin_itr)
         if end_itr is not None:
             if isinstance(end_itr, bool) or not isinstance(end_itr, int):
@@ -179,7 +237,7 @@ class IterativePruning:
             model = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
             have = tuple(layer.out_features for layer in hidden_linears(model))
             wanted = steps[position].retained if position < len(steps) else have
-            if any(want > own for want, own in zip(wanted, have)):
+            if self.config.prune.allocation == "layer" and any(want > own for want, own in zip(wanted, have)):
                 raise ScheduleError(
                     f"the schedule asks iteration {steps[position].iteration} to keep {'+'.join(map(str, wanted))} "
                     f"neurons, but iteration {previous}'s model has only {'+'.join(map(str, have))}: resume with the "
@@ -216,7 +274,7 @@ class IterativePruning:
                 "environment": environment_record()}
 
     def _iterate(self, model: nn.Module, steps: list[RetentionStep], position: int, session: Session) -> list[dict]:
-        records = []
+        records, kept = [], self._kept_so_far(session, steps[:position])
         bar = tqdm(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
             bar.set_postfix(iteration=step.iteration, neurons="+".join(map(str, step.retained)))
@@ -231,7 +289,8 @@ class IterativePruning:
                 self.train_loader.reseed(self.seed + step.iteration)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", DivergenceWarning)
-                model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial)
+                model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial,
+                                   inputs=step.inputs, budget=step.budget)
             diverged = [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
             for w in caught:
                 if not issubclass(w.category, DivergenceWarning):
@@ -240,11 +299,16 @@ class IterativePruning:
             save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
                             criterion=criterion if step is not steps[0] else None)
             final = session.publish(partial, step.iteration)
-            self._write_run_retain(session, steps)
+            header, rows = read_table(final / VALIDATION_FILE)
+            kept[step.iteration] = step._replace(
+                retained=tuple(layer.out_features for layer in hidden_linears(model)),
+                percentage=rows[0][header.index("PercentageRetain")],
+                inputs=linear_layers(model)[0].in_features if step.inputs is not None else None)
+            write_text_atomic(session.run_retain_file, format_retain([kept[it] for it in sorted(kept)]))
             if self.config.train.distill and step is steps[0]:
                 self.teacher = copy.deepcopy(model).eval()
-            header, rows = read_table(final / VALIDATION_FILE)
-            records.append({"iteration": step.iteration, "retained": step.retained,
+            records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
+                            "inputs": linear_layers(model)[0].in_features,
                             "parameters": parameter_count(model), "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
             if diverged:
                 bar.close()
@@ -255,14 +319,32 @@ class IterativePruning:
         bar.close()
         return records
 
-    def _write_run_retain(self, session: Session, steps: list[RetentionStep]) -> None:
-        """Write the run's own retain.txt: the neurons each complete iteration of this schedule kept."""
-        done = [step for step in steps if session.is_complete(step.iteration)]
-        write_text_atomic(session.run_retain_file, format_retain(done))
+    @staticmethod
+    def _kept_so_far(session: Session, done: list[RetentionStep]) -> dict[int, RetentionStep]:
+        """Return what the complete iterations before this run's first one kept, from their model files."""
+        kept = {}
+        for step in done:
+            state, _ = read_model_file(session.model_file(step.iteration))
+            weights = [value for key, value in state.items() if key.endswith(".weight")]
+            _, rows = read_table(session.iteration_dir(step.iteration) / VALIDATION_FILE)
+            kept[step.iteration] = step._replace(retained=tuple(int(w.shape[0]) for w in weights[:-1]),
+                                                 percentage=rows[0][4],
+                                                 inputs=int(weights[0].shape[1]) if step.inputs is not None else None)
+        return kept
 
 
-def default_steps(config: RunConfig) -> list[RetentionStep]:
-    """Return the schedule a configuration asks for: its retain.txt, else round(h * q**t) for its hidden sizes."""
-    if config.schedule.retain is not None:
-        return as_schedule(config.schedule.retain, config.model.hidden)
-    return GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
+def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:
+    """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
+    hidden sizes; with the inputs column (input pruning) and the parameter budget (global parameter allocation)
+    added as its settings need them."""
+    if steps is not None:
+        steps = as_schedule(steps, config.model.hidden)
+    elif config.schedule.retain is not None:
+        steps = as_schedule(config.schedule.retain, config.model.hidden)
+    else:
+        steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
+    options = config.prune
+    parameters = mlp_parameters(features, steps[0].retained, classes) \
+        if options.allocation == "global" and options.budget == "parameters" else None
+    return with_budgets(steps, features if options.prune_inputs else None,
+                        config.schedule.input_q or config.schedule.q, parameters)

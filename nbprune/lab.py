@@ -15,14 +15,23 @@ from pathlib import Path
 NOTEBOOKS = ("01_data", "02_model", "03_retention", "04_iterative_pruning", "05_test", "06_deploy")
 
 
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
 def strip_notebook(notebook: dict) -> dict:
-    """Clear what running a notebook adds (outputs, execution counts, widget state, timings); return it."""
-    notebook.get("metadata", {}).pop("widgets", None)
+    """Return the notebook as the repository keeps it: no outputs, execution counts, widget state, timings, cell
+    ids or kernel details that running or saving it in Lab adds; only what a student wrote stays."""
+    notebook["metadata"] = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    notebook["nbformat"], notebook["nbformat_minor"] = 4, 4
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
-        cell.get("metadata", {}).pop("execution", None)
+        tags = cell.get("metadata", {}).get("tags")
+        cell["metadata"] = {"tags": tags} if tags else {}
+        cell.pop("id", None)
+        if not cell.get("attachments"):
+            cell.pop("attachments", None)
     return notebook
 
 

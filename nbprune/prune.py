@@ -1,15 +1,31 @@
-"""Node pruning: choose the most significant neurons per hidden layer and physically shrink the layers."""
+"""Node pruning: choose the most significant nodes and physically shrink the layers.
+
+- keep_indices: per layer, the top-k scores (the seed's fixed per-layer counts);
+- global_counts: how many nodes each layer keeps when all nodes compete for one budget (neurons or parameters);
+- shrink: the surgery, for hidden neurons and for input features, optionally folding what a removed node
+  contributed on average into the next layer's bias (bias compensation).
+"""
 
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .errors import ScheduleError
-from .significance import Criterion, PruningContext, mlp_layers, significance
+from .interval import Interval
+from .model import KeepInputs, SimpleNN, linear_layers, mlp_layers, mlp_parameters
+from .significance import Criterion, PruningContext, interval_forward, node_significance
+
+COMPENSATIONS = ("none", "mean", "midpoint")
+NORMALISATIONS = ("mean", "rank", "none")
+
+
+def top(score: torch.Tensor, count: int) -> torch.Tensor:
+    """Return the sorted indices of the `count` highest scores (ties go to the lower index)."""
+    return torch.sort(score, descending=True, stable=True).indices[:int(count)].sort().values
 
 
 def keep_indices(scores: Sequence[torch.Tensor], retain: Sequence[int]) -> list[torch.Tensor]:
@@ -17,14 +33,49 @@ def keep_indices(scores: Sequence[torch.Tensor], retain: Sequence[int]) -> list[
     if len(scores) != len(retain):
         raise ScheduleError(f"retain={list(retain)} names {len(retain)} hidden layers, the model has {len(scores)}: "
                             f"give one count per hidden layer.")
-    kept = []
     for layer, (score, count) in enumerate(zip(scores, retain), start=1):
         if int(count) != count or not 1 <= count <= len(score):
             raise ScheduleError(f"retain count {count!r} for hidden layer {layer} is not allowed: expected a whole "
                                 f"number from 1 to {len(score)} (the neurons it has now).")
-        order = torch.sort(score, descending=True, stable=True).indices
-        kept.append(order[:int(count)].sort().values)
-    return kept
+    return [top(score, count) for score, count in zip(scores, retain)]
+
+
+def normalised(score: torch.Tensor, how: str) -> torch.Tensor:
+    """Return a layer's scores made comparable with other layers': over the layer's mean ('mean'), as the share of
+    the layer's nodes that score lower ('rank': every layer then shrinks at the same rate), or as they are."""
+    if how == "mean":
+        return score / score.mean().clamp_min(torch.finfo(score.dtype).tiny)
+    if how == "rank":
+        ranks = torch.empty(len(score))
+        ranks[torch.sort(score, stable=True).indices] = torch.arange(len(score), dtype=torch.float32)
+        return (ranks + 1) / len(score)
+    if how == "none":
+        return score
+    raise ScheduleError(f"normalise={how!r} is not known: expected one of {', '.join(NORMALISATIONS)}.")
+
+
+def global_counts(scores: Sequence[torch.Tensor], minimums: Sequence[int], cost: Callable[[list[int]], int],
+                  budget: int, normalise: str = "mean") -> list[int]:
+    """Return how many nodes each layer keeps when all compete: remove the lowest-scored nodes, one at a time,
+    until `cost(counts)` is within `budget`, never taking a layer below its minimum.
+
+    Scores are first made comparable across layers (see `normalised`)."""
+    counts = [len(score) for score in scores]
+    if any(count < minimum for count, minimum in zip(counts, minimums)):
+        raise ScheduleError(f"the layers have {counts} nodes, fewer than their minimums {list(minimums)}.")
+    normalised_scores = [normalised(score.float(), normalise) for score in scores]
+    layer_of = torch.cat([torch.full((len(score),), k) for k, score in enumerate(normalised_scores)])
+    order = torch.sort(torch.cat(normalised_scores), stable=True).indices
+    for node in order.tolist():
+        if cost(counts) <= budget:
+            break
+        layer = int(layer_of[node])
+        if counts[layer] > minimums[layer]:
+            counts[layer] -= 1
+    if cost(counts) > budget:
+        raise ScheduleError(f"a budget of {budget:,} cannot be met: at the minimum sizes {counts} the network still "
+                            f"costs {cost(counts):,}. Lower the minimums or raise the budget.")
+    return counts
 
 
 def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
@@ -36,13 +87,31 @@ def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
     raise ValueError(f"{old} is not a submodule of the model")
 
 
+def _removed(size: int, kept: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(size, dtype=torch.bool)
+    mask[kept.cpu()] = False
+    return mask.nonzero().reshape(-1)
+
+
 @torch.no_grad()
-def shrink(model: nn.Module, kept: Sequence[torch.Tensor]) -> nn.Module:
-    """Return a copy of `model` whose hidden layer k keeps only the neurons `kept[k]` (the surgery)."""
+def shrink(model: nn.Module, kept: Sequence[torch.Tensor], kept_inputs: torch.Tensor | None = None,
+           constants: Sequence[torch.Tensor | None] | None = None) -> nn.Module:
+    """Return a copy of `model` whose hidden layer k keeps only the neurons `kept[k]` (the surgery).
+
+    kept_inputs: positions among the features the first layer reads now, to keep (input-node pruning; SimpleNN).
+    constants: per node layer (inputs first, then each hidden layer), the value each node stands for when it is
+    removed; its weight times that value moves into the next layer's bias (bias compensation).
+    """
     pruned = copy.deepcopy(model)
-    linears = [layer for layer in mlp_layers(pruned) if isinstance(layer, nn.Linear)]
-    for layer, following, index in zip(linears, linears[1:], kept):
+    linears = linear_layers(pruned)
+    constants = list(constants) if constants is not None else [None] * (len(kept) + 1)
+    if kept_inputs is not None:
+        _shrink_inputs(pruned, linears[0], kept_inputs.to(linears[0].weight.device), constants[0])
+    for layer, following, index, constant in zip(linears, linears[1:], kept, constants[1:]):
         index = index.to(layer.weight.device)
+        if constant is not None:
+            gone = _removed(layer.out_features, index).to(layer.weight.device)
+            following.bias += following.weight[:, gone] @ constant.to(following.weight)[gone]
         narrow = nn.Linear(layer.in_features, len(index), bias=layer.bias is not None)
         narrow.weight.copy_(layer.weight[index])
         if layer.bias is not None:
@@ -53,11 +122,86 @@ def shrink(model: nn.Module, kept: Sequence[torch.Tensor]) -> nn.Module:
     return pruned
 
 
+def _shrink_inputs(model: nn.Module, first: nn.Linear, kept: torch.Tensor, constant: torch.Tensor | None) -> None:
+    """Keep only the input features `kept` (positions among those read now) and record them in KeepInputs."""
+    if not isinstance(model, SimpleNN):
+        raise ScheduleError(f"input-node pruning needs a SimpleNN (it records the kept inputs), got "
+                            f"{type(model).__name__}.")
+    if constant is not None:
+        gone = _removed(first.in_features, kept).to(first.weight.device)
+        first.bias += first.weight[:, gone] @ constant.to(first.weight)[gone]
+    current = model.keep_inputs.index if model.keep_inputs is not None else torch.arange(first.in_features)
+    model.keep_inputs = KeepInputs(current.to(kept.device)[kept]).to(first.weight.device)
+    first.weight = nn.Parameter(first.weight[:, kept].clone())
+    first.in_features = len(kept)
+
+
+@torch.no_grad()
+def node_means(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Return each node's mean value over `inputs`: the features the first layer reads, then each hidden
+    layer's activations (what bias compensation 'mean' folds in)."""
+    first = linear_layers(model)[0]
+    value, means = inputs.reshape(len(inputs), -1).to(first.weight.device, first.weight.dtype), []
+    layers = mlp_layers(model)
+    for position, layer in enumerate(layers):
+        if isinstance(layer, nn.Linear) and not means:
+            means.append(value.mean(dim=0))
+        value = layer(value)
+        if isinstance(layer, (nn.ReLU, nn.Sigmoid)) and position < len(layers) - 1:
+            means.append(value.mean(dim=0))
+    return means
+
+
+@torch.no_grad()
+def node_midpoints(model: nn.Module, box: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """Return each node's interval midpoint over the input box: the features the first layer reads, then each
+    hidden layer's activations (what bias compensation 'midpoint' folds in)."""
+    first = mlp_layers(model)[0]
+    weight = linear_layers(model)[0].weight
+    lower, upper = (bound.to(weight.device, weight.dtype).reshape(1, -1) for bound in box)
+    data = Interval(lower, upper)
+    inputs = data[..., first.index] if isinstance(first, KeepInputs) else data
+    activation = next(layer for layer in mlp_layers(model) if isinstance(layer, (nn.ReLU, nn.Sigmoid)))
+    hidden = [value.relu() if isinstance(activation, nn.ReLU) else value.sigmoid()
+              for value in interval_forward(model, data)[:-1]]
+    return [value.midpoint.reshape(-1) for value in (inputs, *hidden)]
+
+
+def parameters_of(model: nn.Module) -> Callable[[list[int]], int]:
+    """Return the parameter count of `model`'s shape with other node counts (inputs first, then hidden layers)."""
+    classes = linear_layers(model)[-1].out_features
+    return lambda counts: mlp_parameters(counts[0], counts[1:], classes)
+
+
 def prune_nodes(model: nn.Module, retain: Sequence[int], criterion: str | Criterion = "interval_adjoint",
-                context: PruningContext | None = None, *, input_box=None, batch=None, seed: int = 0) -> nn.Module:
-    """Return a new, smaller model keeping the `retain[k]` most significant neurons of hidden layer k."""
+                context: PruningContext | None = None, *, input_box=None, batch=None, seed: int = 0,
+                inputs: int | None = None, compensation: str = "none") -> nn.Module:
+    """Return a new, smaller model keeping the `retain[k]` most significant neurons of hidden layer k (and the
+    `inputs` most significant input features, when given), with optional bias compensation."""
     if context is None:
         context = PruningContext(input_box=input_box, batch=batch, seed=seed)
-    scores = significance(model, criterion, context)
-    return shrink(model, keep_indices(scores, retain))
+    scores = node_significance(model, criterion, context)
+    kept_inputs = None
+    if inputs is not None:
+        if scores[0] is None:
+            raise ScheduleError("input-node pruning needs input scores, and this criterion gives none.")
+        kept_inputs = top(scores[0], inputs) if inputs < len(scores[0]) else None
+    return shrink(model, keep_indices(scores[1:], retain), kept_inputs, compensation_constants(model, compensation,
+                                                                                              context))
 
+
+def compensation_constants(model: nn.Module, compensation: str, context: PruningContext
+                           ) -> list[torch.Tensor] | None:
+    """Return what bias compensation folds in for each node layer, or None for 'none'."""
+    if compensation == "none":
+        return None
+    if compensation == "mean":
+        if context.batch is None:
+            raise ScheduleError("bias compensation 'mean' needs a sample of training data: pass batch=(inputs, "
+                                "targets).")
+        return node_means(model, context.batch[0])
+    if compensation == "midpoint":
+        if context.input_box is None:
+            raise ScheduleError("bias compensation 'midpoint' needs the input box: pass input_box=(lower, upper).")
+        return node_midpoints(model, context.input_box)
+    raise ScheduleError(f"bias compensation {compensation!r} is not known: expected one of {', '.join(COMPENSATIONS)}.")

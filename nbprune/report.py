@@ -30,14 +30,17 @@ def session_summary(session_dir: str | os.PathLike | Session) -> list[dict]:
 
 
 def percent_axis(axes, values) -> None:
-    """Make the x axis a reversed log scale of % retained, ticked 100, 50, 20, 10, 5, 2, 1 (no powers of ten)."""
+    """Make the x axis a reversed log scale of % retained, ticked 100, 50, 20, 10, 5, 2, 1 (no powers of ten); a
+    short range is ticked at its own points."""
     axes.set_xscale("log")
-    low = min(values)
-    ticks = [tick for tick in PERCENT_TICKS if tick >= low / 1.5] or [low]
+    low, high = min(values), max(values)
+    ticks = [tick for tick in PERCENT_TICKS if low / 1.05 <= tick <= high * 1.05]
+    if len(ticks) < 3:
+        ticks = sorted({round(value, 3 if value < 1 else 1) for value in values}, reverse=True)
     axes.xaxis.set_major_locator(FixedLocator(ticks))
     axes.xaxis.set_minor_locator(NullLocator())
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
-    axes.set_xlim(110, min(ticks[-1], low) / 1.15)
+    axes.set_xlim(high * 1.1, low / 1.1)
 
 
 def _plot(records: list[dict], metric: str, label: str) -> Figure:
@@ -56,7 +59,8 @@ def _plot(records: list[dict], metric: str, label: str) -> Figure:
                       color="tab:green")
     percent_axis(axes, retained)
     axes.set(xlabel="hidden nodes retained (log scale)", ylabel=label,
-             title=f"{label.capitalize()} after pruning and retraining (green: iteration)")
+             title=f"{label.capitalize()} after pruning and retraining (green numbers: iteration)")
+    axes.margins(y=0.12)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
     return figure

@@ -1,4 +1,9 @@
-"""The retention schedule: how many neurons each hidden layer keeps at pruning iteration t."""
+"""The retention schedule: how many neurons each hidden layer keeps at pruning iteration t.
+
+The seed's retain.txt has one column per hidden layer. Two optional columns extend it, present only when used:
+`inputsRetained` (after Iteration: input features kept, for input-node pruning) and `parameterBudget` (at the end:
+the parameters an iteration may keep when all nodes compete for one budget).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .config import MAX_ITERATIONS
 from .errors import ScheduleError
@@ -16,16 +22,23 @@ MAX_NEURONS = 16_384  # per layer: the bound config.ModelConfig.hidden declares
 
 
 class RetentionStep(NamedTuple):
-    """One row of retain.txt: the iteration, neurons kept per hidden layer, and % of hidden neurons kept."""
+    """One row of retain.txt: the iteration, neurons kept per hidden layer, % of hidden neurons kept, and (when
+    used) the input features kept and the parameter budget."""
 
     iteration: int
     retained: tuple[int, ...]
     percentage: float
+    inputs: int | None = None
+    budget: int | None = None
 
 
-def retain_header(layers: int) -> list[str]:
-    """Return retain.txt's header for `layers` hidden layers."""
-    return ["Iteration", *(f"h{k}NodesRetained" for k in range(1, layers + 1)), "perNodesRetained"]
+INPUTS_COLUMN, BUDGET_COLUMN = "inputsRetained", "parameterBudget"
+
+
+def retain_header(layers: int, inputs: bool = False, budget: bool = False) -> list[str]:
+    """Return retain.txt's header for `layers` hidden layers (and the optional columns)."""
+    return ["Iteration", *([INPUTS_COLUMN] if inputs else []), *(f"h{k}NodesRetained" for k in range(1, layers + 1)),
+            "perNodesRetained", *([BUDGET_COLUMN] if budget else [])]
 
 
 def schedule(hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequence[int] = range(0, 31)
@@ -50,6 +63,25 @@ def schedule(hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequ
     return steps
 
 
+def with_budgets(steps: Sequence[RetentionStep], inputs: int | None = None, input_q: float | None = None,
+                 parameters: int | None = None) -> list[RetentionStep]:
+    """Return the steps with the optional columns filled where a step lacks them.
+
+    inputs (input-node pruning): iteration t keeps round(inputs * input_q**t) input features, at least 1.
+    parameters (a global parameter budget): iteration t may keep round(parameters * percentage / 100), the same
+    share of the dense model's parameters as the schedule keeps of its hidden neurons."""
+    if input_q is not None and not 0 < input_q < 1:
+        raise ScheduleError(f"input_q={input_q!r} is not allowed: expected a retention factor between 0 and 1.")
+    filled = []
+    for step in steps:
+        kept = step.inputs if step.inputs is not None or inputs is None else \
+            (inputs if step.iteration == steps[0].iteration else max(1, round(inputs * input_q ** step.iteration)))
+        budget = step.budget if step.budget is not None or parameters is None else \
+            max(1, round(parameters * step.percentage / 100))
+        filled.append(step._replace(inputs=kept, budget=budget))
+    return filled
+
+
 class GeneratePruneData:
     """The seed's retention generator: writes retain.txt and draws its two plots into `dir`."""
 
@@ -69,10 +101,15 @@ class GeneratePruneData:
         figure = Figure(figsize=(6, 4), layout="constrained")
         axes = figure.add_subplot()
         iterations = [step.iteration for step in self.data]
+        if self.data[0].inputs is not None:
+            axes.plot(iterations, [step.inputs for step in self.data], "s--", markersize=3, color="gray",
+                      label=f"input features ({self.data[0].inputs})")
         for layer in range(len(self.hidden)):
             axes.plot(iterations, [step.retained[layer] for step in self.data], "o-", markersize=3,
                       label=f"hidden layer {layer + 1} ({self.hidden[layer]} neurons)")
-        axes.set(xlabel="pruning iteration", ylabel="neurons retained", yscale="log",
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel="pruning iteration", yscale="log",
+                 ylabel="neurons (and inputs) retained" if self.data[0].inputs is not None else "neurons retained",
                  title=f"Neurons retained per iteration (q = {self.q:g})")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
@@ -126,53 +163,77 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
     except OSError as error:
         raise ScheduleError(f"retain file {path} cannot be read ({error.strerror}).") from None
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines or lines[0][:1] != ["Iteration"] or lines[0][-1] != "perNodesRetained" or len(lines[0]) < 3:
-        raise ScheduleError(f"{path}: the header {' '.join(lines[0]) if lines else '(empty file)'!r} is not "
-                            f"retain.txt's: expected 'Iteration h1NodesRetained ... perNodesRetained'.")
-    layers = len(lines[0]) - 2
+    header = lines[0] if lines else []
+    has_inputs, has_budget = header[1:2] == [INPUTS_COLUMN], header[-1:] == [BUDGET_COLUMN]
+    layers = len(header) - 2 - has_inputs - has_budget
+    if layers < 1 or header != retain_header(layers, has_inputs, has_budget):
+        raise ScheduleError(f"{path}: the header {' '.join(header)[:120] if lines else '(empty file)'!r} is not "
+                            f"retain.txt's: expected 'Iteration h1NodesRetained ... perNodesRetained' (with "
+                            f"{INPUTS_COLUMN} after Iteration and {BUDGET_COLUMN} at the end when used).")
     if hidden is not None and len(hidden) != layers:
         raise ScheduleError(f"{path} lists {layers} hidden layers, the model has {len(hidden)} "
                             f"({list(hidden)}): generate a schedule for this model.")
     steps: list[RetentionStep] = []
     for number, fields in enumerate(lines[1:], start=2):
-        if len(fields) != layers + 2:
-            raise ScheduleError(f"{path} line {number}: {len(fields)} fields, expected {layers + 2}.")
-        if any(len(field) > 12 for field in fields):
-            raise ScheduleError(f"{path} line {number}: {' '.join(fields)[:60]!r} holds a number too long to be an "
-                                f"iteration, a neuron count or a percentage.")
-        try:
-            iteration, *counts = (int(field) for field in fields[:-1])
-            percentage = float(fields[-1])
-        except ValueError:
-            raise ScheduleError(f"{path} line {number}: {' '.join(fields)!r} holds a value that is not a whole "
-                                f"number: iterations and neuron counts must be integers.") from None
-        if not 0 <= iteration < MAX_ITERATIONS or any(not 1 <= count <= MAX_NEURONS for count in counts):
-            raise ScheduleError(f"{path} line {number}: iteration {iteration}, counts {counts}: expected an "
-                                f"iteration from 0 to {MAX_ITERATIONS - 1} and 1 to {MAX_NEURONS} neurons per layer.")
-        if not 0 < percentage <= 100:  # also refuses nan and inf
-            raise ScheduleError(f"{path} line {number}: percentage {fields[-1]!r} is not allowed: expected the share "
-                                f"of hidden neurons kept, above 0 and at most 100.")
-        if hidden is not None and any(count > size for count, size in zip(counts, hidden)):
-            raise ScheduleError(f"{path} line {number}: keeps {counts} neurons but the model has only "
-                                f"{list(hidden)}: lower the counts or use a bigger model.")
-        if steps:
-            previous = steps[-1]
-            if iteration <= previous.iteration:
-                raise ScheduleError(f"{path} line {number}: iteration {iteration} does not follow "
-                                    f"{previous.iteration}: iterations must increase.")
-            if any(count > before for count, before in zip(counts, previous.retained)):
-                raise ScheduleError(f"{path} line {number}: counts grow from {list(previous.retained)} to {counts}: "
-                                    f"pruning only removes neurons, so counts may never grow.")
-        steps.append(RetentionStep(iteration, tuple(counts), percentage))
+        steps.append(_retain_row(path, number, fields, len(header), has_inputs, has_budget, hidden, steps))
     if not steps:
         raise ScheduleError(f"{path} has a header but no rows: expected one row per iteration.")
     return steps
 
 
+def _retain_row(path: Path, number: int, fields: list[str], width: int, has_inputs: bool, has_budget: bool,
+                hidden: Sequence[int] | None, steps: list[RetentionStep]) -> RetentionStep:
+    """Return one checked row of a retain.txt."""
+    if len(fields) != width:
+        raise ScheduleError(f"{path} line {number}: {len(fields)} fields, expected {width}.")
+    if any(len(field) > 12 for field in fields):
+        raise ScheduleError(f"{path} line {number}: {' '.join(fields)[:60]!r} holds a number too long to be an "
+                            f"iteration, a neuron count or a percentage.")
+    budget_field = fields.pop() if has_budget else None
+    try:
+        iteration, *counts = (int(field) for field in fields[:-1])
+        percentage = float(fields[-1])
+        budget = int(budget_field) if budget_field is not None else None
+    except ValueError:
+        raise ScheduleError(f"{path} line {number}: {' '.join(fields)!r} holds a value that is not a whole "
+                            f"number: iterations and neuron counts must be integers.") from None
+    inputs = counts.pop(0) if has_inputs else None
+    if not 0 <= iteration < MAX_ITERATIONS or any(not 1 <= count <= MAX_NEURONS for count in counts):
+        raise ScheduleError(f"{path} line {number}: iteration {iteration}, counts {counts}: expected an "
+                            f"iteration from 0 to {MAX_ITERATIONS - 1} and 1 to {MAX_NEURONS} neurons per layer.")
+    if not 0 < percentage <= 100:  # also refuses nan and inf
+        raise ScheduleError(f"{path} line {number}: percentage {fields[-1]!r} is not allowed: expected the share "
+                            f"of hidden neurons kept, above 0 and at most 100.")
+    if (inputs is not None and inputs < 1) or (budget is not None and budget < 1):
+        raise ScheduleError(f"{path} line {number}: inputs {inputs} and budget {budget}: expected at least 1.")
+    if hidden is not None and any(count > size for count, size in zip(counts, hidden)):
+        raise ScheduleError(f"{path} line {number}: keeps {counts} neurons but the model has only "
+                            f"{list(hidden)}: lower the counts or use a bigger model.")
+    step = RetentionStep(iteration, tuple(counts), percentage, inputs, budget)
+    if steps:
+        _check_follows(path, number, steps[-1], step)
+    return step
+
+
+def _check_follows(path, number, previous: RetentionStep, step: RetentionStep) -> None:
+    """Refuse a step that does not come after `previous` or keeps more than it."""
+    if step.iteration <= previous.iteration:
+        raise ScheduleError(f"{path} line {number}: iteration {step.iteration} does not follow "
+                            f"{previous.iteration}: iterations must increase.")
+    inputs_grow = None not in (step.inputs, previous.inputs) and step.inputs > previous.inputs
+    if any(count > before for count, before in zip(step.retained, previous.retained)) or inputs_grow:
+        raise ScheduleError(f"{path} line {number}: counts grow from {list(previous.retained)} to "
+                            f"{list(step.retained)}: pruning only removes neurons, so counts may never grow.")
+
+
 def format_retain(steps: Sequence[RetentionStep]) -> str:
-    """Return the text of a retain.txt holding `steps`."""
-    rows = [[step.iteration, *step.retained, step.percentage] for step in steps]
-    return format_table(retain_header(len(steps[0].retained)) if steps else ["Iteration", "perNodesRetained"], rows)
+    """Return the text of a retain.txt holding `steps` (with the optional columns when the steps use them)."""
+    if not steps:
+        return format_table(["Iteration", "perNodesRetained"], [])
+    inputs, budget = steps[0].inputs is not None, steps[0].budget is not None
+    rows = [[step.iteration, *([step.inputs] if inputs else []), *step.retained, step.percentage,
+             *([step.budget] if budget else [])] for step in steps]
+    return format_table(retain_header(len(steps[0].retained), inputs, budget), rows)
 
 
 def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
@@ -182,16 +243,15 @@ def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
     if isinstance(data, (str, os.PathLike)):
         return read_retain(data, hidden)
     try:
-        steps = [RetentionStep(int(step[0]), tuple(int(n) for n in step[1]), float(step[2])) for step in data]
+        steps = [RetentionStep(int(step[0]), tuple(int(n) for n in step[1]), float(step[2]),
+                               *(None if value is None else int(value) for value in step[3:5])) for step in data]
     except (TypeError, ValueError, IndexError):
         raise ScheduleError("the retention schedule is not a list of (iteration, neurons per layer, percentage) "
                             "rows: pass GeneratePruneData().generate_data() or a retain.txt path.") from None
     if not steps:
         raise ScheduleError("the retention schedule is empty: expected at least iteration 0.")
     for before, after in zip(steps, steps[1:]):
-        if after.iteration <= before.iteration or any(a > b for a, b in zip(after.retained, before.retained)):
-            raise ScheduleError(f"schedule step {after} does not follow {before}: iterations must increase "
-                                f"and neuron counts may never grow.")
+        _check_follows("the schedule", f"of iteration {after.iteration}", before, after)
     for step in steps:
         if len(step.retained) != len(hidden) or any(not 1 <= n <= h for n, h in zip(step.retained, hidden)):
             raise ScheduleError(f"schedule step {step.iteration} keeps {list(step.retained)} neurons, but the "

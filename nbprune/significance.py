@@ -1,6 +1,15 @@
-"""Neuron scores: the interval-adjoint significance of the seed, and simpler criteria to compare it with.
+"""Node scores: the interval-adjoint significance of the seed, its variants, and simpler criteria to compare it with.
 
-A criterion maps (model, context) to one score vector per hidden layer, higher meaning more worth keeping.
+A criterion maps (model, context) to one score vector per node layer, higher meaning more worth keeping: the input
+features first, then each hidden layer. `significance()` returns the hidden layers' scores (the seed's contract);
+`node_significance()` returns all of them.
+
+The interval-adjoint criterion has two options (PruningContext.adjoint_seeds and .input_boxes):
+- adjoint seeds: "ones" (the seed: one backward pass from 1 on every output, the gradient of the sum of the logits),
+  or one pass per output class, the classes' max |adjoint| summed ("class_sum") or maxed ("class_max");
+- input boxes: "data" (the seed: one box from each feature's min to max over the training data), "class" (one box
+  per class, over its training inputs), or "local" (small boxes of radius `box_radius` around `box_count` training
+  inputs, clipped to the data box). Scores over several boxes are averaged.
 """
 
 from __future__ import annotations
@@ -14,16 +23,23 @@ from torch import nn
 
 from .errors import NbpruneError
 from .interval import Interval
-from .model import KeepInputs, hidden_linears, mlp_layers
+from .model import KeepInputs, hidden_linears, linear_layers, mlp_layers
+
+ADJOINT_SEEDS = ("ones", "class_sum", "class_max")
+INPUT_BOXES = ("data", "class", "local")
 
 
 @dataclass
 class PruningContext:
-    """What a criterion may look at: the input box, a batch of training data, a seed."""
+    """What a criterion may look at: the input box, a sample of training data, a seed, the criterion's options."""
 
     input_box: tuple[torch.Tensor, torch.Tensor] | None = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = 0
+    adjoint_seeds: str = "ones"
+    input_boxes: str = "data"
+    box_radius: float = 0.5
+    box_count: int = 256
     extra: dict = field(default_factory=dict)
 
 
@@ -33,7 +49,7 @@ def _activation_derivative(layer: nn.Module, pre_activation: Interval) -> Interv
 
 @torch.no_grad()
 def interval_forward(model: nn.Module, box: Interval) -> list[Interval]:
-    """Return the interval of every linear layer's output (pre-activation) over the input box."""
+    """Return the interval of every linear layer's output (pre-activation) over the input box (or boxes)."""
     value, outputs = box, []
     for layer in mlp_layers(model):
         if isinstance(layer, KeepInputs):
@@ -47,15 +63,19 @@ def interval_forward(model: nn.Module, box: Interval) -> list[Interval]:
 
 
 @torch.no_grad()
-def interval_adjoint(model: nn.Module, pre_activations: list[Interval]) -> list[Interval]:
-    """Return the interval adjoint of the summed outputs at every linear layer's output, seeded with 1s."""
-    layers = mlp_layers(model)
-    adjoint = Interval(torch.ones_like(pre_activations[-1].lower))
+def interval_adjoint(model: nn.Module, pre_activations: list[Interval], seed: torch.Tensor | None = None
+                     ) -> list[Interval]:
+    """Return the interval adjoint at every linear layer's output, seeded with `seed` (default: 1 on every output).
+
+    A seed with a leading dimension (e.g. the identity, one row per class) gives one adjoint per row.
+    """
+    layers = [layer for layer in mlp_layers(model) if not isinstance(layer, KeepInputs)]
+    outputs = pre_activations[-1].lower
+    seed = torch.ones_like(outputs) if seed is None else seed.to(outputs.dtype).to(outputs.device)
+    adjoint = Interval(torch.broadcast_to(seed, torch.broadcast_shapes(seed.shape, outputs.shape)))
     adjoints = [adjoint]
     linear_index = len(pre_activations) - 1
     for layer in reversed(layers):
-        if isinstance(layer, KeepInputs):
-            continue
         if isinstance(layer, nn.Linear):
             adjoint = adjoint @ layer.weight
             linear_index -= 1
@@ -65,23 +85,75 @@ def interval_adjoint(model: nn.Module, pre_activations: list[Interval]) -> list[
     return adjoints[::-1]
 
 
-def interval_adjoint_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
-    """Significance = width of the layer's output interval x max(|adjoint lower|, |adjoint upper|)."""
+def _kept_input_box(model: nn.Module, box: Interval) -> Interval:
+    """Return the part of a box the model's first linear layer sees (after any input pruning)."""
+    first = mlp_layers(model)[0]
+    return box[..., first.index] if isinstance(first, KeepInputs) else box
+
+
+def input_boxes(context: PruningContext, like: torch.Tensor) -> Interval:
+    """Return the criterion's input boxes as one Interval of shape [boxes, features] (see the module's notes)."""
     if context.input_box is None:
         raise NbpruneError("the interval_adjoint criterion needs the input box: pass input_box=(lower, upper) "
                            "from nbprune.input_box(train_loader).")
-    weight = hidden_linears(model)[0].weight
-    lower, upper = (bound.to(weight.device, weight.dtype).reshape(1, -1) for bound in context.input_box)
-    forward = interval_forward(model, Interval(lower, upper))
-    adjoints = interval_adjoint(model, forward)
-    return [(value.width * adjoint.magnitude).reshape(-1) for value, adjoint in zip(forward[:-1], adjoints[:-1])]
+    lower, upper = (bound.to(like.device, like.dtype).reshape(1, -1) for bound in context.input_box)
+    if context.input_boxes == "data":
+        return Interval(lower, upper)
+    if context.batch is None:
+        raise NbpruneError(f"input_boxes={context.input_boxes!r} needs a sample of training data: pass "
+                           f"batch=(inputs, targets).")
+    inputs, targets = context.batch
+    inputs = inputs.reshape(len(inputs), -1).to(like.device, like.dtype)
+    if context.input_boxes == "class":
+        classes = sorted(set(targets.tolist()))
+        lows = torch.stack([inputs[targets == c].min(dim=0).values for c in classes])
+        highs = torch.stack([inputs[targets == c].max(dim=0).values for c in classes])
+        return Interval(lows, highs)
+    if context.input_boxes == "local":
+        chosen = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(context.seed))[:context.box_count]
+        centres = inputs[chosen]
+        return Interval(torch.maximum(centres - context.box_radius, lower),
+                        torch.minimum(centres + context.box_radius, upper))
+    raise NbpruneError(f"input_boxes={context.input_boxes!r} is not known: expected one of {', '.join(INPUT_BOXES)}.")
+
+
+def adjoint_seed(context: PruningContext, classes: int) -> torch.Tensor:
+    """Return the adjoint seeds: [1, 1, classes] ones, or [classes, 1, classes] one class per row."""
+    if context.adjoint_seeds == "ones":
+        return torch.ones(1, 1, classes)
+    if context.adjoint_seeds in ("class_sum", "class_max"):
+        return torch.eye(classes).reshape(classes, 1, classes)
+    raise NbpruneError(f"adjoint_seeds={context.adjoint_seeds!r} is not known: expected one of "
+                       f"{', '.join(ADJOINT_SEEDS)}.")
+
+
+def _aggregate(magnitude: torch.Tensor, how: str) -> torch.Tensor:
+    """Combine per-seed adjoint magnitudes [seeds, boxes, nodes] into [boxes, nodes]."""
+    return magnitude.amax(dim=0) if how == "class_max" else magnitude.sum(dim=0)
+
+
+@torch.no_grad()
+def interval_adjoint_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
+    """Significance = width of a node's interval x max(|adjoint lower|, |adjoint upper|), averaged over boxes.
+
+    Hidden neurons: the interval of the layer's output (pre-activation); input features: the input box itself,
+    with the adjoint carried back through the first layer."""
+    first = linear_layers(model)[0]
+    boxes = input_boxes(context, first.weight)
+    forward = interval_forward(model, boxes)
+    adjoints = interval_adjoint(model, forward, adjoint_seed(context, linear_layers(model)[-1].out_features))
+    hidden = [(value.width * _aggregate(adjoint.magnitude, context.adjoint_seeds)).mean(dim=0)
+              for value, adjoint in zip(forward[:-1], adjoints[:-1])]
+    input_adjoint = adjoints[0] @ first.weight
+    inputs = (_kept_input_box(model, boxes).width * _aggregate(input_adjoint.magnitude, context.adjoint_seeds))
+    return [inputs.mean(dim=0), *hidden]
 
 
 @torch.no_grad()
 def magnitude_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
-    """Score = L2 norm of a neuron's incoming weights (and bias) and outgoing weights together."""
-    linears = [layer for layer in mlp_layers(model) if isinstance(layer, nn.Linear)]
-    scores = []
+    """Score = L2 norm of a node's incoming weights (and bias) and outgoing weights together (inputs: outgoing)."""
+    linears = linear_layers(model)
+    scores = [linears[0].weight.pow(2).sum(dim=0).sqrt()]
     for layer, following in zip(linears, linears[1:]):
         incoming = layer.weight.pow(2).sum(dim=1) + (layer.bias.pow(2) if layer.bias is not None else 0)
         scores.append((incoming + following.weight.pow(2).sum(dim=0)).sqrt())
@@ -89,28 +161,35 @@ def magnitude_scores(model: nn.Module, context: PruningContext) -> list[torch.Te
 
 
 def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
-    """Score = mean over a batch of |activation x d loss / d activation| (first-order Taylor)."""
+    """Score = mean over a batch of |value x d loss / d value| (first-order Taylor), for inputs and activations."""
     if context.batch is None:
         raise NbpruneError("the taylor criterion needs a batch of training data: pass batch=(inputs, targets).")
-    weight = hidden_linears(model)[0].weight
+    weight = linear_layers(model)[0].weight
     inputs, targets = context.batch
-    value = inputs.reshape(len(inputs), -1).to(weight.device, weight.dtype)
-    activations = []
-    layers = mlp_layers(model)
+    layers = [layer for layer in mlp_layers(model) if not isinstance(layer, KeepInputs)]
     with torch.enable_grad():
+        first = _first_layer_input(model, inputs.reshape(len(inputs), -1)).to(weight.device, weight.dtype)
+        value, nodes = first.requires_grad_(), []
         for position, layer in enumerate(layers):
             value = layer(value)
             if isinstance(layer, (nn.ReLU, nn.Sigmoid)) and position < len(layers) - 1:
-                activations.append(value)
+                nodes.append(value)
         loss = F.cross_entropy(value, targets.to(weight.device))
-        gradients = torch.autograd.grad(loss, activations)
-    return [(activation * gradient).abs().mean(dim=0).detach() for activation, gradient in zip(activations, gradients)]
+        gradients = torch.autograd.grad(loss, [first, *nodes])
+    return [(node * gradient).abs().mean(dim=0).detach() for node, gradient in zip([first, *nodes], gradients)]
+
+
+def _first_layer_input(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Return the features the first linear layer reads (after any input pruning)."""
+    first = mlp_layers(model)[0]
+    return inputs[:, first.index] if isinstance(first, KeepInputs) else inputs
 
 
 def random_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
-    """Score = uniform random numbers from the context's seed."""
+    """Score = uniform random numbers from the context's seed (hidden layers drawn first, then the inputs)."""
     generator = torch.Generator().manual_seed(context.seed)
-    return [torch.rand(layer.out_features, generator=generator) for layer in hidden_linears(model)]
+    hidden = [torch.rand(layer.out_features, generator=generator) for layer in hidden_linears(model)]
+    return [torch.rand(linear_layers(model)[0].in_features, generator=generator), *hidden]
 
 
 Criterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
@@ -132,8 +211,21 @@ def get_criterion(name: str | Criterion) -> Criterion:
     return CRITERIA[name]
 
 
+def node_significance(model: nn.Module, criterion: str | Criterion = "interval_adjoint",
+                      context: PruningContext | None = None) -> list[torch.Tensor | None]:
+    """Return one score vector per node layer: the input features (None if the criterion gives none), then each
+    hidden layer."""
+    scores = [score.detach().float().cpu() for score in get_criterion(criterion)(model, context or PruningContext())]
+    layers = len(hidden_linears(model))
+    if len(scores) == layers:  # a criterion of the user's own that scores hidden neurons only
+        return [None, *scores]
+    if len(scores) != layers + 1:
+        raise NbpruneError(f"the criterion gave {len(scores)} score vectors for a model of {layers} hidden layers: "
+                           f"expected one per hidden layer, optionally preceded by one for the inputs.")
+    return scores
+
+
 def significance(model: nn.Module, criterion: str | Criterion = "interval_adjoint",
                  context: PruningContext | None = None) -> list[torch.Tensor]:
     """Return one score vector per hidden layer under the named criterion."""
-    scores = get_criterion(criterion)(model, context or PruningContext())
-    return [score.detach().float().cpu() for score in scores]
+    return node_significance(model, criterion, context)[1:]

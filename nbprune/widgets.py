@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -10,6 +11,7 @@ from typing import Sequence
 from matplotlib.figure import Figure
 
 from .errors import NbpruneError
+from .io import write_text_atomic
 from .report import plot_accuracies, plot_losses
 from .retention import GeneratePruneData, save_figure, schedule
 
@@ -99,9 +101,11 @@ class ScheduleEditor(_Control):
         save_figure(figures[0], self.dir / "pruneNodesIteration.png")
         save_figure(figures[1], self.dir / "pruneNodesDistribution.png")
         steps = generator.data
-        self.status.value = (f"saved {self.dir / 'retain.txt'}: {len(steps)} iterations, from "
+        skipped = self.iterations.value - len(steps)
+        self.status.value = (f"saved {self.dir.name}/retain.txt: {len(steps)} iterations, from "
                              f"{'+'.join(map(str, steps[0].retained))} to {'+'.join(map(str, steps[-1].retained))} "
-                             f"neurons")
+                             f"neurons" + (f" ({skipped} of the {self.iterations.value} skipped: they would keep "
+                                           f"what the iteration before kept)" if skipped else ""))
         return generator
 
 
@@ -129,9 +133,13 @@ def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
 
 
 class IterationPicker(_Control):
-    """A slider over the finished iterations; shows the chosen one's size and accuracies and marks it on the curves."""
+    """A slider over the finished iterations; shows the chosen one's size and accuracies and marks it on the curves.
 
-    def __init__(self, records: list[dict], value: int | None = None):
+    With `choice_file`, every move also writes the choice there (as 05 does for 06), so what the slider shows is
+    always what is deployed."""
+
+    def __init__(self, records: list[dict], value: int | None = None, choice_file: str | os.PathLike | None = None,
+                 model_files: dict | None = None):
         if not records:
             raise NbpruneError("no finished iteration to choose from: run notebook 04_iterative_pruning first for "
                                "this session (or pass the session_dir where it ran).")
@@ -140,6 +148,7 @@ class IterationPicker(_Control):
         if value not in self.records:
             raise NbpruneError(f"iteration {value!r} has not finished: expected one of {list(self.records)}.")
         widgets = _ipywidgets()
+        self.choice_file, self.model_files = (Path(choice_file) if choice_file else None), dict(model_files or {})
         self.slider = widgets.SelectionSlider(options=list(self.records), value=value, description="iteration",
                                               continuous_update=False, layout=widgets.Layout(width="600px"))
         self.summary = widgets.HTML()
@@ -165,10 +174,20 @@ class IterationPicker(_Control):
                 mark_iteration(plot_losses(records), self.record, "Loss"))
 
     def redraw(self, change=None) -> None:
-        """Describe the chosen iteration and mark it on the accuracy and loss curves."""
+        """Describe the chosen iteration, mark it on the accuracy and loss curves, and record the choice."""
         self.summary.value = f"<b>{describe(self.record, next(iter(self.records.values())))}</b>"
         for plot, figure in zip(self.plots, self.figures()):
             plot.value = _png(figure)
+        if self.choice_file is not None:
+            self.write_choice()
+
+    def write_choice(self, **results) -> Path:
+        """Write the chosen iteration (its shape, accuracies and model file, and any `results`) to the choice file."""
+        record = self.record
+        choice = {"iteration": self.value, "model_file": str(self.model_files.get(self.value, "")),
+                  "hidden": list(record["hidden"]), "parameters": record["parameters"],
+                  **{key: record[key] for key in ("Val_Accuracy", "Test_Accuracy") if key in record}, **results}
+        return write_text_atomic(self.choice_file, json.dumps(choice, indent=2) + "\n")
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Write the marked curves as chosen_accuracies.png and chosen_losses.png into `folder`; return the paths."""

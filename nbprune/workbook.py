@@ -37,7 +37,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                  "lr"),
     "03_retention": ("session_dir", "q", "iterations"),
     "04_iterative_pruning": ("session_dir", *_DATA, "device", "threads", "begin_itr", "end_itr", *_TRAINING,
-                             "criterion"),
+                             "criterion", "adjoint_seeds", "input_boxes", "box_radius", "box_count", "prune_inputs",
+                             "input_q", "bias_compensation", "allocation", "budget", "normalise", "min_last_hidden"),
     "05_test": ("session_dir", "data_root", "subset", "val_size", "seed", "device", "chosen_itr"),
     "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
 }
@@ -165,6 +166,25 @@ def plot_class_balance(splits: dict[str, torch.Tensor], path: str | os.PathLike 
              ylim=(0, 1.3 * axes.get_ylim()[1]))
     axes.set_xticklabels(names, rotation=30 if max(map(len, names)) > 2 else 0, fontsize=8)
     axes.legend(fontsize=8, loc="upper center", ncols=len(splits))
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_input_mask(scores: torch.Tensor, kept: torch.Tensor, shape: Sequence[int] = (28, 28),
+                    path: str | os.PathLike | None = None) -> Figure:
+    """Return the input features' significance as an image beside the mask of the ones kept (white: kept)."""
+    figure = Figure(figsize=(7, 3.4), layout="constrained")
+    heat, mask = figure.subplots(1, 2)
+    image = heat.imshow(scores.reshape(*shape).cpu(), cmap="viridis")
+    figure.colorbar(image, ax=heat, shrink=0.8)
+    kept_mask = torch.zeros(scores.numel())
+    kept_mask[kept] = 1
+    mask.imshow(kept_mask.reshape(*shape), cmap="gray", vmin=0, vmax=1)
+    heat.set_title("significance of each input pixel", fontsize=9)
+    mask.set_title(f"{len(kept)} of {scores.numel()} pixels kept (white)", fontsize=9)
+    for axes in (heat, mask):
+        axes.axis("off")
     if path is not None:
         save_figure(figure, path)
     return figure

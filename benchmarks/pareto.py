@@ -1,0 +1,383 @@
+"""Accuracy per parameter: pruned MNIST MLPs of every method, three seeds, beside published structured pruning.
+
+For each seed the dense SimpleNN (784-256-64-10) is trained once (iteration 0) and shared. Every method then prunes
+and retrains it along the default schedule (q = 0.8) with nbprune's default training (distillation from the dense
+model, model selection on the validation split), until the models are smaller than --min-parameters:
+
+- seed: the seed's interval-adjoint criterion with its per-layer schedule (nbprune's defaults);
+- each option alone: inputs (prune input pixels too), class_seeds (one adjoint per class, summed), local_boxes
+  (small boxes around training images), class_boxes, bias (bias compensation by mean activations), global
+  (all hidden neurons compete for a parameter budget);
+- best: the combination that did best here; magnitude and taylor under the same allocation and input pruning;
+- scratch: the best combination's model sizes (and kept pixels) trained from a fresh initialisation.
+
+Every finished model is one row of benchmarks/results/pareto.json (method, seed, iteration, hidden, inputs,
+parameters, val_acc, test_acc, model_file); pareto.md and pareto.png are drawn from it. A rerun skips what is done
+and continues unfinished chains from their session folders (--work-dir), so the benchmark can be finished over
+several sittings. Chains run in --workers processes (one torch thread each).
+
+    python benchmarks/pareto.py --data-root ../shared/datasets --workers 2
+    python benchmarks/pareto.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, command_line, machine_info, markdown_table  # noqa: E402
+
+FORMAT = 1
+DEFAULT_WORK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "nbprune_pareto"
+BEST = {"prune_inputs": True, "adjoint_seeds": "class_sum", "bias_compensation": "mean"}
+SAME_ALLOCATION = {key: value for key, value in BEST.items() if key in ("prune_inputs", "allocation", "budget",
+                                                                         "bias_compensation", "min_last_hidden")}
+METHODS: dict[str, dict] = {
+    "seed": {},
+    "inputs": {"prune_inputs": True},
+    "class_seeds": {"adjoint_seeds": "class_sum"},
+    "local_boxes": {"input_boxes": "local"},
+    "class_boxes": {"input_boxes": "class"},
+    "bias": {"bias_compensation": "mean"},
+    "global": {"allocation": "global", "budget": "parameters"},
+    "best": BEST,
+    "magnitude": {**SAME_ALLOCATION, "criterion": "magnitude"},
+    "taylor": {**SAME_ALLOCATION, "criterion": "taylor"},
+    "scratch": {},
+}
+INTERVAL_ADJOINT = ("seed", "inputs", "class_seeds", "local_boxes", "class_boxes", "bias", "global", "best")
+# Published structured pruning of LeNet-300-100 (../shared/anchors.md): inputs-hidden1-hidden2, parameters, test
+# error. Their figures were selected on the test set.
+ANCHORS = [("VIB", (97, 71, 33), 9_674, 1.6), ("L0", (266, 88, 33), 26_773, 1.6), ("SBP", (245, 160, 55), 48_775, 1.6),
+           ("dense LeNet-300-100", (784, 300, 100), 266_610, 1.6)]
+PARAMETER_TARGETS = {10_000: 97.5, 5_000: 96.0, 20_000: 98.0}
+NEURON_TARGET = (18, 95.0)  # at most 18 hidden neurons in total (the 5.625% level): at least 95.0%
+
+
+# ---------------------------------------------------------------------------------------------------- state
+def settings_of(args) -> dict:
+    """Return what every row of one JSON shares: the training configuration and the schedule's end."""
+    from nbprune import RunConfig
+    config = RunConfig.from_flat(epochs=args.epochs).to_dict()
+    return {"config": {k: v for k, v in config.items() if k not in ("data_root", "threads", "seed")},
+            "min_parameters": args.min_parameters, "best": BEST}
+
+
+def load_state(path: Path, settings: dict | None) -> dict:
+    if not path.is_file():
+        if settings is None:
+            raise SystemExit(f"pareto: {path} does not exist: run the benchmark first.")
+        return {"format": FORMAT, "settings": settings, "rows": [], "dense": {}}
+    state = json.loads(path.read_text())
+    if state.get("format") != FORMAT:
+        raise SystemExit(f"pareto: {path} has format {state.get('format')!r}, expected {FORMAT}.")
+    if settings is not None and state["settings"] != settings:
+        raise SystemExit(f"pareto: {path} holds results made with other settings: use those, or another "
+                         f"--results-dir.")
+    return state
+
+
+def save_state(path: Path, state: dict) -> None:
+    from nbprune.io import write_text_atomic
+    state["updated"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_text_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def done_iterations(state: dict, method: str, seed: int) -> set[int]:
+    return {row["iteration"] for row in state["rows"] if row["method"] == method and row["seed"] == seed}
+
+
+# ---------------------------------------------------------------------------------------------------- work
+def config_for(args, method: str, seed: int):
+    from nbprune import RunConfig
+    return RunConfig.from_flat(data_root=args.data_root, seed=seed, epochs=args.epochs, threads=1,
+                               **METHODS.get(method, {}))
+
+
+def row_of(method: str, seed: int, iteration: int, model_file: Path, data) -> dict:
+    """Return one model's row: its shape and its validation and test accuracy."""
+    from nbprune import SimpleNN, parameter_count
+    from nbprune.evaluate import loss_and_accuracy
+    model = SimpleNN.from_file(model_file)
+    return {"method": method, "seed": seed, "iteration": iteration, "hidden": list(model.hidden),
+            "inputs": model.inputs_kept, "parameters": parameter_count(model),
+            "val_acc": loss_and_accuracy(model, data.val_loader)[1],
+            "test_acc": loss_and_accuracy(model, data.test_loader)[1], "model_file": str(model_file)}
+
+
+def dense_session(args, seed: int) -> Path:
+    """Return the folder whose iteration 0 is this seed's dense model, training it when missing."""
+    import torch
+
+    from nbprune import IterativePruning, Session, SimpleNN, load_data_for
+    from nbprune.iterative import default_steps
+    session = Path(args.work_dir) / f"seed{seed}" / "dense"
+    if not Session.for_pruning_dir(session).is_complete(0):
+        config = config_for(args, "seed", seed)
+        data = load_data_for(config)
+        torch.manual_seed(seed)
+        experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                                      progress=False)
+        experiment.run(SimpleNN(), default_steps(config)[:1], session)
+    return session
+
+
+def steps_for(config, min_parameters: int):
+    """Return the default schedule down to the first step planned below `min_parameters` parameters."""
+    from nbprune.iterative import default_steps
+    from nbprune.model import mlp_parameters
+    steps = default_steps(config)
+    planned = [step.budget if step.budget is not None else mlp_parameters(step.inputs or 784, step.retained, 10)
+               for step in steps]
+    cut = next((k for k, parameters in enumerate(planned) if parameters < min_parameters), len(steps) - 1)
+    return steps[:cut + 1]
+
+
+def run_chain(args, method: str, seed: int, skip: set[int]) -> list[dict]:
+    """Prune the seed's dense model along the schedule with the method's settings; return the new rows."""
+    import torch
+
+    from nbprune import IterativePruning, Session, SimpleNN, load_data_for
+    torch.set_num_threads(1)
+    config = config_for(args, method, seed)
+    data = load_data_for(config)
+    dense = dense_session(args, seed)
+    session = Session.for_pruning_dir(Path(args.work_dir) / f"seed{seed}" / method)
+    if not session.is_complete(0):
+        shutil.rmtree(session.pruning, ignore_errors=True)
+        shutil.copytree(Session.for_pruning_dir(dense).iteration_dir(0), session.iteration_dir(0))
+    steps = steps_for(config, args.min_parameters)
+    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                                  progress=False)
+    torch.manual_seed(seed)
+    experiment.run(SimpleNN(), steps, session.pruning, begin_itr="auto")
+    return [row_of(method, seed, step.iteration, session.model_file(step.iteration), data) for step in steps
+            if step.iteration not in skip]
+
+
+def run_scratch(args, seed: int, skip: set[int]) -> list[dict]:
+    """Train the best combination's model shapes (and kept pixels) from a fresh initialisation, level by level."""
+    import torch
+
+    from nbprune import Session, SimpleNN, load_data_for, train
+    from nbprune.io import save_model_file
+    from nbprune.model import KeepInputs
+    torch.set_num_threads(1)
+    config = config_for(args, "scratch", seed)
+    data = load_data_for(config)
+    teacher = SimpleNN.from_file(Session.for_pruning_dir(dense_session(args, seed)).model_file(0)).eval()
+    best = Session.for_pruning_dir(Path(args.work_dir) / f"seed{seed}" / "best")
+    rows = []
+    for iteration in best.iterations():
+        if iteration in skip or iteration == 0:
+            continue
+        shape = SimpleNN.from_file(best.model_file(iteration))
+        torch.manual_seed(seed + iteration)
+        data.train_loader.reseed(seed + iteration)
+        model = SimpleNN(shape.hidden, 784, 10)
+        if shape.keep_inputs is not None:
+            model.keep_inputs = KeepInputs(shape.keep_inputs.index)
+            model.fc1 = torch.nn.Linear(shape.inputs_kept, shape.hidden[0])
+        folder = Path(args.work_dir) / f"seed{seed}" / "scratch" / str(iteration)
+        train(model, data.train_loader, data.test_loader, logdir=folder, val_loader=data.val_loader, progress=False,
+              teacher=teacher, config=config.train)
+        save_model_file(model, folder / "best_model.pth", iteration=iteration)
+        rows.append(row_of("scratch", seed, iteration, folder / "best_model.pth", data))
+    return rows
+
+
+def work(args, method: str, seed: int, skip: set[int]) -> tuple[str, int, list[dict], float]:
+    started = time.perf_counter()
+    rows = run_scratch(args, seed, skip) if method == "scratch" else run_chain(args, method, seed, skip)
+    return method, seed, rows, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def best_within(rows: list[dict], fits) -> dict | None:
+    """Return the row with the best validation accuracy among those that fit (ties: fewer parameters)."""
+    candidates = [row for row in rows if fits(row)]
+    return max(candidates, key=lambda row: (row["val_acc"], -row["parameters"])) if candidates else None
+
+
+def target_table(state: dict) -> tuple[list[list[str]], list[str]]:
+    """Return, per target and method, the mean test accuracy (over seeds) of each seed's best-validation model."""
+    rows, verdicts = [], []
+    targets = [(f"<= {budget:,} parameters", lambda row, b=budget: row["parameters"] <= b, wanted)
+               for budget, wanted in sorted(PARAMETER_TARGETS.items())]
+    targets.append((f"<= {NEURON_TARGET[0]} hidden neurons", lambda row: sum(row["hidden"]) <= NEURON_TARGET[0],
+                    NEURON_TARGET[1]))
+    for label, fits, wanted in targets:
+        best_method, best_mean = None, -math.inf
+        for method in methods_in(state):
+            chosen = [best_within([r for r in state["rows"] if r["method"] == method and r["seed"] == seed], fits)
+                      for seed in seeds_in(state)]
+            chosen = [row for row in chosen if row is not None]
+            if not chosen:
+                continue
+            mean = statistics.fmean(row["test_acc"] for row in chosen)
+            shapes = "; ".join(f"{row['inputs']}-{'-'.join(map(str, row['hidden']))}" for row in chosen)
+            rows.append([label, f">= {wanted}%", method, f"{mean:.2f}",
+                         " / ".join(f"{row['test_acc']:.2f}" for row in chosen),
+                         " / ".join(f"{row['val_acc']:.2f}" for row in chosen), shapes,
+                         "met" if mean >= wanted and len(chosen) >= 3 else "not met"])
+            if mean > best_mean:
+                best_method, best_mean = method, mean
+        verdicts.append(f"- {label}, wanted >= {wanted}%: best mean test accuracy {best_mean:.2f}% ({best_method}); "
+                        f"{'MET' if best_mean >= wanted else 'NOT met'}.")
+    return rows, verdicts
+
+
+def methods_in(state: dict) -> list[str]:
+    found = {row["method"] for row in state["rows"]}
+    return [method for method in METHODS if method in found]
+
+
+def seeds_in(state: dict) -> list[int]:
+    return sorted({row["seed"] for row in state["rows"]})
+
+
+def head_to_head(state: dict) -> list[list[str]]:
+    """Return, level by level and seed by seed, the best interval-adjoint variant against magnitude and taylor."""
+    out = []
+    for seed in seeds_in(state):
+        levels = sorted({row["iteration"] for row in state["rows"] if row["seed"] == seed and
+                         row["method"] in ("best", "magnitude", "taylor")})
+        for iteration in levels:
+            cells = {}
+            for method in ("best", "magnitude", "taylor"):
+                row = next((r for r in state["rows"] if r["seed"] == seed and r["method"] == method and
+                            r["iteration"] == iteration), None)
+                cells[method] = row
+            if not all(cells.values()) or iteration == 0:
+                continue
+            best = cells["best"]
+            wins = [name for name in ("magnitude", "taylor") if best["test_acc"] > cells[name]["test_acc"]]
+            out.append([str(seed), str(iteration), *(f"{cells[m]['test_acc']:.2f} ({cells[m]['parameters']:,})"
+                                                      for m in ("best", "magnitude", "taylor")),
+                        "beats both" if len(wins) == 2 else ("beats " + wins[0] if wins else "beats neither")])
+    return out
+
+
+def plot(state: dict):
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(10, 6), layout="constrained")
+    axes = figure.add_subplot()
+    for method in methods_in(state):
+        rows = [row for row in state["rows"] if row["method"] == method]
+        by_level: dict[int, list[dict]] = {}
+        for row in rows:
+            by_level.setdefault(row["iteration"], []).append(row)
+        levels = sorted(by_level)
+        x = [statistics.fmean(r["parameters"] for r in by_level[level]) for level in levels]
+        y = [statistics.fmean(r["test_acc"] for r in by_level[level]) for level in levels]
+        style = {"best": dict(linewidth=2.5, color="black"), "scratch": dict(linestyle=":")}.get(method, {})
+        axes.plot(x, y, marker="o", markersize=3, label=method, **style)
+    for name, shape, parameters, error in ANCHORS:
+        axes.plot([parameters], [100 - error], marker="*", markersize=13, color="tab:red", linestyle="none")
+        axes.annotate(f"{name} {'-'.join(map(str, shape))}\n(selected on test)", (parameters, 100 - error),
+                      textcoords="offset points", xytext=(6, 6), fontsize=8, color="tab:red")
+    for budget, wanted in PARAMETER_TARGETS.items():
+        axes.plot([budget], [wanted], marker="_", markersize=25, markeredgewidth=2, color="tab:green")
+    axes.set(xscale="log", xlabel="parameters (log scale)", ylabel="test accuracy (%) (mean over seeds)",
+             title="Accuracy per parameter of pruned MNIST MLPs (green: targets; red: published, selected on test)",
+             ylim=(90, 99))
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8, ncols=2, loc="lower right")
+    return figure
+
+
+def render(state: dict, results_dir: Path) -> Path:
+    from nbprune.io import write_text_atomic
+    from nbprune.retention import save_figure
+    table, verdicts = target_table(state)
+    text = "\n".join([
+        "# Accuracy per parameter",
+        "",
+        f"Generated by `benchmarks/pareto.py` from `pareto.json` (last updated {state.get('updated', '?')}); seeds "
+        f"{', '.join(map(str, seeds_in(state)))}. For each method and seed, the model chosen is the one with the best "
+        "validation accuracy within the budget; the test accuracy is only reported. Published anchors were selected "
+        "on the test set.",
+        "",
+        "## Targets",
+        "",
+        *verdicts,
+        "",
+        markdown_table(["target", "wanted", "method", "mean test", "test per seed", "validation per seed",
+                        "shape per seed (inputs-hidden)", "verdict"], table),
+        "![accuracy per parameter](pareto.png)",
+        "",
+        "## The best interval-adjoint variant against magnitude and taylor (same allocation, same inputs pruning)",
+        "",
+        markdown_table(["seed", "iteration", "best (parameters)", "magnitude (parameters)", "taylor (parameters)",
+                        "interval adjoint"], head_to_head(state)),
+        f"Settings: `{json.dumps(state['settings'], sort_keys=True)}`  ",
+        f"Last command: `{state.get('command', '?')}`; machine: {state.get('machine', {}).get('cpu', '?')}.",
+        "",
+    ])
+    path = write_text_atomic(results_dir / "pareto.md", text)
+    save_figure(plot(state), results_dir / "pareto.png")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--epochs", type=int, default=40, help="most epochs per level (nbprune's default 40)")
+    parser.add_argument("--min-parameters", type=int, default=3_000,
+                        help="stop a chain after its first level whose budget is below this (3000)")
+    parser.add_argument("--workers", type=int, default=2, help="chains run at once, one torch thread each (2)")
+    parser.add_argument("--data-root", help="folder holding MNIST/raw/ (default $NBPRUNE_DATA_ROOT)")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--budget-minutes", type=float, help="submit no new chain after this long")
+    parser.add_argument("--report-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    path = args.results_dir / "pareto.json"
+    if args.report_only:
+        print(f"wrote {render(load_state(path, None), args.results_dir)}")
+        return 0
+    state = load_state(path, settings_of(args))
+    state.update(command=command_line(), machine=machine_info())
+    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes is not None else math.inf
+    for seed in args.seeds:  # the shared dense models first, one per seed
+        dense_session(args, seed)
+    chains = [(m, s) for m in args.methods if m != "scratch" for s in args.seeds]
+    later = [("scratch", s) for s in args.seeds] if "scratch" in args.methods else []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for batch in (chains, later):
+            futures = []
+            for method, seed in batch:
+                if time.monotonic() > deadline:
+                    break
+                futures.append(pool.submit(work, args, method, seed, done_iterations(state, method, seed)))
+            for future in concurrent.futures.as_completed(futures):
+                method, seed, rows, seconds = future.result()
+                state["rows"] = [r for r in state["rows"] if not (r["method"] == method and r["seed"] == seed and
+                                                                   r["iteration"] in {x["iteration"] for x in rows})]
+                state["rows"] += rows
+                state.setdefault("seconds", {})[f"{method}/{seed}"] = seconds
+                save_state(path, state)
+                print(f"[{datetime.datetime.now():%H:%M:%S}] {method} seed {seed}: {len(rows)} models in "
+                      f"{seconds / 60:.1f} min", flush=True)
+    print(f"wrote {render(state, args.results_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
