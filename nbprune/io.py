@@ -334,7 +334,7 @@ def load_pruned_model(model: nn.Module, file: str | os.PathLike) -> nn.Module:
             + (f"it has layers the model lacks ({', '.join(extra)})" if extra else "")
             + ("; " if extra and missing else "")
             + (f"it lacks the model's {', '.join(missing)}" if missing else "")
-            + f". Build the model the file was saved from (e.g. SimpleNN(hidden=...)) and load into that.")
+            + ". Build the model the file was saved from (e.g. SimpleNN(hidden=...)) and load into that.")
     model_inputs = getattr(model, "in_features", None)
     if index is not None:
         if not isinstance(model, SimpleNN):

@@ -308,8 +308,8 @@ class IterativePruning:
             if self.config.train.distill and step is steps[0]:
                 self.teacher = copy.deepcopy(model).eval()
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
-                            "inputs": linear_layers(model)[0].in_features,
-                            "parameters": parameter_count(model), "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
+                            "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
+                            "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
             if diverged:
                 bar.close()
                 raise TrainingError(

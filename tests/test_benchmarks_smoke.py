@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import compare_criteria  # noqa: E402
 import inference_speed  # noqa: E402
+import pareto  # noqa: E402
 import small_network_ceiling  # noqa: E402
 
 
@@ -80,3 +81,25 @@ def test_small_network_ceiling_retrains_one_level_by_every_route(tiny_root, tmp_
 
     with pytest.raises(SystemExit):
         small_network_ceiling.main([*arguments, "--sources", "2"])
+
+
+@pytest.mark.slow
+def test_pareto_writes_one_row_per_model_and_resumes(tiny_root, tmp_path):
+    work, results = tmp_path / "work", tmp_path / "results"
+    arguments = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
+                 "--workers", "1", "--work-dir", str(work), "--results-dir", str(results)]
+    assert pareto.main([*arguments, "--methods", "seed", "best", "scratch"]) == 0
+    state = json.loads((results / "pareto.json").read_text())
+    fields = {"method", "seed", "iteration", "hidden", "inputs", "parameters", "val_acc", "test_acc", "model_file"}
+    assert all(set(row) == fields for row in state["rows"])
+    best = [row for row in state["rows"] if row["method"] == "best"]
+    assert best[-1]["inputs"] < 784 and best[-1]["parameters"] < best[0]["parameters"]
+    assert {row["method"] for row in state["rows"]} == {"seed", "best", "scratch"}
+    scratch = {row["iteration"]: row for row in state["rows"] if row["method"] == "scratch"}
+    assert all(scratch[row["iteration"]]["inputs"] == row["inputs"] for row in best if row["iteration"] in scratch)
+    text = (results / "pareto.md").read_text()
+    assert "## Targets" in text and "selected on test" in text.lower() or "selected on the test set" in text
+    assert (results / "pareto.png").is_file()
+    rows = len(state["rows"])
+    assert pareto.main([*arguments, "--methods", "seed", "best", "scratch"]) == 0  # nothing left to do
+    assert len(json.loads((results / "pareto.json").read_text())["rows"]) == rows

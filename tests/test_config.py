@@ -106,7 +106,7 @@ def test_prune_takes_every_run_setting_and_says_its_default():
     options = _options(build_parser(), "prune")
     for name, setting in RUN_SETTINGS.items():
         assert name in options, f"nbprune prune has no option for {name}"
-        assert f"(default: " in options[name].help
+        assert "(default: " in options[name].help
     assert {"session_dir", "begin_itr", "end_itr"} <= set(options)
     assert "(default: 0.8)" in options["q"].help and "(default: 256 64)" in options["hidden"].help
 

@@ -116,6 +116,30 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
     assert choose_iteration(summary) in {0, 1, 2}
 
 
+def test_a_stray_folder_in_the_session_is_ignored(session, tmp_path):
+    import shutil
+    session_dir, _ = session
+    copy_dir = tmp_path / "iterative_pruning"
+    shutil.copytree(session_dir, copy_dir)
+    (copy_dir / "²").mkdir()  # str.isdigit() is true for it, int() is not
+    (copy_dir / "²" / "prune_w_retrain").mkdir()
+    assert [record["iteration"] for record in session_summary(copy_dir)] == [0, 1, 2]
+    assert concatenate(copy_dir).is_dir()
+
+
+def test_the_curves_tick_percentages_and_label_every_iteration(session):
+    from nbprune.report import plot_accuracies
+    session_dir, _ = session
+    figure = plot_accuracies(session_summary(session_dir))
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    ticks = [label.get_text() for label in axes.get_xticklabels()]
+    assert ticks == ["100%", "80%", "64.1%"] and not any("10^" in tick or "$" in tick for tick in ticks)
+    assert [text.get_text() for text in axes.texts] == ["0", "1", "2"]
+    assert axes.get_xlim()[0] > axes.get_xlim()[1]  # reversed: fewer nodes to the right
+    assert [line.get_label() for line in axes.get_lines()] == ["train", "validation", "test"]
+
+
 def test_load_refuses_a_file_of_another_architecture(session):
     session_dir, _ = session
     file = iteration_dir(session_dir, 1) / "best_model.pth"

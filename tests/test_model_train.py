@@ -156,7 +156,8 @@ def test_hand_written_backward_matches_autograd(activation, distill):
     teacher = SimpleNN((16,), in_features=30, num_classes=5) if distill else None
     reference = SimpleNN((20, 10), in_features=30, num_classes=5, activation=activation)
     fast_model = copy.deepcopy(reference)
-    slow, fast = Trainer(reference, 1e-2, 1e-4, teacher=teacher), FlatMLPTrainer(fast_model, 1e-2, 1e-4, teacher=teacher)
+    slow = Trainer(reference, 1e-2, 1e-4, teacher=teacher)
+    fast = FlatMLPTrainer(fast_model, 1e-2, 1e-4, teacher=teacher)
     assert FlatMLPTrainer.supports(fast_model)
     for _ in range(3):
         slow_result = slow.epoch(TensorLoader(inputs, targets, 64, seed=1), torch.device("cpu"))

@@ -333,7 +333,7 @@ def test_a_missing_step_is_named_with_the_notebook_that_makes_it_and_the_session
         trained_model(session, RunConfig())
     with pytest.raises(SessionError, match="retain/retain.txt is missing.*03_retention"):
         session.require(session.retain_file, "retain")
-    with pytest.raises(SessionError, match="no finished pruning iteration in the session folder .*04_iterative_pruning"):
+    with pytest.raises(SessionError, match="no finished pruning iteration in the session folder .*04_iterative"):
         session.finished()
 
 

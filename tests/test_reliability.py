@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
-import json
 import os
 import pickle
 import platform
@@ -307,7 +306,8 @@ LOADERS: dict[str, Callable] = {
 }
 
 
-@pytest.mark.parametrize("form", ["inside_state_dict", "top_level", "pickle_protocol_2", "pickle_protocol_5"])
+@pytest.mark.parametrize("form", ["inside_state_dict", "top_level", "pickle_protocol_2", "pickle_protocol_4",
+                                  "pickle_protocol_5"])
 @pytest.mark.parametrize("loader", list(LOADERS))
 def test_every_loader_refuses_a_pickle_that_would_run_code(form, loader, tiny_root, reference, tmp_path, capsys,
                                                            monkeypatch):
@@ -493,10 +493,12 @@ def _other_architecture_evaluate(ctx: Context) -> str:
     return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
 
 
-def _model_file_cli(kind: str, command: str = "evaluate") -> Callable[[Context], str]:
+def _model_file_cli(kind: str, command: str = "evaluate",
+                    write: Callable[[str, Path], None] | None = None) -> Callable[[Context], str]:
+    """Write a bad model file (damaged by default) and hand it to `nbprune evaluate` or `nbprune export`."""
     def case(ctx: Context) -> str:
         path = ctx.tmp / f"{kind}.pth"
-        _damaged(kind, path)
+        (write or _damaged)(kind, path)
         if command == "export":
             message = ctx.cli("export", str(path), str(ctx.tmp / "exported"))
             assert not (ctx.tmp / "exported").exists()
@@ -549,65 +551,48 @@ def _bad_learning_rate(ctx: Context) -> str:
     return str(error.value)
 
 
-def _crafted(kind: str) -> Callable[[Path], None]:
+def _crafted(kind: str, path: Path) -> None:
     """Write a model file whose tensors are not real dense weights (or whose record lies)."""
-    def write(path: Path) -> None:
-        with warnings.catch_warnings():  # nested and quantized tensors warn that they are prototypes
-            warnings.simplefilter("ignore")
-            crafted(path)
-
-    def crafted(path: Path) -> None:
-        state = SimpleNN(hidden=HIDDEN).state_dict()
-        if kind == "complex_nan":
-            state = {k: v.to(torch.complex64) for k, v in state.items()}
-            state["fc2.weight"][0, 0] = float("nan")
-        elif kind == "integer":
-            state["fc2.weight"] = state["fc2.weight"].to(torch.int32)
-        elif kind == "meta":
-            state["fc2.weight"] = state["fc2.weight"].to("meta")
-        elif kind == "sparse":
-            state["fc2.weight"] = state["fc2.weight"].to_sparse()
-        elif kind == "nested":
-            state["fc2.weight"] = torch.nested.nested_tensor([torch.zeros(3), torch.zeros(2)])
-        elif kind == "quantized":
-            state["fc2.weight"] = torch.quantize_per_tensor(state["fc2.weight"], 0.1, 0, torch.qint8)
-        elif kind == "zero_d":
-            state["fc1.weight"] = torch.tensor(1.0)
-        elif kind == "no_hidden_neurons":
-            state.update({"fc1.weight": torch.zeros(0, 784), "fc1.bias": torch.zeros(0),
-                          "fc2.weight": torch.zeros(HIDDEN[1], 0)})
-        elif kind == "torchscript":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.jit.script(torch.nn.Sequential(torch.nn.Linear(784, 10))).save(str(path))
-            return
-        else:  # a record that lies: NaN/inf/zero standardisation or an unknown activation
-            model = SimpleNN(hidden=HIDDEN)
-            model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.1307, 0.3081, 784)
-            save_model_file(model, path)
-            saved = torch.load(path, weights_only=True)
-            record = saved._metadata[""]["nbprune"]
-            field, value = {"record_nan_mean": ("mean", float("nan")), "record_inf_std": ("std", float("inf")),
-                            "record_zero_std": ("std", 0.0), "record_activation": ("activation", "tanh")}[kind]
-            (record if field == "activation" else record["input"])[field] = value
-            torch.save(saved, path)
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.save(state, path)
-    return write
+    with warnings.catch_warnings():  # nested and quantized tensors warn that they are prototypes
+        warnings.simplefilter("ignore")
+        _craft(kind, path)
 
 
-def _crafted_cli(kind: str, command: str) -> Callable[[Context], str]:
-    def case(ctx: Context) -> str:
-        path = ctx.tmp / f"{kind}.pth"
-        _crafted(kind)(path)
-        if command == "export":
-            message = ctx.cli("export", str(path), str(ctx.tmp / "exported"))
-            assert not (ctx.tmp / "exported").exists()
-            return message
-        return ctx.cli("evaluate", str(path), "--data-root", str(ctx.data_root))
-    return case
+def _craft(kind: str, path: Path) -> None:
+    state = SimpleNN(hidden=HIDDEN).state_dict()
+    if kind == "complex_nan":
+        state = {k: v.to(torch.complex64) for k, v in state.items()}
+        state["fc2.weight"][0, 0] = float("nan")
+    elif kind == "integer":
+        state["fc2.weight"] = state["fc2.weight"].to(torch.int32)
+    elif kind == "meta":
+        state["fc2.weight"] = state["fc2.weight"].to("meta")
+    elif kind == "sparse":
+        state["fc2.weight"] = state["fc2.weight"].to_sparse()
+    elif kind == "nested":
+        state["fc2.weight"] = torch.nested.nested_tensor([torch.zeros(3), torch.zeros(2)])
+    elif kind == "quantized":
+        state["fc2.weight"] = torch.quantize_per_tensor(state["fc2.weight"], 0.1, 0, torch.qint8)
+    elif kind == "zero_d":
+        state["fc1.weight"] = torch.tensor(1.0)
+    elif kind == "no_hidden_neurons":
+        state.update({"fc1.weight": torch.zeros(0, 784), "fc1.bias": torch.zeros(0),
+                      "fc2.weight": torch.zeros(HIDDEN[1], 0)})
+    elif kind == "torchscript":
+        torch.jit.script(torch.nn.Sequential(torch.nn.Linear(784, 10))).save(str(path))
+        return
+    else:  # a record that lies: NaN/inf/zero standardisation or an unknown activation
+        model = SimpleNN(hidden=HIDDEN)
+        model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.1307, 0.3081, 784)
+        save_model_file(model, path)
+        saved = torch.load(path, weights_only=True)
+        record = saved._metadata[""]["nbprune"]
+        field, value = {"record_nan_mean": ("mean", float("nan")), "record_inf_std": ("std", float("inf")),
+                        "record_zero_std": ("std", 0.0), "record_activation": ("activation", "tanh")}[kind]
+        (record if field == "activation" else record["input"])[field] = value
+        torch.save(saved, path)
+        return
+    torch.save(state, path)
 
 
 def _retain_bytes(data: bytes) -> Callable[[Context], str]:
@@ -702,8 +687,8 @@ CATALOGUE = {
     "retain_more_neurons_than_the_model": Case(
         lambda ctx: ctx.prune("--retain", ctx.retain_file("0 32 8 100")),
         ["keeps [32, 8] neurons but the model has only [16, 8]", "lower the counts or use a bigger model"]),
-    "retain_iteration_1e23": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 100",
-                                                                                     "100000000000000000000000 8 4 50")),
+    "retain_iteration_1e23": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file(
+        "0 16 8 100", "100000000000000000000000 8 4 50")),
                                   ["line 3", "too long to be an iteration"]),
     "retain_percentage_nan": Case(lambda ctx: ctx.prune("--retain", ctx.retain_file("0 16 8 nan")),
                                   ["line 2", "percentage 'nan' is not allowed", "at most 100"]),
@@ -738,7 +723,7 @@ CATALOGUE = {
     "model_file_with_nan": Case(_model_file_cli("nan"), ["holds NaN or Inf values in fc2.weight",
                                                          "Use an earlier iteration's best_model.pth"]),
     "model_file_with_nan_exported": Case(_model_file_cli("nan", "export"), ["holds NaN or Inf values in fc2.weight"]),
-    **{f"crafted_{kind}_{command}": Case(_crafted_cli(kind, command), [says])
+    **{f"crafted_{kind}_{command}": Case(_model_file_cli(kind, command, _crafted), [says])
        for kind, says in CRAFTED_SAYS.items() for command in ("evaluate", "export")},
     "deploy_wrong_shape": Case(_deploy(lambda: torch.zeros(784)), ["shape [batch, 784]", "got [784]",
                                                                     "x.unsqueeze(0)"]),
@@ -994,7 +979,7 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
     assert leftovers(session) == [] and all(is_complete(session, step.iteration) for step in STEPS)
 
 
-# --- Ctrl-C ------------------------------------------------------------------------------------------------------------
+# --- Ctrl-C ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
 def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(delay, tiny_root, tmp_path):

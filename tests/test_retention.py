@@ -62,3 +62,16 @@ def test_reader_refuses_malformed_files(tmp_path, rows, hidden, message):
 def test_bad_q_is_refused():
     with pytest.raises(ScheduleError, match="q=1.5"):
         schedule(q=1.5)
+
+
+def test_the_distribution_plot_leaves_a_gap_where_iterations_are_skipped(tmp_path):
+    figure = GeneratePruneData(dir=tmp_path).plot_data_distribution(save=False)
+    positions = sorted({round(patch.get_x() + patch.get_width() / 2) for patch in figure.axes[0].patches})
+    assert positions[-3:] == [20, 21, 24]  # 22 and 23 would keep what 21 kept: no bars there
+
+
+def test_lab_opens_for_root_and_other_users_on_the_notebooks():
+    from nbprune.lab import lab_command
+    command = lab_command(Path("notebooks"))
+    assert "--ServerApp.allow_root=True" in command and "--ServerApp.root_dir=notebooks" in command
+    assert "--ServerApp.jpserver_extensions={'nbprune.lab': True}" in command
