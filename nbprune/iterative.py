@@ -255,6 +255,8 @@ class IterativePruning:
         iterative_pruning folder); return one record per iteration run. Nothing is written if a check fails."""
         session = Session.for_pruning_dir(session_dir) if session_dir is not None else Session.default()
         steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
+        if self.config.threads is not None:  # the configuration's threads hold for the run, from every door
+            torch.set_num_threads(self.config.threads)
         with session.lock():
             session.clean_leftovers()
             if begin_itr == "auto":  # an iteration that clean_leftovers put back counts as complete
