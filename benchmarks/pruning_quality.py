@@ -20,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nbprune import IterativePruning, RunConfig, SimpleNN, load_data_for
+from nbprune.config import parse_settings
 from nbprune.io import write_text_atomic
 from nbprune.iterative import default_steps
 from nbprune.retention import save_figure
@@ -78,9 +79,12 @@ def main() -> None:
     parser.add_argument("--session-dir", help="where the run writes its tree (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="MNIST", choices=list(TARGETS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="any other setting of nbprune.RunConfig, e.g. lr_patience=3")
     args = parser.parse_args()
     session_dir = Path(args.session_dir or tempfile.mkdtemp(prefix="pruning_quality_")) / "iterative_pruning"
-    config = RunConfig.from_flat(data_root=args.data_root, seed=args.seed, dataset=args.dataset)
+    changes = parse_settings([tuple(pair.split("=", 1)) for pair in args.set])
+    config = RunConfig.from_flat(data_root=args.data_root, seed=args.seed, dataset=args.dataset, **changes)
 
     started = time.perf_counter()
     data = load_data_for(config)
@@ -99,8 +103,10 @@ def main() -> None:
         f"threads (torch {torch.__version__}); default settings of `IterativePruning` and `train` "
         f"(interval_adjoint criterion; AdamW 1e-3, batch 64, patience 10, learning-rate drops on plateaus, at most 40 "
         f"epochs per iteration; retraining distils from the dense model), seed "
-        f"{args.seed}. Command: `python benchmarks/pruning_quality.py --data-root ../shared/datasets"
-        f"{' --dataset ' + args.dataset if args.dataset != 'MNIST' else ''}`. "
+        f"{args.seed}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
+        f"`python benchmarks/pruning_quality.py --data-root ../shared/datasets"
+        f"{' --dataset ' + args.dataset if args.dataset != 'MNIST' else ''}"
+        f"{' --set ' + ' '.join(args.set) if args.set else ''}`. "
         f"Wall time of the whole run, data loading included: {total / 60:.1f} min.",
         "",
         "| target | wanted | nbprune | seed | verdict |",

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,9 @@ def test_the_workbook_takes_every_setting_but_the_ones_its_notebooks_make():
     for profile in PROFILES.values():
         RunConfig.from_flat(profile)
     assert PROFILES["full"] == {"epochs": 300, "patience": 10}
+
+
+def test_the_readme_names_every_setting():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [name for name in SETTINGS if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not name the settings {missing}: add them to 'One configuration'"

@@ -105,7 +105,8 @@ def set_parameters(notebook: Path, values: dict) -> None:
         name, _, rest = line.partition("=")
         if name.strip() in values:
             comment = rest.partition("#")[2]
-            line = f"{name.strip()} = {json.dumps(values[name.strip()])}  #{comment}"
+            value = values[name.strip()]
+            line = f"{name.strip()} = {json.dumps(value) if isinstance(value, str) else repr(value)}  #{comment}"
             missing.discard(name.strip())
         lines.append(line)
     assert not missing, f"{notebook.name}'s parameters cell declares no {sorted(missing)}"
