@@ -140,7 +140,8 @@ def main() -> None:
         "| batch | training pass | share of matmul peak |",
         "|---|---|---|",
     ]
-    lines += [f"| {batch} | {flops / 1e9:.1f} GFLOP/s | {100 * flops / peak:.0f}% |" for batch, flops in reached.items()]
+    lines += [f"| {batch} | {flops / 1e9:.1f} GFLOP/s | {100 * flops / peak:.0f}% |"
+              for batch, flops in reached.items()]
     lines += ["", "At batch 64 each step is a few small matrix products plus per-call overhead; at batch 512 the "
                   "products are large enough to come closer to the machine's matmul rate."]
     write_text_atomic(RESULTS, "\n".join(lines) + "\n")

@@ -25,7 +25,7 @@ import logging  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting
+from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
 from .errors import NbpruneError  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."

@@ -247,6 +247,7 @@ class IterativePruning:
                 dense = session.model_file(steps[0].iteration)
                 self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
         session.check_writable()
+        session.runs()  # a damaged run.json is refused now, not after the first write
         return steps, position, model
 
     def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,

@@ -103,14 +103,13 @@ class SimpleNN(nn.Module):
         return layers + [self.linears[-1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.linears[0].weight
-        check_input(x, self.in_features, weight, "SimpleNN")
+        check_input(x, self.in_features, self.fc1.weight, "SimpleNN")
         x = x.reshape(x.shape[0], -1)
         outputs = x
         for layer in self.sequence():
             outputs = layer(outputs)
-        if not torch.isfinite(outputs).all():  # a check on the few logits costs nothing; on the input, only then
-            refuse_non_finite(x, "SimpleNN")
+        if not math.isfinite(outputs.detach().sum().item()):  # NaN or Inf in the input reach the logits; their
+            refuse_non_finite(x, "SimpleNN")                   # sum is one cheap number to look at
         return outputs
 
     def extra_repr(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import project_root
-from .errors import NbpruneError, SessionError
+from .errors import SessionError
 from .io import read_table, write_text_atomic
 
 DATA, MODEL, RETAIN, PRUNING, TEST, DEPLOY, NOTEBOOKS = ("data", "model", "retain", "iterative_pruning", "test",
@@ -234,13 +234,9 @@ def _remove_temporaries(folder: Path, names: tuple[str, ...]) -> None:
     if not folder.is_dir():
         return
     for name in names:
-        for leftover in folder.glob(f".{glob_escape(name)}.*.tmp"):
+        for leftover in folder.glob(f".{name}.*.tmp"):  # the names are nbprune's own: no glob characters
             if re.fullmatch(rf"\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp", leftover.name) and leftover.is_file():
                 leftover.unlink()
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextmanager
@@ -280,13 +276,3 @@ def _try_lock(handle: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def open_session(path: str | os.PathLike | None = None) -> Session:
-    """Return Session.open(path), turning an unusable path into one clear error."""
-    try:
-        return Session.open(path)
-    except NbpruneError:
-        raise
-    except OSError as error:
-        raise SessionError(f"session folder {path} cannot be used ({error.strerror}): choose another.") from None

@@ -791,6 +791,9 @@ CATALOGUE = {
     "concat_empty_validation_results": Case(lambda ctx: ctx.cli("concat", str(ctx.session)),
                                             ["validation_results.txt holds no table", "run that step again"],
                                             setup=_damage_validation_results(b"")),
+    "run_json_damaged": Case(lambda ctx: ctx.prune("--begin-itr", "auto"), ["run.json is not readable JSON",
+                                                                             "move it away"],
+                             setup=lambda ctx: (ctx.session / "run.json").write_text("{ not json")),
     "concat_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli("concat", str(ctx.session)))[1],
                              ["cannot be written (Read-only file system)"]),
     "export_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli(

@@ -72,6 +72,6 @@ class SimpleNN(nn.Module):
         for layer in linears[:-1]:
             outputs = self.act(layer(outputs))
         outputs = linears[-1](outputs)
-        if not torch.isfinite(outputs).all() and not torch.isfinite(x).all():
+        if not math.isfinite(outputs.detach().sum().item()) and not torch.isfinite(x).all():
             raise InputError("SimpleNN got NaN or Inf input values: expected finite, standardised values")
         return outputs
