@@ -8,6 +8,7 @@ into place, so a failure (a full disk) leaves nothing behind, and a folder with 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import json
@@ -33,6 +34,10 @@ from .session import ITERATION_FILES, RUN_RECORD, STAGE
 PUBLISHED_STANDARDISATION = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
 MNIST_MEAN, MNIST_STD = PUBLISHED_STANDARDISATION["MNIST"]
 TORCHSCRIPT_FILE, ONNX_FILE, MANIFEST_FILE = "model_torchscript.pt", "model.onnx", "export.json"
+# The TorchScript and ONNX programs widen each hidden layer to a multiple of this with zero neurons: the same
+# function, faster, because CPU matrix kernels work in blocks (on this project's AVX2 machine a 1024x784 batch
+# through 43 neurons took 0.82 ms, through 48 took 0.47 ms; benchmarks/results/inference_speed.md).
+PAD_TO = 16
 STANDALONE = Path(__file__).resolve().parent / "standalone"  # the folder's files, with placeholder constants
 EXPORT_FILES = ("best_model.pth", "model.py", "loader.py", "predict.py", "README.md", TORCHSCRIPT_FILE, ONNX_FILE,
                 MANIFEST_FILE)
@@ -54,7 +59,8 @@ Or in Python, in the seed's three steps:
     model(standardise(read_inputs("{first_example}"))).argmax(dim=1)
 
 The model takes standardised inputs, {standardisation}, of shape [batch, {features}]{image_note}; `standardise` in
-loader.py does this. `{torchscript}` is the same network as TorchScript (`torch.jit.load`), with the same input.{onnx}
+loader.py does this. `{torchscript}` computes the same logits as TorchScript (`torch.jit.load`), with the same
+input; there each hidden layer is padded with zero neurons to a multiple of {pad_to}, which CPUs multiply faster.{onnx}
 '''
 
 
@@ -108,6 +114,29 @@ def _standalone(name: str, **constants: str) -> str:
 
 def _onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript"))
+
+
+def padded_layers(layers: list[nn.Module], multiple: int = PAD_TO) -> list[nn.Module]:
+    """Return copies of `layers` ([keep_inputs,] fc1, act, ..., fcN) that compute the same function, each hidden
+    layer widened to a multiple of `multiple` by neurons whose weights, bias and outgoing weights are all zero (so
+    whatever the activation makes of them, they add nothing to the next layer)."""
+    layers = [copy.deepcopy(layer) for layer in layers]
+    linears = [index for index, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
+    for this, following in zip(linears, linears[1:]):
+        layer, after = layers[this], layers[following]
+        width = layer.out_features
+        wide = -(-width // multiple) * multiple
+        if wide == width:
+            continue
+        grown = nn.Linear(layer.in_features, wide, dtype=layer.weight.dtype, device=layer.weight.device)
+        fed = nn.Linear(wide, after.out_features, dtype=after.weight.dtype, device=after.weight.device)
+        with torch.no_grad():
+            for parameter in (*grown.parameters(), fed.weight):
+                parameter.zero_()
+            grown.weight[:width], grown.bias[:width] = layer.weight, layer.bias
+            fed.weight[:, :width], fed.bias[:] = after.weight, after.bias
+        layers[this], layers[following] = grown, fed
+    return layers
 
 
 def _torchscript_bytes(network: nn.Module) -> bytes:
@@ -170,7 +199,7 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
                            f"trained on loaders that do not describe their data. Export a model trained on "
                            f"nbprune.load_data's loaders.")
     replaced = _check_target(out, force)
-    network = nn.Sequential(nn.Flatten(), *model.sequence()).eval()  # a plain module TorchScript and ONNX take
+    network = nn.Sequential(nn.Flatten(), *padded_layers(model.sequence())).eval()  # what TorchScript, ONNX take
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
@@ -252,8 +281,8 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
         what=what, example=example, first_example=first,
         classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),
         standardisation=standardisation, features=f"{model.in_features}{kept}", image_note=image_note,
-        torchscript=TORCHSCRIPT_FILE,
-        onnx=f" `{ONNX_FILE}` is the same network as ONNX (input `input` of shape [batch, {model.in_features}], "
+        torchscript=TORCHSCRIPT_FILE, pad_to=PAD_TO,
+        onnx=f" `{ONNX_FILE}` is the same padded network as ONNX (input `input` of shape [batch, {model.in_features}], "
              f"output `logits`)." if wrote_onnx else "")
 
 

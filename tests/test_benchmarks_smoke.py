@@ -23,7 +23,8 @@ def test_inference_speed_writes_its_report(tmp_path):
     assert "Verdict" in text and "freshly initialised" in text
     assert [model["hidden"] for model in record["models"]] == [[256, 64], [43, 11], [67, 17]]
     assert record["models"][1]["macs"] == 784 * 43 + 43 * 11 + 11 * 10
-    assert set(record["target"]["met"]) == {"eager", "TorchScript"}
+    assert set(record["target"]["met"]) == {"eager", "TorchScript"}  # what users run; the unpadded program is shown
+    assert set(record["models"][1]) >= {"eager", "TorchScript", "TorchScript unpadded"}
 
 
 def test_pruning_quality_table_gives_the_default_choice(tmp_path):
@@ -103,3 +104,10 @@ def test_pareto_writes_one_row_per_model_and_resumes(tiny_root, tmp_path):
     rows = len(state["rows"])
     assert pareto.main([*arguments, "--methods", "seed", "best", "scratch"]) == 0  # nothing left to do
     assert len(json.loads((results / "pareto.json").read_text())["rows"]) == rows
+    assert "Attempts" not in text  # attempts run only when named; then they are reported apart from the benchmark
+    assert pareto.main([*arguments, "--methods", "best_lr_patience3"]) == 0
+    state = json.loads((results / "pareto.json").read_text())
+    assert {row["method"] for row in state["rows"]} == {"seed", "best", "scratch", "best_lr_patience3"}
+    assert len(state["sitting_minutes"]) == 2 and len(state["attempt_minutes"]) == 1
+    text = (results / "pareto.md").read_text()
+    assert "## Attempts at the missed targets" in text and "`best_lr_patience3`: lr_patience = 3" in text

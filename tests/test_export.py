@@ -20,7 +20,7 @@ from PIL import Image
 from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
 from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
-from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, TORCHSCRIPT_FILE, export_model
+from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers
 from nbprune.io import UMASK, save_model_atomic, save_model_file
 from nbprune.prune import shrink
 
@@ -213,6 +213,23 @@ def test_torchscript_file_computes_the_same_logits(exported, session):
         scripted = torch.jit.load(str(exported / TORCHSCRIPT_FILE))
     inputs = torch.randn(5, 28, 28)
     assert torch.allclose(scripted(inputs), load_pruned_model(SimpleNN(), session)(inputs), atol=1e-6)
+    assert [p.shape[0] for name, p in scripted.named_parameters() if name.endswith("bias")] == [32, 16, 10]  # 20+7
+
+
+def test_the_programs_pad_hidden_layers_with_zero_neurons_that_change_nothing():
+    torch.manual_seed(3)
+    model = shrink(SimpleNN((40, 30, 20), activation="sigmoid"), [torch.arange(37), torch.arange(11), torch.arange(5)],
+                   kept_inputs=torch.arange(0, 784, 2)).eval()  # sigmoid(0) = 0.5: the zero outgoing weights matter
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    network = torch.nn.Sequential(torch.nn.Flatten(), *padded_layers(model.sequence())).eval()
+    widths = [layer.out_features for layer in network if isinstance(layer, torch.nn.Linear)]
+    assert widths == [48, 16, 16, 10] and PAD_TO == 16
+    inputs = torch.randn(64, 28, 28)
+    assert torch.allclose(network(inputs), model(inputs), atol=1e-6)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())  # a copy was padded
+    square = SimpleNN((32, 16))
+    assert [layer.weight.shape for layer in padded_layers(square.sequence()) if isinstance(layer, torch.nn.Linear)] \
+        == [layer.weight.shape for layer in square.sequence() if isinstance(layer, torch.nn.Linear)]
 
 
 def test_onnx_file_computes_the_same_logits(session, tmp_path):
