@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="MNIST", choices=list(TARGETS))
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="any other setting of nbprune.RunConfig, e.g. lr_patience=3")
+    parser.add_argument("--name", help="results file name without .md (default: pruning_quality, or "
+                                       "pruning_quality_fashion for FashionMNIST)")
     args = parser.parse_args()
     session_dir = Path(args.session_dir or tempfile.mkdtemp(prefix="pruning_quality_")) / "iterative_pruning"
     changes = parse_settings([tuple(pair.split("=", 1)) for pair in args.set])
@@ -93,7 +95,7 @@ def main() -> None:
     records = experiment.run(SimpleNN(config.model.hidden, activation=config.model.activation), default_steps(config),
                              session_dir)
     total = time.perf_counter() - started
-    name = OUTPUT[args.dataset]
+    name = args.name or OUTPUT[args.dataset]
     seed_column = SEED_CURVE if args.dataset == "MNIST" else {}
 
     lines = [
@@ -106,7 +108,7 @@ def main() -> None:
         f"{args.seed}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
         f"`python benchmarks/pruning_quality.py --data-root ../shared/datasets"
         f"{' --dataset ' + args.dataset if args.dataset != 'MNIST' else ''}"
-        f"{' --set ' + ' '.join(args.set) if args.set else ''}`. "
+        f"{' --set ' + ' '.join(args.set) if args.set else ''}{' --name ' + args.name if args.name else ''}`. "
         f"Wall time of the whole run, data loading included: {total / 60:.1f} min.",
         "",
         "| target | wanted | nbprune | seed | verdict |",

@@ -17,7 +17,7 @@ _EXPORTS = {
     "config": ("RunConfig", "DataConfig", "ModelConfig", "ScheduleConfig", "TrainConfig", "PruneConfig", "Controls",
                "SETTINGS"),
     "errors": ("NbpruneError", "ConfigError", "DataError", "InputError", "ModelFileError", "ScheduleError",
-               "SessionError", "TrainingError"),
+               "SessionError", "StorageError", "TrainingError"),
     "data": ("load_data", "load_data_for", "input_box", "InputSpec", "MNISTData", "TensorLoader"),
     "model": ("SimpleNN", "ModelRecord", "parameter_count"),
     "epoch": ("Trainer",),

@@ -231,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_setting(evaluate, SETTINGS[name])
     evaluate.set_defaults(func=cmd_evaluate)
 
-    workbook = commands.add_parser("workbook", help="run the six notebooks headless with papermill")
+    workbook = commands.add_parser(
+        "workbook", help="run the six notebooks headless with papermill",
+        epilog="-p takes every setting but retain (03_retention makes the schedule): "
+               + ", ".join(name for name in SETTINGS if name != "retain")
+               + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")
     workbook.add_argument("--profile", default="quick", choices=["quick", "full"],
                           help="quick: few epochs per iteration; full: the seed's training settings")
     add_setting(workbook, CONTROLS["session_dir"])
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nbprune: error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]} "
               f"(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

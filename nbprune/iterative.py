@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import math
 import os
 import platform
 import time
@@ -17,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import Loader, TensorLoader, input_box
+from .data import InputSpec, Loader, TensorLoader, input_box
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
@@ -243,12 +244,26 @@ class IterativePruning:
                     f"neurons, but iteration {previous}'s model has only {'+'.join(map(str, have))}: resume with the "
                     f"settings of the run that made this session (hidden sizes, q or retain.txt; run.json in "
                     f"{session.pruning} records them).")
+            self._check_same_data(getattr(model, "spec", None), previous, session)
             if self.config.train.distill:
                 dense = session.model_file(steps[0].iteration)
                 self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
         session.check_writable()
         session.runs()  # a damaged run.json is refused now, not after the first write
         return steps, position, model
+
+    def _check_same_data(self, recorded: InputSpec | None, previous: int, session: Session) -> None:
+        """Refuse to resume on other data than the session's models were trained on (dataset, subset, split)."""
+        spec = getattr(self.train_loader, "spec", None)
+        if spec is None or recorded is None:
+            return
+        ours, theirs = _standardisation(spec), _standardisation(recorded)
+        if spec.dataset != recorded.dataset or len(ours) != len(theirs) or not all(
+                math.isclose(a, b, rel_tol=1e-6) for a, b in zip(ours, theirs)):
+            raise ScheduleError(
+                f"iteration {previous}'s model was trained on {_describe(recorded)}, but this run's training data is "
+                f"{_describe(spec)}: resume with the data settings of the run that made this session (dataset, "
+                f"subset, val_size; run.json in {session.pruning} records them).")
 
     def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,
             end_itr: int | None = None) -> list[dict]:
@@ -273,6 +288,8 @@ class IterativePruning:
         return {"begin_itr": begin_itr, "end_itr": end_itr, "config": config.to_dict(),
                 "criterion_function": getattr(self.criterion_function, "__name__", None),
                 "input": spec.to_dict() if spec is not None else None,
+                "samples": {name: _samples(loader) for name, loader in (
+                    ("train", self.train_loader), ("validation", self.val_loader), ("test", self.test_loader))},
                 "schedule": [[step.iteration, list(step.retained), step.percentage] for step in steps],
                 "environment": environment_record()}
 
@@ -334,6 +351,25 @@ class IterativePruning:
                                                  percentage=rows[0][4],
                                                  inputs=int(weights[0].shape[1]) if step.inputs is not None else None)
         return kept
+
+
+def _samples(loader) -> int | None:
+    """Return how many samples a loader holds (None when it does not say)."""
+    try:
+        return len(loader.dataset) if loader is not None else None
+    except (AttributeError, TypeError):
+        return None
+
+
+def _standardisation(spec: InputSpec) -> tuple[float, ...]:
+    """Return a spec's mean and std values as one tuple: two numbers for images, two per feature otherwise."""
+    return tuple(value for part in (spec.mean, spec.std) for value in (part if isinstance(part, tuple) else (part,)))
+
+
+def _describe(spec: InputSpec) -> str:
+    def number(value) -> str:
+        return f"{len(value)} values" if isinstance(value, tuple) else f"{value:.6g}"
+    return f"{spec.dataset} standardised with mean {number(spec.mean)} and std {number(spec.std)}"
 
 
 def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:

@@ -105,11 +105,11 @@ class SimpleNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_features, self.fc1.weight, "SimpleNN")
         x = x.reshape(x.shape[0], -1)
+        if not math.isfinite(x.detach().sum().item()):  # one cheap number: NaN or Inf anywhere make it so (the
+            refuse_non_finite(x, "SimpleNN")             # logits are no test: a ReLU turns -Inf into 0)
         outputs = x
         for layer in self.sequence():
             outputs = layer(outputs)
-        if not math.isfinite(outputs.detach().sum().item()):  # NaN or Inf in the input reach the logits; their
-            refuse_non_finite(x, "SimpleNN")                   # sum is one cheap number to look at
         return outputs
 
     def extra_repr(self) -> str:

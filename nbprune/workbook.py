@@ -268,7 +268,10 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
                           f"{', '.join(PARAMETERS)}.")
     values = {**PROFILES[profile], **parameters}
     RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS})  # refuse bad values now
-    Controls(**{k: v for k, v in values.items() if k in CONTROLS})
+    controls = Controls(**{k: v for k, v in values.items() if k in CONTROLS})
+    if controls.chosen_itr is not None and isinstance(controls.end_itr, int) and controls.chosen_itr > controls.end_itr:
+        raise ConfigError(f"chosen_itr={controls.chosen_itr} comes after end_itr={controls.end_itr}: 05_test can only "
+                          f"choose an iteration 04 runs. Choose chosen_itr <= {controls.end_itr}, or raise end_itr.")
     session = Session.open(session_dir if session_dir is not None else parameters.get("session_dir"))
     session.check_writable(session.root)
     source = notebooks_path(notebooks_dir)

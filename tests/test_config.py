@@ -118,7 +118,7 @@ def test_the_workbook_takes_every_setting_but_the_ones_its_notebooks_make():
         assert names[0] == "session_dir" and len(set(names)) == len(names)
     for profile in PROFILES.values():
         RunConfig.from_flat(profile)
-    assert PROFILES["full"] == {"epochs": 300, "patience": 10}
+    assert PROFILES["full"] == {"epochs": 300, "patience": 10} and PROFILES["quick"] == {"epochs": 3, "patience": 1}
 
 
 def test_the_readme_names_every_setting():

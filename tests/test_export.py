@@ -394,7 +394,8 @@ def test_predict_refuses_a_bad_input_in_a_fresh_interpreter_too(exported, tmp_pa
 @pytest.mark.parametrize("bad, says", [
     (lambda: torch.zeros(0, 784), "empty batch"), (lambda: torch.zeros(2, 784).to_sparse(), "dense tensor"),
     (lambda: torch.zeros(2, 784, device="meta"), "meta device"), (lambda: torch.full((2, 784), float("nan")), "NaN"),
-    (lambda: torch.zeros(2, 784, dtype=torch.int64), "floating-point input"), (lambda: [0.0] * 784, "torch.Tensor")])
+    (lambda: torch.zeros(2, 784, dtype=torch.int64), "floating-point input"), (lambda: [0.0] * 784, "torch.Tensor"),
+    (lambda: torch.tensor([[-1e3] * 783 + [float("-inf")]] * 2), "NaN or Inf")])  # what a ReLU would hide
 def test_the_deployed_model_refuses_bad_input_with_its_input_error(exported, bad, says):
     model_py, loader = standalone_module(exported, "model"), standalone_module(exported, "loader")
     model = model_py.SimpleNN()
@@ -402,3 +403,26 @@ def test_the_deployed_model_refuses_bad_input_with_its_input_error(exported, bad
     with pytest.raises(model_py.InputError, match=says):
         model(bad())
     assert issubclass(model_py.InputError, ValueError) and issubclass(model_py.InputError, TypeError)
+
+
+def test_a_png_of_another_size_is_resized_to_28x28_and_a_npy_of_another_shape_is_refused(exported, tmp_path):
+    loader = standalone_module(exported, "loader")
+    Image.fromarray(np.full((56, 56), 255, dtype=np.uint8)).save(tmp_path / "big.png")
+    pixels = loader.read_inputs(tmp_path / "big.png")
+    assert tuple(pixels.shape) == (1, 28, 28) and torch.allclose(pixels, torch.ones(1, 28, 28))
+    np.save(tmp_path / "big.npy", np.zeros((56, 56), dtype=np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        loader.read_inputs(tmp_path / "big.npy")
+
+
+def test_predict_without_inputs_shows_its_usage_and_a_closed_pipe_ends_it_quietly(exported, tmp_path):
+    done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("usage: python predict.py") and done.stdout == ""
+    np.save(tmp_path / "many.npy", np.zeros((20000, 28, 28), dtype=np.uint8))
+    process = subprocess.Popen([sys.executable, "-I", "-B", str(exported / "predict.py"), str(tmp_path / "many.npy")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()  # read one line, then go away, as `| head -1` does
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert err == b"" and process.returncode == 1

@@ -113,7 +113,8 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     summary = session_summary(session_dir)
     assert [r["hidden"] for r in summary] == [s.retained for s in STEPS]
-    assert choose_iteration(summary) in {0, 1, 2}
+    within = [r["iteration"] for r in summary if r["Val_Accuracy"] >= summary[0]["Val_Accuracy"] - 1]
+    assert choose_iteration(summary) == max(within)  # the smallest of them: sizes fall with the iteration here
 
 
 def test_a_stray_folder_in_the_session_is_ignored(session, tmp_path):

@@ -127,6 +127,42 @@ def test_global_allocation_removes_the_lowest_nodes_first_and_refuses_an_impossi
         global_counts(scores, [3, 3], sum, 4)
 
 
+def test_global_allocation_normalises_by_rank_or_not_at_all():
+    scores = [torch.tensor([5.0, 1.0, 4.0, 3.0]), torch.tensor([0.1, 9.0, 8.0])]
+    # rank: each layer's lowest node goes first, layer by layer (1.0, then 0.1), then the next lowest of each
+    assert global_counts(scores, [1, 1], sum, 5, normalise="rank") == [3, 2]
+    assert global_counts(scores, [1, 1], sum, 3, normalise="rank") == [2, 1]
+    # none: the raw scores compete (0.1, 1.0, 3.0, 4.0 go; layer 1 keeps one node)
+    assert global_counts(scores, [1, 1], sum, 3, normalise="none") == [1, 2]
+    with pytest.raises(ScheduleError, match="normalise='median' is not known"):
+        global_counts(scores, [1, 1], sum, 3, normalise="median")
+
+
+def test_local_boxes_are_clipped_to_the_data_box_and_their_scores_averaged():
+    model = small_model()
+    ctx = context(input_boxes="local", box_count=5, box_radius=10.0)  # wider than the data: every box is clipped
+    box = input_boxes(ctx, model.fc1.weight)
+    lower, upper = ctx.input_box
+    assert box.lower.shape == (5, 20)
+    assert torch.equal(box.lower, lower.expand(5, -1)) and torch.equal(box.upper, upper.expand(5, -1))
+    narrow = context(input_boxes="local", box_count=4, box_radius=0.2)
+    boxes = input_boxes(narrow, model.fc1.weight)
+    per_box = [node_significance(model, "interval_adjoint", PruningContext(
+        input_box=(boxes.lower[k], boxes.upper[k]))) for k in range(4)]
+    averaged = node_significance(model, "interval_adjoint", narrow)
+    for layer, scores in enumerate(averaged):  # the scores of the four boxes, averaged
+        assert torch.allclose(scores, torch.stack([one[layer] for one in per_box]).mean(0), atol=1e-6)
+
+
+def test_a_pixels_score_is_its_interval_width_times_its_largest_adjoint():
+    model = small_model()
+    ctx = context()
+    box = Interval(ctx.input_box[0].reshape(1, -1), ctx.input_box[1].reshape(1, -1))
+    adjoint = interval_adjoint(model, interval_forward(model, box))[0] @ model.fc1.weight  # carried back through fc1
+    expected = (box.width * adjoint.magnitude).reshape(-1)
+    assert torch.allclose(node_significance(model, "interval_adjoint", ctx)[0], expected)
+
+
 def test_a_run_with_global_allocation_writes_what_it_chose(tiny_data, tmp_path):
     config = RunConfig.from_flat(prune_inputs=True, allocation="global", budget="parameters", epochs=1,
                                  bias_compensation="mean", iterations=4)

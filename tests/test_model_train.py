@@ -167,3 +167,24 @@ def test_hand_written_backward_matches_autograd(activation, distill):
     for (name, a), (_, b) in zip(reference.named_parameters(), fast_model.named_parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
     assert fast_model.fc1.weight.untyped_storage().data_ptr() != fast_model.fc2.weight.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("recipe", ["seed", "default"])
+def test_the_seeds_recipe_keeps_its_learning_rate_and_stops_only_on_patience(recipe):
+    import dataclasses
+
+    from nbprune import RunConfig
+    from nbprune.train import Stopping
+    settings = dataclasses.replace(RunConfig().train, recipe=recipe, patience=4, lr_patience=1, lr_drops=3)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    stopping = Stopping(settings, optimizer)
+    rates, stopped = [], None
+    for epoch, loss in enumerate([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], start=1):
+        stopping.improved(loss)
+        rates.append(optimizer.param_groups[0]["lr"])
+        if stopping.done and stopped is None:
+            stopped = epoch
+    if recipe == "seed":  # a constant rate; four epochs without a better loss after the first
+        assert rates == [1e-3] * 6 and stopped == 5
+    else:  # x0.2 after every second stalled epoch (lr_patience 1); patience ends it at the same epoch here
+        assert rates == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5, 4e-5]) and stopped == 5

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 import nbprune
-from conftest import write_idx
+from conftest import make_tiny_mnist, write_idx
 from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
                      load_pruned_model)
 from nbprune.cli import main
@@ -463,6 +463,9 @@ def _corrupt_data(kind: str) -> Callable[[Context], str]:
         elif kind == "directory":
             ctx.raw(root, "train-labels-idx1-ubyte").unlink()
             ctx.raw(root, "train-labels-idx1-ubyte").mkdir()
+        elif kind == "not_28x28":
+            write_idx(ctx.raw(root, "train-images-idx3-ubyte"),
+                      np.random.default_rng(0).integers(0, 255, (600, 20, 20), dtype=np.uint8))
         elif kind == "no_variance":
             write_idx(ctx.raw(root, "train-images-idx3-ubyte"), np.full((600, 28, 28), 9, dtype=np.uint8))
         else:  # labels out of range, with a valid header and size
@@ -711,6 +714,14 @@ CATALOGUE = {
                             "--begin-itr", "2", "--epochs", "1", "--no-progress"),
         ["asks iteration 2 to keep 164+41 neurons", "iteration 1's model has only 10+5",
          "resume with the settings of the run", "run.json"]),
+    "resume_that_forgot_subset": Case(lambda ctx: ctx.prune("--begin-itr", "2", "--subset", "400"),
+                                      ["iteration 1's model was trained on MNIST standardised with mean",
+                                       "but this run's training data is MNIST standardised with mean",
+                                       "resume with the data settings of the run", "run.json"]),
+    "resume_on_another_dataset": Case(lambda ctx: ctx.prune(
+        "--begin-itr", "2", "--dataset", "FashionMNIST",
+        data_root=make_tiny_mnist(ctx.tmp / "fashion", name="FashionMNIST")),
+        ["iteration 1's model was trained on MNIST", "this run's training data is FashionMNIST"]),
     "resume_with_a_truncated_teacher": Case(lambda ctx: ctx.prune("--begin-itr", "2"),
                                             ["0/prune_w_retrain/best_model.pth is not a readable model file",
                                              "copy it again"], setup=_truncate_the_dense_model),
@@ -737,6 +748,8 @@ CATALOGUE = {
     "deploy_empty_batch": Case(_deploy(lambda: torch.zeros(0, 784)), ["empty batch [0, 784]"]),
     "deploy_sparse": Case(_deploy(lambda: torch.zeros(2, 784).to_sparse()), ["dense tensor", "x.to_dense()"]),
     "deploy_meta": Case(_deploy(lambda: torch.zeros(2, 784, device="meta")), ["meta device"]),
+    "deploy_inf": Case(_deploy(lambda: torch.tensor([[0.0] * 783 + [float("inf")]] * 2)),
+                       ["NaN or Inf values in 2 input row"]),
     "deploy_nan": Case(_deploy(lambda: torch.full((3, 784), float("nan"))), ["NaN or Inf values in 3 input row"]),
     "data_missing_files": Case(_missing_data, ["MNIST was not found: set NBPRUNE_DATA_ROOT",
                                                "missing t10k-labels-idx1-ubyte", "no network (test)"]),
@@ -747,6 +760,8 @@ CATALOGUE = {
                                                     "download it again"]),
     "data_fifo": Case(_corrupt_data("fifo"), ["t10k-images-idx3-ubyte is not a regular file"]),
     "data_directory": Case(_corrupt_data("directory"), ["train-labels-idx1-ubyte is a folder"]),
+    "data_not_28x28": Case(_corrupt_data("not_28x28"), ["train-images-idx3-ubyte holds images of shape [20, 20], "
+                                                        "expected [28, 28]", "download again"]),
     "data_without_variance": Case(_corrupt_data("no_variance"), ["standard deviation 0", "every image is the same"]),
     "data_labels_out_of_range": Case(_corrupt_data("labels"), ["train-labels-idx1-ubyte is corrupt",
                                                                "labels range from 0 to 200", "expected 0 to 9"]),
@@ -799,6 +814,8 @@ CATALOGUE = {
     "export_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli(
         "export", str(iteration_dir(ctx.session, 3) / "best_model.pth"), str(ctx.tmp / "out")))[1],
         ["could not write the export", "Read-only file system"]),
+    "prune_read_only": Case(lambda ctx: (_read_only(ctx), ctx.prune("--begin-itr", "auto"))[1],
+                            ["cannot be written (Read-only file system)"]),
     "retain_read_only": Case(lambda ctx: (_read_only(ctx), ctx.cli("retain", "--dir", str(ctx.tmp / "r")))[1],
                              ["cannot be written (Read-only file system)"]),
     "export_into_a_file": Case(_file_in_the_way("export"), ["a_file exists and is not a folder"]),
@@ -855,6 +872,7 @@ def test_a_session_records_what_it_ran_with_and_repeating_it_gives_identical_fil
     assert set(config) == set(RunConfig().to_dict())  # every setting, defaults included
     assert [tuple(step[1]) for step in run["schedule"]] == [step.retained for step in STEPS]
     assert run["input"]["dataset"] == "MNIST" and 0 < run["input"]["mean"] < 1
+    assert run["samples"] == {"train": 550, "validation": 50, "test": 200}  # the tiny set: 600 = 550 + 1 in 12
 
     repeat = tmp_path / "iterative_pruning"
     done = nbprune_cli(*argv_from_record(run, repeat), cwd=tmp_path)

@@ -67,11 +67,11 @@ class SimpleNN(nn.Module):
         if x.shape[0] == 0:
             raise InputError(f"SimpleNN got an empty batch {list(x.shape)}: expected at least one row")
         x = x.reshape(x.shape[0], -1)
+        if not math.isfinite(x.detach().sum().item()) and not torch.isfinite(x).all():  # a ReLU hides -Inf
+            raise InputError("SimpleNN got NaN or Inf input values: expected finite, standardised values")
         outputs = self.keep_inputs(x) if self.keep_inputs is not None else x
         linears = [module for name, module in self.named_children() if name.startswith("fc")]
         for layer in linears[:-1]:
             outputs = self.act(layer(outputs))
         outputs = linears[-1](outputs)
-        if not math.isfinite(outputs.detach().sum().item()) and not torch.isfinite(x).all():
-            raise InputError("SimpleNN got NaN or Inf input values: expected finite, standardised values")
         return outputs

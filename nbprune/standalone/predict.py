@@ -3,6 +3,7 @@
 Prints one line per input, `NAME: CLASS (PROBABILITY)`. A bad input ends with one line on stderr and exit code 2.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,9 +32,13 @@ def main(paths):
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit(USAGE)
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
     try:
         main(sys.argv[1:])
+    except BrokenPipeError:  # the reader stopped early (python predict.py ... | head): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except (ValueError, OSError, InputError) as error:  # InputError is a ValueError too
         print(f"predict.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,82 @@
+"""The command line's own promises: --help for every command, one-line errors, --debug, Ctrl-C, a light start."""
+
+import subprocess
+import sys
+
+import pytest
+
+import nbprune.cli as cli
+from nbprune.cli import main
+from nbprune.config import CONTROLS, SETTINGS
+
+OPTIONS = {"retain": ["hidden", "q", "iterations"], "prune": ["session_dir", "begin_itr", "end_itr", *[
+    name for name in SETTINGS if name not in CONTROLS]], "evaluate": list(cli.DATA_SETTINGS),
+           "export": ["dataset"], "workbook": ["session_dir"], "concat": []}
+
+
+@pytest.mark.parametrize("command", list(OPTIONS))
+def test_every_command_has_help_naming_each_setting_with_its_meaning_and_default(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in OPTIONS[command]:
+        setting = SETTINGS.get(name) or CONTROLS[name]
+        flag = "--" + name.replace("_", "-")
+        assert flag in text, flag
+        meaning = " ".join(setting.help.split())
+        assert f"{meaning} (default: " in text, f"{command} {flag}: {meaning!r}"
+    if command == "workbook":  # -p takes any setting: the help names them all
+        from nbprune.workbook import PARAMETERS
+        assert all(f" {name}," in text or f" {name}." in text for name in PARAMETERS)
+
+
+def test_a_refused_setting_names_the_value_the_bound_and_the_settings_meaning(capsys):
+    assert main(["prune", "--lr", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nbprune: error: ")
+    assert "lr='-1' is not allowed: expected a number above 0 to 10 (learning rate of AdamW)" in err
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("a bug\nover two lines")
+    monkeypatch.setattr(cli, "cmd_concat", broken)
+    assert main(["concat", "somewhere"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("nbprune: error: unexpected RuntimeError: a bug over two lines (rerun with --debug for the "
+                   "traceback, and please report it)\n")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["--debug", "concat", "somewhere"])
+
+
+@pytest.mark.parametrize("command, hint", [("prune", "Run the same command with --begin-itr auto to continue."),
+                                           ("workbook", "Run the same command with -p begin_itr auto to continue."),
+                                           ("concat", "")])
+def test_ctrl_c_inside_a_command_says_how_to_continue(command, hint, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    argv = {"prune": ["prune"], "workbook": ["workbook"], "concat": ["concat", "s"]}[command]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"nbprune: interrupted.{' ' + hint if hint else ''}\n"
+
+
+def test_the_command_starts_without_importing_torch():
+    code = ("import sys\nfrom nbprune.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_every_error_the_readme_names_is_an_nbprune_error_at_the_package_root():
+    import re
+    from pathlib import Path
+
+    import nbprune
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    named = set(re.findall(r"`(\w+Error)`", readme)) - {"TypeError", "ValueError"}
+    assert {"ConfigError", "StorageError", "InputError"} <= named
+    for name in named:
+        assert issubclass(getattr(nbprune, name), nbprune.NbpruneError), name
