@@ -426,3 +426,21 @@ def test_predict_without_inputs_shows_its_usage_and_a_closed_pipe_ends_it_quietl
     process.stdout.close()
     _, err = process.communicate(timeout=120)
     assert err == b"" and process.returncode == 1
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_the_exported_loader_refuses_a_pickle_that_would_run_code(exported, tmp_path):
+    loader, model_py = standalone_module(exported, "loader"), standalone_module(exported, "model")
+    marker = tmp_path / "payload_ran"
+    torch.save({**torch.load(exported / "best_model.pth", weights_only=True), "fc1.weight": _Payload(marker)},
+               tmp_path / "sent_to_me.pth")
+    with pytest.raises(ValueError, match="sent_to_me.pth"):
+        loader.load_pruned_model(model_py.SimpleNN(), tmp_path / "sent_to_me.pth")
+    assert not marker.exists(), "the payload ran"

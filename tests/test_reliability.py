@@ -296,6 +296,7 @@ def load_via_session(path: Path, tmp_path: Path, tiny_root: Path, reference: Pat
 LOADERS: dict[str, Callable] = {
     "load_state_dict": lambda path, *context: load_state_dict(path),
     "load_pruned_model": lambda path, *context: load_pruned_model(SimpleNN(hidden=HIDDEN), path),
+    "SimpleNN.from_file": lambda path, *context: SimpleNN.from_file(path),
     "session_summary": lambda path, *context: load_via_session(path, *context, "session_summary"),
     "concatenate": lambda path, *context: load_via_session(path, *context, "concatenate"),
     "resume_run": lambda path, *context: load_via_session(path, *context, "resume_run"),
