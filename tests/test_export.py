@@ -419,7 +419,7 @@ def test_predict_without_inputs_shows_its_usage_and_a_closed_pipe_ends_it_quietl
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("usage: python predict.py") and done.stdout == ""
-    np.save(tmp_path / "many.npy", np.zeros((20000, 28, 28), dtype=np.uint8))
+    np.save(tmp_path / "many.npy", np.zeros((5000, 28, 28), dtype=np.uint8))  # 200 kB of lines: more than a pipe holds
     process = subprocess.Popen([sys.executable, "-I", "-B", str(exported / "predict.py"), str(tmp_path / "many.npy")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.readline()  # read one line, then go away, as `| head -1` does

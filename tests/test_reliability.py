@@ -241,6 +241,7 @@ def test_sigkill_at_random_moments_then_resume_completes_the_same_session(tiny_r
         (reference / RESULTS_DIR / "validations.txt").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_two_renames_of_publishing_keeps_the_old_iteration(tiny_root, reference, tmp_path,
                                                                             monkeypatch):
     session_dir = tmp_path / "iterative_pruning"
