@@ -188,8 +188,9 @@ class DataConfig:
     data_root: str | None = setting(None, "folder holding <dataset>/raw/; None: $NBPRUNE_DATA_ROOT, else "
                                           "<project>/data (downloaded there when missing)", kind="path",
                                     optional=True)
-    subset: int | None = setting(None, "use only this many training and test images; None: all", kind="int",
-                                 low=1, high=10_000_000, optional=True)
+    subset: int | None = setting(None, "use only this many training and test images (the validation split stays "
+                                       "as val_size says); None: all", kind="int", low=1, high=10_000_000,
+                                 optional=True)
     val_size: int | None = setting(None, "training images held out for validation; None: 1 in 12 (5,000 of "
                                          "MNIST)", kind="int", low=1, high=10_000_000, optional=True)
     batch_size: int = setting(64, "training batch size", kind="int", low=1, high=65_536)
