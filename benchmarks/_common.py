@@ -1,8 +1,10 @@
-"""Helpers the benchmark scripts share: where results go, what machine ran them, markdown tables."""
+"""Helpers the benchmark scripts share: where results go, what machine ran them, markdown tables, and the JSON
+state that makes a long benchmark resumable."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -42,6 +44,32 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def load_state(path: Path, settings: dict | None, empty: dict, owner: str) -> dict:
+    """Return a resumable benchmark's saved state, or `empty` (with the format and settings) when there is none yet;
+    refuse a file of another format or made with other settings. settings=None: read what is there (reports)."""
+    if not path.is_file():
+        if settings is None:
+            raise SystemExit(f"{owner}: {path} does not exist: run the benchmark first.")
+        return {"format": empty["format"], "settings": settings, **empty}
+    state = json.loads(path.read_text())
+    if state.get("format") != empty["format"]:
+        raise SystemExit(f"{owner}: {path} has format {state.get('format')!r}, expected {empty['format']}: move it "
+                         f"away or choose another --results-dir.")
+    if settings is not None and state["settings"] != settings:
+        differing = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+        raise SystemExit(f"{owner}: {path} holds results made with other settings "
+                         f"({', '.join(f'{k}: saved {a!r}, asked {b!r}' for k, (a, b) in differing.items())}). "
+                         f"Use the saved settings to continue, or another --results-dir for a new run.")
+    return state
+
+
+def save_state(path: Path, state: dict) -> None:
+    """Write a benchmark's state atomically, stamped with the time."""
+    from nbprune.io import write_text_atomic
+    state["updated"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_text_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
 
 
 def command_line() -> str:

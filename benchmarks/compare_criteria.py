@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, command_line, machine_info, markdown_table  # noqa: E402
+from _common import RESULTS_DIR, command_line, machine_info, markdown_table, save_state  # noqa: E402
+from _common import load_state as common_load_state  # noqa: E402
 
 from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
@@ -82,27 +83,8 @@ def settings_of(args) -> dict:
 
 
 def load_state(path: Path, settings: dict | None) -> dict:
-    """Return the saved results, refusing a file made with other training settings."""
-    if not path.is_file():
-        if settings is None:
-            raise SystemExit(f"compare_criteria: {path} does not exist: run the comparison first.")
-        return {"format": FORMAT, "settings": settings, "results": {}, "dense": {}, "end_itr": None,
-                "seeds": [], "methods": []}
-    state = json.loads(path.read_text())
-    if state.get("format") != FORMAT:
-        raise SystemExit(f"compare_criteria: {path} has format {state.get('format')!r}, expected {FORMAT}: "
-                         f"move it away or choose another --results-dir.")
-    if settings is not None and state["settings"] != settings:
-        differing = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
-        raise SystemExit(f"compare_criteria: {path} holds results made with other settings "
-                         f"({', '.join(f'{k}: saved {a!r}, asked {b!r}' for k, (a, b) in differing.items())}). "
-                         f"Use the saved settings to continue, or another --results-dir for a new comparison.")
-    return state
-
-
-def save_state(path: Path, state: dict) -> None:
-    state["updated"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    write_text_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    return common_load_state(path, settings, {"format": FORMAT, "results": {}, "dense": {}, "end_itr": None,
+                                              "seeds": [], "methods": []}, "compare_criteria")
 
 
 def results_of(state: dict, method: str, seed: int) -> dict:

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, command_line, machine_info, markdown_table  # noqa: E402
+from _common import RESULTS_DIR, command_line, machine_info, markdown_table, save_state  # noqa: E402
+from _common import load_state as common_load_state  # noqa: E402
 
 FORMAT = 1
 DEFAULT_WORK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "nbprune_pareto"
@@ -89,23 +90,7 @@ def settings_of(args) -> dict:
 
 
 def load_state(path: Path, settings: dict | None) -> dict:
-    if not path.is_file():
-        if settings is None:
-            raise SystemExit(f"pareto: {path} does not exist: run the benchmark first.")
-        return {"format": FORMAT, "settings": settings, "rows": [], "dense": {}}
-    state = json.loads(path.read_text())
-    if state.get("format") != FORMAT:
-        raise SystemExit(f"pareto: {path} has format {state.get('format')!r}, expected {FORMAT}.")
-    if settings is not None and state["settings"] != settings:
-        raise SystemExit(f"pareto: {path} holds results made with other settings: use those, or another "
-                         f"--results-dir.")
-    return state
-
-
-def save_state(path: Path, state: dict) -> None:
-    from nbprune.io import write_text_atomic
-    state["updated"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    write_text_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    return common_load_state(path, settings, {"format": FORMAT, "rows": [], "dense": {}}, "pareto")
 
 
 def done_iterations(state: dict, method: str, seed: int) -> set[int]:

@@ -24,7 +24,7 @@ from .evaluate import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
                  write_text_atomic)
 from .model import SimpleNN, hidden_linears, linear_layers, mlp_parameters, parameter_count
-from .prune import compensation_constants, global_counts, keep_indices, shrink, top
+from .prune import compensation_constants, global_counts, parameters_of, prune_by_scores
 from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
 from .session import VALIDATION_FILE, Session
 from .significance import Criterion, PruningContext, node_significance
@@ -166,9 +166,8 @@ class IterativePruning:
                                 "hidden neurons only.")
         if options.allocation == "global":
             inputs, retain = self.allocate(model, scores, retain, inputs, budget)
-        kept_inputs = top(scores[0], inputs) if inputs is not None and inputs < reads else None
         constants = compensation_constants(model, options.bias_compensation, self.context())
-        return shrink(model, keep_indices(scores[1:], retain), kept_inputs, constants)
+        return prune_by_scores(model, scores, retain, inputs, constants)
 
     def allocate(self, model: nn.Module, scores: list, retain: Sequence[int], inputs: int | None,
                  budget: int | None) -> tuple[int | None, list[int]]:
@@ -187,8 +186,7 @@ class IterativePruning:
         reads = linear_layers(model)[0].in_features
         layers = [scores[0], *scores[1:]] if options.prune_inputs else scores[1:]
         floors = [1, *minimums] if options.prune_inputs else minimums
-        cost = (lambda counts: mlp_parameters(counts[0], counts[1:], classes)) if options.prune_inputs else \
-            (lambda counts: mlp_parameters(reads, counts, classes))
+        cost = parameters_of(model) if options.prune_inputs else (lambda counts: mlp_parameters(reads, counts, classes))
         counts = global_counts(layers, floors, cost, max(budget, cost(floors)), options.normalise)
         return (counts[0], counts[1:]) if options.prune_inputs else (None, counts)
 
@@ -346,9 +344,9 @@ class IterativePruning:
         for step in done:
             state, _ = read_model_file(session.model_file(step.iteration))
             weights = [value for key, value in state.items() if key.endswith(".weight")]
-            _, rows = read_table(session.iteration_dir(step.iteration) / VALIDATION_FILE)
+            header, rows = read_table(session.iteration_dir(step.iteration) / VALIDATION_FILE)
             kept[step.iteration] = step._replace(retained=tuple(int(w.shape[0]) for w in weights[:-1]),
-                                                 percentage=rows[0][4],
+                                                 percentage=rows[0][header.index("PercentageRetain")],
                                                  inputs=int(weights[0].shape[1]) if step.inputs is not None else None)
         return kept
 

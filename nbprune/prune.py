@@ -17,7 +17,7 @@ from torch import nn
 from .errors import ScheduleError
 from .interval import Interval
 from .model import KeepInputs, SimpleNN, linear_layers, mlp_layers, mlp_parameters
-from .significance import Criterion, PruningContext, interval_forward, node_significance
+from .significance import Criterion, PruningContext, first_layer_view, interval_forward, node_significance
 
 COMPENSATIONS = ("none", "mean", "midpoint")
 NORMALISATIONS = ("mean", "rank", "none")
@@ -156,11 +156,10 @@ def node_means(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
 def node_midpoints(model: nn.Module, box: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
     """Return each node's interval midpoint over the input box: the features the first layer reads, then each
     hidden layer's activations (what bias compensation 'midpoint' folds in)."""
-    first = mlp_layers(model)[0]
     weight = linear_layers(model)[0].weight
     lower, upper = (bound.to(weight.device, weight.dtype).reshape(1, -1) for bound in box)
     data = Interval(lower, upper)
-    inputs = data[..., first.index] if isinstance(first, KeepInputs) else data
+    inputs = first_layer_view(model, data)
     activation = next(layer for layer in mlp_layers(model) if isinstance(layer, (nn.ReLU, nn.Sigmoid)))
     hidden = [value.relu() if isinstance(activation, nn.ReLU) else value.sigmoid()
               for value in interval_forward(model, data)[:-1]]
@@ -181,13 +180,18 @@ def prune_nodes(model: nn.Module, retain: Sequence[int], criterion: str | Criter
     if context is None:
         context = PruningContext(input_box=input_box, batch=batch, seed=seed)
     scores = node_significance(model, criterion, context)
-    kept_inputs = None
-    if inputs is not None:
-        if scores[0] is None:
-            raise ScheduleError("input-node pruning needs input scores, and this criterion gives none.")
-        kept_inputs = top(scores[0], inputs) if inputs < len(scores[0]) else None
-    return shrink(model, keep_indices(scores[1:], retain), kept_inputs, compensation_constants(model, compensation,
-                                                                                              context))
+    if inputs is not None and scores[0] is None:
+        raise ScheduleError("input-node pruning needs input scores, and this criterion gives none.")
+    return prune_by_scores(model, scores, retain, inputs, compensation_constants(model, compensation, context))
+
+
+def prune_by_scores(model: nn.Module, scores: Sequence[torch.Tensor | None], retain: Sequence[int],
+                    inputs: int | None = None, constants: Sequence[torch.Tensor | None] | None = None) -> nn.Module:
+    """Return a copy of `model` keeping the `retain[k]` best-scored neurons of hidden layer k and, when `inputs` is
+    fewer than the features the first layer reads, the `inputs` best-scored features (scores: node_significance)."""
+    reads = linear_layers(model)[0].in_features
+    kept_inputs = top(scores[0], inputs) if inputs is not None and inputs < reads else None
+    return shrink(model, keep_indices(scores[1:], retain), kept_inputs, constants)
 
 
 def compensation_constants(model: nn.Module, compensation: str, context: PruningContext

@@ -85,10 +85,11 @@ def interval_adjoint(model: nn.Module, pre_activations: list[Interval], seed: to
     return adjoints[::-1]
 
 
-def _kept_input_box(model: nn.Module, box: Interval) -> Interval:
-    """Return the part of a box the model's first linear layer sees (after any input pruning)."""
+def first_layer_view(model: nn.Module, value):
+    """Return the features of `value` (a tensor or an Interval, features last) that the model's first linear layer
+    reads: all of them, or the ones input pruning kept."""
     first = mlp_layers(model)[0]
-    return box[..., first.index] if isinstance(first, KeepInputs) else box
+    return value[..., first.index] if isinstance(first, KeepInputs) else value
 
 
 def input_boxes(context: PruningContext, like: torch.Tensor) -> Interval:
@@ -145,7 +146,7 @@ def interval_adjoint_scores(model: nn.Module, context: PruningContext) -> list[t
     hidden = [(value.width * _aggregate(adjoint.magnitude, context.adjoint_seeds)).mean(dim=0)
               for value, adjoint in zip(forward[:-1], adjoints[:-1])]
     input_adjoint = adjoints[0] @ first.weight
-    inputs = (_kept_input_box(model, boxes).width * _aggregate(input_adjoint.magnitude, context.adjoint_seeds))
+    inputs = (first_layer_view(model, boxes).width * _aggregate(input_adjoint.magnitude, context.adjoint_seeds))
     return [inputs.mean(dim=0), *hidden]
 
 
@@ -168,7 +169,7 @@ def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
     inputs, targets = context.batch
     layers = [layer for layer in mlp_layers(model) if not isinstance(layer, KeepInputs)]
     with torch.enable_grad():
-        first = _first_layer_input(model, inputs.reshape(len(inputs), -1)).to(weight.device, weight.dtype)
+        first = first_layer_view(model, inputs.reshape(len(inputs), -1)).to(weight.device, weight.dtype)
         value, nodes = first.requires_grad_(), []
         for position, layer in enumerate(layers):
             value = layer(value)
@@ -177,12 +178,6 @@ def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
         loss = F.cross_entropy(value, targets.to(weight.device))
         gradients = torch.autograd.grad(loss, [first, *nodes])
     return [(node * gradient).abs().mean(dim=0).detach() for node, gradient in zip([first, *nodes], gradients)]
-
-
-def _first_layer_input(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Return the features the first linear layer reads (after any input pruning)."""
-    first = mlp_layers(model)[0]
-    return inputs[:, first.index] if isinstance(first, KeepInputs) else inputs
 
 
 def random_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
