@@ -1,0 +1,120 @@
+"""Exercises of the course: each has a question, a checker that says right or wrong and why, and a solution.
+
+A notebook's exercise cell reads `check("00.2", my_answer)`; `solution("00.2")` returns the answer the checker
+accepts (a test runs every solution through its checker). Checkers that need the student's own model or session
+take it as keyword arguments, and so does the solution: `check("04.1", 17, model=dense)`.
+Each notebook's exercises live in a module of this package, named for the notebook's topic, and register here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# notebook -> the module holding its exercises (loaded on first use, so importing nbprune stays light)
+MODULES = {"00": "intervals", "01": "data", "02": "model", "03": "retention", "04": "pruning", "05": "testing",
+           "06": "deploy", "07": "compare"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one answer: right or wrong, and why."""
+
+    right: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __str__(self) -> str:
+        return f"{'right' if self.right else 'not yet'}: {self.message}"
+
+    def _repr_markdown_(self) -> str:
+        return f"{'✅ **right**' if self.right else '❌ **not yet**'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its key ("04.2"), its question, its checker and its solution."""
+
+    key: str
+    question: str
+    checker: Callable[..., Verdict]
+    solver: Callable[..., Any]
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(key: str, question: str, solver: Callable[..., Any]):
+    """Register the decorated function as the checker of exercise `key`, with its question and its solution."""
+    def register(checker: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        if key in EXERCISES:
+            raise ValueError(f"exercise {key} is registered twice")
+        EXERCISES[key] = Exercise(key, question, checker, solver)
+        return checker
+    return register
+
+
+def _load(key: str) -> Exercise:
+    notebook = key.split(".", 1)[0]
+    if notebook in MODULES:
+        importlib.import_module(f".{MODULES[notebook]}", __name__)
+    if key not in EXERCISES:
+        known = ", ".join(sorted(EXERCISES)) or "none loaded"
+        raise KeyError(f"no exercise {key!r}: expected a key like '04.2' (known: {known}).")
+    return EXERCISES[key]
+
+
+def check(key: str, answer: Any, **context: Any) -> Verdict:
+    """Return whether `answer` solves exercise `key`, and why."""
+    try:
+        return _load(key).checker(answer, **context)
+    except (TypeError, ValueError) as error:
+        return Verdict(False, f"the answer could not be read ({error}); {question(key)}")
+
+
+def solution(key: str, **context: Any) -> Any:
+    """Return the answer to exercise `key` that its checker accepts."""
+    return _load(key).solver(**context)
+
+
+def question(key: str) -> str:
+    """Return the question of exercise `key`."""
+    return _load(key).question
+
+
+def exercises_of(notebook: str) -> list[str]:
+    """Return the keys of one notebook's exercises ("04"), in order."""
+    _load_all(notebook)
+    return sorted(key for key in EXERCISES if key.startswith(f"{notebook}."))
+
+
+def _load_all(notebook: str) -> None:
+    if notebook in MODULES:
+        importlib.import_module(f".{MODULES[notebook]}", __name__)
+
+
+# --- helpers for checkers -----------------------------------------------------------------------------------------
+def _near(value: float, expected: float, tolerance: float) -> bool:
+    return math.isfinite(value) and abs(value - expected) <= tolerance * max(1.0, abs(expected))
+
+
+def close(answer: Any, expected: float, what: str, why: str = "", hint: str = "", tolerance: float = 1e-3) -> Verdict:
+    """Return right when the number `answer` is within `tolerance` (relative; absolute near 0) of `expected`; `why`
+    explains a right answer, `hint` helps with a wrong one (without giving it away)."""
+    value = float(answer)
+    if _near(value, expected, tolerance):
+        return Verdict(True, f"{what} is {expected:g}. {why}".strip())
+    return Verdict(False, f"{what} is not {value:g}. {hint}".strip())
+
+
+def same_interval(answer: Any, lower: float, upper: float, what: str, why: str = "", hint: str = "",
+                  tolerance: float = 1e-3) -> Verdict:
+    """Return right when `answer` is a pair (lower, upper) equal to the expected bounds."""
+    low, high = (float(v) for v in answer)
+    if _near(low, lower, tolerance) and _near(high, upper, tolerance):
+        return Verdict(True, f"{what} is [{lower:g}, {upper:g}]. {why}".strip())
+    return Verdict(False, f"{what} is not [{low:g}, {high:g}]. {hint}".strip())
