@@ -70,12 +70,13 @@ def test_the_command_starts_without_importing_torch():
     assert done.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_every_error_the_readme_names_is_an_nbprune_error_at_the_package_root():
+def test_every_error_the_readme_and_docs_name_is_an_nbprune_error_at_the_package_root():
     import re
     from pathlib import Path
 
     import nbprune
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    top = Path(__file__).resolve().parents[1]
+    readme = "\n".join(path.read_text() for path in [top / "README.md", *sorted((top / "docs").glob("*.md"))])
     named = set(re.findall(r"`(\w+Error)`", readme)) - {"TypeError", "ValueError"}
     assert {"ConfigError", "StorageError", "InputError"} <= named
     for name in named:

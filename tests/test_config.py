@@ -121,7 +121,7 @@ def test_the_workbook_takes_every_setting_but_the_ones_its_notebooks_make():
     assert PROFILES["full"] == {"epochs": 300, "patience": 10} and PROFILES["quick"] == {"epochs": 3, "patience": 1}
 
 
-def test_the_readme_names_every_setting():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    missing = [name for name in SETTINGS if f"`{name}`" not in readme]
-    assert not missing, f"README.md does not name the settings {missing}: add them to 'One configuration'"
+def test_the_configuration_page_names_every_setting():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name for name in SETTINGS if f"`{name}`" not in page]
+    assert not missing, f"docs/configuration.md does not name the settings {missing}: add them to 'One configuration'"
