@@ -5,7 +5,7 @@ shuffled), AdamW, SimpleNN, `loss.item()` bookkeeping every step, then the test-
 epoch. nbprune's epoch: its in-memory training pass over the same 55,000 images at batch 64 plus its per-epoch
 validation. Also: what fraction of this machine's measured matmul FLOP/s a training pass reaches.
 
-    python benchmarks/epoch_speed.py --data-root ../shared/datasets [--repeats 3]
+    python benchmarks/epoch_speed.py --data-root ../shared/datasets [--repeats 3] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import datetime
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -22,13 +23,12 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, Subset
 
+from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.path)
 from nbprune import SimpleNN, load_data
 from nbprune.data import data_root
 from nbprune.evaluate import loss_and_accuracy
 from nbprune.io import write_text_atomic
 from nbprune.train import make_trainer
-
-RESULTS = Path(__file__).with_name("results") / "epoch_speed.md"
 
 
 def seed_epoch(model, train_loader, test_loader) -> None:
@@ -86,21 +86,24 @@ def training_pass_flops(data, batch_size: int, repeats: int) -> float:
     return 6 * macs * len(loader.dataset) / seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="folder holding MNIST/raw (default $NBPRUNE_DATA_ROOT or ./data)")
     parser.add_argument("--repeats", type=int, default=3, help="epochs of each, alternated (3)")
-    args = parser.parse_args()
+    parser.add_argument("--val-size", type=int, default=5000, help="training images held out (5,000, as nbprune)")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul that measures the peak")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
+    args = parser.parse_args(argv)
     root = data_root(args.data_root)
 
-    data = load_data(root)
+    data = load_data(root, val_size=args.val_size)
     to_tensor = torchvision.transforms.ToTensor()
     seed_train = torchvision.datasets.MNIST(str(root), train=True, transform=to_tensor)
-    train_indices = torch.randperm(60000, generator=torch.Generator().manual_seed(0))[5000:].tolist()
-    seed_train_loader = DataLoader(Subset(seed_train, train_indices), batch_size=64, shuffle=True)
+    train_indices = torch.randperm(len(seed_train), generator=torch.Generator().manual_seed(0))[args.val_size:]
+    seed_train_loader = DataLoader(Subset(seed_train, train_indices.tolist()), batch_size=64, shuffle=True)
     seed_test_loader = DataLoader(torchvision.datasets.MNIST(str(root), train=False, transform=to_tensor),
                                   batch_size=64, shuffle=False)
-    assert len(seed_train_loader.dataset) == len(data.train_loader.dataset) == 55000
+    assert len(seed_train_loader.dataset) == len(data.train_loader.dataset)
 
     seed_model, trainer = SimpleNN(), make_trainer(SimpleNN(), 1e-3, 1e-4)
     nbprune_epoch(trainer, data)  # warm-up
@@ -109,7 +112,7 @@ def main() -> None:
         seed_times.append(timed(seed_epoch, seed_model, seed_train_loader, seed_test_loader))
         our_times.append(timed(nbprune_epoch, trainer, data))
     ratios = [s / o for s, o in zip(seed_times, our_times)]
-    peak = matmul_flops()
+    peak = matmul_flops(args.matmul_size)
     reached = {batch: training_pass_flops(data, batch, args.repeats) for batch in (64, 512)}
 
     ratio = statistics.median(ratios)
@@ -118,7 +121,8 @@ def main() -> None:
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}.",
-        f"Command: `python benchmarks/epoch_speed.py --repeats {args.repeats}` (real MNIST, 55,000 training images, "
+        f"Command: `python benchmarks/epoch_speed.py --repeats {args.repeats}` (real MNIST, "
+        f"{len(data.train_loader.dataset):,} training images, "
         "batch 64, AdamW, SimpleNN 784-256-64-10). The two loops alternate in one process; the ratio is the median "
         "of the per-pair ratios.",
         "",
@@ -134,7 +138,7 @@ def main() -> None:
         "",
         "## Share of the machine's matmul throughput",
         "",
-        f"Peak measured here: a 2048x2048 float32 matmul at {peak / 1e9:.1f} GFLOP/s.",
+        f"Peak measured here: a {args.matmul_size}x{args.matmul_size} float32 matmul at {peak / 1e9:.1f} GFLOP/s.",
         "A training pass counts 6 FLOPs per multiply-accumulate per sample (forward 2, backward 4).",
         "",
         "| batch | training pass | share of matmul peak |",
@@ -144,9 +148,10 @@ def main() -> None:
               for batch, flops in reached.items()]
     lines += ["", "At batch 64 each step is a few small matrix products plus per-call overhead; at batch 512 the "
                   "products are large enough to come closer to the machine's matmul rate."]
-    write_text_atomic(RESULTS, "\n".join(lines) + "\n")
+    write_text_atomic(args.results_dir / "epoch_speed.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,6 +5,7 @@ and pruning_quality.png (test accuracy against % of nodes retained, beside the s
 --dataset FashionMNIST it writes pruning_quality_fashion.md and .png (target: the dense model at least 89.0%).
 
     python benchmarks/pruning_quality.py --data-root ../shared/datasets [--dataset FashionMNIST] [--session-dir DIR]
+        [--set NAME=VALUE ...] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,13 +21,12 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.path)
 from nbprune import IterativePruning, RunConfig, SimpleNN, load_data_for
 from nbprune.config import parse_settings
 from nbprune.io import write_text_atomic
 from nbprune.iterative import default_steps
 from nbprune.retention import save_figure
-
-RESULTS = Path(__file__).with_name("results")
 
 # The seed's reported test accuracy per % of nodes retained (../shared/seed/REFERENCE.md, with retraining).
 SEED_CURVE = {100: 97.61, 80: 97.61, 64.0625: 97.62, 51.25: 97.56, 40.9375: 97.57, 32.8125: 97.41, 26.25: 97.5,
@@ -43,11 +44,15 @@ def verdicts(records: list[dict], total_seconds: float, dataset: str) -> list[st
     seed_curve = SEED_CURVE if dataset == "MNIST" else {}
     lines = []
     for share, target in TARGETS[dataset].items():
-        reached = by_share[share]["Test_Accuracy"]
         seed = seed_curve.get(share, "-")
+        if share not in by_share:
+            lines.append(f"| {share:g}% retained | >= {target}% | not run | {seed}{'%' if seed != '-' else ''} | "
+                         f"- |")
+            continue
+        reached = by_share[share]["Test_Accuracy"]
         lines.append(f"| {share:g}% retained | >= {target}% | {reached:.2f}% | {seed}{'%' if seed != '-' else ''} | "
                      f"{'met' if reached >= target else 'NOT met'} |")
-    if dataset == "MNIST":
+    if dataset == "MNIST" and any(r["PercentageRetain"] <= FLOOR_DOWN_TO for r in records):
         floor = min(r["Test_Accuracy"] for r in records if r["PercentageRetain"] >= FLOOR_DOWN_TO)
         lines.append(f"| lowest down to {FLOOR_DOWN_TO:g}% | >= {FLOOR}% | {floor:.2f}% | 11.35% | "
                      f"{'met' if floor >= FLOOR else 'NOT met'} |")
@@ -73,7 +78,7 @@ def plot(records: list[dict], dataset: str) -> Figure:
     return figure
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="folder holding MNIST/raw (default $NBPRUNE_DATA_ROOT or ./data)")
     parser.add_argument("--session-dir", help="where the run writes its tree (default: a temporary folder)")
@@ -83,7 +88,8 @@ def main() -> None:
                         help="any other setting of nbprune.RunConfig, e.g. lr_patience=3")
     parser.add_argument("--name", help="results file name without .md (default: pruning_quality, or "
                                        "pruning_quality_fashion for FashionMNIST)")
-    args = parser.parse_args()
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
+    args = parser.parse_args(argv)
     session_dir = Path(args.session_dir or tempfile.mkdtemp(prefix="pruning_quality_")) / "iterative_pruning"
     changes = parse_settings([tuple(pair.split("=", 1)) for pair in args.set])
     config = RunConfig.from_flat(data_root=args.data_root, seed=args.seed, dataset=args.dataset, **changes)
@@ -125,10 +131,11 @@ def main() -> None:
                      f"{r['parameters']:,} | {r['Train_Accuracy']:.2f} | {r['Val_Accuracy']:.2f} | "
                      f"{r['Test_Accuracy']:.2f} | {'' if seed is None else seed} | {r['seconds']:.0f} |")
     lines += ["", f"![test accuracy against nodes retained]({name}.png)"]
-    save_figure(plot(records, args.dataset), RESULTS / f"{name}.png")
-    write_text_atomic(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
+    save_figure(plot(records, args.dataset), args.results_dir / f"{name}.png")
+    write_text_atomic(args.results_dir / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

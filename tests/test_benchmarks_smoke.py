@@ -111,3 +111,23 @@ def test_pareto_writes_one_row_per_model_and_resumes(tiny_root, tmp_path):
     assert len(state["sitting_minutes"]) == 2 and len(state["attempt_minutes"]) == 1
     text = (results / "pareto.md").read_text()
     assert "## Attempts at the missed targets" in text and "`best_lr_patience3`: lr_patience = 3" in text
+
+
+@pytest.mark.slow
+def test_pruning_quality_writes_its_report_for_the_levels_it_ran(tiny_root, tmp_path):
+    import pruning_quality
+    assert pruning_quality.main(["--data-root", str(tiny_root), "--session-dir", str(tmp_path / "session"),
+                                 "--set", "val_size=100", "iterations=3", "epochs=1", "patience=1",
+                                 "--results-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "pruning_quality.md").read_text()
+    assert "| 100% retained | >= 98.0% |" in text and "| 16.875% retained | >= 97.5% | not run |" in text
+    assert [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 2 |")] == ["164+41"]
+    assert (tmp_path / "pruning_quality.png").is_file()
+
+
+def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
+    import epoch_speed
+    assert epoch_speed.main(["--data-root", str(tiny_root), "--repeats", "1", "--val-size", "100",
+                             "--matmul-size", "64", "--results-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "epoch_speed.md").read_text()
+    assert "500 training images" in text and "| ratio (seed / nbprune) |" in text and "Verdict" in text
