@@ -34,6 +34,7 @@ _EXPORTS = {
     "iterative": ("IterativePruning",),
     "report": ("concatenate", "choose_iteration", "plot_accuracies", "plot_losses"),
     "export": ("export_model",),
+    "sweep": ("sweep", "sweep_report"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _NAMED_LIKE_THEIR_MODULE = {name for name, module in _WHERE.items() if name == module}  # train, evaluate, ...

@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
 from .errors import NbpruneError  # noqa: E402
+from .sweep.command import add_command as add_sweep_command  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."
 DATA_SETTINGS = ("dataset", "data_root", "subset", "val_size", "batch_size", "seed", "device", "threads")
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only for a plain state_dict without nbprune's record (default: relu)")
     add_setting(export, SETTINGS["dataset"])
     export.set_defaults(func=cmd_export)
+    add_sweep_command(commands)
     return parser
 
 
@@ -268,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nbprune: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        command = next((word for word in (argv if argv is not None else sys.argv[1:]) if word in ("prune", "workbook")),
+        command = next((word for word in (argv if argv is not None else sys.argv[1:]) if word in ("prune", "workbook", "sweep")),
                        None)
         resume = {"prune": " Run the same command with --begin-itr auto to continue.",
-                  "workbook": " Run the same command with -p begin_itr auto to continue."}.get(command, "")
+                  "workbook": " Run the same command with -p begin_itr auto to continue.",
+                  "sweep": " Run the same command again to continue the unfinished chains."}.get(command, "")
         print(f"nbprune: interrupted.{resume}", file=sys.stderr)
         return 130
     except SystemExit:

@@ -1,0 +1,129 @@
+"""A sweep's report: accuracy against parameters and against % retained with confidence bands over seeds, the pick
+per parameter budget made on validation accuracy, and a Markdown summary beside the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import NbpruneError
+from .engine import STATE_FILE, TABLE_FILE
+
+REPORT_FILE, PARAMETERS_FIGURE, RETAINED_FIGURE = "report.md", "accuracy_vs_parameters.png", "accuracy_vs_retained.png"
+BUDGET_SHARES = (0.5, 0.2, 0.1, 0.05)  # default budgets: these shares of the dense model's parameters
+NUMBERS = {"seed": int, "iteration": int, "inputs": int, "parameters": int, "retained": float, "val_acc": float,
+           "test_acc": float, "seconds": float}
+
+
+def read_results(sweep_dir: str | os.PathLike) -> tuple[list[dict], list[str], dict]:
+    """Return results.csv's rows (numbers as numbers), the varied settings' names and sweep.json's record."""
+    folder = Path(sweep_dir)
+    table, state_file = folder / TABLE_FILE, folder / STATE_FILE
+    if not table.is_file() or not state_file.is_file():
+        raise NbpruneError(f"{folder} holds no sweep results ({TABLE_FILE} and {STATE_FILE}): run `nbprune sweep "
+                           f"--dir {folder}` first, or give the folder a sweep ran in.")
+    with table.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = [{key: NUMBERS[key](value) if key in NUMBERS and value != "" else value for key, value in row.items()}
+                for row in reader]
+    varied = header[1:header.index("seed")] if "seed" in header else []
+    return rows, varied, json.loads(state_file.read_text(encoding="utf-8"))
+
+
+def method_of(row: dict, varied: Sequence[str]) -> str:
+    """Return the label of a row's combination of varied settings (the seed apart)."""
+    return ", ".join(f"{name}={row[name]}" for name in varied) or "all chains"
+
+
+def pick_per_budget(rows: list[dict], varied: Sequence[str], budgets: Sequence[int]) -> list[dict]:
+    """Return, per budget and method, each seed's best-validation model within the budget, averaged over seeds;
+    the method with the best mean validation accuracy is the budget's pick (the test accuracy only reports)."""
+    picks = []
+    methods = list(dict.fromkeys(method_of(row, varied) for row in rows))
+    for budget in budgets:
+        entries = []
+        for method in methods:
+            ours = [row for row in rows if method_of(row, varied) == method and row["parameters"] <= budget
+                    and row["val_acc"] != ""]
+            chosen = [max((row for row in ours if row["seed"] == seed), key=lambda r: (r["val_acc"], -r["parameters"]))
+                      for seed in sorted({row["seed"] for row in ours})]
+            if chosen:
+                entries.append({"budget": budget, "method": method, "seeds": len(chosen),
+                                "val": statistics.fmean(row["val_acc"] for row in chosen),
+                                "test": statistics.fmean(row["test_acc"] for row in chosen),
+                                "test_sd": statistics.stdev(row["test_acc"] for row in chosen) if len(chosen) > 1
+                                else 0.0,
+                                "parameters": statistics.fmean(row["parameters"] for row in chosen), "pick": False})
+        if entries:
+            max(entries, key=lambda entry: (entry["val"], -entry["parameters"]))["pick"] = True
+        picks += entries
+    return picks
+
+
+def default_budgets(rows: list[dict]) -> list[int]:
+    """Return shares of the dense model's parameters (iteration 0) as budgets."""
+    dense = max((row["parameters"] for row in rows if row["iteration"] == 0), default=0)
+    return [round(dense * share) for share in BUDGET_SHARES] if dense else []
+
+
+def plot(rows: list[dict], varied: Sequence[str], x: str, label: str):
+    """Return a figure of test accuracy against `x`, one line per method, a 95% confidence band over seeds."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    frame = pd.DataFrame(rows)
+    frame["method"] = [method_of(row, varied) for row in rows]
+    frame[label] = frame.groupby(["method", "iteration"])[x].transform("mean")  # seeds of one level share one x
+    figure = Figure(figsize=(9, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    sns.lineplot(data=frame, x=label, y="test_acc", hue="method", errorbar=("ci", 95), marker="o", markersize=4,
+                 ax=axes)
+    axes.set(xscale="log", ylabel="test accuracy (%), mean over seeds, 95% CI",
+             title=f"Test accuracy against {label} ({frame['seed'].nunique()} seed(s))")
+    axes.grid(True, which="both", alpha=0.3)
+    return figure
+
+
+def sweep_report(sweep_dir: str | os.PathLike, budgets: Sequence[int] | None = None) -> Path:
+    """Write report.md and the two figures into the sweep folder; return the report's path."""
+    from ..io import write_text_atomic
+    from ..retention import save_figure
+
+    folder = Path(sweep_dir)
+    rows, varied, state = read_results(folder)
+    if not rows:
+        raise NbpruneError(f"{folder / TABLE_FILE} holds no finished model yet: let the sweep run (or rerun it).")
+    budgets = sorted(budgets or default_budgets(rows), reverse=True)
+    save_figure(plot(rows, varied, "parameters", "parameters"), folder / PARAMETERS_FIGURE)
+    save_figure(plot(rows, varied, "retained", "% of hidden neurons retained"), folder / RETAINED_FIGURE)
+    return write_text_atomic(folder / REPORT_FILE, markdown(rows, varied, state, budgets))
+
+
+def markdown(rows: list[dict], varied: Sequence[str], state: dict, budgets: Sequence[int]) -> str:
+    """Return the report's text: what ran, the picks per budget, the failures, the figures."""
+    chains = state.get("chains", {})
+    failed = {name: record.get("error") for name, record in chains.items() if record.get("status") == "failed"}
+    lines = ["# Sweep report", "",
+             f"{len(chains)} chain(s), {len(rows)} model(s), seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))}; "
+             f"varied: {', '.join(varied) or 'nothing'}. Spec: `{json.dumps(state.get('spec', {}), sort_keys=True)}`.",
+             "", "## Pick per parameter budget", "",
+             "For each method and seed, the model with the best validation accuracy within the budget; the pick is "
+             "the method with the best mean validation accuracy. Test accuracy is reported, never chosen on.", "",
+             "| budget | method | seeds | mean validation | mean test ± sd | mean parameters | pick |",
+             "|---|---|---|---|---|---|---|"]
+    for entry in pick_per_budget(rows, varied, budgets):
+        lines.append(f"| <= {entry['budget']:,} | {entry['method']} | {entry['seeds']} | {entry['val']:.2f} | "
+                     f"{entry['test']:.2f} ± {entry['test_sd']:.2f} | {entry['parameters']:,.0f} | "
+                     f"{'**pick**' if entry['pick'] else ''} |")
+    if failed:
+        lines += ["", "## Failed chains (rerun the sweep to retry them)", ""]
+        lines += [f"- `{name}`: {error}" for name, error in failed.items()]
+    lines += ["", f"![accuracy against parameters]({PARAMETERS_FIGURE})", "",
+              f"![accuracy against % retained]({RETAINED_FIGURE})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""A sweep's spec: which settings vary (a grid and/or a list of cases), which are fixed, over which seeds, and how
+far each chain prunes; and its expansion into chains, each pruning one shared dense model.
+
+    seeds = [0, 1, 2]          # one chain per seed for every combination
+    end_itr = 8                # stop each chain after this iteration (leave out: the whole schedule)
+
+    [set]                      # every chain
+    epochs = 5
+    subset = 5000
+
+    [grid]                     # every combination of these
+    criterion = ["interval_adjoint", "magnitude"]
+
+    [[cases]]                  # and/or: a list of settings sets, each crossed with the grid
+    prune_inputs = false
+    [[cases]]
+    prune_inputs = true
+    allocation = "global"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import CONTROLS, RUN_SETTINGS, RunConfig, data_root
+from ..errors import ConfigError
+
+SPEC_KEYS = ("seeds", "end_itr", "set", "grid", "cases")
+# Settings that do not decide the dense model (iteration 0): every chain differing only in these shares one.
+PRUNING_GROUPS = ("prune", "schedule")
+
+
+class SweepError(ConfigError):
+    """A sweep spec or sweep folder that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep runs: every case x every grid combination x every seed, with the fixed settings."""
+
+    grid: dict[str, tuple] = field(default_factory=dict)
+    cases: tuple[dict, ...] = ({},)
+    seeds: tuple[int, ...] = (0,)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    end_itr: int | None = None
+
+    def varied(self) -> list[str]:
+        """Return the names of the settings that differ between chains (besides the seed), cases' first."""
+        in_cases = [name for case in self.cases for name in case]
+        return list(dict.fromkeys([*in_cases, *self.grid]))
+
+    def to_dict(self) -> dict:
+        """Return the spec as JSON-ready values (what sweep.json keeps to refuse a changed spec)."""
+        return json.loads(json.dumps({"seeds": list(self.seeds), "end_itr": self.end_itr, "set": self.fixed,
+                                      "grid": self.grid, "cases": list(self.cases)}))
+
+    def differences(self, saved: Mapping) -> list[str]:
+        """Return, one per differing part, how `saved` (an earlier to_dict()) differs from this spec."""
+        ours = self.to_dict()
+        return [f"{key}: saved {saved.get(key)!r}, asked {ours[key]!r}" for key in SPEC_KEYS
+                if saved.get(key) != ours[key]]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One pruning chain: its folder name, the settings that vary in the sweep, and its whole configuration."""
+
+    name: str
+    varied: dict[str, Any]
+    config: RunConfig
+    dense: str
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+# --- reading a spec ---------------------------------------------------------------------------------------------
+def read_spec(path: str | os.PathLike) -> SweepSpec:
+    """Return the spec a TOML file holds, checked."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"sweep spec {path} does not exist: give the path of a TOML file (see `nbprune sweep "
+                         f"--help` for its format).") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SweepError(f"sweep spec {path} is not readable TOML ({error}): fix the file.") from None
+    return spec_from_dict(values, f"sweep spec {path}")
+
+
+def spec_from_dict(values: Mapping[str, Any], source: str = "the sweep spec") -> SweepSpec:
+    """Return the spec a mapping of seeds, end_itr, set, grid and cases holds, every value checked."""
+    unknown = sorted(set(values) - set(SPEC_KEYS))
+    if unknown:
+        raise SweepError(f"{source}: unknown key(s) {', '.join(unknown)}: expected {', '.join(SPEC_KEYS)}.")
+    fixed = _settings(_table(values.get("set", {}), "set", source), f"{source} [set]")
+    grid = {name: tuple(_setting_value(name, value, f"{source} [grid]") for value in _values(name, choices, source))
+            for name, choices in _table(values.get("grid", {}), "grid", source).items()}
+    cases = values.get("cases", [{}])
+    if not isinstance(cases, list) or not cases or not all(isinstance(case, dict) for case in cases):
+        raise SweepError(f"{source}: cases={cases!r} is not allowed: expected a list of tables of settings "
+                         f"([[cases]] blocks in TOML).")
+    cases = tuple(_settings(case, f"{source} [[cases]] {number}") for number, case in enumerate(cases, 1))
+    overlap = sorted(set(fixed) & (set(grid) | {name for case in cases for name in case}) | _shared(grid, cases))
+    if overlap:
+        raise SweepError(f"{source}: {', '.join(overlap)} given in more than one of set, grid and cases: give each "
+                         f"setting in one place.")
+    return SweepSpec(grid=grid, cases=cases, seeds=_seeds(values.get("seeds", [0]), source), fixed=fixed,
+                     end_itr=_end_itr(values.get("end_itr"), source))
+
+
+def _shared(grid: Mapping, cases: Sequence[Mapping]) -> set[str]:
+    return set(grid) & {name for case in cases for name in case}
+
+
+def _table(value: Any, key: str, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise SweepError(f"{source}: {key}={value!r} is not allowed: expected a table of settings by name.")
+    return value
+
+
+def _values(name: str, choices: Any, source: str) -> list:
+    if not isinstance(choices, list) or not choices:
+        raise SweepError(f"{source}: grid {name}={choices!r} is not allowed: expected a non-empty list of values, "
+                         f"e.g. {name} = [a, b].")
+    return choices
+
+
+def _settings(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    return {name: _setting_value(name, value, source) for name, value in values.items()}
+
+
+def _setting_value(name: str, value: Any, source: str) -> Any:
+    """Return one setting's value checked by its declaration (text is parsed as the command line does)."""
+    if name == "seed":
+        raise SweepError(f"{source}: seed is not set here: list the seeds as seeds = [0, 1, 2].")
+    if name not in RUN_SETTINGS:
+        hint = " (it is decided by the sweep itself)" if name in CONTROLS else ""
+        raise SweepError(f"{source}: unknown setting {name!r}{hint}: expected one of "
+                         f"{', '.join(n for n in RUN_SETTINGS if n != 'seed')}.")
+    setting = RUN_SETTINGS[name]
+    if isinstance(value, str) and setting.kind not in ("str", "path"):
+        value = setting.parse(value)
+    value = setting.check(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _seeds(seeds: Any, source: str) -> tuple[int, ...]:
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    checked = tuple(RUN_SETTINGS["seed"].check(seed) for seed in seeds)
+    if not checked or len(set(checked)) != len(checked):
+        raise SweepError(f"{source}: seeds={seeds!r} is not allowed: expected distinct whole numbers, e.g. [0, 1, 2].")
+    return checked
+
+
+def _end_itr(end_itr: Any, source: str) -> int | None:
+    return CONTROLS["end_itr"].check(end_itr)
+
+
+# --- the command line's --grid NAME=V1,V2 and --set NAME=VALUE ----------------------------------------------------
+def parse_assignment(text: str, option: str) -> tuple[str, str]:
+    """Return (name, value text) of a NAME=VALUE argument, or refuse it naming the option."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise SweepError(f"{option} {text!r} is not allowed: expected NAME=VALUE, e.g. {option} epochs=5.")
+    return name.strip(), value
+
+
+def grid_values(name: str, text: str) -> list[str]:
+    """Return the value texts of --grid NAME=V1,V2 (a list setting such as hidden: 256,64;128,32)."""
+    setting = RUN_SETTINGS.get(name)
+    if setting is not None and setting.kind == "ints":
+        if "+" in text and "," in text and ";" not in text:
+            raise SweepError(f"--grid {name}={text} is ambiguous: separate {name}'s values with ';', layers with "
+                             f"',' or '+', e.g. --grid '{name}=256,64;128,32'.")
+        return [part.replace("+", ",") for part in text.split(";")]
+    return text.split(",")
+
+
+# --- expansion ----------------------------------------------------------------------------------------------------
+def expand(spec: SweepSpec) -> list[Chain]:
+    """Return every chain of the spec, in a fixed order; each configuration is checked here, before any write."""
+    names = spec.varied()
+    combinations = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())]
+    chains = []
+    for case in spec.cases:
+        for point in combinations:
+            for seed in spec.seeds:
+                settings = {**spec.fixed, **case, **point, "seed": seed}
+                config = _config(settings, len(chains) + 1)
+                flat = config.flat()
+                varied = {name: flat[name] for name in names}
+                chains.append(Chain(folder_name({**varied, "seed": seed}), varied, config,
+                                    folder_name({**_dense_part(varied), "seed": seed})))
+    duplicate = next((chain.name for k, chain in enumerate(chains) if chain.name in
+                      {other.name for other in chains[:k]}), None)
+    if duplicate:
+        raise SweepError(f"the sweep asks for chain {duplicate} more than once: list each combination once.")
+    return chains
+
+
+def _config(settings: dict, number: int) -> RunConfig:
+    try:
+        return RunConfig.from_flat({"threads": 1, **settings})
+    except ConfigError as error:
+        raise SweepError(f"chain {number} ({folder_name(settings)}): {error}") from None
+
+
+def _dense_part(varied: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in varied.items() if RUN_SETTINGS[name].group not in PRUNING_GROUPS}
+
+
+def dense_config(config: RunConfig) -> RunConfig:
+    """Return the configuration the chain's dense model is trained with: its own, pruning settings at defaults."""
+    defaults = RunConfig()
+    return dataclasses.replace(config, prune=defaults.prune, schedule=defaults.schedule)
+
+
+def with_data_root(chains: list[Chain]) -> list[Chain]:
+    """Return the chains with data_root resolved here, so every worker reads the same folder whatever its env."""
+    return [dataclasses.replace(chain, config=chain.config.replace(
+        data_root=str(data_root(chain.config.data.data_root).resolve()))) for chain in chains]
+
+
+def value_text(value: Any) -> str:
+    """Return a setting's value as a folder name and the table write it: 256+64 for lists."""
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def folder_name(values: Mapping[str, Any]) -> str:
+    """Return a folder name for settings: name=value pairs joined by '__', unsafe characters replaced by '_'."""
+    text = "__".join(f"{name}={value_text(value)}" for name, value in values.items())
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)[:200]

@@ -1,0 +1,99 @@
+"""What a sweep's worker does: train a dense model once, prune one chain from it, and read a chain's models back
+as table rows. Plain functions of a configuration and folders, so they run the same in a Ray worker or here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..session import Session
+from .spec import Chain, dense_config, value_text
+
+COLUMNS = ("hidden", "inputs", "parameters", "retained", "val_acc", "test_acc", "model_file", "seconds")
+
+
+def _model_and_data(config: RunConfig):
+    """Return a fresh SimpleNN (seeded) and the data for `config`, on its threads."""
+    import torch
+
+    from ..data import load_data_for
+    from ..model import SimpleNN
+
+    torch.set_num_threads(config.threads or 1)
+    data = load_data_for(config, download=False)  # the driver made sure the files are in data_root
+    torch.manual_seed(config.seed)
+    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
+                     activation=config.model.activation)
+    return model, data
+
+
+def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, float]:
+    """Prune along the configuration's schedule from where the session stopped, up to end_itr; return each new
+    iteration's seconds."""
+    from ..iterative import IterativePruning, default_steps
+
+    model, data = _model_and_data(config)
+    steps = default_steps(config, data.spec.features, len(data.classes))
+    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                                  progress=False)
+    records = experiment.run(model, steps, session.pruning, begin_itr="auto", end_itr=end_itr)
+    return {record["iteration"]: record["seconds"] for record in records}
+
+
+def train_dense(config: RunConfig, folder: str) -> dict[int, float]:
+    """Train the dense model (iteration 0) of `config` into the session `folder` unless it is there already."""
+    return _run(dense_config(config), Session(folder), end_itr=0)
+
+
+def prune_chain(chain: Chain, folder: str, dense_folder: str, end_itr: int | None, *dense_done: Any
+                ) -> dict[int, float]:
+    """Prune one chain in the session `folder`, starting from the dense model in `dense_folder`; return the
+    seconds of each iteration run now. `dense_done`: the dense task's result, so Ray runs this after it."""
+    session = Session(folder)
+    if not session.is_complete(0):
+        _copy_dense(Session(dense_folder), session)
+    return _run(chain.config, session, end_itr)
+
+
+def _copy_dense(dense: Session, session: Session) -> None:
+    """Publish the dense model's iteration 0 as the chain's own, in one rename, holding the chain's lock."""
+    with session.lock():
+        session.clean_leftovers()
+        partial = session.partial_dir(0)
+        if partial.exists():
+            shutil.rmtree(partial)
+        shutil.copytree(dense.iteration_dir(0), partial)
+        session.publish(partial, 0)
+
+
+def chain_steps(chain: Chain, end_itr: int | None) -> list[int]:
+    """Return the iterations a chain runs: its schedule up to end_itr."""
+    from ..iterative import default_steps
+
+    return [step.iteration for step in default_steps(chain.config)
+            if end_itr is None or step.iteration <= end_itr]
+
+
+def is_finished(chain: Chain, folder: Path, end_itr: int | None) -> bool:
+    """Return whether every iteration the chain runs is complete in its session folder."""
+    session = Session(folder)
+    return all(session.is_complete(iteration) for iteration in chain_steps(chain, end_itr))
+
+
+def chain_rows(chain: Chain, folder: Path, sweep_dir: Path, seconds: dict[str, float]) -> list[dict]:
+    """Return one table row per complete model of the chain: varied settings, seed, iteration, size, accuracy."""
+    rows = []
+    for record in Session(folder).summary():
+        iteration = record["iteration"]
+        model_file = Session(folder).model_file(iteration)
+        rows.append({"chain": chain.name, **{name: value_text(value) for name, value in chain.varied.items()},
+                     "seed": chain.seed, "iteration": iteration, "hidden": value_text(record["hidden"]),
+                     "inputs": record["inputs"], "parameters": record["parameters"],
+                     "retained": record["PercentageRetain"], "val_acc": record.get("Val_Accuracy", ""),
+                     "test_acc": record["Test_Accuracy"],
+                     "model_file": os.path.relpath(model_file, sweep_dir),
+                     "seconds": round(seconds.get(str(iteration), float("nan")), 3)})
+    return rows
