@@ -1,0 +1,150 @@
+"""Diagnostics of the interval-adjoint criterion on a trained model: how wide its intervals are against what the
+training images produce, what its input box holds, and how its rankings compare with other rankings (notebook 04
+measures the student's model with these)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .interval import Interval
+from .model import hidden_linears, linear_layers, mlp_layers
+from .significance import PruningContext, first_layer_view, input_boxes, interval_forward, significance
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Return Spearman's rank correlation of two score vectors (ties share their mean rank)."""
+    ranks_a, ranks_b = _ranks(a.reshape(-1).double()), _ranks(b.reshape(-1).double())
+    ranks_a, ranks_b = ranks_a - ranks_a.mean(), ranks_b - ranks_b.mean()
+    spread = (ranks_a.norm() * ranks_b.norm()).item()
+    return float((ranks_a @ ranks_b).item() / spread) if spread > 0 else float("nan")
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    raw = torch.empty_like(values)
+    raw[values.argsort()] = torch.arange(len(values), dtype=values.dtype)
+    _, tie_group = torch.unique(values, return_inverse=True)
+    mean_rank = torch.zeros(int(tie_group.max()) + 1, dtype=values.dtype).index_add_(0, tie_group, raw)
+    return (mean_rank / torch.bincount(tie_group).to(values.dtype))[tie_group]
+
+
+@torch.no_grad()
+def pre_activations(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Return every linear layer's output (pre-activation) for each input: one [inputs, units] tensor per layer."""
+    weight = linear_layers(model)[0].weight
+    value, outputs = inputs.reshape(len(inputs), -1).to(weight.device, weight.dtype), []
+    for layer in mlp_layers(model):
+        value = layer(value)
+        if isinstance(layer, nn.Linear):
+            outputs.append(value)
+    return outputs
+
+
+def observed_ranges(model: nn.Module, inputs: torch.Tensor) -> list[Interval]:
+    """Return, per linear layer, the interval from the smallest to the largest pre-activation the inputs produce."""
+    return [Interval(value.min(dim=0).values, value.max(dim=0).values) for value in pre_activations(model, inputs)]
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Return a name for each linear layer's output: hidden 1, hidden 2, ..., logits."""
+    return [*(f"hidden {k}" for k in range(1, len(hidden_linears(model)) + 1)), "logits"]
+
+
+def width_table(model: nn.Module, context: PruningContext, inputs: torch.Tensor):
+    """Return a table (pandas) with one row per neuron of every linear layer: its interval's width over the
+    criterion's input boxes (the mean over boxes), the range the inputs produce, and their ratio."""
+    import pandas as pd
+
+    weight = linear_layers(model)[0].weight
+    intervals = interval_forward(model, input_boxes(context, weight))
+    rows = []
+    for name, interval, observed in zip(layer_names(model), intervals, observed_ranges(model, inputs)):
+        widths, ranges = interval.width.mean(dim=0).cpu(), observed.width.cpu()
+        rows += [{"layer": name, "neuron": j, "interval width": float(w), "observed range": float(r),
+                  "ratio": float(w / r) if r > 0 else float("inf")} for j, (w, r) in enumerate(zip(widths, ranges))]
+    return pd.DataFrame(rows)
+
+
+def contain_zero(intervals: Sequence[Interval]) -> list[tuple[int, int]]:
+    """Return, per layer, (how many intervals hold 0, how many intervals there are)."""
+    return [(int(((value.lower <= 0) & (value.upper >= 0)).sum()), value.lower.numel()) for value in intervals]
+
+
+def derivative_intervals(model: nn.Module, pre_activations_: Sequence[Interval]) -> list[Interval]:
+    """Return the activation's derivative interval over each hidden layer's pre-activation interval."""
+    relu = next(layer for layer in mlp_layers(model) if isinstance(layer, (nn.ReLU, nn.Sigmoid)))
+    return [value.relu_derivative() if isinstance(relu, nn.ReLU) else value.sigmoid_derivative()
+            for value in pre_activations_[:-1]]
+
+
+def magnitude_correlations(model: nn.Module, context: PruningContext) -> list[float]:
+    """Return, per hidden layer, the rank correlation of interval-adjoint significance with weight magnitude."""
+    interval = significance(model, "interval_adjoint", context)
+    return [rank_correlation(a, b) for a, b in zip(interval, significance(model, "magnitude", context))]
+
+
+def seed_correlations(model: nn.Module, context: PruningContext, seeds: str = "class_sum") -> list[float]:
+    """Return, per hidden layer, the rank correlation of the default seed's significance (ones on every output)
+    with the significance under `seeds` (one backward pass per class)."""
+    ones = significance(model, "interval_adjoint", _with(context, adjoint_seeds="ones"))
+    per_class = significance(model, "interval_adjoint", _with(context, adjoint_seeds=seeds))
+    return [rank_correlation(a, b) for a, b in zip(ones, per_class)]
+
+
+def box_summary(model: nn.Module, context: PruningContext, inputs: torch.Tensor,
+                boxes: Sequence[str] = ("data", "class", "local")):
+    """Return a table (pandas), per kind of input box and linear layer: the median ratio of interval width to the
+    observed range, the share of intervals holding 0, and (hidden layers) the rank correlation with magnitude."""
+    import pandas as pd
+
+    weight = linear_layers(model)[0].weight
+    rows = []
+    for kind in boxes:
+        options = _with(context, input_boxes=kind)
+        table = width_table(model, options, inputs)
+        held = contain_zero(interval_forward(model, input_boxes(options, weight)))
+        correlations = [*magnitude_correlations(model, options), float("nan")]
+        for name, (zeros, total), correlation in zip(layer_names(model), held, correlations):
+            rows.append({"boxes": kind, "layer": name,
+                         "median width / observed range": table[table.layer == name]["ratio"].median(),
+                         "% intervals holding 0": 100 * zeros / total,
+                         "rank correlation with magnitude": correlation})
+    return pd.DataFrame(rows)
+
+
+def _with(context: PruningContext, **options) -> PruningContext:
+    return replace(context, **options)
+
+
+def outside_box(box: tuple[torch.Tensor, torch.Tensor], inputs: torch.Tensor) -> int:
+    """Return how many inputs have at least one feature outside the box (lower, upper)."""
+    lower, upper = (bound.reshape(1, -1) for bound in box)
+    flat = inputs.reshape(len(inputs), -1).to(lower.dtype)
+    return int(((flat < lower) | (flat > upper)).any(dim=1).sum())
+
+
+def constant_features(box: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Return the indices of the features whose box has width 0: the same value in every training input."""
+    lower, upper = (bound.reshape(-1) for bound in box)
+    return (upper == lower).nonzero().reshape(-1)
+
+
+@torch.no_grad()
+def constant_feature_shift(model: nn.Module, box: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Return, per first-layer neuron, how far removing the constant features moves its pre-activation:
+    sum over constant features p of W[j, p] * value_p (what bias compensation folds into the bias instead)."""
+    first = linear_layers(model)[0]
+    lower, upper = (first_layer_view(model, bound.reshape(1, -1)).reshape(-1).to(first.weight) for bound in box)
+    constant = (upper == lower).nonzero().reshape(-1)
+    return first.weight[:, constant] @ lower[constant]
+
+
+def neuron_costs(model: nn.Module) -> list[int]:
+    """Return, per hidden layer, the parameters one of its neurons costs: its incoming weights, its bias and its
+    outgoing weights."""
+    linears = linear_layers(model)
+    return [layer.in_features + (layer.bias is not None) + following.out_features
+            for layer, following in zip(linears, linears[1:])]
