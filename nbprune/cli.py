@@ -31,6 +31,7 @@ from .sweep.command import add_command as add_sweep_command  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."
 DATA_SETTINGS = ("dataset", "data_root", "subset", "val_size", "batch_size", "seed", "device", "threads")
+TEACHER_DATA_SETTINGS = tuple(name for name in DATA_SETTINGS if name != "batch_size")  # the teacher's own: 128
 
 
 class UsageError(NbpruneError):
@@ -70,6 +71,12 @@ def given(args: argparse.Namespace, names) -> dict:
             values[name] = raw if isinstance(raw, bool) else SETTINGS[name].parse(
                 " ".join(raw) if isinstance(raw, list) else raw)
     return values
+
+
+def _whole_number(text: str) -> int:
+    if not text.strip().isdigit() or len(text) > 6 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: expected a whole number from 1 to 999999")
+    return int(text)
 
 
 def _threads(config: RunConfig) -> None:
@@ -166,6 +173,29 @@ def _repeat(notes) -> None:
         if note.category is UserWarning:
             warnings.warn(str(note.message))
 
+def cmd_teacher(args) -> None:
+    from .data import load_data_for
+    from .evaluate import loss_and_accuracy
+    from .teacher import save_teacher, train_teacher
+
+    config = RunConfig.from_flat(given(args, TEACHER_DATA_SETTINGS))
+    out = Path(args.out_file)
+    if out.is_dir():
+        raise NbpruneError(f"OUT_FILE {out} is a folder: expected the path of the teacher file to write, e.g. "
+                           f"{out / 'teacher.pth'}.")
+    folder = next(parent for parent in out.absolute().parents if parent.exists())
+    if not os.access(folder, os.W_OK):  # refused now, not after minutes of training
+        raise NbpruneError(f"cannot write {out}: {folder} is not writable; choose a folder you can write to.")
+    _threads(config)
+    data = load_data_for(config)
+    trained = train_teacher(data, args.epochs, seed=config.seed, progress=not args.no_progress)
+    save_teacher(trained, data.spec, out)
+    test_accuracy = loss_and_accuracy(trained.model, data.test_loader)[1]
+    print(f"wrote {out}: epoch {trained.best_epoch} of {args.epochs} (chosen on validation), validation accuracy "
+          f"{trained.val_accuracy:.2f}%, test accuracy {test_accuracy:.2f}% (reported only), "
+          f"{trained.seconds:.0f} s")
+
+
 
 def cmd_workbook(args) -> None:
     from .workbook import parse_parameters, run_workbook
@@ -235,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     workbook = commands.add_parser(
         "workbook", help="run the six notebooks headless with papermill",
         epilog="-p takes every setting but retain (03_retention makes the schedule): "
+    teacher = commands.add_parser(
+        "teacher", help="train a small convolutional network to distil from (the teacher setting)", epilog=EPILOG,
+        description="Train a two-layer convolutional network on the training split only (AdamW, one-cycle "
+                    "schedule, random shifts of up to 2 pixels; the epoch chosen on the validation split) and write "
+                    "it as a self-describing teacher file. Prints its validation and test accuracy (the test set "
+                    "chooses nothing). Use it with `nbprune prune --teacher OUT_FILE`.")
+    teacher.add_argument("out_file", help="the teacher file to write, e.g. teacher.pth")
+    teacher.add_argument("--epochs", type=_whole_number, default=8, help="training epochs (default: 8)")
+    for name in TEACHER_DATA_SETTINGS:
+        add_setting(teacher, SETTINGS[name])
+    teacher.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    teacher.set_defaults(func=cmd_teacher)
+
                + ", ".join(name for name in SETTINGS if name != "retain")
                + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")
     workbook.add_argument("--profile", default="quick", choices=["quick", "full"],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Loader, TensorLoader
+from .data import InputSpec, Loader, TensorLoader
+from .errors import ConfigError
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 def adamw(parameters: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -26,9 +29,37 @@ def teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature:
     return torch.cat([F.softmax(teacher(chunk) / temperature, dim=1) for chunk in inputs.split(8192)])
 
 
-def batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | None
+def shifted_images(inputs: torch.Tensor, max_shift: int, image_shape: tuple[int, int], fill: float) -> torch.Tensor:
+    """Return flat image rows, each moved by its own random offset of up to `max_shift` pixels per axis; the pixels
+    uncovered take `fill` (the standardised background)."""
+    count, (height, width) = len(inputs), image_shape
+    images = F.pad(inputs.reshape(count, height, width), (max_shift,) * 4, value=fill)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, count, 1), device=inputs.device)
+    rows = torch.arange(height, device=inputs.device) + offsets[0]
+    columns = torch.arange(width, device=inputs.device) + offsets[1]
+    picked = images[torch.arange(count, device=inputs.device)[:, None, None], rows[:, :, None], columns[:, None, :]]
+    return picked.reshape(count, -1)
+
+
+def image_shift(max_shift: int, spec: InputSpec | None) -> Augment | None:
+    """Return the augmentation that shifts each training image by up to `max_shift` pixels (None for 0)."""
+    if not max_shift:
+        return None
+    if spec is None or spec.image_shape is None or isinstance(spec.mean, tuple):
+        raise ConfigError(f"augment_shift={max_shift} shifts images, but the training data "
+                          f"{'has no record of what it is' if spec is None else 'holds flat features'}: use "
+                          f"augment_shift=0, or nbprune's MNIST/FashionMNIST loaders (load_data).")
+    fill = (0.0 - spec.mean) / spec.std  # a black pixel, standardised
+    return lambda inputs: shifted_images(inputs, max_shift, spec.image_shape, fill)
+
+
+def batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | None, augment: Augment | None = None
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """Yield `(inputs, targets, soft_targets or None)` on `device` from any loader."""
+    """Yield `(inputs, targets, soft_targets or None)` on `device` from any loader; with `augment`, the inputs are
+    augmented and the soft targets left to be computed for what the student sees (None)."""
+    if augment is not None:
+        yield from ((augment(inputs), targets, None) for inputs, targets, _ in batches(loader, device, None))
+        return
     if isinstance(loader, TensorLoader) and loader.device == device:
         if soft_targets is not None:
             yield from loader.batches(soft_targets)
@@ -42,12 +73,13 @@ def batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | N
 class Trainer:
     """One epoch at a time with autograd and AdamW: works for any model.
 
-    With a `teacher`, the loss blends cross-entropy with the teacher's softened outputs (knowledge distillation).
+    With a `teacher`, the loss blends cross-entropy with the teacher's softened outputs (knowledge distillation);
+    with `augment`, every batch is augmented first (and the teacher sees the augmented inputs).
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 2.0):
-        self.model, self.teacher = model, teacher
+                 distill_weight: float = 0.5, temperature: float = 2.0, augment: Augment | None = None):
+        self.model, self.teacher, self.augment = model, teacher, augment
         self.distill_weight, self.temperature = distill_weight, temperature
         self.optimizer = self.make_optimizer(lr, weight_decay)
 
@@ -66,7 +98,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         count = 0
-        for inputs, targets, soft in batches(loader, device, soft_targets):
+        for inputs, targets, soft in batches(loader, device, soft_targets, self.augment):
             outputs = model(inputs)
             loss = F.cross_entropy(outputs, targets)
             if self.teacher is not None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .data import Loader
-from .epoch import Trainer, adamw, batches
+from .epoch import Augment, Trainer, adamw, batches
 from .errors import NbpruneError
 from .model import KeepInputs, mlp_layers
 
@@ -20,7 +20,7 @@ class FlatMLPTrainer(Trainer):
     """The Trainer's epoch for MLPs of nn.Linear with nn.ReLU or nn.Sigmoid between them, without autograd."""
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 2.0):
+                 distill_weight: float = 0.5, temperature: float = 2.0, augment: Augment | None = None):
         layers = mlp_layers(model)
         self.keep = layers[0].index if isinstance(layers[0], KeepInputs) else None
         self.layers = [layer for layer in layers if not isinstance(layer, KeepInputs)]
@@ -44,7 +44,7 @@ class FlatMLPTrainer(Trainer):
                     views.append(self.flat.grad[offset:offset + size].view_as(tensor))
                     offset += size
                 self.grads.append((views[0], views[1]))
-        super().__init__(model, lr, weight_decay, teacher, distill_weight, temperature)
+        super().__init__(model, lr, weight_decay, teacher, distill_weight, temperature, augment)
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(flat), torch.zeros_like(flat)
         self.steps = torch.zeros((), dtype=torch.float32, device=flat.device)
 
@@ -85,7 +85,7 @@ class FlatMLPTrainer(Trainer):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         count = 0
-        for inputs, targets, soft in batches(loader, device, soft_targets):
+        for inputs, targets, soft in batches(loader, device, soft_targets, self.augment):
             batch = len(targets)
             hidden = [inputs if self.keep is None else inputs.index_select(1, self.keep)]
             for position, layer in enumerate(linears[:-1]):

@@ -119,11 +119,12 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[list[float]]]:
 
 # --- model files ----------------------------------------------------------------------------------------------
 def save_model_file(model: nn.Module | dict, path: str | os.PathLike, *, iteration: int | None = None,
-                    criterion: str | None = None) -> Path:
-    """Save a model (or a state dict) atomically; a SimpleNN's file also carries its record. Return the path."""
+                    criterion: str | None = None, teacher: dict | None = None) -> Path:
+    """Save a model (or a state dict) atomically; a SimpleNN's file also carries its record (with the teacher file
+    that trained it, when one did). Return the path."""
     if isinstance(model, nn.Module):
         state = model.state_dict()
-        record = ModelRecord.of(model, iteration=iteration, criterion=criterion) \
+        record = ModelRecord.of(model, iteration=iteration, criterion=criterion, teacher=teacher) \
             if isinstance(model, SimpleNN) else None
     else:
         state, record = model, None

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import InputSpec, Loader, TensorLoader, input_box
+from .epoch import image_shift
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
@@ -29,6 +30,7 @@ from .retention import GeneratePruneData, RetentionStep, as_schedule, format_ret
 from .session import VALIDATION_FILE, Session
 from .significance import Criterion, PruningContext, node_significance
 from .train import train as default_train
+from .teacher import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class IterativePruning:
         self.train, self.evaluate, self.progress = train, evaluate, progress
         self.teacher: nn.Module | None = None
         self.dense_hidden: tuple[int, ...] | None = None  # iteration 0's sizes, once a run knows them
+        self.teacher_file: Teacher | None = None  # the teacher setting's network, loaded and checked by plan()
         self._context: PruningContext | None = None
         if val_loader is None:
             warnings.warn("IterativePruning got no val_loader: each iteration keeps the epoch with the lowest "
@@ -232,6 +235,7 @@ class IterativePruning:
                                     f"end_itr >= begin_itr, or leave end_itr out to run to the end of the schedule.")
             steps = steps[:position] + [step for step in steps[position:] if step.iteration <= end_itr]
         if position:
+        self.teacher_file = self._load_teacher_file()
             previous = steps[position - 1].iteration
             model = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
             have = tuple(layer.out_features for layer in hidden_linears(model))
@@ -243,7 +247,9 @@ class IterativePruning:
                     f"settings of the run that made this session (hidden sizes, q or retain.txt; run.json in "
                     f"{session.pruning} records them).")
             self._check_same_data(getattr(model, "spec", None), previous, session)
-            if self.config.train.distill:
+            if self.teacher_file is not None:
+                self.teacher = self.teacher_file.model
+            elif self.config.train.distill:
                 dense = session.model_file(steps[0].iteration)
                 self.teacher = load_pruned_model(copy.deepcopy(model), dense).eval()
         session.check_writable()
@@ -251,6 +257,13 @@ class IterativePruning:
         return steps, position, model
 
     def _check_same_data(self, recorded: InputSpec | None, previous: int, session: Session) -> None:
+    def _load_teacher_file(self) -> Teacher | None:
+        """Return the teacher setting's network checked against the run's data (None: the dense model teaches);
+        also refuse an augmentation the data cannot take."""
+        spec = getattr(self.train_loader, "spec", None)
+        image_shift(self.config.train.augment_shift, spec)
+        return load_teacher(self.config.train.teacher, spec) if self.config.train.teacher is not None else None
+
         """Refuse to resume on other data than the session's models were trained on (dataset, subset, split)."""
         spec = getattr(self.train_loader, "spec", None)
         if spec is None or recorded is None:
@@ -315,7 +328,8 @@ class IterativePruning:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             criterion = self.criterion if isinstance(self.criterion, str) else None
             save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
-                            criterion=criterion if step is not steps[0] else None)
+                            criterion=criterion if step is not steps[0] else None,
+                            teacher=taught_by.record() if taught_by is not None else None)
             final = session.publish(partial, step.iteration)
             header, rows = read_table(final / VALIDATION_FILE)
             kept[step.iteration] = step._replace(
@@ -324,9 +338,10 @@ class IterativePruning:
                 inputs=linear_layers(model)[0].in_features if step.inputs is not None else None)
             write_text_atomic(session.run_retain_file, format_retain([kept[it] for it in sorted(kept)]))
             if self.config.train.distill and step is steps[0]:
-                self.teacher = copy.deepcopy(model).eval()
+                self.teacher = self.teacher_file.model if self.teacher_file is not None else copy.deepcopy(model).eval()
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
                             "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
+            taught_by = self.teacher_file if step is not steps[0] else None
                             "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
             if diverged:
                 bar.close()

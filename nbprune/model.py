@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -208,18 +209,21 @@ class ModelRecord:
     nbprune: str | None = None
 
     @classmethod
-    def of(cls, model: SimpleNN, *, iteration: int | None = None, criterion: str | None = None) -> "ModelRecord":
+    def of(cls, model: SimpleNN, *, iteration: int | None = None, criterion: str | None = None,
+           teacher: dict | None = None) -> "ModelRecord":
         """Return the record of a SimpleNN as it is now."""
+    teacher: dict | None = None  # the teacher file that trained it: {"file": path, "sha256": its content's hash}
         from . import __version__
         return cls(model.hidden, model.activation, model.in_features, model.num_classes, model.spec, iteration,
-                   criterion if isinstance(criterion, str) else None, __version__)
+                   criterion if isinstance(criterion, str) else None, __version__, teacher)
 
     def to_dict(self) -> dict:
         """Return the record as plain values (what torch.load(weights_only=True) may read)."""
         return {"format": RECORD_FORMAT, "hidden": list(self.hidden), "activation": self.activation,
                 "in_features": self.in_features, "num_classes": self.num_classes,
                 "input": self.spec.to_dict() if self.spec is not None else None,
-                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune}
+                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune,
+                **({"teacher": dict(self.teacher)} if self.teacher is not None else {})}
 
     @classmethod
     def from_dict(cls, record: Any, file: str | os.PathLike) -> "ModelRecord":
@@ -245,9 +249,12 @@ class ModelRecord:
         if not (criterion is None or isinstance(criterion, str)):
             raise corrupt(f"criterion {criterion!r}")
         spec = _spec_from_dict(record.get("input"), in_features, classes, corrupt)
-        version = record.get("nbprune")
+        version, teacher = record.get("nbprune"), record.get("teacher")
+        if not (teacher is None or (isinstance(teacher, dict) and isinstance(teacher.get("file"), str)
+                                    and re.fullmatch(r"[0-9a-f]{64}", str(teacher.get("sha256"))))):
+            raise corrupt(f"teacher {teacher!r}, expected its file and sha256")
         return cls(tuple(hidden), activation, in_features, classes, spec, iteration, criterion,
-                   version if isinstance(version, str) else None)
+                   version if isinstance(version, str) else None, teacher)
 
     def describe(self) -> str:
         """Return the network in one phrase, e.g. '784-256-64-10 relu network'."""

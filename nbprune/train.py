@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig, resolve_device
 from .data import Loader, TensorLoader
-from .epoch import Trainer, teacher_probabilities
+from .epoch import Trainer, image_shift, teacher_probabilities
 from .errors import ConfigError, DivergenceWarning
 from .evaluate import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
@@ -111,7 +111,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     The seed's call shape; every setting not given (lr, num_epochs, patience, and by name recipe, weight_decay,
     lr_patience, lr_drops, min_delta, distill_weight, temperature) comes from `config` (default TrainConfig()).
     `val_loader` chooses the best epoch; the test loader is only evaluated and logged, never used to choose.
-    With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation).
+    With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation); with
+    augment_shift, every training batch is shifted at random first.
     """
     given = {"lr": lr, "epochs": num_epochs, "patience": patience}
     settings = training_settings(config, **{k: v for k, v in given.items() if v is not None}, **settings)
@@ -124,11 +125,15 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     model.to(device)
     if isinstance(model, SimpleNN) and getattr(train_loader, "spec", None) is not None:
         model.spec = train_loader.spec  # the model now belongs to this data and its standardisation
+    augment = image_shift(settings.augment_shift, getattr(train_loader, "spec", None))
     trainer = make_trainer(model, settings.lr, settings.weight_decay, teacher=teacher,
-                           distill_weight=settings.distill_weight, temperature=settings.temperature)
-    soft_targets = None
-    if teacher is not None and isinstance(train_loader, TensorLoader) and train_loader.device == device:
+                           distill_weight=settings.distill_weight, temperature=settings.temperature, augment=augment)
+    soft_targets = None  # with augmentation the teacher answers each shifted batch as it comes (Trainer.soft)
+    if teacher is not None and isinstance(train_loader, TensorLoader) and train_loader.device == device \
+            and augment is None:
         soft_targets = teacher_probabilities(teacher.to(device), train_loader.dataset.data, settings.temperature)
+    elif teacher is not None:
+        teacher.to(device)
     stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, tensorboard_dir)
     best_state = _snapshot(model)
     bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)

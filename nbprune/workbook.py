@@ -38,7 +38,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "03_retention": ("session_dir", "q", "iterations"),
     "04_iterative_pruning": ("session_dir", *_DATA, "device", "threads", "begin_itr", "end_itr", *_TRAINING,
                              "criterion", "adjoint_seeds", "input_boxes", "box_radius", "box_count", "prune_inputs",
-                             "input_q", "bias_compensation", "allocation", "budget", "normalise", "min_last_hidden"),
+                             "input_q", "bias_compensation", "allocation", "budget", "normalise", "min_last_hidden",
+                             "teacher", "augment_shift"),
     "05_test": ("session_dir", "data_root", "subset", "val_size", "seed", "device", "chosen_itr"),
     "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
 }
