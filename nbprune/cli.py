@@ -144,15 +144,18 @@ def cmd_concat(args) -> None:
 def cmd_evaluate(args) -> None:
     values = given(args, DATA_SETTINGS)
     config = RunConfig.from_flat(values)
-    from .config import resolve_device
+    from .config import DATASETS, resolve_device
     from .data import load_data_for
-    from .evaluate import evaluate, loss_and_accuracy
+    from .evaluate import evaluate, loss_and_accuracy, own_data_evaluation
     from .export import model_for_file
 
     device = resolve_device(config.device)
     with warnings.catch_warnings(record=True) as notes:  # said after success: a failure is one line
         warnings.simplefilter("always")
         model, spec = model_for_file(args.model_file, activation=args.activation, dataset=values.get("dataset"))
+    if spec is not None and spec.dataset not in DATASETS:
+        raise NbpruneError(f"{args.model_file} was trained on your own tensors, which nbprune evaluate cannot load: "
+                           f"evaluate it in Python with your own loaders, e.g. {own_data_evaluation(args.model_file)}")
     if spec is not None:
         config = config.replace(dataset=spec.dataset)
     _threads(config)
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # and a kill as Ctrl-C: half-written files go
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
         warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"

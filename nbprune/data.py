@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -208,6 +209,26 @@ def _download(root: Path, name: str) -> str:
     return ""
 
 
+def _check_root(root: Path, name: str) -> None:
+    """Raise DataError if the data folder exists but cannot be opened (a symbolic-link loop, no permission)."""
+    try:
+        os.stat(root)
+    except FileNotFoundError:  # a missing folder is made by the download
+        return
+    except OSError as error:
+        loop = " (a symbolic link that leads back to itself)" if error.errno == errno.ELOOP else ""
+        raise DataError(f"data folder {root} cannot be opened: {error.strerror}{loop}. Point NBPRUNE_DATA_ROOT "
+                        f"(or data_root / --data-root) at a real folder that holds {name}/raw/.") from None
+
+
+def _resolved(path: Path) -> Path:
+    """Return `path` resolved for a message, or as given when it cannot be (a symbolic-link loop below it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python before 3.13 raises RuntimeError for a loop
+        return path.absolute()
+
+
 def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", download: bool = True):
     """Return `(train_images, train_labels, test_images, test_labels)` as uint8/int64 tensors."""
     if name not in DATASETS:
@@ -216,6 +237,7 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
     import torchvision
 
     root = data_root(root)
+    _check_root(root, name)
     raw = root / name / "raw"
     if root.exists() and not root.is_dir():
         raise DataError(f"data folder {root} is a file: expected a folder holding {name}/raw/. Pass another "
@@ -230,7 +252,7 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
     if missing:
         raise DataError(
             f"{name} was not found: set NBPRUNE_DATA_ROOT (or data_root / --data-root) to the folder that holds "
-            f"{name}/raw/, or connect to the internet so torchvision can download it. Looked in {raw.resolve()}: "
+            f"{name}/raw/, or connect to the internet so torchvision can download it. Looked in {_resolved(raw)}: "
             f"missing {', '.join(missing)}{reason}.")
     for file in RAW_FILES:
         _check_idx_file(raw / file)
@@ -239,17 +261,17 @@ def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", downloa
         train = dataset_class(str(root), train=True, download=False)
         test = dataset_class(str(root), train=False, download=False)
     except Exception as error:
-        raise DataError(f"{raw.resolve()} holds files torchvision cannot read ({error}). "
+        raise DataError(f"{_resolved(raw)} holds files torchvision cannot read ({error}). "
                         f"Delete them and download again.") from error
     if len(train.data) != len(train.targets) or len(test.data) != len(test.targets):
-        raise DataError(f"{raw.resolve()}: image and label files disagree on the number of samples. "
+        raise DataError(f"{_resolved(raw)}: image and label files disagree on the number of samples. "
                         f"Delete them and download again.")
     for images, labels, split in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
         if tuple(images.shape[1:]) != IMAGE_SHAPE:
-            raise DataError(f"{raw.resolve() / f'{split}-images-idx3-ubyte'} holds images of shape "
+            raise DataError(f"{_resolved(raw) / f'{split}-images-idx3-ubyte'} holds images of shape "
                             f"{list(images.shape[1:])}, expected [28, 28]. Delete it and download again.")
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
-            raise DataError(f"{raw.resolve() / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
+            raise DataError(f"{_resolved(raw) / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
                             f"{int(labels.min())} to {int(labels.max())}, expected 0 to 9. Delete it and download "
                             f"again.")
     return train.data, train.targets.long(), test.data, test.targets.long()
@@ -260,7 +282,7 @@ def _as_tensors(pair, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Return a (features[N, F], labels[N]) pair as float32 and int64 tensors, checked."""
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise DataError(f"{split}= expects a pair (features, labels), got {type(pair).__name__}.")
-    features, labels = (torch.as_tensor(value) for value in pair)
+    features, labels = _numbers(pair[0], split, "features"), _numbers(pair[1], split, "labels")
     if features.dim() != 2 or len(features) < 1:
         raise DataError(f"{split} features have shape {list(features.shape)}: expected [samples, features] (flat "
                         f"rows; reshape images with x.reshape(len(x), -1)).")
@@ -275,6 +297,18 @@ def _as_tensors(pair, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if len(labels) and int(labels.min()) < 0:
         raise DataError(f"{split} labels include {int(labels.min())}: expected class numbers 0, 1, 2, ...")
     return features.float(), labels.long()
+
+
+def _numbers(values, split: str, part: str) -> torch.Tensor:
+    """Return features or labels as a tensor, refusing what is not numbers (text, objects, ragged rows)."""
+    try:
+        return torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError) as error:  # torch names the offending type in its own words
+        fix = ("convert them with np.asarray(features, dtype=np.float32), encoding text columns as numbers first"
+               if part == "features" else "turn class names into numbers first, e.g. [names.index(label) for label "
+               "in labels], and pass classes=names")
+        raise DataError(f"{split} {part} are not numbers ({type(values).__name__}: "
+                        f"{' '.join(str(error).split())[:80]}): {fix}.") from None
 
 
 # --- loaders --------------------------------------------------------------------------------------------------

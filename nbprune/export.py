@@ -20,6 +20,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ TORCHSCRIPT_FILE, ONNX_FILE, MANIFEST_FILE = "model_torchscript.pt", "model.onnx
 # network ran 3.0x the dense model's throughput unpadded and 4.4x as 48+16; benchmarks/results/inference_speed.md).
 PAD_TO = 16
 STANDALONE = Path(__file__).resolve().parent / "standalone"  # the folder's files, with placeholder constants
+BUILDING = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.export")  # the hidden folder an export is built in, beside OUT_DIR
 EXPORT_FILES = ("best_model.pth", "model.py", "loader.py", "predict.py", "README.md", TORCHSCRIPT_FILE, ONNX_FILE,
                 MANIFEST_FILE)
 README = '''# A pruned {dataset} classifier ({neurons} hidden neurons, {parameters:,} parameters)
@@ -162,6 +164,9 @@ def _check_target(out: Path, force: bool) -> list[Path]:
             (out / RUN_RECORD).exists() or any((out / name).exists() for name in ITERATION_FILES[1:]):
         raise NbpruneError(f"{out} is (inside) a session's iteration folder: an export never writes there, so that "
                            f"the session's model stays what the run made. Choose another OUT_DIR.")
+    if BUILDING.fullmatch(out.name):
+        raise NbpruneError(f"{out.name} is named like the hidden folder an export is built in (.NAME.XXXXXXXX.export), "
+                           f"which a later export may remove: choose another OUT_DIR.")
     blocker = next((folder for folder in (out, *out.parents) if folder.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise NbpruneError(f"{blocker} exists and is not a folder: choose another OUT_DIR.")
@@ -200,27 +205,84 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
                            f"nbprune.load_data's loaders.")
     replaced = _check_target(out, force)
     network = nn.Sequential(nn.Flatten(), *padded_layers(model.sequence())).eval()  # what TorchScript, ONNX take
+    with _building_folder(out) as building:
+        try:
+            _write_folder(building, model_file, model, spec, network, onnx)
+            for path in replaced:
+                path.unlink()
+            if out.is_dir():
+                out.rmdir()
+            os.replace(building, out)
+        except (OSError, StorageError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise NbpruneError(f"could not write the export to {out} ({reason}): free some space or choose "
+                               f"another OUT_DIR; nothing was left behind.") from None
+    return out
+
+
+@contextlib.contextmanager
+def _building_folder(out: Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside `out` (.OUT.XXXXXXXX.export) to build the export in, locked while this
+    process lives; remove it afterwards unless it was renamed into place. What exports that were killed left
+    beside `out` is removed first (a SIGKILL runs no cleanup; their locks died with them)."""
+    building, held = None, None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+        guard = _lock_folder(out.parent, wait=True)  # no other export makes or clears a building folder meanwhile
+        try:
+            _remove_abandoned_builds(out.parent)
+            building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+            held = _lock_folder(building, wait=False)
+        finally:
+            if guard is not None:
+                os.close(guard)
+        yield building
     except OSError as error:
         raise NbpruneError(f"could not write the export to {out} ({error.strerror}): choose an OUT_DIR you can "
-                           f"write to.") from None
-    try:
-        _write_folder(building, model_file, model, spec, network, onnx)
-        for path in replaced:
-            path.unlink()
-        if out.is_dir():
-            out.rmdir()
-        os.replace(building, out)
-    except (OSError, StorageError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise NbpruneError(f"could not write the export to {out} ({reason}): free some space or choose "
-                           f"another OUT_DIR; nothing was left behind.") from None
+                           f"write to; nothing was left behind.") from None
     finally:
-        if building.exists():
+        if building is not None and building.exists():
             shutil.rmtree(building, ignore_errors=True)
-    return out
+        if held is not None:
+            os.close(held)
+
+
+def _lock_folder(folder: Path, wait: bool) -> int | None:
+    """Return an open handle holding an exclusive lock on `folder`, or None when another process holds it (or the
+    system has no flock); the lock dies with the process, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no folder locks, so no building folder is ever taken for abandoned
+        return None
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return handle
+    except OSError:
+        os.close(handle)
+        return None
+
+
+def _remove_abandoned_builds(parent: Path) -> None:
+    """Remove the building folders of killed exports in `parent`: by name, holding only an export's files, and
+    locked by no live process."""
+    for folder in parent.iterdir():
+        if not BUILDING.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        if not all(_is_export_file(path) for path in folder.iterdir()):
+            continue
+        handle = _lock_folder(folder, wait=False)
+        if handle is not None:
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                os.close(handle)
+
+
+def _is_export_file(path: Path) -> bool:
+    """Return whether `path` is a file an export writes, or the temporary file of one of its atomic writes."""
+    name = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp", path.name)
+    return path.is_file() and not path.is_symlink() and (name.group(1) if name else path.name) in EXPORT_FILES
 
 
 def _write_folder(folder: Path, model_file: Path, model: SimpleNN, spec: InputSpec, network: nn.Module,

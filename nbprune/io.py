@@ -33,6 +33,9 @@ os.umask(UMASK)
 RECORD_KEY = "nbprune"
 INDEX_KEY = "keep_inputs.index"
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# A loaded model must give finite logits for every input this many standard deviations from the training mean
+# (standardised MNIST pixels lie within 2.9 of it).
+PROBE_RADIUS = 10.0
 
 
 def cannot_write(path: Path, error: OSError) -> StorageError:
@@ -277,11 +280,11 @@ def read_record(file: str | os.PathLike) -> ModelRecord | None:
     if record is None:
         return None
     described = ModelRecord.from_dict(record, file)
-    _check_record_matches(file, described, state)
+    check_record_matches(file, described, state)
     return described
 
 
-def _check_record_matches(file, record: ModelRecord, state: dict[str, torch.Tensor]) -> None:
+def check_record_matches(file, record: ModelRecord, state: dict[str, torch.Tensor]) -> None:
     """Refuse a record that disagrees with the tensors beside it."""
     weights = [state.get(f"fc{k}.weight") for k in range(1, len(record.hidden) + 2)]
     shapes = [list(w.shape) if w is not None else None for w in weights]
@@ -323,7 +326,7 @@ def load_pruned_model(model: nn.Module, file: str | os.PathLike) -> nn.Module:
     state, raw_record = read_model_file(file)
     record = ModelRecord.from_dict(raw_record, file) if raw_record is not None else None
     if record is not None:
-        _check_record_matches(file, record, state)
+        check_record_matches(file, record, state)
         _check_against_model(file, record, model)
     index = state.pop(INDEX_KEY, None)
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
@@ -381,4 +384,27 @@ def load_pruned_model(model: nn.Module, file: str | os.PathLike) -> nn.Module:
         if index is not None:
             state[INDEX_KEY] = index
     model.load_state_dict(state)
+    if isinstance(model, SimpleNN):
+        _refuse_overflow(file, model)
     return model
+
+
+def _refuse_overflow(file: Path, model: SimpleNN) -> None:
+    """Refuse weights so large that some input within PROBE_RADIUS of the mean gets Inf or NaN logits.
+
+    Each layer's outputs are bounded by |W| @ (bound of its inputs) + |b|; a ReLU keeps the bound, a sigmoid's
+    outputs stay below 1. Finite weights of 3e38 pass the finite check but overflow on any input.
+    """
+    limit = torch.finfo(torch.promote_types(model.linears[0].weight.dtype, torch.float32)).max
+    device = model.linears[0].weight.device
+    bound = torch.full((model.inputs_kept,), PROBE_RADIUS, dtype=torch.float64, device=device)
+    for position, layer in enumerate(model.linears):
+        if position and model.activation == "sigmoid":
+            bound = bound.clamp(max=1.0)
+        bound = layer.weight.detach().double().abs() @ bound + layer.bias.detach().double().abs()
+        if not float(bound.max()) <= limit:  # NaN (Inf times a zero weight) fails this too
+            largest = max(float(each.weight.detach().abs().max()) for each in model.linears)
+            raise ModelFileError(f"{file} holds weights so large (up to {largest:.3g}) that the model's outputs "
+                                 f"overflow to Inf or NaN for inputs within {PROBE_RADIUS:g} standard deviations "
+                                 f"of the mean: the model it came from diverged. Use an earlier iteration's "
+                                 f"best_model.pth.")

@@ -20,19 +20,32 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 
 def strip_notebook(notebook: dict) -> dict:
     """Return the notebook as the repository keeps it: no outputs, execution counts, widget state, timings, cell
-    ids or kernel details that running or saving it in Lab adds; only what a student wrote stays."""
+    ids or kernel details that running or saving it in Lab adds; only what a student wrote stays. A notebook
+    whose cells are not a list of cells (see `malformed`) is returned unchanged."""
+    if malformed(notebook):
+        return notebook
     notebook["metadata"] = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     notebook["nbformat"], notebook["nbformat_minor"] = 4, 4
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
-        tags = cell.get("metadata", {}).get("tags")
-        cell["metadata"] = {"tags": tags} if tags else {}
+        metadata = cell.get("metadata")
+        tags = metadata.get("tags") if isinstance(metadata, dict) else None
+        cell["metadata"] = {"tags": tags} if isinstance(tags, list) and tags else {}
         cell.pop("id", None)
         if not cell.get("attachments"):
             cell.pop("attachments", None)
     return notebook
+
+
+def malformed(notebook: dict) -> str:
+    """Return what makes a notebook's cells unreadable ('' when they are a list of cells)."""
+    cells = notebook.get("cells", [])
+    if not isinstance(cells, list):
+        return f"its cells are {type(cells).__name__ if cells is not None else 'null'}, expected a list"
+    strays = [number for number, cell in enumerate(cells, start=1) if not isinstance(cell, dict)]
+    return f"cell {strays[0]} is a {type(cells[strays[0] - 1]).__name__}, expected an object" if strays else ""
 
 
 def is_workbook_notebook(path: Path) -> bool:
@@ -47,8 +60,14 @@ def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> No
     if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
         return
     root = Path(getattr(contents_manager, "root_dir", "") or ".")
-    if is_workbook_notebook(root / path.lstrip("/")):
-        strip_notebook(model["content"])
+    if not is_workbook_notebook(root / path.lstrip("/")):
+        return
+    problem = malformed(model["content"])
+    if problem:  # Jupyter could not save it either: say why, instead of its "unexpected error"
+        from tornado.web import HTTPError
+        raise HTTPError(400, "%s", f"{path} was not saved: {problem}. Nothing was written; reload the notebook "
+                                   f"from disk (File > Reload Notebook from Disk).")
+    strip_notebook(model["content"])
 
 
 def _jupyter_server_extension_points() -> list[dict]:

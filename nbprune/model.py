@@ -61,15 +61,19 @@ class SimpleNN(nn.Module):
     @classmethod
     def from_file(cls, file: str | os.PathLike) -> "SimpleNN":
         """Return the network a model file describes, with its weights: no other file or flag needed."""
-        from .io import load_pruned_model, read_model_file
+        from .io import INDEX_KEY, check_record_matches, load_pruned_model, read_model_file
 
-        _, record = read_model_file(file)
+        state, record = read_model_file(file)
         if record is None:
             raise ModelFileError(f"{file} holds no nbprune record (a plain state_dict): build the model it was "
                                  f"saved from yourself, e.g. SimpleNN(hidden=..., activation=...), and call "
                                  f"load_pruned_model(model, file).")
         described = ModelRecord.from_dict(record, file)
-        model = cls(described.hidden, described.in_features, described.num_classes, described.activation)
+        check_record_matches(file, described, state)  # before building: a record may declare layers of any size
+        kept = state.get(INDEX_KEY)
+        model = cls(described.hidden, described.in_features if kept is None else len(kept), described.num_classes,
+                    described.activation)
+        model._in_features = described.in_features  # an input-pruned fc1 is built for the kept inputs only
         return load_pruned_model(model, file)
 
     @property

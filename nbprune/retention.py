@@ -152,8 +152,10 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
     """Return the schedule in a retain.txt, checked: whole numbers, never growing, never above `hidden`."""
     path = Path(path)
     if not path.is_file():
-        raise ScheduleError(f"retain file {path} does not exist: write one with notebook 03_retention, "
-                            f"GeneratePruneData().generate_data() or `nbprune retain`.")
+        kind = "is a folder, not the retain.txt file in it" if path.is_dir() else \
+            "is not a regular file (a device, pipe or socket)" if path.exists() else "does not exist"
+        raise ScheduleError(f"retain file {path} {kind}: pass a retain.txt, or write one with notebook "
+                            f"03_retention, GeneratePruneData().generate_data() or `nbprune retain`.")
     try:
         text = path.read_bytes().decode("ascii")
     except UnicodeDecodeError:

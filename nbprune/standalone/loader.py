@@ -23,6 +23,8 @@ NPY_TYPES = {"|u1": torch.uint8, "|i1": torch.int8, "<i2": torch.int16, "<i4": t
              "<u2": torch.uint16, "<f2": torch.float16, "<f4": torch.float32, "<f8": torch.float64}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RECORD_KEY = "nbprune"
+INDEX_KEY = "keep_inputs.index"
+PROBE_RADIUS = 10.0  # a model must give finite logits for every input within 10 standard deviations of the mean
 
 
 def load_pruned_model(model, file):
@@ -35,35 +37,82 @@ def load_pruned_model(model, file):
     if not isinstance(state, dict) or not state:
         raise ValueError(f"{file} does not hold a model's state_dict")
     for key, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_nested \
-                or value.is_quantized or value.is_meta:
-            raise ValueError(f"{file} holds something other than a dense tensor in {key}")
-        if key == "keep_inputs.index":
-            if value.dtype != torch.int64 or value.dim() != 1:
-                raise ValueError(f"{file}: {key} must be a 1-D int64 index")
-        elif value.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise ValueError(f"{file} holds {value.dtype} values in {key}: expected floating-point weights")
-        elif not torch.isfinite(value).all():
-            raise ValueError(f"{file} holds NaN or Inf values in {key}: export a model from an earlier iteration")
+        _check_tensor(file, key, value)
     record = getattr(state, "_metadata", {}).get("", {}).get(RECORD_KEY)
     if isinstance(record, dict) and record.get("activation") not in (None, model.activation):
         raise ValueError(f"{file} holds a {record['activation']} network, the model is {model.activation}: build it "
                          f"with SimpleNN(activation={record['activation']!r})")
-    index = state.get("keep_inputs.index")
-    for name, layer in list(model.named_children()):
-        if not isinstance(layer, nn.Linear):
-            continue
-        weight = state.get(name + ".weight")
-        if weight is None or weight.dim() != 2 or weight.numel() == 0:
-            raise ValueError(f"{file} has no usable {name}.weight: expected a non-empty matrix")
-        if weight.shape != layer.weight.shape:
-            setattr(model, name, nn.Linear(weight.shape[1], weight.shape[0]))
+    index = state.get(INDEX_KEY)
+    names = [name for name, layer in model.named_children() if isinstance(layer, nn.Linear)]
+    _check_layers(file, state, names, model.in_features if index is None else len(index),
+                  getattr(model, names[-1]).out_features)
     if index is not None:
-        if len(index) == 0 or int(index.min()) < 0 or int(index.max()) >= model.in_features:
-            raise ValueError(f"{file}: keep_inputs.index must list inputs from 0 to {model.in_features - 1}")
+        if int(index.min()) < 0 or int(index.max()) >= model.in_features:
+            raise ValueError(f"{file}: {INDEX_KEY} must list inputs from 0 to {model.in_features - 1}: the file was "
+                             f"damaged or edited; export the model again")
         model.keep(index)
+    for name in names:
+        weight = state[name + ".weight"]
+        if weight.shape != getattr(model, name).weight.shape:
+            setattr(model, name, nn.Linear(weight.shape[1], weight.shape[0]))
     model.load_state_dict(state)
+    _refuse_overflow(file, [getattr(model, name) for name in names], model.activation)
     return model.eval()
+
+
+def _check_tensor(file, key, value):
+    """Refuse anything but a dense tensor of finite floating-point weights (or the int64 kept-input index)."""
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_nested \
+            or value.is_quantized or value.is_meta:
+        raise ValueError(f"{file} holds something other than a dense tensor in {key}")
+    if key == INDEX_KEY:
+        if value.dtype != torch.int64 or value.dim() != 1 or len(value) == 0:
+            raise ValueError(f"{file}: {key} must be a non-empty 1-D int64 index")
+    elif value.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise ValueError(f"{file} holds {value.dtype} values in {key}: expected floating-point weights")
+    elif not torch.isfinite(value).all():
+        raise ValueError(f"{file} holds NaN or Inf values in {key}: export a model from an earlier iteration")
+
+
+def _check_layers(file, state, names, inputs, classes):
+    """Refuse a file whose tensors are not the layers fc1 ... fcN of an MLP from `inputs` to `classes` values."""
+    expected = {f"{name}.{part}" for name in names for part in ("weight", "bias")} | \
+        ({INDEX_KEY} if INDEX_KEY in state else set())
+    extra, missing = sorted(set(state) - expected), sorted(expected - set(state))
+    if extra or missing:
+        raise ValueError(f"{file} does not hold the layers {', '.join(names)} of this model ("
+                         + "; ".join(filter(None, (f"extra: {', '.join(extra[:4])}" if extra else "",
+                                                   f"missing: {', '.join(missing[:4])}" if missing else "")))
+                         + "): the file was damaged or edited; export the model again")
+    takes = inputs
+    for name in names:
+        weight, bias = state[name + ".weight"], state[name + ".bias"]
+        if weight.dim() != 2 or weight.numel() == 0 or weight.shape[1] != takes or list(bias.shape) != [len(weight)]:
+            raise ValueError(f"{file}: {name}.weight has shape {list(weight.shape)} and {name}.bias "
+                             f"{list(bias.shape)}, expected [neurons, {takes}] and [neurons]: the file was damaged "
+                             f"or edited; export the model again")
+        takes = len(weight)
+    if takes != classes:
+        raise ValueError(f"{file}: {names[-1]} gives {takes} outputs, the model has {classes} classes: the file was "
+                         f"damaged or edited; export the model again")
+
+
+def _refuse_overflow(file, linears, activation):
+    """Refuse weights so large that some input within PROBE_RADIUS of the mean gets Inf or NaN logits.
+
+    Each layer's outputs are bounded by |W| @ (bound of its inputs) + |b|; a ReLU keeps the bound, a sigmoid's
+    outputs stay below 1. Finite weights of 3e38 pass the finite check but overflow on any input.
+    """
+    bound = torch.full((linears[0].in_features,), PROBE_RADIUS, dtype=torch.float64)
+    for position, layer in enumerate(linears):
+        if position and activation == "sigmoid":
+            bound = bound.clamp(max=1.0)
+        bound = layer.weight.detach().double().abs() @ bound + layer.bias.detach().double().abs()
+        if not float(bound.max()) <= torch.finfo(torch.float32).max:  # NaN (Inf times a zero weight) fails too
+            largest = max(float(each.weight.detach().abs().max()) for each in linears)
+            raise ValueError(f"{file} holds weights so large (up to {largest:.3g}) that the model's outputs overflow "
+                             f"to Inf or NaN: the model it came from diverged; export a model from an earlier "
+                             f"iteration")
 
 
 def standardise(values):
@@ -148,10 +197,11 @@ def read_npy(path):
         descr, shape, fortran = header["descr"], tuple(header["shape"]), header["fortran_order"]
     except (struct.error, ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
         raise ValueError(f"{path} has a damaged .npy header") from None
-    if descr not in NPY_TYPES:
-        raise ValueError(f"{path} holds {descr} values; expected one of {', '.join(NPY_TYPES)}")
-    if not all(isinstance(n, int) and n >= 0 for n in shape) or len(shape) > 4:
-        raise ValueError(f"{path} has a damaged .npy header (shape {shape})")
+    if not isinstance(descr, str) or descr not in NPY_TYPES:
+        raise ValueError(f"{path} holds {str(descr)[:40]} values; expected one of {', '.join(NPY_TYPES)}")
+    if not all(type(n) is int and n >= 0 for n in shape) or len(shape) > 4 or type(fortran) is not bool:
+        raise ValueError(f"{path} has a damaged .npy header (shape {str(shape)[:40]}, fortran_order "
+                         f"{str(fortran)[:10]})")
     body = data[start + size:]
     count = math.prod(shape)
     width = torch.empty(0, dtype=NPY_TYPES[descr]).element_size()

@@ -24,7 +24,11 @@ def main(paths):
     load_pruned_model(model, HERE / "best_model.pth")
     for path in paths:
         with torch.no_grad():
-            probabilities = model(standardise(read_inputs(path))).softmax(dim=1)
+            logits = model(standardise(read_inputs(path)))
+        if not torch.isfinite(logits).all():  # load_pruned_model bounds the logits; this is the last guard
+            raise ValueError(f"the model gives Inf or NaN outputs for {path}: export a model from an earlier "
+                             f"iteration")
+        probabilities = logits.softmax(dim=1)
         for index, (probability, label) in enumerate(zip(*probabilities.max(dim=1))):
             name = path if len(probabilities) == 1 else f"{path}[{index}]"
             print(f"{name}: {CLASSES[label.item()]} ({probability.item():.1%})")
