@@ -371,7 +371,7 @@ class Controls:
     end_itr: int | None = setting(None, "stop after this iteration; None: the whole schedule", kind="int", low=0,
                                   high=MAX_ITERATIONS, optional=True)
     chosen_itr: int | None = setting(None, "the iteration to deploy; None: the smallest model within one point "
-                                           "of the dense model's validation accuracy", kind="int", low=0,
+                                           "of the run's best validation accuracy", kind="int", low=0,
                                      high=MAX_ITERATIONS, optional=True)
     demo_epochs: int = setting(1, "epochs of 02's short demonstration run", kind="int", low=1, high=1000)
 

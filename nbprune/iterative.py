@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import InputSpec, Loader, TensorLoader, input_box
@@ -25,6 +24,7 @@ from .evaluate import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
                  write_text_atomic)
 from .model import SimpleNN, hidden_linears, linear_layers, mlp_parameters, parameter_count
+from .progress import progress_bar
 from .prune import compensation_constants, global_counts, parameters_of, prune_by_scores
 from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
 from .session import VALIDATION_FILE, Session
@@ -306,7 +306,7 @@ class IterativePruning:
 
     def _iterate(self, model: nn.Module, steps: list[RetentionStep], position: int, session: Session) -> list[dict]:
         records, kept = [], self._kept_so_far(session, steps[:position])
-        bar = tqdm(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
+        bar = progress_bar(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
             bar.set_postfix(iteration=step.iteration, neurons="+".join(map(str, step.retained)))
             started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -17,7 +18,8 @@ from .session import RESULTS, Session
 RESULTS_DIR = RESULTS
 PERCENT_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)
 
-__all__ = ["RESULTS_DIR", "choose_iteration", "concatenate", "plot_accuracies", "plot_losses", "session_summary"]
+__all__ = ["RESULTS_DIR", "best_validation", "choose_iteration", "concatenate", "draw_choice", "plot_accuracies",
+           "plot_losses", "session_summary"]
 
 
 def _session(session_dir: str | os.PathLike | Session) -> Session:
@@ -99,9 +101,13 @@ def concatenate(session_dir: str | os.PathLike | Session) -> Path:
     return out
 
 
-def choose_iteration(records: list[dict], tolerance: float = 1.0) -> int:
-    """Return the iteration of the smallest model whose validation accuracy is within `tolerance` points of the
-    dense model's. The test accuracy plays no part: it is only reported."""
+def best_validation(records: list[dict]) -> dict:
+    """Return the record with the run's highest validation accuracy (the earliest of equals)."""
+    _require_validation(records)
+    return max(records, key=lambda record: (record["Val_Accuracy"], -record["iteration"]))
+
+
+def _require_validation(records: list[dict]) -> None:
     if not records:
         raise NbpruneError("no finished iteration to choose from: run notebook 04_iterative_pruning (or "
                            "`nbprune prune`) first.")
@@ -109,6 +115,52 @@ def choose_iteration(records: list[dict], tolerance: float = 1.0) -> int:
         raise NbpruneError("these iterations carry no validation accuracy (they ran without a validation split), so "
                            "no model can be chosen without looking at the test set: rerun the pruning with "
                            "val_loader=..., or choose an iteration yourself.")
-    dense = records[0]["Val_Accuracy"]
-    good = [record for record in records if record["Val_Accuracy"] >= dense - tolerance]
+
+
+def _require_tolerance(tolerance: float) -> None:
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
+        raise NbpruneError(f"tolerance {tolerance!r} is not a number of percentage points: expected a finite number "
+                           f">= 0, such as 1.0 (one point below the run's best validation accuracy).")
+
+
+def choose_iteration(records: list[dict], tolerance: float = 1.0) -> int:
+    """Return the iteration of the smallest model whose validation accuracy is within `tolerance` points of the
+    run's best validation accuracy. The test accuracy plays no part: it is only reported.
+
+    The bar is the run's best, not the dense model's: a dense model trained too briefly sets a low bar that only a
+    much smaller model just clears, while retrained iterations do better. Warns when the dense model is not the best.
+    """
+    _require_tolerance(tolerance)
+    best = best_validation(records)
+    dense = records[0]
+    if best is not dense:
+        warnings.warn(f"the dense model (iteration {dense['iteration']}, validation accuracy "
+                      f"{dense['Val_Accuracy']:.2f}%) is not the run's best: iteration {best['iteration']} reached "
+                      f"{best['Val_Accuracy']:.2f}%, so the choice is measured against that. The dense model was "
+                      f"probably trained too briefly (raise epochs and patience for a fair baseline).", stacklevel=2)
+    good = [record for record in records if record["Val_Accuracy"] >= best["Val_Accuracy"] - tolerance]
     return min(good, key=lambda record: (record["parameters"], -record["iteration"]))["iteration"]
+
+
+def draw_choice(figure: Figure, records: list[dict], tolerance: float = 1.0, shown: dict | None = None) -> Figure:
+    """Return an accuracy figure of plot_accuracies with the band choose_iteration accepts shaded, zoomed to the
+    iterations around the choice (and to `shown`, a record that must stay in view)."""
+    _require_tolerance(tolerance)
+    axes = figure.axes[0]
+    best = best_validation(records)
+    low = best["Val_Accuracy"] - tolerance
+    axes.axhspan(low, best["Val_Accuracy"], color="tab:orange", alpha=0.15, zorder=0,
+                 label=f"validation within {tolerance:g} point{'' if tolerance == 1 else 's'} of the best "
+                       f"({best['Val_Accuracy']:.2f}%)")
+    inside = [position for position, record in enumerate(records) if record["Val_Accuracy"] >= low]
+    last = max([inside[-1] + 2, *([records.index(shown)] if shown in records else [])])
+    near = records[:last + 1]
+    percent_axis(axes, [record["PercentageRetain"] for record in near])
+    values = [record[key] for record in near for key in ("Train_Accuracy", "Val_Accuracy", "Test_Accuracy")
+              if key in record] + [low]
+    spread = max(values) - min(values) or 1.0
+    axes.set_ylim(min(values) - 0.08 * spread, max(values) + 0.12 * spread)
+    axes.set_title(f"Accuracy near the choice (iterations {near[0]['iteration']} to {near[-1]['iteration']}; "
+                   f"green: iteration)", fontsize=10)
+    axes.legend(fontsize=8)
+    return figure

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import TrainConfig, resolve_device
 from .data import Loader, TensorLoader
@@ -20,6 +19,7 @@ from .evaluate import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
 from .io import format_table, save_model_file, write_text_atomic
 from .model import SimpleNN
+from .progress import progress_bar
 
 TRAIN_COLUMNS = ("TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy", "ValLoss", "ValAccuracy")
 LR_FACTOR = 0.2
@@ -136,8 +136,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
         teacher.to(device)
     stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, tensorboard_dir)
     best_state = _snapshot(model)
-    bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
+    bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress, leave=False)
+    for epoch in range(settings.epochs):
         train_loss, train_accuracy = trainer.epoch(train_loader, device, soft_targets)
         if not math.isfinite(train_loss):
             warnings.warn(f"training stopped at epoch {epoch + 1}: the loss became {train_loss}. Kept the last good "
@@ -148,7 +148,9 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
         val_loss, val_accuracy = (loss_and_accuracy(model, val_loader) if val_loader is not None
                                   else (train_loss, train_accuracy))
         log.epoch([train_loss, train_accuracy, test_loss, test_accuracy, val_loss, val_accuracy])
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.2f}")
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.2f}",
+                        refresh=False)
+        bar.update()  # counted here, not by iterating the bar, so that an early stop reports the epochs that ran
         if stopping.improved(val_loss):
             best_state = _snapshot(model)
             log.best(model)

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from .errors import NbpruneError
 from .io import write_text_atomic
-from .report import plot_accuracies, plot_losses
+from .progress import headless
+from .report import best_validation, draw_choice, plot_accuracies, plot_losses
 from .retention import GeneratePruneData, save_figure, schedule
 
 
@@ -36,12 +37,29 @@ def _png(figure: Figure) -> bytes:
 
 
 class _Control:
-    """A control that displays as its widget in Jupyter."""
+    """A control that displays as its widget in Jupyter; headless (an executed copy), as static pictures of what the
+    widget shows, since a saved widget keeps no pictures."""
 
     widget = None
+    plots: list = []
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def caption(self) -> str:
+        """Return the HTML line the widget shows above its pictures."""
+        raise NotImplementedError
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Image, display
+
+        if not headless():
+            display(self.widget)
+            return
+        display({"text/html": self.caption(), "text/plain": _plain(self.caption())}, raw=True)
+        for plot in self.plots:
+            display(Image(data=plot.value, format="png"))
+
+
+def _plain(html: str) -> str:
+    return html.replace("<b>", "").replace("</b>", "")
 
 
 class ScheduleEditor(_Control):
@@ -78,6 +96,10 @@ class ScheduleEditor(_Control):
                                     self.status, widgets.HBox(self.plots)])
         self.redraw()
 
+    def caption(self) -> str:
+        """Return what the sliders saved, as the line above the plots."""
+        return self.status.value
+
     @property
     def generator(self) -> GeneratePruneData:
         """Return the schedule generator for the sliders' current values."""
@@ -109,12 +131,16 @@ class ScheduleEditor(_Control):
         return generator
 
 
-def describe(record: dict, dense: dict) -> str:
-    """Return one line on an iteration: neurons per layer, parameters, and its validation accuracy against the dense
-    model's (what the choice rests on), with the test accuracy as the report."""
+def describe_iteration(record: dict, records: list[dict]) -> str:
+    """Return one line on an iteration of `records`: neurons per layer, parameters, and its validation accuracy
+    against the run's best (what the choice rests on), with the test accuracy as the report."""
     neurons = " + ".join(map(str, record["hidden"]))
-    validation = (f"validation accuracy {record['Val_Accuracy']:.2f}% (dense {dense['Val_Accuracy']:.2f}%), "
-                  if "Val_Accuracy" in record and "Val_Accuracy" in dense else "")
+    dense = records[0]
+    validation = ""
+    if all("Val_Accuracy" in each for each in records):
+        best = best_validation(records)
+        validation = (f"validation accuracy {record['Val_Accuracy']:.2f}% (the run's best {best['Val_Accuracy']:.2f}% "
+                      f"at iteration {best['iteration']}; dense {dense['Val_Accuracy']:.2f}%), ")
     return (f"iteration {record['iteration']}: {neurons} hidden neurons ({record['PercentageRetain']:.3g}% of the "
             f"dense model's), {record['parameters']:,} parameters ({record['parameters'] / dense['parameters']:.1%}); "
             f"{validation}test accuracy {record['Test_Accuracy']:.2f}% (reported only: never used to choose)")
@@ -139,7 +165,7 @@ class IterationPicker(_Control):
     always what is deployed."""
 
     def __init__(self, records: list[dict], value: int | None = None, choice_file: str | os.PathLike | None = None,
-                 model_files: dict | None = None):
+                 model_files: dict | None = None, tolerance: float | None = 1.0):
         if not records:
             raise NbpruneError("no finished iteration to choose from: run notebook 04_iterative_pruning first for "
                                "this session (or pass the session_dir where it ran).")
@@ -148,6 +174,7 @@ class IterationPicker(_Control):
         if value not in self.records:
             raise NbpruneError(f"iteration {value!r} has not finished: expected one of {list(self.records)}.")
         widgets = _ipywidgets()
+        self.tolerance = tolerance
         self.choice_file, self.model_files = (Path(choice_file) if choice_file else None), dict(model_files or {})
         self.slider = widgets.SelectionSlider(options=list(self.records), value=value, description="iteration",
                                               continuous_update=False, layout=widgets.Layout(width="600px"))
@@ -156,6 +183,10 @@ class IterationPicker(_Control):
         self.slider.observe(self.redraw, names="value")
         self.widget = widgets.VBox([self.slider, self.summary, widgets.HBox(self.plots)])
         self.redraw()
+
+    def caption(self) -> str:
+        """Return the chosen iteration's description, as the line above the plots."""
+        return self.summary.value
 
     @property
     def value(self) -> int:
@@ -168,14 +199,18 @@ class IterationPicker(_Control):
         return self.records[self.value]
 
     def figures(self) -> tuple[Figure, Figure]:
-        """Return the accuracy and loss curves with the chosen iteration marked."""
+        """Return the accuracy curves (with choose_iteration's band, zoomed to the choice, unless tolerance is None)
+        and the loss curves, the chosen iteration marked on both."""
         records = list(self.records.values())
-        return (mark_iteration(plot_accuracies(records), self.record, "Accuracy"),
+        accuracies = plot_accuracies(records)
+        if self.tolerance is not None and all("Val_Accuracy" in record for record in records):
+            draw_choice(accuracies, records, self.tolerance, shown=self.record)
+        return (mark_iteration(accuracies, self.record, "Accuracy"),
                 mark_iteration(plot_losses(records), self.record, "Loss"))
 
     def redraw(self, change=None) -> None:
         """Describe the chosen iteration, mark it on the accuracy and loss curves, and record the choice."""
-        self.summary.value = f"<b>{describe(self.record, next(iter(self.records.values())))}</b>"
+        self.summary.value = f"<b>{describe_iteration(self.record, list(self.records.values()))}</b>"
         for plot, figure in zip(self.plots, self.figures()):
             plot.value = _png(figure)
         if self.choice_file is not None:

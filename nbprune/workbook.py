@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
 from .errors import ConfigError, NbpruneError
 from .lab import NOTEBOOKS
+from .progress import headless_kernels
 from .retention import save_figure
 from .session import NOTEBOOKS as EXECUTED, Session, folder_lock
 
@@ -278,7 +279,7 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
     source = notebooks_path(notebooks_dir)
     values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
     executed = session.part(EXECUTED)
-    with folder_lock(session.root, "session folder"):
+    with folder_lock(session.root, "session folder"), headless_kernels():  # finished bars, static pictures
         executed.mkdir(parents=True, exist_ok=True)
         for name in NOTEBOOKS:
             notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"

@@ -113,7 +113,7 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     summary = session_summary(session_dir)
     assert [r["hidden"] for r in summary] == [s.retained for s in STEPS]
-    within = [r["iteration"] for r in summary if r["Val_Accuracy"] >= summary[0]["Val_Accuracy"] - 1]
+    within = [r["iteration"] for r in summary if r["Val_Accuracy"] >= max(r["Val_Accuracy"] for r in summary) - 1]
     assert choose_iteration(summary) == max(within)  # the smallest of them: sizes fall with the iteration here
 
 

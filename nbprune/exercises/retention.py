@@ -1,0 +1,51 @@
+"""Exercises of 03_retention: the schedule n_t = max(1, round(h q^t)) by hand, checked against nbprune.schedule."""
+
+from __future__ import annotations
+
+from ..retention import schedule
+from . import Verdict, close, exercise
+
+HIDDEN, ITERATIONS = (256, 64), range(31)
+SKIP_Q, LAST = 0.85, 32  # 03.2's factor, and the iteration where its schedule reaches 1 + 1 neurons
+
+
+def _kept(h: int, q: float, t: int) -> int:
+    return schedule((h,), q, range(t + 1))[-1].retained[0]  # a skipped t keeps what the step before kept
+
+
+@exercise("03.1", "With q = 0.7, how many of its 256 neurons does hidden layer 1 keep at iteration 4?",
+          solver=lambda: _kept(256, 0.7, 4))
+def kept_at_iteration(answer) -> Verdict:
+    return close(answer, _kept(256, 0.7, 4), "layer 1's size at iteration 4 for q = 0.7",
+                 why="256 · 0.7⁴ = 61.47, rounded to 61 (nbprune.schedule gives the same).",
+                 hint="compute 256 · 0.7 ** 4 and round it to the nearest whole neuron.", tolerance=0)
+
+
+def _skipped() -> list[int]:
+    kept = {step.iteration for step in schedule(HIDDEN, SKIP_Q, range(LAST + 1))}
+    return [t for t in range(LAST + 1) if t not in kept]
+
+
+@exercise("03.2", "For 256 + 64 neurons and q = 0.85, the schedule reaches 1 + 1 neurons at iteration 32. Which "
+                  "iterations before it does retain.txt leave out? Answer a list, and say to yourself why.", solver=_skipped)
+def skipped_iterations(answer) -> Verdict:
+    expected = _skipped()
+    given = sorted(int(t) for t in answer)
+    if given == expected:
+        return Verdict(True, f"iterations {expected}: layer 2 is at one neuron from iteration 24 on, and at each of "
+                             f"these round(256 · 0.85^t) equals the iteration before's (e.g. 256 · 0.85^26 = 3.7 and "
+                             f"256 · 0.85^25 = 4.4 both round to 4): they would retrain the same sizes again.")
+    return Verdict(False, f"{given} is not the list. Find where both layers' rounded sizes stop changing: compute "
+                          f"round(256 · 0.85^t) and max(1, round(64 · 0.85^t)) for t from 22 to 32.")
+
+
+def _first_single(h: int = 64, q: float = 0.8) -> int:
+    return next(step.iteration for step in schedule((h,), q, ITERATIONS) if step.retained[0] == 1)
+
+
+@exercise("03.3", "At which iteration is hidden layer 2 (64 neurons, q = 0.8) first down to a single neuron?",
+          solver=_first_single)
+def single_neuron(answer) -> Verdict:
+    return close(answer, _first_single(), "the first iteration with one neuron in layer 2",
+                 why="64 · 0.8^t falls below 1.5 (and so rounds to 1) first at t = 17: 64 · 0.8¹⁷ = 1.44.",
+                 hint="solve 64 · 0.8^t < 1.5 for the smallest whole t.", tolerance=0)
