@@ -1,0 +1,242 @@
+"""The interval primer (00_intervals) and the corrected 04: the hand numbers against the library, both activations'
+rules against sampling, the exercises' solutions, the diagnostics on tiny models, input_q, and 00 run headless."""
+
+import math
+
+import nbformat
+import papermill
+import pytest
+import torch
+from torch import nn
+
+from nbprune import (Interval, PruningContext, RunConfig, SimpleNN, box_summary, check, constant_feature_shift,
+                     constant_features, contain_zero, default_steps, derivative_intervals, interval_adjoint,
+                     interval_forward, largest_change, magnitude_correlations, neuron_costs, node_significance,
+                     observed_ranges, outside_box, plot_primer_ranges, plot_significance_distribution,
+                     plot_width_against_range, primer_box, primer_network, rank_correlation, sample_box,
+                     sampled_range, seed_correlations, significance, solution, width_table)
+from nbprune.exercises import exercises_of
+from nbprune.retention import GeneratePruneData, read_retain
+from nbprune.workbook import notebooks_path
+
+
+def pairs(interval: Interval) -> list[tuple[float, float]]:
+    return list(zip(interval.lower.reshape(-1).tolist(), interval.upper.reshape(-1).tolist()))
+
+
+def primer_context() -> PruningContext:
+    box = primer_box()
+    return PruningContext(input_box=(box.lower, box.upper))
+
+
+# --- the primer's hand numbers --------------------------------------------------------------------------------
+def test_the_primers_hand_numbers_are_the_librarys():
+    network, box = primer_network(), primer_box()
+    z, y = interval_forward(network, box)
+    assert pairs(z) == [(-2.0, 3.0), (-1.0, 1.5)] and pairs(y) == [(-1.5, 3.0)]
+    z_bar, y_bar = interval_adjoint(network, [z, y])
+    assert pairs(y_bar) == [(1.0, 1.0)] and pairs(z_bar) == [(0.0, 1.0), (-1.0, 0.0)]
+    with torch.no_grad():
+        assert pairs(z_bar @ network.fc1.weight) == [(-0.5, 1.0), (-3.0, 0.0)]
+    assert significance(network, "interval_adjoint", primer_context())[0].tolist() == [5.0, 2.5]
+    assert node_significance(network, "interval_adjoint", primer_context())[0].tolist() == [1.0, 6.0]
+
+
+def test_a_linear_layer_in_centre_radius_form_is_the_lower_upper_formula_and_exact_per_neuron():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 3, generator=generator, dtype=torch.float64)  # weights of either sign
+    lower = torch.randn(1, 3, generator=generator, dtype=torch.float64)
+    box = Interval(lower, lower + torch.rand(1, 3, generator=generator, dtype=torch.float64))
+    z = box @ weight.T
+    positive, negative = weight.clamp(min=0), weight.clamp(max=0)
+    assert torch.allclose(z.lower, box.lower @ positive.T + box.upper @ negative.T)
+    assert torch.allclose(z.upper, box.upper @ positive.T + box.lower @ negative.T)
+    assert torch.allclose(z.midpoint, box.midpoint @ weight.T) and torch.allclose(z.radius, box.radius @ weight.abs().T)
+    reached = sampled_range(sample_box(box, 100) @ weight.T)  # the corners reach every neuron's bounds
+    assert torch.allclose(reached.lower, z.lower.reshape(-1)) and torch.allclose(reached.upper, z.upper.reshape(-1))
+
+
+# --- both activations against sampling ------------------------------------------------------------------------
+INTERVALS = [(-2.0, 3.0), (0.5, 2.0), (-3.0, -0.5), (-1.0, 0.0), (0.0, 4.0)]
+
+
+def sampled(lower: float, upper: float) -> torch.Tensor:
+    return sample_box(Interval(torch.tensor([[lower]], dtype=torch.float64),
+                               torch.tensor([[upper]], dtype=torch.float64)), 20_000).reshape(-1)
+
+
+@pytest.mark.parametrize("lower, upper", INTERVALS)
+def test_relu_bounds_and_derivative_interval_match_sampling(lower, upper):
+    interval, points = Interval(torch.tensor(lower), torch.tensor(upper)), sampled(lower, upper)
+    assert pairs(interval.relu()) == [(points.relu().min().item(), points.relu().max().item())]
+    slopes = (points > 0).double()
+    assert pairs(interval.relu_derivative()) == [(slopes.min().item(), slopes.max().item())]
+    expected = (1.0, 1.0) if lower > 0 else (0.0, 0.0) if upper <= 0 else (0.0, 1.0)
+    assert pairs(interval.relu_derivative()) == [expected]
+
+
+@pytest.mark.parametrize("lower, upper", INTERVALS)
+def test_sigmoid_bounds_and_derivative_interval_match_sampling(lower, upper):
+    interval, points = Interval(torch.tensor(lower, dtype=torch.float64), torch.tensor(upper, dtype=torch.float64)), \
+        sampled(lower, upper)
+    values = torch.sigmoid(points)
+    assert list(pairs(interval.sigmoid())[0]) == pytest.approx([values.min().item(), values.max().item()])
+    slopes = values * (1 - values)
+    derivative = interval.sigmoid_derivative()
+    assert derivative.lower.item() == pytest.approx(slopes.min().item(), abs=1e-9)
+    assert derivative.upper.item() == pytest.approx(slopes.max().item(), abs=1e-6)
+    if lower <= 0 <= upper:  # the peak: 0.25 at z = 0
+        assert derivative.upper.item() == 0.25
+
+
+def test_the_significance_bounds_the_move_within_the_interval_and_is_not_tight():
+    network, box = primer_network(), primer_box()
+    z = interval_forward(network, box)[0]
+    scores = significance(network, "interval_adjoint", primer_context())[0]
+    inputs = sample_box(box, 2000)
+    changes = [largest_change(network, inputs, j, z[0, j]) for j in range(2)]
+    assert changes == pytest.approx([3.0, 1.5]) and all(change <= score for change, score in zip(changes, scores))
+
+
+def test_sampling_shows_the_dependency_problem():
+    network, box = primer_network(), primer_box()
+    z = interval_forward(network, box)[0]
+    with torch.no_grad():
+        hidden = network.fc1(sample_box(box))
+        summing = primer_network(second=((1.0, 1.0),))
+        outputs = summing(sample_box(box))
+    assert pairs(sampled_range(hidden)) == pairs(z)  # each neuron exact ...
+    difference = sampled_range(hidden[:, 0] - hidden[:, 1])  # ... but z1 - z2 is overestimated
+    assert pairs(z[..., 0] - z[..., 1]) == [(-3.5, 4.0)] and list(pairs(difference)[0]) == pytest.approx([-3.0, 3.5])
+    assert pairs(interval_forward(summing, box)[-1]) == [(0.0, 4.5)] and outputs.max().item() == pytest.approx(3.0)
+
+
+# --- exercises ------------------------------------------------------------------------------------------------
+def tiny_session_inputs():
+    torch.manual_seed(0)
+    model = SimpleNN((6, 4), in_features=5, num_classes=3)
+    inputs = torch.randn(40, 5)
+    inputs[:, 0] = -0.4  # a constant feature, like a border pixel
+    box = (inputs.min(dim=0).values, inputs.max(dim=0).values)
+    schedule = GeneratePruneData((256, 64), 0.7, range(31)).data
+    return {"model": model, "box": box, "schedule": schedule, "features": 784}
+
+
+WRONG = {"00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-2.0, 0.0), "00.5": (3.0, -0.5),
+         "04.1": 1234.5, "04.2": 3, "04.3": "B", "04.4": 257}
+NEEDS = {"04.1": ("model",), "04.2": ("box",), "04.4": ("schedule", "features")}
+
+
+@pytest.mark.parametrize("key", [*exercises_of("00"), *exercises_of("04")])
+def test_every_solution_is_accepted_and_a_wrong_answer_refused(key):
+    context = {name: tiny_session_inputs()[name] for name in NEEDS.get(key, ())}
+    assert check(key, solution(key, **context), **context).right, key
+    refused = check(key, WRONG[key], **context)
+    assert not refused.right and refused.message, key
+    assert not check(key, None, **context).right  # an unanswered exercise says "not yet" and does not raise
+
+
+def test_the_notebooks_have_three_to_five_exercises_each():
+    assert 3 <= len(exercises_of("00")) <= 5 and 3 <= len(exercises_of("04")) <= 5
+    assert tiny_session_inputs()["schedule"][5].retained == (43, 11)
+    assert solution("04.4", schedule=tiny_session_inputs()["schedule"], features=784) == round(784 * 48.75 / 100)
+
+
+# --- the diagnostics on tiny models with known answers ------------------------------------------------------
+def test_rank_correlation_of_known_orders():
+    scores = torch.tensor([0.1, 0.5, 0.3, 0.9])
+    assert rank_correlation(scores, scores * 7) == pytest.approx(1.0)
+    assert rank_correlation(scores, -scores) == pytest.approx(-1.0)
+    assert rank_correlation(torch.tensor([1.0, 2, 2, 3]), torch.tensor([1.0, 3, 2, 4])) == pytest.approx(
+        0.9486832980505138)  # ties share their mean rank (2.5, 2.5): Pearson of (1, 2.5, 2.5, 4) and (1, 3, 2, 4)
+
+
+def test_box_coverage_constant_features_and_their_shift():
+    box = (torch.tensor([0.0, -0.4, 0.0]), torch.tensor([1.0, -0.4, 2.0]))
+    images = torch.tensor([[0.5, -0.4, 1.0], [1.5, -0.4, 1.0], [0.5, -0.3, 1.0], [0.0, -0.4, 2.0]])
+    assert outside_box(box, images) == 2
+    assert constant_features(box).tolist() == [1]
+    model = SimpleNN((2,), in_features=3, num_classes=2)
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [-1.0, -0.5, 0.0]]))
+    assert constant_feature_shift(model, box).tolist() == pytest.approx([2.0 * -0.4, -0.5 * -0.4])
+
+
+def test_width_table_of_the_primer_is_exact_in_the_first_layer_and_wider_after():
+    network = primer_network(second=((1.0, 1.0),))
+    inputs = torch.cat([sample_box(primer_box()), torch.zeros(1, 2, dtype=torch.float64)])  # y is 0 only at 0
+    table = width_table(network, primer_context(), inputs)
+    hidden, logits = table[table.layer == "hidden 1"], table[table.layer == "logits"]
+    assert hidden["ratio"].tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+    assert logits["ratio"].item() == pytest.approx(4.5 / 3.0, rel=1e-3)
+    assert [interval.width.tolist() for interval in observed_ranges(network, primer_box().lower)] == [[0.0, 0.0],
+                                                                                                      [0.0]]
+
+
+def test_intervals_holding_zero_and_the_derivative_intervals():
+    z = [Interval(torch.tensor([[-1.0, 0.5, -2.0]]), torch.tensor([[1.0, 2.0, -0.5]])),
+         Interval(torch.tensor([[-1.0]]), torch.tensor([[1.0]]))]
+    assert contain_zero(z) == [(1, 3), (1, 1)]
+    relu, sigmoid = SimpleNN((3,), 2, 1), SimpleNN((3,), 2, 1, activation="sigmoid")
+    assert pairs(derivative_intervals(relu, z)[0]) == [(0.0, 1.0), (1.0, 1.0), (0.0, 0.0)]
+    assert pairs(derivative_intervals(sigmoid, z)[0])[0][1] == 0.25
+
+
+def test_neuron_costs_are_what_one_neuron_holds():
+    assert neuron_costs(SimpleNN((256, 64))) == [784 + 1 + 64, 256 + 1 + 10]
+
+
+def test_seed_and_magnitude_correlations_and_the_box_summary():
+    torch.manual_seed(0)
+    one_output = SimpleNN((5,), in_features=3, num_classes=1)
+    inputs, targets = torch.randn(64, 3), torch.randint(0, 3, (64,))
+    context = PruningContext(input_box=(inputs.min(dim=0).values, inputs.max(dim=0).values), batch=(inputs, targets),
+                             box_count=8)
+    assert seed_correlations(one_output, context) == [pytest.approx(1.0)]  # one class: both seeds are the same
+    model = SimpleNN((6, 4), in_features=3, num_classes=3)
+    assert all(-1 <= value <= 1 for value in magnitude_correlations(model, context))
+    summary = box_summary(model, context, inputs)
+    assert summary["boxes"].tolist() == ["data"] * 3 + ["class"] * 3 + ["local"] * 3
+    assert summary["% intervals holding 0"].between(0, 100).all()
+    assert math.isnan(summary["rank correlation with magnitude"].iloc[2])  # the logits are not pruned
+
+
+def test_the_course_figures_are_saved(tmp_path):
+    network, box = primer_network(), primer_box()
+    z, y = interval_forward(network, box)
+    with torch.no_grad():
+        hidden, outputs = network.fc1(sample_box(box, 200)), network(sample_box(box, 200))
+    plot_primer_ranges(hidden, z, outputs, y, path=tmp_path / "primer.png")
+    plot_width_against_range(width_table(network, primer_context(), sample_box(box)), path=tmp_path / "width.png")
+    plot_significance_distribution([torch.tensor([0.0, 1.0, 2.0, 4.0])], path=tmp_path / "scores.png")
+    assert all((tmp_path / name).stat().st_size > 1000 for name in ("primer.png", "width.png", "scores.png"))
+
+
+# --- input_q: one source for neurons and pixels -----------------------------------------------------------------
+def test_input_q_none_follows_the_schedule_read_from_retain_txt(tmp_path):
+    GeneratePruneData((256, 64), 0.7, range(31), dir=tmp_path).generate_data()
+    steps = read_retain(tmp_path / "retain.txt", (256, 64))
+    followed = default_steps(RunConfig.from_flat({"prune_inputs": True}), 784, 10, steps=steps)  # config's q: 0.8
+    assert {step.iteration: step.inputs for step in followed}[5] == 132  # q 0.8 would keep round(784 * 0.8**5) = 257
+    assert followed[0].inputs == 784
+    from_file = default_steps(RunConfig.from_flat({"prune_inputs": True, "retain": str(tmp_path / "retain.txt")}), 784)
+    assert [step.inputs for step in from_file] == [step.inputs for step in followed]
+    generated = default_steps(RunConfig.from_flat({"prune_inputs": True, "q": 0.7}), 784, 10)
+    assert {step.iteration: step.inputs for step in generated}[5] == 132
+    explicit = default_steps(RunConfig.from_flat({"prune_inputs": True, "input_q": 0.5}), 784, 10, steps=steps)
+    assert {step.iteration: step.inputs for step in explicit}[2] == 196
+
+
+# --- 00 headless --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_primer_runs_headless_and_its_copy_shows_its_figure(tmp_path):
+    executed = tmp_path / "00_intervals.ipynb"
+    papermill.execute_notebook(str(notebooks_path() / "00_intervals.ipynb"), str(executed), kernel_name="python3",
+                               parameters={"session_dir": str(tmp_path / "session")}, progress_bar=False)
+    cells = [cell for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
+    outputs = [output for cell in cells for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert (tmp_path / "session" / "intervals" / "primer.png").is_file()
+    printed = "".join(output.get("text", "") for output in outputs)
+    assert "significance of the hidden neurons [5.0, 2.5]" in printed
