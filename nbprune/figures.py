@@ -1,3 +1,79 @@
 """Figures of the course: statistical plots (seaborn) that show and save themselves, as the notebooks draw them."""
 
 from __future__ import annotations
+
+
+# --- 00_intervals and 04_iterative_pruning (the interval primer, the criterion's diagnostics) ----------------------
+def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, path=None):
+    """Return the primer's picture: the hidden pre-activations the sampled inputs produce inside the interval box
+    [z1] x [z2], and the sampled outputs against the output's interval; save it when `path` is given."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from .retention import save_figure
+
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
+    plane, line = figure.subplots(1, 2)
+    low, high = hidden_box.lower.reshape(-1).tolist(), hidden_box.upper.reshape(-1).tolist()
+    plane.add_patch(Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, color="tab:red",
+                              linewidth=2, label="interval box [z1] x [z2]"))
+    plane.scatter(hidden_samples[:, 0], hidden_samples[:, 1], s=1, alpha=0.3, label="sampled inputs")
+    plane.set(xlabel="z1", ylabel="z2", title="hidden pre-activations", aspect="equal")
+    plane.legend(fontsize=8, loc="upper right", markerscale=8)
+    sns.histplot(x=output_samples.reshape(-1).tolist(), ax=line, bins=60, stat="density", color="tab:blue")
+    for bound in (output_box.lower.item(), output_box.upper.item()):
+        line.axvline(bound, color="tab:red", linewidth=2)
+    line.set(xlabel="output y", title="sampled outputs; red: the interval bound")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_width_against_range(table, path=None):
+    """Return each neuron's interval width against the range the training images produce (log-log, one colour
+    per layer, the dashed line where they are equal); `table` is nbprune.diagnostics.width_table's."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    from .retention import save_figure
+
+    shown = table[(table["observed range"] > 0) & (table["interval width"] > 0)]
+    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    sns.scatterplot(data=shown, x="observed range", y="interval width", hue="layer", s=12, alpha=0.7, ax=axes,
+                    linewidth=0)
+    ends = [min(shown["observed range"].min(), shown["interval width"].min()),
+            max(shown["observed range"].max(), shown["interval width"].max())]
+    axes.plot(ends, ends, "k--", linewidth=1, label="width = observed range")
+    axes.set(xscale="log", yscale="log", xlabel="range of the pre-activation over the training images",
+             ylabel="width of its interval over the box", title="Interval width against the observed range")
+    axes.legend(fontsize=8)
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_significance_distribution(scores, path=None):
+    """Return the distribution of the significance scores of each hidden layer (log scale; zero scores are
+    counted in the legend, since a log axis cannot show them); save it when `path` is given."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    from .retention import save_figure
+
+    def label(k: int, score) -> str:
+        zeros = int((score <= 0).sum())
+        return f"hidden {k}" + (f" ({zeros} scores of 0 not shown)" if zeros else "")
+
+    rows = [{"layer": label(k, score), "significance": float(value)}
+            for k, score in enumerate(scores, start=1) for value in score if value > 0]
+    figure = Figure(figsize=(7, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    sns.histplot(data=pd.DataFrame(rows), x="significance", hue="layer", log_scale=True, element="step",
+                 stat="density", common_norm=False, ax=axes)
+    axes.set(title="Significance of the hidden neurons, per layer")
+    if path is not None:
+        save_figure(figure, path)
+    return figure

@@ -389,14 +389,22 @@ def default_steps(config: RunConfig, features: int = 784, classes: int = 10, ste
     """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
     hidden sizes; with the inputs column (input pruning) and the parameter budget (global parameter allocation)
     added as its settings need them."""
-    if steps is not None:
-        steps = as_schedule(steps, config.model.hidden)
-    elif config.schedule.retain is not None:
-        steps = as_schedule(config.schedule.retain, config.model.hidden)
+    options = config.prune
+    if steps is not None or config.schedule.retain is not None:
+        steps = as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
+        if options.prune_inputs and config.schedule.input_q is None:  # one source: the file's rate, not config's q
+            steps = inputs_as_hidden(steps, features)
     else:
         steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
-    options = config.prune
     parameters = mlp_parameters(features, steps[0].retained, classes) \
         if options.allocation == "global" and options.budget == "parameters" else None
     return with_budgets(steps, features if options.prune_inputs else None,
                         config.schedule.input_q or config.schedule.q, parameters)
+
+
+def inputs_as_hidden(steps: Sequence[RetentionStep], features: int) -> list[RetentionStep]:
+    """Return the steps with each input count (where missing) at the share of hidden neurons the step keeps: pixels
+    shrink as the schedule's neurons do (about q**t for a schedule of q), all of them at the first step."""
+    return [step if step.inputs is not None else
+            step._replace(inputs=features if position == 0 else max(1, round(features * step.percentage / 100)))
+            for position, step in enumerate(steps)]
