@@ -160,6 +160,15 @@ def test_predict_refuses_a_tampered_model_file_in_one_line(name, exported, good_
     assert says in message and "export" in message, message
 
 
+def test_a_model_file_whose_metadata_is_not_a_record_loads_as_a_plain_state_dict(exported, good_png, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "standalone")
+    state = torch.load(exported / "best_model.pth", weights_only=True)
+    state._metadata = {"": "not a record"}
+    torch.save(state, folder / "best_model.pth")
+    code, out, err = run_predict_here(folder, good_png)
+    assert code == 0 and err == "" and out.startswith(f"{good_png}: "), err
+
+
 def test_a_tampered_model_file_is_refused_in_a_fresh_interpreter_too(exported, good_png, tmp_path):
     folder = shutil.copytree(exported, tmp_path / "standalone")
     rewrite(exported / "best_model.pth", folder / "best_model.pth", _weights_of_3e38)

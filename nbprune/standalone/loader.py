@@ -38,7 +38,9 @@ def load_pruned_model(model, file):
         raise ValueError(f"{file} does not hold a model's state_dict")
     for key, value in state.items():
         _check_tensor(file, key, value)
-    record = getattr(state, "_metadata", {}).get("", {}).get(RECORD_KEY)
+    metadata = getattr(state, "_metadata", None)
+    record = metadata[""].get(RECORD_KEY) if isinstance(metadata, dict) and isinstance(metadata.get(""), dict) else None
+    state = dict(state)  # the tensors alone: load_state_dict trips over damaged metadata
     if isinstance(record, dict) and record.get("activation") not in (None, model.activation):
         raise ValueError(f"{file} holds a {record['activation']} network, the model is {model.activation}: build it "
                          f"with SimpleNN(activation={record['activation']!r})")
