@@ -41,7 +41,7 @@ class _Control:
     widget shows, since a saved widget keeps no pictures."""
 
     widget = None
-    plots: list = []
+    plots: Sequence = ()
 
     def caption(self) -> str:
         """Return the HTML line the widget shows above its pictures."""

@@ -27,7 +27,8 @@ def _skipped() -> list[int]:
 
 
 @exercise("03.2", "For 256 + 64 neurons and q = 0.85, the schedule reaches 1 + 1 neurons at iteration 32. Which "
-                  "iterations before it does retain.txt leave out? Answer a list, and say to yourself why.", solver=_skipped)
+                  "iterations before it does retain.txt leave out? Answer a list, and say to yourself why.",
+          solver=_skipped)
 def skipped_iterations(answer) -> Verdict:
     expected = _skipped()
     given = sorted(int(t) for t in answer)
