@@ -77,3 +77,44 @@ def plot_significance_distribution(scores, path=None):
     if path is not None:
         save_figure(figure, path)
     return figure
+
+# --- 07_compare (the criteria compared) ------------------------------------------------------------------------
+def plot_comparison(table, dense=None, path=None):
+    """Return validation and test accuracy against parameters, one line per method (nbprune.compare's table),
+    with 95% confidence bands over seeds when there are several; `dense` (a Session.summary() record) draws the
+    dense model's accuracy; save it when `path` is given."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    from .compare import METHODS
+    from .retention import save_figure
+
+    seeds = table["seed"].nunique()
+    long = pd.concat([table.assign(split=split, accuracy=table[column])
+                      for split, column in (("validation (chooses)", "val_accuracy"),
+                                            ("test (only reported)", "test_accuracy"))])
+    order = [method for method in METHODS if method in set(table["method"])]
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    panels = figure.subplots(1, 2, sharey=True)
+    for axes, (split, rows) in zip(panels, long.groupby("split", sort=False)):
+        sns.lineplot(data=rows, x="parameters", y="accuracy", hue="method", hue_order=order, style="method",
+                     style_order=order, markers=True, dashes=False, errorbar=("ci", 95) if seeds > 1 else None,
+                     seed=0, ax=axes, legend=axes is panels[0])
+        if dense is not None:
+            key = "Val_Accuracy" if split.startswith("validation") else "Test_Accuracy"
+            axes.axhline(dense[key], color="gray", linestyle=":", label="dense model (iteration 0)")
+        axes.set(xscale="log", xlabel="parameters (log scale) and hidden neurons", ylabel="accuracy (%)",
+                 title=split)
+        levels = table.drop_duplicates("parameters").sort_values("parameters")
+        axes.set_xticks(levels["parameters"], [f"{count:,}\n{hidden}" for count, hidden in
+                                               zip(levels["parameters"], levels["hidden"])], minor=False)
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.grid(True, alpha=0.3)
+    panels[0].legend(fontsize=8)
+    bands = f"bands: 95% confidence interval over {seeds} seeds" if seeds > 1 else "one seed: no bands"
+    figure.suptitle(f"Each method pruned from the same dense model and retrained ({bands})", fontsize=10)
+    if path is not None:
+        save_figure(figure, path)
+    return figure

@@ -2,7 +2,7 @@
 that keeps two runs apart. The one place that knows the layout:
 
     <session>/
-    ├── data/  model/  retain/retain.txt  test/chosen.json  deploy/  notebooks/
+    ├── data/  model/  retain/retain.txt  test/chosen.json  deploy/  notebooks/  compare/comparison.csv
     └── iterative_pruning/
         ├── run.json                              every run's configuration, appended
         ├── retain.txt                            the neurons each iteration kept, as run
@@ -27,6 +27,7 @@ from .io import read_table, write_text_atomic
 
 DATA, MODEL, RETAIN, PRUNING, TEST, DEPLOY, NOTEBOOKS = ("data", "model", "retain", "iterative_pruning", "test",
                                                         "deploy", "notebooks")
+COMPARE = "compare"  # 07_compare's table and figure of the criteria compared
 STAGE, RESULTS = "prune_w_retrain", "prune_w_retrain_results"
 MODEL_FILE, TRAIN_FILE, VALIDATION_FILE = "best_model.pth", "train_results.txt", "validation_results.txt"
 ITERATION_FILES = (MODEL_FILE, TRAIN_FILE, VALIDATION_FILE)
@@ -36,7 +37,8 @@ PARTIAL, STALE = ".partial", ".stale"
 DEFAULT_NAME = "default"
 # Which notebook (and command) makes each part, for the messages that say what is missing.
 MADE_BY = {DATA: "01_data", MODEL: "02_model", RETAIN: "03_retention (or `nbprune retain`)",
-           PRUNING: "04_iterative_pruning (or `nbprune prune`)", TEST: "05_test", DEPLOY: "06_deploy"}
+           PRUNING: "04_iterative_pruning (or `nbprune prune`)", TEST: "05_test", DEPLOY: "06_deploy",
+           COMPARE: "07_compare"}
 
 
 class Session:

@@ -44,6 +44,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                              "teacher", "augment_shift"),
     "05_test": ("session_dir", "data_root", "subset", "val_size", "seed", "device", "chosen_itr"),
     "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
+    "07_compare": ("session_dir", "data_root", "device", "threads", "compare_levels", "compare_seeds",
+                   "compare_epochs"),
 }
 NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)"}
 PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}

@@ -1,0 +1,311 @@
+"""Was the interval adjoint worth it? The pruning criteria compared on a session's own dense model.
+
+From the dense model notebook 04 trained (iteration 0), every method makes a network of each compared level's size
+and retrains it: the criteria (interval_adjoint, magnitude, taylor, random) keep the neurons they score highest,
+`scratch` trains the same shapes from a fresh initialisation. It is a short study, not the benchmark:
+- one pruning step from the dense model to each level (not 04's chain of small steps), hidden neurons only, each
+  layer keeping the schedule's count;
+- retraining as the session's pruning run retrained (its run.json: learning rate, early stopping, distillation from
+  the dense model), at most `epochs` epochs;
+- every method of one (seed, level) retrains from the same random state, so the seeds pair the methods;
+- validation chooses everything (each retraining's best epoch, the best method per level); the test set is only
+  reported.
+benchmarks/compare_criteria.py runs the full study: the whole schedule, pruned step by step, fully retrained.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .config import RunConfig, resolve_device
+from .data import MNISTData, load_data_for
+from .errors import ConfigError, SessionError
+from .evaluate import loss_and_accuracy
+from .io import write_text_atomic
+from .iterative import IterativePruning, default_steps
+from .model import SimpleNN, parameter_count
+from .progress import progress_bar
+from .prune import prune_by_scores
+from .retention import RetentionStep, read_retain
+from .session import COMPARE, MADE_BY, PRUNING, Session
+from .significance import CRITERIA, PruningContext, node_significance
+from .train import train
+
+METHODS = (*CRITERIA, "scratch")
+TABLE_FILE, FIGURE_FILE = "comparison.csv", "comparison.png"
+COLUMNS = ("method", "level", "hidden", "percentage", "parameters", "seed", "val_accuracy", "test_accuracy",
+           "val_images", "seconds")
+DEFAULT_SHARES = (25.0, 10.0, 5.0)  # % of the dense model's hidden neurons: the default levels
+NOISE_FACTOR = 2  # a margin counts as clear when it exceeds twice the noise (a rule of thumb, not a test)
+
+__all__ = ["METHODS", "ComparisonPlan", "compare_criteria", "conclusion", "default_levels", "level_summary",
+           "plan_comparison", "starting_model", "winners"]
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """What a comparison will do, checked before anything runs: the dense model, the levels, the seeds, the methods
+    and the configuration every retraining follows."""
+
+    dense: SimpleNN
+    config: RunConfig
+    steps: tuple[RetentionStep, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+
+    def __str__(self) -> str:
+        levels = ", ".join(f"{step.iteration} ({'+'.join(map(str, step.retained))})" for step in self.steps)
+        seeds = f"{len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''}"
+        runs = len(self.methods) * len(self.steps) * len(self.seeds)
+        distill = "with" if self.config.train.distill else "without"
+        return (f"{len(self.methods)} methods x {len(self.steps)} levels (iterations {levels}) x {seeds} = {runs} "
+                f"retrainings of at most {self.config.train.epochs} epochs, {distill} distillation from the dense "
+                f"model ({'+'.join(map(str, self.dense.hidden))} neurons)")
+
+
+# --- checking, before anything is written --------------------------------------------------------------------------
+def plan_comparison(session: Session, levels: Sequence[int] | None = None, seeds: Sequence[int] = (0,),
+                    epochs: int | None = None, methods: Sequence[str] = METHODS, *,
+                    data_root: str | os.PathLike | None = None, device: str | None = None) -> ComparisonPlan:
+    """Return the checked plan of a comparison on `session`, writing nothing; refuse a session whose 04 has not
+    run, levels not in its schedule, and unknown methods or bad seeds."""
+    dense_file = session.model_file(0)
+    if not session.is_complete(0):
+        raise SessionError(f"the comparison starts from the dense model notebook 04 trains (iteration 0), but "
+                           f"{dense_file} is missing in the session folder {session.root.resolve()}: run notebook "
+                           f"{MADE_BY[PRUNING]} first for this session, or point session_dir at the session that "
+                           f"has it.")
+    runs = session.runs()
+    if not runs:
+        raise SessionError(f"{session.pruning} has no run.json saying how notebook 04 trained: run notebook "
+                           f"{MADE_BY[PRUNING]} again for this session.")
+    dense = SimpleNN.from_file(dense_file)
+    config = run_configuration(runs[-1], dense, epochs, data_root, device)
+    steps = chosen_steps(session_schedule(session, config, dense), levels)
+    return ComparisonPlan(dense.to(resolve_device(config.device)), config, steps, checked_seeds(seeds),
+                          checked_methods(methods))
+
+
+def run_configuration(run: dict, dense: SimpleNN, epochs: int | None, data_root, device: str | None) -> RunConfig:
+    """Return the configuration of the session's pruning run, with the dense model's network, and with the
+    comparison's epochs, data folder and device where they are given."""
+    changes = {"epochs": epochs, "data_root": None if data_root is None else str(data_root), "device": device}
+    return RunConfig.from_dict(run["config"]).replace(hidden=dense.hidden, activation=dense.activation,
+                                                      **{k: v for k, v in changes.items() if v is not None})
+
+
+def session_schedule(session: Session, config: RunConfig, dense: SimpleNN) -> list[RetentionStep]:
+    """Return the session's schedule: 03's retain.txt, or the one the run's configuration makes without it."""
+    if session.retain_file.is_file():
+        return read_retain(session.retain_file, dense.hidden)
+    return default_steps(config.replace(prune_inputs=False, allocation="layer", budget="neurons"))
+
+
+def default_levels(steps: Sequence[RetentionStep], shares: Sequence[float] = DEFAULT_SHARES) -> list[int]:
+    """Return the iterations whose share of hidden neurons is nearest each of `shares` (%), dense level excluded."""
+    pruned = list(steps[1:])
+    if not pruned:
+        return []
+    chosen = {min(pruned, key=lambda step: abs(step.percentage - share)).iteration for share in shares}
+    return sorted(chosen)
+
+
+def chosen_steps(steps: list[RetentionStep], levels: Sequence[int] | None) -> tuple[RetentionStep, ...]:
+    """Return the schedule's rows for `levels` (default: default_levels), refusing iterations it does not have."""
+    allowed = {step.iteration: step for step in steps[1:]}
+    levels = default_levels(steps) if levels is None else list(levels)
+    unknown = [level for level in levels if level not in allowed]
+    if not levels or unknown or len(set(levels)) != len(levels):
+        shown = ", ".join(map(str, list(allowed)[:12])) + (", ..." if len(allowed) > 12 else "")
+        raise ConfigError(f"compare_levels={levels!r} is not allowed: expected different iterations of the "
+                          f"session's schedule after the dense one ({shown or 'none: the schedule has one row'}); "
+                          f"choose among them, or None for the rows nearest {', '.join(f'{s:g}%' for s in DEFAULT_SHARES)}"
+                          f" of the neurons.")
+    return tuple(allowed[level] for level in sorted(levels))
+
+
+def checked_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """Return the seeds as a tuple, refusing an empty list, repeats and anything but whole numbers >= 0."""
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or any(
+            isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in seeds):
+        raise ConfigError(f"seeds={seeds!r} is not allowed: expected different whole numbers >= 0, e.g. range(2) "
+                          f"(compare_seeds=2).")
+    return seeds
+
+
+def checked_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    """Return the methods as a tuple in METHODS' order, refusing unknown names and an empty list."""
+    unknown = [method for method in methods if method not in METHODS]
+    if not methods or unknown:
+        raise ConfigError(f"methods={list(methods)!r} is not allowed: expected some of {', '.join(METHODS)}.")
+    return tuple(method for method in METHODS if method in methods)
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+def compare_criteria(session: Session | str | os.PathLike, levels: Sequence[int] | None = None,
+                     seeds: Sequence[int] = (0,), epochs: int | None = None, methods: Sequence[str] = METHODS, *,
+                     data_root: str | os.PathLike | None = None, device: str | None = None,
+                     progress: bool = True) -> pd.DataFrame:
+    """Return the comparison's table, one row per method, level and seed, and write it to
+    <session>/compare/comparison.csv (see the module's notes for what it is). Everything is checked first; the
+    session is held (its lock) while the comparison runs and writes."""
+    session = session if isinstance(session, Session) else Session.open(session)
+    plan = plan_comparison(session, levels, seeds, epochs, methods, data_root=data_root, device=device)
+    spec = plan.dense.spec
+    data = load_data_for(plan.config, standardisation=(spec.mean, spec.std) if spec is not None else None)
+    folder = session.part(COMPARE)
+    session.check_writable(folder)
+    with session.lock():
+        table = run_plan(plan, data, progress)
+        write_text_atomic(folder / TABLE_FILE, table.to_csv(index=False))
+    return table
+
+
+def run_plan(plan: ComparisonPlan, data: MNISTData, progress: bool = True) -> pd.DataFrame:
+    """Return the table of every (seed, level, method) of the plan, retrained on `data`."""
+    context = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config,
+                               progress=False).context()  # what 04's criteria looked at
+    teacher = copy.deepcopy(plan.dense).eval() if plan.config.train.distill else None
+    runs = [(seed, step, method) for seed in plan.seeds for step in plan.steps for method in plan.methods]
+    bar = progress_bar(runs, desc="methods x levels x seeds", unit="model", disable=not progress)
+    rows = [retrain(plan, data, dataclasses.replace(context, seed=seed), teacher, method, step, seed)
+            for seed, step, method in bar]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def run_seed(seed: int, iteration: int) -> int:
+    """Return the random state one (seed, level) starts from: the same for every method, different for each pair."""
+    return 1000 * seed + iteration
+
+
+def retrain(plan: ComparisonPlan, data: MNISTData, context: PruningContext, teacher: nn.Module | None,
+            method: str, step: RetentionStep, seed: int) -> dict:
+    """Return one row of the table: `method` brought to `step`'s size and retrained with `seed`."""
+    started = time.perf_counter()
+    torch.manual_seed(run_seed(seed, step.iteration))
+    data.train_loader.reseed(run_seed(seed, step.iteration))
+    model = starting_model(plan.dense, method, step.retained, context)
+    model = train(model, data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config.train,
+                  teacher=teacher, progress=False)
+    return {"method": method, "level": step.iteration, "hidden": "+".join(map(str, step.retained)),
+            "percentage": step.percentage, "parameters": parameter_count(model), "seed": seed,
+            "val_accuracy": loss_and_accuracy(model, data.val_loader)[1],
+            "test_accuracy": loss_and_accuracy(model, data.test_loader)[1],
+            "val_images": len(data.val_loader.dataset), "seconds": time.perf_counter() - started}
+
+
+def starting_model(dense: SimpleNN, method: str, retain: Sequence[int], context: PruningContext) -> nn.Module:
+    """Return the network `method` retrains: the dense model's `retain` best-scored neurons per hidden layer under
+    the criterion, or for scratch a fresh SimpleNN of that shape (drawn from torch's random state)."""
+    if method == "scratch":
+        fresh = SimpleNN(retain, dense.in_features, dense.num_classes, dense.activation)
+        return fresh.to(dense.fc1.weight.device)
+    return prune_by_scores(dense, node_significance(dense, method, context), retain)
+
+
+# --- reading the table -----------------------------------------------------------------------------------------
+def level_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Return per level and method the mean and sample standard deviation over seeds of the validation and test
+    accuracy (standard deviation NaN with one seed)."""
+    grouped = table.groupby(["level", "hidden", "parameters", "method"], sort=False)
+    return grouped.agg(val_mean=("val_accuracy", "mean"), val_sd=("val_accuracy", "std"),
+                       test_mean=("test_accuracy", "mean"), test_sd=("test_accuracy", "std"),
+                       seeds=("seed", "count"), val_images=("val_images", "first")).reset_index()
+
+
+def standard_error(accuracy: float, images: int) -> float:
+    """Return the sampling error, in points, of an accuracy (%) measured on `images` images: sqrt(p (100-p) / n)."""
+    return math.sqrt(accuracy * (100 - accuracy) / images)
+
+
+def noise(first: pd.Series, second: pd.Series) -> float:
+    """Return what a margin between two methods' mean validation accuracies (level_summary rows) must beat: the
+    larger of their seed spreads and the validation sampling error at the higher accuracy."""
+    spreads = [spread for spread in (first["val_sd"], second["val_sd"]) if not math.isnan(spread)]
+    error = standard_error(max(first["val_mean"], second["val_mean"]), int(first["val_images"]))
+    return max([error, *spreads])
+
+
+def winners(table: pd.DataFrame) -> pd.DataFrame:
+    """Return per level the method with the best mean validation accuracy, the runner-up, the margin between them
+    (points), the noise it must beat (see `noise`), whether the margin is clear (over NOISE_FACTOR x the noise),
+    and the winner's test accuracy (reported, never used to choose)."""
+    rows = []
+    for level, group in level_summary(table).groupby("level", sort=True):
+        ranked = group.sort_values("val_mean", ascending=False, kind="stable")
+        best, second = ranked.iloc[0], ranked.iloc[min(1, len(ranked) - 1)]
+        margin = best["val_mean"] - second["val_mean"]
+        rows.append({"level": level, "hidden": best["hidden"], "parameters": best["parameters"],
+                     "best": best["method"], "val_accuracy": best["val_mean"], "runner_up": second["method"],
+                     "margin": margin, "noise": noise(best, second),
+                     "clear": bool(margin > NOISE_FACTOR * noise(best, second)), "test_accuracy": best["test_mean"]})
+    return pd.DataFrame(rows)
+
+
+def method_gap(table: pd.DataFrame, method: str, other: str) -> pd.DataFrame:
+    """Return per level the mean validation accuracy of `method` minus `other`'s (points) and the noise the gap
+    must beat (see `noise`)."""
+    summary = level_summary(table).set_index(["level", "method"])
+    rows = []
+    for level in sorted(table["level"].unique()):
+        ours, theirs = summary.loc[(level, method)], summary.loc[(level, other)]
+        rows.append({"level": level, "hidden": ours["hidden"], "gap": ours["val_mean"] - theirs["val_mean"],
+                     "noise": noise(ours, theirs)})
+    return pd.DataFrame(rows)
+
+
+def conclusion(table: pd.DataFrame) -> str:
+    """Return the comparison's answer in words, every number computed from `table` (validation chooses)."""
+    seeds = table["seed"].nunique()
+    lines = [f"Chosen on validation accuracy (mean over {seeds} seed{'s' if seeds > 1 else ''}). A margin counts as "
+             f"clear when it exceeds {NOISE_FACTOR}x the noise: the larger of the two methods' seed spreads (sample "
+             f"standard deviation{', unknown with one seed' if seeds == 1 else ''}) and the validation set's "
+             f"sampling error. A rule of thumb, not a significance test."]
+    for row in winners(table).itertuples():
+        verdict = "clear" if row.clear else "within the noise"
+        lines.append(f"- iteration {row.level} ({row.hidden}, {row.parameters:,} parameters): {row.best} is best "
+                     f"({row.val_accuracy:.2f}%), {row.margin:.2f} points ahead of {row.runner_up}: {verdict}; "
+                     f"its test accuracy {row.test_accuracy:.2f}%.")
+    methods = set(table["method"])
+    if {"interval_adjoint", "magnitude"} <= methods:
+        lines.append(adjoint_verdict(method_gap(table, "interval_adjoint", "magnitude")))
+    pruning = sorted(methods - {"scratch"})
+    if "scratch" in methods and pruning:
+        lines.append(scratch_verdict(table, pruning))
+    return "\n".join(lines)
+
+
+def adjoint_verdict(gaps: pd.DataFrame) -> str:
+    """Return whether interval_adjoint beat magnitude (which needs no interval analysis), level by level."""
+    ahead = int(((gaps["gap"] > NOISE_FACTOR * gaps["noise"])).sum())
+    behind = int(((gaps["gap"] < -NOISE_FACTOR * gaps["noise"])).sum())
+    each = ", ".join(f"{row.gap:+.2f} at {row.hidden}" for row in gaps.itertuples())
+    answer = ("yes here: clearly ahead at some level and clearly behind at none" if ahead and not behind else
+              "not here: never clearly ahead" if not ahead else "mixed: clearly ahead at some levels, behind at others")
+    return (f"Was the interval adjoint worth it against magnitude pruning? {answer} (interval_adjoint minus "
+            f"magnitude, validation points: {each}; clearly ahead at {ahead}, clearly behind at {behind} of "
+            f"{len(gaps)} levels).")
+
+
+def scratch_verdict(table: pd.DataFrame, pruning: list[str]) -> str:
+    """Return how the best pruning criterion of each level compares with training the same shape from scratch."""
+    summary = level_summary(table)
+    ahead = []
+    for level, group in summary.groupby("level", sort=True):
+        best = group[group["method"].isin(pruning)]["val_mean"].max()
+        ahead.append(best - group[group["method"] == "scratch"]["val_mean"].iloc[0])
+    each = ", ".join(f"{gap:+.2f}" for gap in ahead)
+    return (f"Pruning against training from scratch: the best criterion minus scratch is {each} validation points "
+            f"at the {len(ahead)} levels ({sum(gap > 0 for gap in ahead)} in favour of pruning).")
+

@@ -1,0 +1,223 @@
+"""07_compare: the criteria compared on a session's own dense model, its reading of the table, its exercises and its
+notebook, on a tiny synthetic session."""
+
+import copy
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+
+import nbprune.compare as compare
+from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig, SessionError, SimpleNN, load_data_for
+from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
+                             winners)
+from nbprune.exercises import check, exercises_of, solution
+from nbprune.model import mlp_parameters
+from nbprune.session import Session
+
+HIDDEN = (24, 12)
+LEVELS = [2, 5]
+
+
+def make_session(folder: Path, root: Path) -> Session:
+    """Return a session where 03 wrote its schedule and 04 trained the dense model (iteration 0) on tiny data."""
+    session = Session(folder)
+    config = RunConfig.from_flat(data_root=str(root), val_size=100, hidden=HIDDEN, epochs=2, patience=1, threads=1)
+    data = load_data_for(config, download=False)
+    steps = GeneratePruneData(HIDDEN, 0.7, range(8), dir=session.retain_file.parent).generate_data()
+    torch.manual_seed(0)
+    IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                     progress=False).run(SimpleNN(HIDDEN), steps, session.pruning, end_itr=0)
+    return session
+
+
+@pytest.fixture(scope="module")
+def session(tiny_root, tmp_path_factory) -> Session:
+    return make_session(tmp_path_factory.mktemp("compare") / "session", tiny_root)
+
+
+@pytest.fixture(scope="module")
+def table(session) -> pd.DataFrame:
+    """The comparison at two levels over two seeds."""
+    return compare_criteria(session, LEVELS, seeds=[0, 1], progress=False)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != ".nbprune.lock"}
+
+
+# --- the comparison ----------------------------------------------------------------------------------------------
+def test_the_table_has_one_row_per_method_level_and_seed_and_is_saved_in_the_session(session, table):
+    assert len(table) == len(METHODS) * len(LEVELS) * 2
+    assert set(zip(table["method"], table["level"], table["seed"])) == {
+        (method, level, seed) for method in METHODS for level in LEVELS for seed in (0, 1)}
+    steps = {step.iteration: step for step in GeneratePruneData(HIDDEN, 0.7, range(8), dir=".").data}
+    for row in table.itertuples():
+        assert row.hidden == "+".join(map(str, steps[row.level].retained))
+        assert row.parameters == mlp_parameters(784, steps[row.level].retained, 10)
+        assert 0 <= row.val_accuracy <= 100 and 0 <= row.test_accuracy <= 100 and row.seconds > 0
+    assert set(table["val_images"]) == {100}
+    saved = pd.read_csv(session.root / "compare" / "comparison.csv")
+    pd.testing.assert_frame_equal(saved, table, check_dtype=False)
+
+
+def test_every_criterion_prunes_the_same_dense_model_and_scratch_draws_fresh_weights(session, monkeypatch):
+    dense_bytes = session.model_file(0).read_bytes()
+    dense = SimpleNN.from_file(session.model_file(0))
+    started = []
+
+    def spy(model, train_loader, test_loader, **options):
+        started.append((copy.deepcopy(model), options["val_loader"], test_loader))
+        return model
+    monkeypatch.setattr(compare, "train", spy)
+    compare_criteria(session, [5], seeds=[0], progress=False)
+    assert len(started) == len(METHODS)
+    for method, (model, val_loader, test_loader) in zip(METHODS, started):
+        assert len(val_loader.dataset) == 100 and val_loader is not test_loader  # early stopping on validation
+        first = [int(torch.nonzero((dense.fc1.weight == row).all(dim=1))[0]) if (dense.fc1.weight == row).all(
+            dim=1).any() else None for row in model.fc1.weight]
+        if method == "scratch":
+            assert first == [None] * len(first), "scratch must start from fresh weights, not the dense model's"
+            continue
+        assert None not in first, f"{method} must start from rows of the dense model"
+        second = [int(torch.nonzero((dense.fc2.weight[:, first] == row).all(dim=1))[0])
+                  for row in model.fc2.weight]
+        assert torch.equal(model.fc2.weight, dense.fc2.weight[second][:, first])
+        assert torch.equal(model.fc3.weight, dense.fc3.weight[:, second])
+        assert torch.equal(model.fc3.bias, dense.fc3.bias)
+    assert session.model_file(0).read_bytes() == dense_bytes  # the dense model is only read
+
+
+def test_the_same_seed_and_level_give_the_same_numbers_whatever_else_runs(session, table):
+    again = compare_criteria(session, [5], seeds=[1], progress=False)
+    earlier = table[(table["level"] == 5) & (table["seed"] == 1)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), earlier.drop(columns="seconds"))
+
+
+def test_scratch_draws_its_fresh_weights_from_the_seed_and_level(session):
+    dense = plan_comparison(session, [5]).dense
+    drawn = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(compare.run_seed(seed, 5))
+        drawn.append(starting_model(dense, "scratch", (4, 2), context=None).fc1.weight)
+    assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])
+    assert len({compare.run_seed(seed, level) for seed in range(3) for level in range(31)}) == 3 * 31
+
+
+def test_a_session_whose_04_has_not_run_is_refused_before_anything_is_written(tmp_path, tiny_root):
+    session = Session(tmp_path / "session")
+    GeneratePruneData(HIDDEN, 0.7, range(8), dir=session.retain_file.parent).generate_data()
+    before = files_under(tmp_path)
+    with pytest.raises(SessionError, match="run notebook 04_iterative_pruning .*first"):
+        compare_criteria(session, progress=False)
+    assert files_under(tmp_path) == before and not (session.root / "compare").exists()
+
+
+@pytest.mark.parametrize("levels, message", [([0], r"compare_levels=\[0\]"), ([3, 99], r"compare_levels=\[3, 99\]"),
+                                             ([2, 2], "different iterations")])
+def test_levels_outside_the_schedule_are_refused_naming_the_allowed_ones(session, levels, message):
+    before = files_under(session.root)
+    with pytest.raises(ConfigError, match=message + r".*\(1, 2, 3, 4, 5, 6, 7\)"):
+        compare_criteria(session, levels, progress=False)
+    assert files_under(session.root) == before
+
+
+@pytest.mark.parametrize("seeds, methods", [([], METHODS), ([0, 0], METHODS), ([-1], METHODS), ([0], ["pruning"]),
+                                            ([0], [])])
+def test_bad_seeds_and_methods_are_refused(session, seeds, methods):
+    with pytest.raises(ConfigError, match="seeds=|methods="):
+        plan_comparison(session, LEVELS, seeds, methods=methods)
+
+
+def test_default_levels_are_the_rows_nearest_a_quarter_a_tenth_and_a_twentieth_of_the_neurons(session):
+    assert [step.iteration for step in plan_comparison(session).steps] == [4, 6, 7]  # 25.0%, 11.1%, 8.3%
+    assert "5 methods x 3 levels" in str(plan_comparison(session))
+
+
+# --- reading the table: validation chooses ----------------------------------------------------------------------
+def made_up(rows: list[tuple[str, int, int, float, float]]) -> pd.DataFrame:
+    """Return a comparison table from (method, level, seed, validation, test) rows."""
+    return pd.DataFrame([{"method": method, "level": level, "hidden": f"{level}+1", "percentage": 10.0 * level,
+                          "parameters": 1000 * level, "seed": seed, "val_accuracy": val, "test_accuracy": test,
+                          "val_images": 5000, "seconds": 1.0} for method, level, seed, val, test in rows])
+
+
+def test_the_winner_of_a_level_is_chosen_on_validation_not_on_test():
+    table = made_up([("interval_adjoint", 3, 0, 90.0, 95.0), ("magnitude", 3, 0, 92.0, 91.0),
+                     ("interval_adjoint", 6, 0, 96.0, 96.0), ("magnitude", 6, 0, 95.9, 96.5)])
+    best = winners(table).set_index("level")
+    assert best.loc[3, "best"] == "magnitude" and best.loc[3, "test_accuracy"] == 91.0
+    assert best.loc[6, "best"] == "interval_adjoint"
+    assert "iteration 3 (3+1, 3,000 parameters): magnitude is best (92.00%)" in conclusion(table)
+    assert check("07.4", 2, table=table)  # choosing on test would change both levels' winners
+
+
+def test_a_margin_is_clear_only_above_twice_the_seed_spread_and_the_sampling_error():
+    error = standard_error(95.0, 5000)
+    assert error == pytest.approx((95 * 5 / 5000) ** 0.5)
+    tight = made_up([("magnitude", 3, seed, 95.0 + 2.5 * error, 90.0) for seed in (0, 1)]
+                    + [("interval_adjoint", 3, seed, 95.0, 90.0) for seed in (0, 1)])
+    assert winners(tight)["clear"].tolist() == [True]
+    spread = made_up([("magnitude", 3, 0, 96.0 + 2.5 * error, 90.0), ("magnitude", 3, 1, 94.0 + 2.5 * error, 90.0)]
+                     + [("interval_adjoint", 3, seed, 95.0, 90.0) for seed in (0, 1)])
+    row = winners(spread).iloc[0]
+    assert row["noise"] == pytest.approx(2 ** 0.5) and not row["clear"]  # sd of 96 and 94
+    assert "clearly behind at 0" in conclusion(spread) and "not here: never clearly ahead" in conclusion(spread)
+    assert "yes here" in conclusion(made_up([("magnitude", 3, 0, 90.0, 90.0), ("interval_adjoint", 3, 0, 95.0, 95.0)]))
+
+
+def test_the_conclusion_on_the_tiny_session_names_every_level_and_compares_with_scratch(table):
+    text = conclusion(table)
+    assert all(f"iteration {level} (" in text for level in LEVELS)
+    assert "mean over 2 seeds" in text and "interval_adjoint minus magnitude" in text
+    assert "best criterion minus scratch" in text
+
+
+# --- exercises ---------------------------------------------------------------------------------------------------
+def test_every_solution_of_07_is_accepted_and_a_wrong_answer_refused(table):
+    keys = exercises_of("07")
+    assert keys == ["07.1", "07.2", "07.3", "07.4"]
+    for key in keys:
+        answer = solution(key, table=table)
+        assert check(key, answer, table=table), f"{key}: {check(key, answer, table=table)}"
+        assert not check(key, None, table=table)
+    means = table[table["level"] == 5].groupby("method")["val_accuracy"].mean()
+    assert not check("07.1", means[means < means.max()].index[0], table=table)
+    assert not check("07.1", "pruning", table=table)
+    assert not check("07.2", solution("07.2", table=table) + 1, table=table)
+    assert not check("07.3", 2 * solution("07.3", table=table) + 0.1, table=table)
+    assert not check("07.4", solution("07.4", table=table) + 1, table=table)
+
+
+def test_the_exercise_numbers_are_what_a_student_computes_by_hand():
+    table = made_up([("interval_adjoint", 3, 0, 90.0, 95.0), ("magnitude", 3, 0, 92.0, 91.0),
+                     ("interval_adjoint", 3, 1, 91.0, 95.0), ("magnitude", 3, 1, 93.0, 91.0),
+                     ("magnitude", 6, 0, 97.0, 97.0), ("interval_adjoint", 6, 0, 96.0, 96.0)])
+    assert solution("07.1", table=table) == "magnitude"
+    assert solution("07.2", table=table) == pytest.approx(-2.0)
+    assert solution("07.3", table=table) == pytest.approx((90.5 * 9.5 / 5000) ** 0.5)
+    assert solution("07.4", table=table) == 1
+
+
+# --- the notebook ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_notebook_runs_headless_on_a_tiny_session(tmp_path, tiny_root, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    session = make_session(tmp_path / "session", tiny_root)
+    executed = tmp_path / "07.ipynb"
+    monkeypatch.setenv("NBPRUNE_HEADLESS", "1")  # the kernel inherits it: finished progress lines, not widgets
+    papermill.execute_notebook(str(Path(__file__).resolve().parents[1] / "notebooks" / "07_compare.ipynb"),
+                               str(executed), kernel_name="python3", progress_bar=False,
+                               parameters={"session_dir": str(session.root), "data_root": str(tiny_root),
+                                           "compare_levels": [3, 6], "threads": 1})
+    outputs = [output for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"
+               for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "10 retrainings" in text and "Was the interval adjoint worth it against magnitude pruning?" in text
+    assert any("image/png" in output.get("data", {}) for output in outputs)  # the figure is in the executed copy
+    assert (session.root / "compare" / "comparison.png").is_file()
+    assert len(pd.read_csv(session.root / "compare" / "comparison.csv")) == len(METHODS) * 2
