@@ -202,6 +202,47 @@ def work(args, method: str, seed: int, skip: set[int]) -> tuple[str, int, list[d
     return method, seed, rows, time.perf_counter() - started
 
 
+# ---------------------------------------------------------------------------------------------------- sweep
+def sweep_spec(args) -> dict:
+    """Return the `nbprune sweep` spec of the benchmark's pruning chains: one case per method (scratch, which
+    trains from scratch, stays here), each chain as far as the last method's cut below --min-parameters."""
+    methods = [method for method in args.methods if method != "scratch"]
+    fixed = {"epochs": args.epochs, **({"data_root": args.data_root} if args.data_root else {})}
+    last = max(steps_for(config_for(args, method, args.seeds[0]), args.min_parameters)[-1].iteration
+               for method in methods)
+    return {"seeds": args.seeds, "end_itr": last, "set": fixed, "cases": [EVERY_METHOD[m] for m in methods]}
+
+
+def method_of(settings: dict[str, str]) -> str | None:
+    """Return the method whose settings a sweep row's varied settings (written as the table writes them) are."""
+    from nbprune import RunConfig
+    from nbprune.sweep.spec import value_text
+    for method, changes in EVERY_METHOD.items():
+        flat = RunConfig.from_flat(changes).flat()
+        if method != "scratch" and all(value_text(flat[name]) == text for name, text in settings.items()):
+            return method
+    return None
+
+
+def state_from_sweep(args, sweep_dir: Path) -> dict:
+    """Return the benchmark's state with the rows of a sweep's results.csv, each chain cut where the benchmark
+    cuts it (its first level below --min-parameters)."""
+    from nbprune.sweep.report import read_results
+    table, varied, _ = read_results(sweep_dir)
+    rows = []
+    for row in table:
+        method = method_of({name: row[name] for name in varied})
+        if method is None or method not in args.methods or row["seed"] not in args.seeds:
+            continue
+        if row["iteration"] > steps_for(config_for(args, method, row["seed"]), args.min_parameters)[-1].iteration:
+            continue
+        rows.append({"method": method, "seed": row["seed"], "iteration": row["iteration"],
+                     "hidden": [int(size) for size in row["hidden"].split("+")], "inputs": row["inputs"],
+                     "parameters": row["parameters"], "val_acc": row["val_acc"], "test_acc": row["test_acc"],
+                     "model_file": str(Path(sweep_dir) / row["model_file"])})
+    return {"format": FORMAT, "settings": settings_of(args), "rows": rows, "dense": {}}
+
+
 # ---------------------------------------------------------------------------------------------------- report
 def best_within(rows: list[dict], fits) -> dict | None:
     """Return the row with the best validation accuracy among those that fit (ties: fewer parameters)."""
@@ -395,6 +436,11 @@ def parse_args(argv):
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--budget-minutes", type=float, help="submit no new chain after this long")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--sweep", type=Path, metavar="DIR",
+                        help="run the pruning chains as `nbprune sweep` in DIR (Ray; --workers local CPUs) and "
+                             "report from its results.csv")
+    parser.add_argument("--from-sweep", type=Path, metavar="DIR", help="report from the results.csv in DIR")
+    parser.add_argument("--address", help="with --sweep: a Ray cluster's HOST:PORT (default: a local Ray)")
     return parser.parse_args(argv)
 
 
@@ -404,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         print(f"wrote {render(load_state(path, None), args.results_dir)}")
         return 0
+    if args.sweep or args.from_sweep:
+        return report_from_sweep(args)
     state = load_state(path, settings_of(args))
     state.update(command=command_line(), machine=machine_info(), workers=args.workers)
     started = time.monotonic()
@@ -431,6 +479,19 @@ def main(argv: list[str] | None = None) -> int:
     sittings = "sitting_minutes" if set(args.methods) & set(METHODS) else "attempt_minutes"
     state.setdefault(sittings, []).append(round((time.monotonic() - started) / 60, 1))
     save_state(path, state)
+    print(f"wrote {render(state, args.results_dir)}")
+    return 0
+
+
+def report_from_sweep(args) -> int:
+    """Run (with --sweep) and report the benchmark's chains from a sweep's table."""
+    started = time.monotonic()
+    if args.sweep:
+        from nbprune import sweep
+        sweep(sweep_spec(args), args.sweep, address=args.address, workers=args.workers)
+    state = state_from_sweep(args, args.sweep or args.from_sweep)
+    state.update(command=command_line(), machine=machine_info(), workers=args.workers,
+                 sitting_minutes=[round((time.monotonic() - started) / 60, 1)] if args.sweep else [])
     print(f"wrote {render(state, args.results_dir)}")
     return 0
 

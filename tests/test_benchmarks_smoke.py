@@ -144,3 +144,38 @@ def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path
     assert set(record["probe"]["rows"]) == {"dense model (784-256-64-10)", "student, dense model teaches",
                                             "student, CNN teacher teaches"}
     assert record["probe"]["parameters"] == 784 * 8 + 8 + 8 * 4 + 4 + 4 * 10 + 10
+
+
+def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_path):
+    from nbprune import RunConfig
+    from nbprune.sweep import SweepFolder, spec_from_dict
+    from nbprune.sweep.spec import value_text
+    committed = json.loads((pareto.RESULTS_DIR / "pareto.json").read_text())
+    committed["rows"] = [row for row in committed["rows"] if row["method"] != "scratch"]  # not a pruning chain
+    methods = [method for method in pareto.EVERY_METHOD if method in {row["method"] for row in committed["rows"]}]
+    args = pareto.parse_args(["--seeds", "0", "1", "2", "--methods", *methods, "--epochs",
+                              str(committed["settings"]["config"]["epochs"]), "--min-parameters",
+                              str(committed["settings"]["min_parameters"]), "--results-dir", str(tmp_path)])
+    spec = pareto.sweep_spec(args)
+    varied = spec_from_dict(spec).varied()
+    table = []
+    for row in committed["rows"]:  # the table a sweep of the same chains writes for the same models
+        flat = RunConfig.from_flat(pareto.EVERY_METHOD[row["method"]]).flat()
+        table.append({"chain": row["method"], **{name: value_text(flat[name]) for name in varied},
+                      "seed": row["seed"], "iteration": row["iteration"], "hidden": value_text(row["hidden"]),
+                      "inputs": row["inputs"], "parameters": row["parameters"], "retained": "",
+                      "val_acc": row["val_acc"], "test_acc": row["test_acc"], "model_file": row["model_file"],
+                      "seconds": ""})
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.root.mkdir()
+    folder.save_state({"format": 1, "spec": spec, "chains": {}, "dense": {}})
+    folder.write_table(table, varied)
+
+    regenerated = pareto.state_from_sweep(args, folder.root)
+    assert len(regenerated["rows"]) == len(committed["rows"])
+    shown = ("updated", "command", "machine", "workers", "sitting_minutes", "attempt_minutes", "settings")
+    regenerated.update({key: committed[key] for key in shown})
+    (tmp_path / "from_json").mkdir()
+    expected = pareto.render(committed, tmp_path / "from_json").read_text()
+    assert pareto.render(regenerated, tmp_path).read_text() == expected
+    assert "| <= 10,000 parameters | >= 97.5% | best |" in expected  # the targets table, drawn from the rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..config import CONTROLS
 from ..errors import NbpruneError
@@ -59,7 +60,7 @@ def run_command(args: argparse.Namespace) -> None:
         raise NbpruneError("nbprune sweep needs --dir DIR: the folder its sessions and results.csv go in.")
     if args.workers is not None and args.workers < 1:
         raise NbpruneError(f"--workers {args.workers} is not allowed: expected a whole number from 1.")
-    from .engine import sweep
+    from .engine import STATE_FILE, SweepFolder, failed_chains, sweep
     from .spec import grid_values, parse_assignment
 
     grid = {}
@@ -70,4 +71,8 @@ def run_command(args: argparse.Namespace) -> None:
     table = sweep(args.words[0] if args.words else None, args.dir, grid=grid, seeds=args.seeds, fixed=fixed,
                   end_itr=args.end_itr, address=args.address, workers=args.workers, progress=not args.no_progress)
     print(f"results in {table}; compare them with `nbprune sweep report {args.dir}`")
+    failed = failed_chains(SweepFolder(args.dir).load_state(None))
+    if failed:
+        raise NbpruneError(f"{len(failed)} chain(s) failed ({', '.join(failed)}; their errors are in "
+                           f"{Path(args.dir) / STATE_FILE}): run the same command again to retry them.")
 

@@ -46,15 +46,16 @@ class SweepFolder:
     def dense_dir(self, chain: Chain) -> Path:
         return self.root / DENSE / chain.dense
 
-    def load_state(self, spec: SweepSpec) -> dict:
-        """Return the saved state, or a new one; refuse a folder made by another spec, naming what differs."""
+    def load_state(self, spec: SweepSpec | None) -> dict:
+        """Return the saved state, or a new one; refuse a folder made by another spec, naming what differs
+        (spec None: read what is there)."""
         if self.root.exists() and not self.root.is_dir():
             raise SweepError(f"sweep folder {self.root} is a file: choose a folder (--dir).")
         if not self.state_file.is_file():
             if self.root.is_dir() and any(self.root.iterdir()):
                 raise SweepError(f"sweep folder {self.root} holds files but no {STATE_FILE}: it is not a sweep's "
                                  f"folder; choose an empty or new folder (--dir).")
-            return {"format": FORMAT, "spec": spec.to_dict(), "chains": {}, "dense": {}}
+            return {"format": FORMAT, "spec": spec.to_dict() if spec else {}, "chains": {}, "dense": {}}
         try:
             state = json.loads(self.state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as error:
@@ -62,7 +63,7 @@ class SweepFolder:
                              f"folder away to start again.") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise SweepError(f"{self.state_file} is not a sweep record of format {FORMAT}: choose another --dir.")
-        differences = spec.differences(state["spec"])
+        differences = spec.differences(state["spec"]) if spec is not None else []
         if differences:
             raise SweepError(f"sweep folder {self.root} was made by another spec ({'; '.join(differences)}): run it "
                              f"with its own spec to continue, or choose another --dir for the new sweep.")
@@ -137,11 +138,16 @@ def sweep(spec: SweepSpec | Mapping | str | os.PathLike | None = None, dir: str 
         finally:
             folder.save_state(state)
             folder.write_table([row for chain in chains for row in rows[chain.name]], spec.varied())
-    failed = [name for name, record in state["chains"].items() if record.get("status") == "failed"]
+    failed = failed_chains(state)
     if failed:
         log.warning("%d chain(s) failed (errors in %s); run the sweep again to retry them", len(failed),
                     folder.state_file)
     return folder.table_file
+
+
+def failed_chains(state: dict) -> dict[str, str]:
+    """Return each failed chain's error, by chain name."""
+    return {name: record.get("error") for name, record in state["chains"].items() if record.get("status") == "failed"}
 
 
 def _check_data(chains: list[Chain]) -> None:
@@ -171,13 +177,20 @@ def _start_ray(ray, address: str | None, workers: int | None) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, **options)
-    else:
-        log.info("starting a local Ray with %s CPUs", workers or os.cpu_count())
-        ray.init(address="local", num_cpus=workers or os.cpu_count(), object_store_memory=256 * 1024 ** 2,
-                 **options)
+    try:
+        if address:
+            log.info("connecting to the Ray cluster at %s", address)
+            ray.init(address=address, **options)
+        else:
+            log.info("starting a local Ray with %s CPUs", workers or os.cpu_count())
+            ray.init(address="local", num_cpus=workers or os.cpu_count(), object_store_memory=256 * 1024 ** 2,
+                     **options)
+    except Exception as error:  # Ray raises plain Exception and ConnectionError for these
+        where = f"connect to the Ray cluster at {address}" if address else "start a local Ray on this machine"
+        fix = "check the address (`ray status` on the head node)" if address else \
+            "Ray gives its processes 30 s to start, too few on a machine this busy; try again when it is quieter"
+        raise NbpruneError(f"could not {where} ({' '.join(str(error).split())[:200]}): {fix}. The sweep's "
+                           f"finished chains are kept; run the same command again to continue.") from None
     return True
 
 

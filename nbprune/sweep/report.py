@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import NbpruneError
-from .engine import STATE_FILE, TABLE_FILE
+from .engine import STATE_FILE, TABLE_FILE, failed_chains
 
 REPORT_FILE, PARAMETERS_FIGURE, RETAINED_FIGURE = "report.md", "accuracy_vs_parameters.png", "accuracy_vs_retained.png"
 BUDGET_SHARES = (0.5, 0.2, 0.1, 0.05)  # default budgets: these shares of the dense model's parameters
@@ -108,7 +108,7 @@ def sweep_report(sweep_dir: str | os.PathLike, budgets: Sequence[int] | None = N
 def markdown(rows: list[dict], varied: Sequence[str], state: dict, budgets: Sequence[int]) -> str:
     """Return the report's text: what ran, the picks per budget, the failures, the figures."""
     chains = state.get("chains", {})
-    failed = {name: record.get("error") for name, record in chains.items() if record.get("status") == "failed"}
+    failed = failed_chains(state)
     lines = ["# Sweep report", "",
              f"{len(chains)} chain(s), {len(rows)} model(s), seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))}; "
              f"varied: {', '.join(varied) or 'nothing'}. Spec: `{json.dumps(state.get('spec', {}), sort_keys=True)}`.",

@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -149,22 +150,35 @@ def _setting_value(name: str, value: Any, source: str) -> Any:
         raise SweepError(f"{source}: unknown setting {name!r}{hint}: expected one of "
                          f"{', '.join(n for n in RUN_SETTINGS if n != 'seed')}.")
     setting = RUN_SETTINGS[name]
-    if isinstance(value, str) and setting.kind not in ("str", "path"):
-        value = setting.parse(value)
-    value = setting.check(value)
+    with _named(source):
+        value = setting.parse(value) if isinstance(value, str) and setting.kind not in ("str", "path") \
+            else setting.check(value)
     return list(value) if isinstance(value, tuple) else value
+
+
+@contextmanager
+def _named(source: str):
+    """Say where in the spec a setting's own refusal comes from."""
+    try:
+        yield
+    except SweepError:
+        raise
+    except ConfigError as error:
+        raise SweepError(f"{source}: {error}") from None
 
 
 def _seeds(seeds: Any, source: str) -> tuple[int, ...]:
     seeds = seeds if isinstance(seeds, list) else [seeds]
-    checked = tuple(RUN_SETTINGS["seed"].check(seed) for seed in seeds)
+    with _named(source):
+        checked = tuple(RUN_SETTINGS["seed"].check(seed) for seed in seeds)
     if not checked or len(set(checked)) != len(checked):
         raise SweepError(f"{source}: seeds={seeds!r} is not allowed: expected distinct whole numbers, e.g. [0, 1, 2].")
     return checked
 
 
 def _end_itr(end_itr: Any, source: str) -> int | None:
-    return CONTROLS["end_itr"].check(end_itr)
+    with _named(source):
+        return CONTROLS["end_itr"].check(end_itr)
 
 
 # --- the command line's --grid NAME=V1,V2 and --set NAME=VALUE ----------------------------------------------------

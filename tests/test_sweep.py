@@ -1,0 +1,291 @@
+"""nbprune sweep: the spec and its refusals, the chains and their shared dense models, Ray on one machine and on a
+two-node cluster, a killed chain and its rerun, the report."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nbprune.cli import main
+from nbprune.session import LOCK_FILE, Session
+from nbprune.sweep import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
+from nbprune.sweep.report import pick_per_budget
+from nbprune.sweep.spec import grid_values
+
+SPEC = """\
+seeds = [0, 1]
+end_itr = 3
+
+[set]
+epochs = 2
+subset = 500
+
+[grid]
+criterion = ["interval_adjoint", "magnitude"]
+
+[[cases]]
+prune_inputs = false
+[[cases]]
+prune_inputs = true
+allocation = "global"
+"""
+SMALL = ["--grid", "criterion=magnitude,random", "--seeds", "0", "1", "--end-itr", "2", "--set", "epochs=1",
+         "--set", "patience=1", "--set", "val_size=100", "--no-progress"]
+
+
+def ray_or_skip():
+    return pytest.importorskip("ray", reason="the sweep tests that run chains need ray: pip install 'ray>=2.9'")
+
+
+def table(folder: Path) -> list[dict]:
+    with (folder / "results.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def runs(chain: Path) -> list[dict]:
+    return Session(chain).runs()
+
+
+# --- the spec -----------------------------------------------------------------------------------------------------
+def test_a_toml_spec_expands_into_chains_that_share_their_dense_models(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SPEC)
+    chains = expand(read_spec(path))
+    assert len(chains) == 2 * 2 * 2  # cases x criteria x seeds
+    assert chains[0].name == "prune_inputs=False__allocation=layer__criterion=interval_adjoint__seed=0"
+    assert chains[-1].name == "prune_inputs=True__allocation=global__criterion=magnitude__seed=1"
+    assert {chain.dense for chain in chains} == {"seed=0", "seed=1"}  # pruning settings do not change the dense
+    assert all(chain.config.train.epochs == 2 and chain.config.data.subset == 500 for chain in chains)
+    assert all(chain.config.threads == 1 for chain in chains)  # one CPU per chain unless threads is set
+    assert chains[0].varied == {"prune_inputs": False, "allocation": "layer", "criterion": "interval_adjoint"}
+
+
+def test_a_varied_training_setting_gets_its_own_dense_model():
+    chains = expand(build_spec(grid={"epochs": [1, 2], "criterion": ["magnitude", "random"]}))
+    assert sorted({chain.dense for chain in chains}) == ["epochs=1__seed=0", "epochs=2__seed=0"]
+
+
+def test_command_line_values_are_parsed_as_the_settings_declare():
+    assert grid_values("hidden", "256,64;128,32") == ["256,64", "128,32"]
+    assert grid_values("q", "0.8,0.9") == ["0.8", "0.9"]
+    spec = build_spec(grid={"hidden": grid_values("hidden", "256+64;32"), "q": ["0.8", "0.9"]},
+                      fixed={"distill": "false"})
+    assert spec.grid == {"hidden": ([256, 64], [32]), "q": (0.8, 0.9)} and spec.fixed == {"distill": False}
+    with pytest.raises(SweepError, match="separate hidden's values with ';'"):
+        grid_values("hidden", "256+64,128+32")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"grid": {"criterion": ["magnitude", "nonsense"]}}, "criterion='nonsense' is not allowed"),
+    ({"set": {"q": 2}}, "q=2 is not allowed: expected a number above 0 below 1"),
+    ({"set": {"lr": "fast"}}, "lr='fast' is not allowed"),
+    ({"set": {"colour": "red"}}, "unknown setting 'colour'"),
+    ({"set": {"seed": 3}}, "list the seeds as seeds = "),
+    ({"set": {"end_itr": 3}}, "decided by the sweep itself"),
+    ({"grid": {"q": 0.5}}, "expected a non-empty list of values"),
+    ({"grid": {"q": [0.5]}, "set": {"q": 0.7}}, "q given in more than one of set, grid and cases"),
+    ({"seeds": [0, 0]}, "expected distinct whole numbers"),
+    ({"end_itr": -1}, "end_itr=-1 is not allowed"),
+    ({"cases": {"q": 0.5}}, "expected a list of tables"),
+    ({"epochs": 3}, "unknown key"),
+    ({"grid": {"budget": ["neurons", "parameters"]}}, "budget='parameters' needs allocation='global'"),
+])
+def test_bad_specs_are_refused_before_any_write(tmp_path, values, message):
+    folder = tmp_path / "sweep"
+    with pytest.raises(SweepError, match=message):
+        sweep(values, folder)
+    assert not folder.exists()
+
+
+def test_an_unreadable_spec_file_is_refused_naming_it(tmp_path, capsys):
+    path = tmp_path / "broken.toml"
+    path.write_text("seeds = [0,\n")
+    assert main(["sweep", str(path), "--dir", str(tmp_path / "sweep")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("nbprune: error: sweep spec") and "broken.toml is not readable TOML" in error
+    assert error.count("\n") == 1 and not (tmp_path / "sweep").exists()
+
+
+def test_the_command_line_refuses_a_bad_grid_and_a_missing_dir_in_one_line(tmp_path, capsys):
+    assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--grid", "q=0.5,2"]) == 2
+    assert "q='2' is not allowed" in capsys.readouterr().err and not (tmp_path / "sweep").exists()
+    assert main(["sweep", "--grid", "q=0.5,0.6"]) == 2
+    assert "needs --dir DIR" in capsys.readouterr().err
+    assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--set", "epochs"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_without_ray_the_sweep_says_how_to_install_it(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    folder = tmp_path / "sweep"
+    assert main(["sweep", "--dir", str(folder), *SMALL, "--set", f"data_root={tiny_root}"]) == 2
+    error = capsys.readouterr().err
+    assert error == ("nbprune: error: nbprune sweep runs its chains on Ray, which is not installed here: "
+                     "pip install 'nbprune[sweep]' (or pip install 'ray>=2.9').\n")
+    assert not folder.exists()
+
+
+def test_a_sweep_folder_of_another_spec_is_refused_naming_what_differs(tmp_path):
+    spec = build_spec(grid={"criterion": ["magnitude", "random"]}, seeds=[0, 1], end_itr=2)
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.save_state(folder.load_state(spec))
+    before = folder.state_file.read_bytes()
+    changed = build_spec(grid={"criterion": ["magnitude", "taylor"]}, seeds=[0, 1], end_itr=3)
+    with pytest.raises(SweepError) as refusal:
+        sweep(changed, tmp_path / "sweep")
+    message = str(refusal.value)
+    assert "grid: saved {'criterion': ['magnitude', 'random']}, asked {'criterion': ['magnitude', 'taylor']}" in message
+    assert "end_itr: saved 2, asked 3" in message and "seeds" not in message
+    assert folder.state_file.read_bytes() == before
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SweepError, match="holds files but no sweep.json"):
+        sweep(spec_from_dict({}), tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_the_pick_per_budget_is_made_on_validation_not_test():
+    rows = [{"criterion": criterion, "seed": seed, "iteration": 1, "parameters": 900, "val_acc": val,
+             "test_acc": test} for criterion, val, test in (("a", 90.0, 99.0), ("b", 95.0, 80.0)) for seed in (0, 1)]
+    rows += [{"criterion": "a", "seed": 0, "iteration": 0, "parameters": 5000, "val_acc": 99.9, "test_acc": 99.9}]
+    picks = pick_per_budget(rows, ["criterion"], [1000])
+    assert [(entry["method"], entry["pick"]) for entry in picks] == [("criterion=a", False), ("criterion=b", True)]
+    assert picks[1]["test"] == 80.0 and picks[1]["seeds"] == 2  # the 5,000-parameter model is over the budget
+
+
+# --- on Ray -------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def two_node_cluster(monkeypatch):
+    """A Ray head and a second node on this machine, one CPU each, that do not see $NBPRUNE_DATA_ROOT."""
+    ray_or_skip()
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.delenv("NBPRUNE_DATA_ROOT", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_two_node_cluster_gives_the_rows_and_models_of_a_local_one(two_node_cluster, tiny_root,
+                                                                                tmp_path, monkeypatch, capsys):
+    assert len(two_node_cluster.list_all_nodes()) == 2
+    monkeypatch.setenv("NBPRUNE_DATA_ROOT", str(tiny_root))  # the driver's only: workers get data_root from it
+    on_cluster, local = tmp_path / "cluster", tmp_path / "local"
+    assert main(["sweep", "--dir", str(on_cluster), *SMALL, "--address", two_node_cluster.address]) == 0
+    assert main(["sweep", "--dir", str(local), *SMALL, "--workers", "2"]) == 0
+
+    rows = table(on_cluster)
+    assert [(row["criterion"], row["seed"], row["iteration"]) for row in rows] == [
+        (criterion, seed, iteration) for criterion in ("magnitude", "random") for seed in "01" for iteration in "012"]
+    assert [{**row, "seconds": None} for row in rows] == [{**row, "seconds": None} for row in table(local)]
+    for row in rows:
+        assert (on_cluster / row["model_file"]).read_bytes() == (local / row["model_file"]).read_bytes()
+    assert sorted(os.listdir(on_cluster / "dense")) == ["seed=0", "seed=1"]  # one dense model per seed, shared
+    dense = Session(on_cluster / "dense" / "seed=0").model_file(0).read_bytes()
+    assert all(Session(chain).model_file(0).read_bytes() == dense
+               for chain in (on_cluster / "chains").glob("*seed=0"))
+    chain = on_cluster / "chains" / "criterion=magnitude__seed=0"
+    assert runs(chain)[0]["config"]["data_root"] == str(tiny_root.resolve())  # reached the nodes by data_root
+    assert capsys.readouterr().out.count("chain criterion=") == 8  # one line per finished chain, per sweep
+
+    assert main(["sweep", "--dir", str(on_cluster), *SMALL]) == 0  # finished: nothing runs again
+    assert len(runs(chain)) == 1
+    assert main(["sweep", "--dir", str(on_cluster), *SMALL, "--set", "epochs=2"]) == 2
+    assert "set: saved" in capsys.readouterr().err
+
+    assert main(["sweep", "report", str(on_cluster), "--budgets", "200000", "150000"]) == 0
+    report = (on_cluster / "report.md").read_text()
+    assert "| <= 200,000 | criterion=magnitude | 2 |" in report and "| <= 150,000 | criterion=random | 2 |" in report
+    assert (on_cluster / "accuracy_vs_parameters.png").stat().st_size > 10_000
+    assert (on_cluster / "accuracy_vs_retained.png").stat().st_size > 10_000
+
+
+def lock_file(chain: Path) -> Path:
+    """Return the lock file a chain's session holds while it runs."""
+    return Session(chain).lock_folder / LOCK_FILE if hasattr(Session, "lock_folder") else \
+        Session(chain).pruning / LOCK_FILE
+
+
+def held(path: Path) -> bool:
+    """Return whether another process holds the OS lock on `path`."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(handle)
+
+
+def stop_between_iterations(chain: Path, driver: subprocess.Popen) -> int:
+    """Stop (SIGSTOP) the worker running `chain` once iteration 1 is published and iteration 2 is not; return its
+    PID. Checked after the stop, so the chain is frozen exactly there."""
+    session = Session(chain)
+    while True:
+        assert driver.poll() is None, f"the sweep ended before {chain.name} could be stopped: {driver.stderr.read()}"
+        path = lock_file(chain)
+        if session.is_complete(1) and not session.is_complete(2) and path.is_file():
+            words = path.read_text().split()
+            if words:
+                pid = int(words[0])
+                os.kill(pid, signal.SIGSTOP)
+                if held(path) and session.is_complete(1) and not session.is_complete(2):
+                    return pid
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_missing(tiny_root, tmp_path):
+    ray_or_skip()
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f'seeds = [0]\nend_itr = 2\n[set]\ndata_root = "{tiny_root}"\nval_size = 100\npatience = 60\n'
+                    f'lr_patience = 100\nlr_drops = 100\n[[cases]]\ncriterion = "magnitude"\nepochs = 1\n'
+                    f'[[cases]]\ncriterion = "random"\nepochs = 60\n')
+    folder = tmp_path / "sweep"
+    quick, victim = folder / "chains" / "criterion=magnitude__epochs=1__seed=0", \
+        folder / "chains" / "criterion=random__epochs=60__seed=0"
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-m", "nbprune.cli", "sweep", str(spec), "--dir", str(folder),
+                               "--workers", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=environment)
+    try:
+        os.kill(stop_between_iterations(victim, driver), signal.SIGKILL)
+        out, error = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 2, error
+    assert "1 chain(s) failed (criterion=random__epochs=60__seed=0;" in error
+    state = json.loads((folder / "sweep.json").read_text())
+    assert state["chains"][quick.name]["status"] == "finished"
+    assert state["chains"][victim.name]["status"] == "failed" and state["chains"][victim.name]["error"]
+    assert [row["iteration"] for row in table(folder) if row["chain"] == victim.name] == ["0", "1"]
+    first_model = Session(victim).model_file(1).read_bytes()
+
+    sweep(spec, folder, workers=2, progress=False)
+    assert len(runs(quick)) == 1  # finished: not run again
+    assert [run["begin_itr"] for run in runs(victim)] == ["auto", "auto"] and len(runs(victim)) == 2
+    assert Session(victim).model_file(1).read_bytes() == first_model  # iteration 1 was kept, only 2 was run
+    assert [(row["chain"], row["iteration"]) for row in table(folder)] == [
+        (quick.name, "0"), (quick.name, "1"), (quick.name, "2"), (victim.name, "0"), (victim.name, "1"),
+        (victim.name, "2")]
+    assert json.loads((folder / "sweep.json").read_text())["chains"][victim.name]["status"] == "finished"
