@@ -56,13 +56,16 @@ def layer_names(model: nn.Module) -> list[str]:
 def width_table(model: nn.Module, context: PruningContext, inputs: torch.Tensor):
     """Return a table (pandas) with one row per neuron of every linear layer: its interval's width over the
     criterion's input boxes (the mean over boxes), the range the inputs produce, and their ratio."""
+    return _width_rows(model, context, observed_ranges(model, inputs))
+
+
+def _width_rows(model: nn.Module, context: PruningContext, observed: Sequence[Interval]):
     import pandas as pd
 
-    weight = linear_layers(model)[0].weight
-    intervals = interval_forward(model, input_boxes(context, weight))
+    intervals = interval_forward(model, input_boxes(context, linear_layers(model)[0].weight))
     rows = []
-    for name, interval, observed in zip(layer_names(model), intervals, observed_ranges(model, inputs)):
-        widths, ranges = interval.width.mean(dim=0).cpu(), observed.width.cpu()
+    for name, interval, seen in zip(layer_names(model), intervals, observed):
+        widths, ranges = interval.width.mean(dim=0).cpu(), seen.width.cpu()
         rows += [{"layer": name, "neuron": j, "interval width": float(w), "observed range": float(r),
                   "ratio": float(w / r) if r > 0 else float("inf")} for j, (w, r) in enumerate(zip(widths, ranges))]
     return pd.DataFrame(rows)
@@ -101,17 +104,17 @@ def box_summary(model: nn.Module, context: PruningContext, inputs: torch.Tensor,
     import pandas as pd
 
     weight = linear_layers(model)[0].weight
-    rows = []
+    observed, rows = observed_ranges(model, inputs), []  # the training images' ranges, measured once
     for kind in boxes:
         options = _with(context, input_boxes=kind)
-        table = width_table(model, options, inputs)
+        table = _width_rows(model, options, observed)
         held = contain_zero(interval_forward(model, input_boxes(options, weight)))
         correlations = [*magnitude_correlations(model, options), float("nan")]
         for name, (zeros, total), correlation in zip(layer_names(model), held, correlations):
             rows.append({"boxes": kind, "layer": name,
-                         "median width / observed range": table[table.layer == name]["ratio"].median(),
-                         "% intervals holding 0": 100 * zeros / total,
-                         "rank correlation with magnitude": correlation})
+                         "median width / range": table[table.layer == name]["ratio"].median(),
+                         "% holding 0": 100 * zeros / total,
+                         "corr. with magnitude": correlation})
     return pd.DataFrame(rows)
 
 

@@ -197,8 +197,8 @@ def test_seed_and_magnitude_correlations_and_the_box_summary():
     assert all(-1 <= value <= 1 for value in magnitude_correlations(model, context))
     summary = box_summary(model, context, inputs)
     assert summary["boxes"].tolist() == ["data"] * 3 + ["class"] * 3 + ["local"] * 3
-    assert summary["% intervals holding 0"].between(0, 100).all()
-    assert math.isnan(summary["rank correlation with magnitude"].iloc[2])  # the logits are not pruned
+    assert summary["% holding 0"].between(0, 100).all()
+    assert math.isnan(summary["corr. with magnitude"].iloc[2])  # the logits are not pruned
 
 
 def test_the_course_figures_are_saved(tmp_path):
