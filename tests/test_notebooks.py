@@ -252,6 +252,11 @@ def test_every_notebook_ran_and_left_an_executed_copy(workbook):
 
 
 @needs_mnist
+def test_00_intervals_leaves_the_primers_picture(workbook):
+    assert (workbook / "intervals" / "primer.png").is_file()
+
+
+@needs_mnist
 def test_01_data_leaves_samples_class_balance_and_the_split(workbook):
     assert (workbook / "data" / "samples.png").is_file() and (workbook / "data" / "class_balance.png").is_file()
     split = json.loads((workbook / "data" / "split.json").read_text())
@@ -286,6 +291,7 @@ def test_04_pruning_leaves_three_iterations_and_the_curves(workbook):
     assert len(read_table(results / "validations.txt")[1]) == 3
     assert (results / "accuracies.png").is_file() and (results / "losses.png").is_file()
     assert (pruning / "significance_layer1.png").is_file()
+    assert (pruning / "significance_distribution.png").is_file() and (pruning / "width_against_range.png").is_file()
     config = Session(workbook).runs()[-1]["config"]
     assert config["subset"] == 2000 and config["epochs"] == 1 and config["threads"] == 1
 
