@@ -106,27 +106,15 @@ def cmd_retain(args) -> None:
 def cmd_prune(args) -> None:
     config = RunConfig.from_flat(given(args, RUN_SETTINGS))
     controls = Controls(**given(args, ("session_dir", "begin_itr", "end_itr")))
-    import torch
-
-    from .config import resolve_device
-    from .data import load_data_for
-    from .iterative import IterativePruning, default_steps
-    from .model import SimpleNN
+    from .iterative import plan_run
     from .report import concatenate
     from .session import Session
 
     session = Session.open(controls.session_dir)
-    resolve_device(config.device)
-    default_steps(config)  # a bad retain.txt is refused before the data is read
     _threads(config)
-    data = load_data_for(config)
-    steps = default_steps(config, data.spec.features, len(data.classes))
-    torch.manual_seed(config.seed)
-    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
-                     activation=config.model.activation)
-    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
-                                  progress=not args.no_progress)
-    records = experiment.run(model, steps, session.pruning, begin_itr=controls.begin_itr, end_itr=controls.end_itr)
+    planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=not args.no_progress)
+    records = planned.experiment.run(planned.model, planned.steps, session.pruning, begin_itr=controls.begin_itr,
+                                     end_itr=controls.end_itr)
     for record in records:
         print(f"iteration {record['iteration']:>2}: neurons {'+'.join(map(str, record['retained']))}, "
               f"validation accuracy {record.get('Val_Accuracy', float('nan')):.2f}%, "

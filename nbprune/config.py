@@ -60,7 +60,7 @@ class Setting:
         elif self.kind == "bool":
             words = "true or false"
         elif self.kind == "path":
-            words = "a folder or file path"
+            words = f"a folder or file path (at most {PATH_MAX - 1} bytes, {NAME_MAX} per name)"
         elif self.kind == "str":
             words = "a word"
         else:
@@ -117,9 +117,10 @@ class Setting:
                 raise self._refuse(value)
             return value
         if kind == "path":
-            if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-                raise self._refuse(value)
-            return str(value)
+            text = str(value) if isinstance(value, (str, os.PathLike)) else ""
+            if not text.strip() or _too_long(text):
+                raise self._refuse(value if len(text) <= 60 else text[:57] + "...")
+            return text
         if not isinstance(value, str) or (self.choices and value not in self.choices):
             raise self._refuse(value)
         return value
@@ -148,6 +149,14 @@ class Setting:
 
 
 MAX_LAYERS = 16
+PATH_MAX, NAME_MAX = 4096, 255  # Linux's limits; a longer path fails in the first open, after other writes
+
+
+def _too_long(path: str) -> bool:
+    """Return whether a path is longer than the file system takes, as a whole or in one of its names."""
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+    return size(path) >= PATH_MAX or any(size(name) > NAME_MAX for name in Path(path).parts)
 
 
 def _number_text(number: float) -> str:

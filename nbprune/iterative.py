@@ -10,6 +10,7 @@ import os
 import platform
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -288,15 +289,27 @@ class IterativePruning:
             session.clean_leftovers()
             if begin_itr == "auto":  # an iteration that clean_leftovers put back counts as complete
                 steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
-            session.record_run(self._run_record(model, steps, begin_itr, end_itr))
+            first = steps[position].iteration if position < len(steps) else None
+            if first is not None:
+                self._set_aside(session, first)
+            session.record_run(self._run_record(model, steps, first, begin_itr, end_itr))
             return self._iterate(start, steps, position, session)
 
-    def _run_record(self, model: nn.Module, steps: list[RetentionStep], begin_itr, end_itr) -> dict:
+    @staticmethod
+    def _set_aside(session: Session, first: int) -> None:
+        """Move what earlier runs left from iteration `first` on out of the way: a session holds one run's chain."""
+        moved = session.set_aside(first, session.next_run_number(session.runs()))
+        if moved is not None:
+            log.warning("iterations %s and later of an earlier run were moved to %s: this run starts at %s",
+                        first, moved, first)
+
+    def _run_record(self, model: nn.Module, steps: list[RetentionStep], first: int | None, begin_itr, end_itr
+                    ) -> dict:
         config = self.config
         if isinstance(model, SimpleNN):
             config = config.replace(hidden=steps[0].retained, activation=model.activation)
         spec = getattr(self.train_loader, "spec", None)
-        return {"begin_itr": begin_itr, "end_itr": end_itr, "config": config.to_dict(),
+        return {"begin_itr": begin_itr, "first_iteration": first, "end_itr": end_itr, "config": config.to_dict(),
                 "criterion_function": getattr(self.criterion_function, "__name__", None),
                 "input": spec.to_dict() if spec is not None else None,
                 "samples": {name: _samples(loader) for name, loader in (
@@ -383,6 +396,35 @@ def _describe(spec: InputSpec) -> str:
     def number(value) -> str:
         return f"{len(value)} values" if isinstance(value, tuple) else f"{value:.6g}"
     return f"{spec.dataset} standardised with mean {number(spec.mean)} and std {number(spec.std)}"
+
+
+@dataclass
+class PlannedRun:
+    """A pruning run checked as `nbprune prune` checks it before its first write, ready to run."""
+
+    experiment: IterativePruning
+    model: nn.Module
+    steps: list[RetentionStep]
+
+
+def plan_run(config: RunConfig, session: Session, begin_itr: int | str = 0, end_itr: int | None = None,
+             progress: bool = True) -> PlannedRun:
+    """Return the run a configuration asks for in `session`, after every check that needs no write: the device,
+    the schedule, the data (read, or downloaded when missing) and the iterations a resume starts from."""
+    from .config import resolve_device
+    from .data import load_data_for
+
+    resolve_device(config.device)
+    default_steps(config)  # a bad retain.txt is refused before the data is read
+    data = load_data_for(config)
+    steps = default_steps(config, data.spec.features, len(data.classes))
+    torch.manual_seed(config.seed)
+    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
+                     activation=config.model.activation)
+    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                                  progress=progress)
+    experiment.plan(model, steps, session, begin_itr, end_itr)
+    return PlannedRun(experiment, model, steps)
 
 
 def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:

@@ -81,6 +81,7 @@ def plot_losses(records: list[dict]) -> Figure:
 def concatenate(session_dir: str | os.PathLike | Session) -> Path:
     """Write prune_w_retrain_results/{validations.txt, accuracies.png, losses.png}; return that folder."""
     session = _session(session_dir)
+    session.check_free()  # a run in progress is named before what it has not finished yet
     records = session.summary()
     if not records:
         raise NbpruneError(f"no finished iteration in {session.pruning}: expected folders <i>/prune_w_retrain/ "

@@ -7,7 +7,8 @@ that keeps two runs apart. The one place that knows the layout:
         ├── run.json                              every run's configuration, appended
         ├── retain.txt                            the neurons each iteration kept, as run
         ├── <i>/prune_w_retrain/{best_model.pth, train_results.txt, validation_results.txt}
-        └── prune_w_retrain_results/{validations.txt, accuracies.png, losses.png}
+        ├── prune_w_retrain_results/{validations.txt, accuracies.png, losses.png}
+        └── earlier_runs/before_run_<n>/          what a run that started at iteration k found from k on
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime
 import json
 import os
 import re
+import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,9 @@ ITERATION_FILES = (MODEL_FILE, TRAIN_FILE, VALIDATION_FILE)
 RETAIN_FILE, RUN_RECORD, LOCK_FILE = "retain.txt", "run.json", ".nbprune.lock"
 RESULT_FILES = ("validations.txt", "accuracies.png", "losses.png")
 PARTIAL, STALE = ".partial", ".stale"
+EARLIER_RUNS = "earlier_runs"
+# The tokens of the session locks held by this process or the processes that started it (the workbook's kernels).
+LOCK_TOKENS = "NBPRUNE_LOCK_TOKENS"
 DEFAULT_NAME = "default"
 # Which notebook (and command) makes each part, for the messages that say what is missing.
 MADE_BY = {DATA: "01_data", MODEL: "02_model", RETAIN: "03_retention (or `nbprune retain`)",
@@ -136,7 +141,9 @@ class Session:
         from .io import read_model_file
 
         records = []
-        for iteration in self.iterations():
+        iterations = self.iterations()
+        self._check_one_run(iterations)
+        for iteration in iterations:
             header, rows = read_table(self.iteration_dir(iteration) / VALIDATION_FILE)
             record = {"iteration": iteration, **dict(zip(header, rows[0]))}
             state, _ = read_model_file(self.model_file(iteration))
@@ -172,10 +179,65 @@ class Session:
             return record["runs"]
         return [record]
 
-    def record_run(self, run: dict) -> None:
-        """Append one run's record to run.json (never overwriting what earlier runs recorded)."""
-        runs = self.runs() + [dict(run, started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))]
+    def record_run(self, run: dict) -> int:
+        """Append one run's record to run.json (never overwriting what earlier runs recorded); return its number."""
+        runs = self.runs()
+        number = self.next_run_number(runs)
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        runs.append(dict(run, run=number, started=started))
         write_text_atomic(self.pruning / RUN_RECORD, json.dumps({"runs": runs}, indent=2) + "\n")
+        return number
+
+    @staticmethod
+    def next_run_number(runs: list[dict]) -> int:
+        """Return the number the next recorded run gets: one more than the last (runs count from 1)."""
+        return max((_run_number(run, position) for position, run in enumerate(runs)), default=0) + 1
+
+    def run_of(self, iteration: int, runs: list[dict]) -> dict | None:
+        """Return the record of the run that made `iteration`: the last one whose iterations, from the first it
+        wrote, include it (a run that starts at k sets every later iteration aside first); None if unrecorded."""
+        found = None
+        for run in runs:
+            first = _first_iteration(run)
+            if first is not None and iteration >= first and iteration in _scheduled(run):
+                found = run
+        return found
+
+    def _check_one_run(self, iterations: list[int]) -> None:
+        """Raise SessionError when the complete iterations come from runs that do not continue each other."""
+        runs = self.runs()
+        makers = {iteration: self.run_of(iteration, runs) for iteration in iterations}
+        for before, after in zip(iterations, iterations[1:]):
+            older, newer = makers[before], makers[after]
+            if older is None or newer is None or older is newer or _first_iteration(newer) == after:
+                continue  # unrecorded, one run, or a run that resumed from `before`
+            older_number, newer_number = (_run_number(run, runs.index(run)) for run in (older, newer))
+            theirs = [i for i in iterations if makers[i] is older]
+            raise SessionError(
+                f"the pruning folder {self.pruning} mixes two runs that do not continue each other: iterations "
+                f"{_span(theirs)} come from run {older_number}, iteration {after} from run {newer_number} "
+                f"(run.json). Their results are never joined: move iterations {_span(theirs)} out of "
+                f"{self.pruning}, or run from scratch again (begin_itr=0 moves an earlier run aside into "
+                f"{EARLIER_RUNS}/).")
+
+    def set_aside(self, first: int, run_number: int) -> Path | None:
+        """Move the iterations from `first` on, the run's retain.txt and its results into
+        earlier_runs/before_run_<run_number>/, so that a run starting at `first` never joins what an earlier run
+        left there; return that folder (None when there was nothing to move)."""
+        roots = self._iteration_roots() if self.pruning.is_dir() else []
+        later = sorted((folder for folder in roots if int(folder.name) >= first), key=lambda folder: int(folder.name))
+        if not later:
+            return None
+        target = self.pruning / EARLIER_RUNS / f"before_run_{run_number}"
+        suffix = 1
+        while target.exists():  # run.json was moved away and the numbers start again
+            suffix += 1
+            target = target.with_name(f"before_run_{run_number}_{suffix}")
+        target.mkdir(parents=True)
+        for path in [*later, self.results, self.run_retain_file]:
+            if path.exists():
+                os.replace(path, target / path.name)
+        return target
 
     # --- writing safely -------------------------------------------------------------------------------------
     def check_writable(self, folder: Path | None = None) -> None:
@@ -189,11 +251,31 @@ class Session:
             raise SessionError(f"session folder {folder} cannot be written ({blocker} is read-only): choose a "
                                f"folder you can write to (session_dir=... or --session-dir).")
 
+    @property
+    def lock_folder(self) -> Path:
+        """Return the folder whose .nbprune.lock every door takes: the session folder (or, for a pruning folder
+        not named iterative_pruning, as the reference workflow's my_dir may be, that folder itself)."""
+        return self.root if self.pruning == self.root / PRUNING else self.pruning
+
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the session's pruning folder exclusively; a second run is refused, naming the first one's PID."""
-        with folder_lock(self.pruning, "session folder"):
+        """Hold the session exclusively; another process is refused, naming the holder's PID. Processes the
+        holder starts (the workbook's kernels) share its lock."""
+        with folder_lock(self.lock_folder, "session folder"):
             yield
+
+    def check_free(self) -> None:
+        """Raise SessionError if another process holds the session's lock; create nothing."""
+        path = self.lock_folder / LOCK_FILE
+        try:
+            handle = os.open(path, os.O_RDONLY)
+        except OSError:  # no lock file (or none readable): nobody holds it
+            return
+        try:
+            if not _try_lock(handle):
+                _refuse_unless_shared(handle, self.lock_folder, "session folder")
+        finally:
+            os.close(handle)
 
     def clean_leftovers(self) -> None:
         """Undo what an interrupted run left: put back a moved-aside iteration, remove its partial folders and
@@ -231,6 +313,34 @@ class Session:
         return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
 
 
+def _run_number(run: dict, position: int) -> int:
+    """Return a recorded run's number (records from before numbering: their place in the list, from 1)."""
+    number = run.get("run")
+    return number if isinstance(number, int) and not isinstance(number, bool) else position + 1
+
+
+def _first_iteration(run: dict) -> int | None:
+    """Return the first iteration a recorded run wrote (None: it wrote none); older records: its begin_itr, and
+    'auto' as a continuation of the iterations before it."""
+    if "first_iteration" in run:
+        first = run["first_iteration"]
+        return first if isinstance(first, int) and not isinstance(first, bool) else None
+    begin = run.get("begin_itr")
+    return begin if isinstance(begin, int) and not isinstance(begin, bool) else 0
+
+
+def _scheduled(run: dict) -> set[int]:
+    """Return the iterations of a recorded run's schedule."""
+    schedule = run.get("schedule")
+    if not isinstance(schedule, list):
+        return set()
+    return {row[0] for row in schedule if isinstance(row, list) and row and isinstance(row[0], int)}
+
+
+def _span(iterations: list[int]) -> str:
+    return ", ".join(map(str, iterations)) if len(iterations) < 4 else f"{iterations[0]}-{iterations[-1]}"
+
+
 def _remove_temporaries(folder: Path, names: tuple[str, ...]) -> None:
     """Remove the temporary files nbprune's atomic writes of `names` leave when killed (.NAME.XXXXXXXX.tmp)."""
     if not folder.is_dir():
@@ -243,7 +353,10 @@ def _remove_temporaries(folder: Path, names: tuple[str, ...]) -> None:
 
 @contextmanager
 def folder_lock(folder: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive OS lock on `folder`/.nbprune.lock for the block; it dies with the process (no stale lock)."""
+    """Hold an exclusive OS lock on `folder`/.nbprune.lock for the block; it dies with the process (no stale lock).
+
+    The file says the holder's PID and a random token; the token is handed to the processes the holder starts
+    (through $NBPRUNE_LOCK_TOKENS), which may then enter while it holds the lock. Anyone else is refused."""
     path = folder / LOCK_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -253,14 +366,40 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
                            f"to.") from None
     try:
         if not _try_lock(handle):
-            holder = os.pread(handle, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise SessionError(f"{what} {folder} is in use by another nbprune run (PID {holder}): wait for it to "
-                               f"finish, or choose another session folder.")
+            _refuse_unless_shared(handle, folder, what)
+            yield  # the process that started this one holds the lock for it
+            return
+        token = secrets.token_hex(16)
         os.ftruncate(handle, 0)
-        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
-        yield
+        os.pwrite(handle, f"{os.getpid()} {token}\n".encode(), 0)
+        with _sharing(token):
+            yield
     finally:
         os.close(handle)  # closing releases the lock
+
+
+def _refuse_unless_shared(handle: int, folder: Path, what: str) -> None:
+    """Raise SessionError naming the holder's PID unless the holder handed this process its token."""
+    words = os.pread(handle, 200, 0).decode("ascii", "replace").split()
+    holder, token = (words[0] if words else "unknown"), (words[1] if len(words) > 1 else "")
+    if token and token in os.environ.get(LOCK_TOKENS, "").split(","):
+        return
+    raise SessionError(f"{what} {folder} is in use by another nbprune run (PID {holder}): wait for it to "
+                       f"finish, or choose another session folder.")
+
+
+@contextmanager
+def _sharing(token: str) -> Iterator[None]:
+    """Hand `token` to the processes started inside the block (they inherit the environment)."""
+    before = os.environ.get(LOCK_TOKENS)
+    os.environ[LOCK_TOKENS] = ",".join(filter(None, [token, before]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LOCK_TOKENS, None)
+        else:
+            os.environ[LOCK_TOKENS] = before
 
 
 def _try_lock(handle: int) -> bool:

@@ -19,11 +19,11 @@ import torch
 from matplotlib.figure import Figure
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
-from .errors import ConfigError, NbpruneError
+from .errors import ConfigError, NbpruneError, SessionError
 from .lab import NOTEBOOKS
 from .progress import headless_kernels
 from .retention import save_figure
-from .session import NOTEBOOKS as EXECUTED, Session, folder_lock
+from .session import NOTEBOOKS as EXECUTED, Session
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,12 @@ class NotebookSetup:
 
 def setup(notebook: str, namespace: Mapping[str, Any]) -> NotebookSetup:
     """Return the configuration built from a notebook's parameters (read from `namespace`, its globals) and its
-    session; set torch's threads; say which session folder is used."""
+    session, refusing a session another process holds; set torch's threads; say which session folder is used."""
     values = {name: namespace[name] for name in NOTEBOOK_PARAMETERS[notebook] if name in namespace}
     config = RunConfig.from_flat({name: value for name, value in values.items() if name in RUN_SETTINGS})
     controls = Controls(**{name: value for name, value in values.items() if name in CONTROLS})
     session = Session.open(controls.session_dir)
+    session.check_free()  # run by hand while a headless run holds the session: refused at the first cell
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     how = "the default: pass session_dir=... for another" if controls.session_dir is None else "session_dir"
@@ -257,13 +258,52 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
                  parameters: dict | None = None, notebooks_dir: str | os.PathLike | None = None) -> Path:
     """Run the six notebooks in order into one session folder; return the folder of executed copies.
 
-    Every parameter is checked before anything is written; the session folder is held for the whole run.
+    Everything `nbprune prune` checks is checked before anything is written; the session folder is held for the
+    whole run (its kernels share the lock), and it may never hold the notebooks it runs.
     """
     try:
         import papermill
         from papermill.exceptions import PapermillExecutionError
     except ImportError:
         raise NbpruneError("the workbook needs papermill: pip install 'nbprune[notebooks]'.") from None
+    values, session, source = checked_run(session_dir, profile, parameters, notebooks_dir)
+    executed = session.part(EXECUTED)
+    with session.lock(), headless_kernels():  # finished bars, static pictures
+        executed.mkdir(parents=True, exist_ok=True)
+        for name in NOTEBOOKS:
+            notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"
+            log.info("running %s", name)
+            declared = {k: _jsonable(v) for k, v in values.items() if k in NOTEBOOK_PARAMETERS[name]}
+            with tempfile.TemporaryDirectory(prefix="nbprune-kernel-") as sockets:
+                kernel_log = Path(sockets) / "kernel.log"
+                try:
+                    papermill.execute_notebook(str(notebook), str(copy), kernel_name="python3", parameters=declared,
+                                               progress_bar={"desc": name}, config=_kernel_config(sockets),
+                                               kernel_manager_class=_kernel_manager_class(kernel_log))
+                except PapermillExecutionError as error:
+                    reason = (str(error.evalue).strip().splitlines() or [""])[0]
+                    raise NbpruneError(f"notebook {name} failed in cell [{error.exec_count}]: {error.ename}: "
+                                       f"{reason} (executed copy: {copy})") from None
+                except RuntimeError as error:  # nbclient's DeadKernelError and "kernel died before replying"
+                    said = [line for line in _read(kernel_log).splitlines() if line.strip()]
+                    raise NbpruneError(f"the kernel running notebook {name} died ({' '.join(str(error).split())}"
+                                       f"{'; it said: ' + said[-1] if said else ''}).") from None
+    return executed
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters: dict | None,
+                notebooks_dir: str | os.PathLike | None = None) -> tuple[dict, Session, Path]:
+    """Return a workbook run's parameter values, its session and the folder of its notebooks, after refusing,
+    writing nothing, what `nbprune prune` refuses (same checks) and a session that holds the notebooks."""
+    from .iterative import plan_run
+
     if profile not in PROFILES:
         raise NbpruneError(f"profile {profile!r} is not known: expected one of {', '.join(PROFILES)}.")
     parameters = dict(parameters or {})
@@ -272,7 +312,7 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
         raise ConfigError(f"unknown notebook parameter(s) {', '.join(unknown)}: expected any of "
                           f"{', '.join(PARAMETERS)}.")
     values = {**PROFILES[profile], **parameters}
-    RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS})  # refuse bad values now
+    config = RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS})
     controls = Controls(**{k: v for k, v in values.items() if k in CONTROLS})
     if controls.chosen_itr is not None and isinstance(controls.end_itr, int) and controls.chosen_itr > controls.end_itr:
         raise ConfigError(f"chosen_itr={controls.chosen_itr} comes after end_itr={controls.end_itr}: 05_test can only "
@@ -280,23 +320,45 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
     session = Session.open(session_dir if session_dir is not None else parameters.get("session_dir"))
     session.check_writable(session.root)
     source = notebooks_path(notebooks_dir)
+    check_apart(session, source)
+    session.check_free()
+    plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
     values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
-    executed = session.part(EXECUTED)
-    with folder_lock(session.root, "session folder"), headless_kernels():  # finished bars, static pictures
-        executed.mkdir(parents=True, exist_ok=True)
-        for name in NOTEBOOKS:
-            notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"
-            log.info("running %s", name)
-            declared = {k: _jsonable(v) for k, v in values.items() if k in NOTEBOOK_PARAMETERS[name]}
-            with tempfile.TemporaryDirectory(prefix="nbprune-kernel-") as sockets:
-                try:
-                    papermill.execute_notebook(str(notebook), str(copy), kernel_name="python3", parameters=declared,
-                                               progress_bar={"desc": name}, config=_kernel_config(sockets))
-                except PapermillExecutionError as error:
-                    reason = (str(error.evalue).strip().splitlines() or [""])[0]
-                    raise NbpruneError(f"notebook {name} failed in cell [{error.exec_count}]: {error.ename}: "
-                                       f"{reason} (executed copy: {copy})") from None
-    return executed
+    return values, session, source
+
+
+def check_apart(session: Session, source: Path) -> None:
+    """Raise SessionError if the session folder is, or holds, the folder of the notebooks the workbook runs, or
+    if an executed copy would land on one of them."""
+    root, notebooks = session.root.resolve(), source.resolve()
+    if root == notebooks or root in notebooks.parents:
+        raise SessionError(f"session folder {root} holds the workbook's own notebooks ({notebooks}): their executed "
+                           f"copies would replace them. Choose a session folder outside it, e.g. --session-dir "
+                           f"{root / 'sessions' / 'mine'} (or leave it out for <project>/sessions/default).")
+    for name in NOTEBOOKS:
+        copy, original = session.part(EXECUTED) / f"{name}.ipynb", notebooks / f"{name}.ipynb"
+        if copy.exists() and copy.resolve() == original.resolve():
+            raise SessionError(f"{copy} is the workbook's own notebook {original} (a link): its executed copy would "
+                               f"replace it. Remove the link, or choose another session folder.")
+
+
+def _kernel_manager_class(kernel_log: Path):
+    """Return a kernel manager whose kernel writes its own output (log lines, a traceback when the run is stopped
+    while it starts) into `kernel_log`, not the terminal, and which shuts a kernel down without interrupting it
+    first (jupyter_client's interrupt makes ipykernel log an ERROR line after a successful notebook)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernel(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **options):
+            with open(kernel_log, "ab") as stream:  # the kernel keeps its own copy of the handle
+                return await super()._async_launch_kernel(kernel_cmd, **{**options, "stdout": stream,
+                                                                          "stderr": stream})
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietKernel
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -43,6 +46,35 @@ def make_tiny_mnist(root: Path, train: int = 600, test: int = 200, name: str = "
     write_idx(raw / "t10k-images-idx3-ubyte", images)
     write_idx(raw / "t10k-labels-idx1-ubyte", labels)
     return root
+
+
+def write_stand_ins(folder: Path, bodies: dict[str, str] | None = None) -> Path:
+    """Write a stand-in for each workbook notebook into `folder`: its parameters cell (session_dir, seed) and one
+    code cell (from `bodies`, else `pass`); return the folder."""
+    import nbformat
+
+    from nbprune.workbook import NOTEBOOKS
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in NOTEBOOKS:
+        notebook = nbformat.v4.new_notebook()
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        notebook.metadata["language_info"] = {"name": "python"}
+        parameters = nbformat.v4.new_code_cell("session_dir = None\nseed = 0")
+        parameters.metadata["tags"] = ["parameters"]
+        notebook.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), parameters,
+                          nbformat.v4.new_code_cell((bodies or {}).get(name, "pass"))]
+        nbformat.write(notebook, folder / f"{name}.ipynb")
+    return folder
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, guard: float = 900) -> None:
+    """Wait until `condition` holds; fail as soon as `process` ends first. Tests wait for events, not for a time
+    (`guard` only ends a hang)."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert process.poll() is None, f"the process ended (exit {process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {guard:.0f} s"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import papermill
 import pytest
 import torch
 
-from conftest import needs_mnist
+from conftest import needs_mnist, wait_for, write_stand_ins
 from nbprune import ConfigError, NbpruneError, ScheduleError, Session, SessionError, read_record
 from nbprune.cli import main
 from nbprune.io import read_table
@@ -132,7 +132,7 @@ def stand_in(title: str, parameters: str, body: str) -> nbformat.NotebookNode:
     return notebook
 
 
-def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_path):
+def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_path, tiny_root):
     source = tmp_path / "notebooks"
     source.mkdir()
     record = ("import json, pathlib\n"
@@ -144,7 +144,7 @@ def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_p
                        source / f"{name}.ipynb")
     session = tmp_path / "session"
     with pytest.raises(NbpruneError) as failure:
-        run_workbook(session, parameters={"seed": 5, "epochs": 2}, notebooks_dir=source)
+        run_workbook(session, parameters={"seed": 5, "epochs": 2, "data_root": str(tiny_root)}, notebooks_dir=source)
     message = str(failure.value)
     copy = session / "notebooks" / "02_model.ipynb"
     assert "02_model" in message and "ZeroDivisionError" in message and str(copy) in message
@@ -152,6 +152,45 @@ def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_p
     assert copy.is_file() and not (session / "notebooks" / "03_retention.ipynb").exists()
     seen = json.loads((session / "seen.json").read_text())
     assert seen == {"session_dir": str(session.resolve()), "seed": 5, "undeclared": False}
+
+
+def test_the_workbook_never_runs_into_the_folder_of_its_own_notebooks(tmp_path, tiny_root):
+    checkout = tmp_path / "checkout"
+    source = write_stand_ins(checkout / "notebooks")
+    before = snapshot(tmp_path)
+    for session in (checkout, source, checkout / "iterative_pruning", tmp_path):
+        with pytest.raises(SessionError, match=f"holds the workbook's own notebooks \\({source}\\): their executed "
+                                               f"copies would replace them"):
+            run_workbook(session, parameters={"data_root": str(tiny_root)}, notebooks_dir=source)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "notebooks").symlink_to(source)
+    before = snapshot(tmp_path)
+    with pytest.raises(SessionError, match=f"{NOTEBOOKS[0]}.ipynb is the workbook's own notebook"):
+        run_workbook(linked, parameters={"data_root": str(tiny_root)}, notebooks_dir=source)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_successful_workbook_interrupts_no_kernel_and_keeps_kernel_output_off_the_terminal(tmp_path, tiny_root,
+                                                                                             monkeypatch, capfd):
+    from jupyter_client.manager import KernelManager
+    interrupted = []
+    original = KernelManager._async_interrupt_kernel
+
+    async def spy(self):
+        interrupted.append(self)
+        await original(self)
+    monkeypatch.setattr(KernelManager, "_async_interrupt_kernel", spy)
+    noisy = "import sys\nprint('kernel noise', file=sys.__stderr__, flush=True)"
+    source = write_stand_ins(tmp_path / "notebooks", {name: noisy for name in NOTEBOOKS})
+    run_workbook(tmp_path / "session", parameters={"data_root": str(tiny_root)}, notebooks_dir=source)
+    assert interrupted == []  # an interrupt makes ipykernel log "ERROR | KeyboardInterrupt caught in kernel"
+    assert "kernel noise" not in capfd.readouterr().err
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else b"folder"
+            for path in sorted(root.rglob("*"))}
 
 
 def test_a_bad_parameter_writes_nothing(tmp_path):
@@ -365,14 +404,14 @@ def test_a_notebook_refuses_a_dataset_other_than_the_one_02_trained_on(tmp_path)
         trained_model(session, RunConfig())
 
 
-def test_a_second_workbook_on_a_session_in_use_is_refused_before_any_notebook_runs(tmp_path):
+def test_a_workbook_on_a_session_a_prune_holds_is_refused_before_any_notebook_runs(tmp_path):
     session = tmp_path / "busy"
     session.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-                               "from nbprune.session import folder_lock\n"
-                               "with folder_lock(Path(sys.argv[1]), 'session folder'):\n"
-                               "    print('locked', flush=True)\n    time.sleep(60)\n", str(session)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from nbprune.session import Session\n"  # the lock `nbprune prune` takes
+                               "with Session.for_pruning_dir(sys.argv[1]).lock():\n"
+                               "    print('locked', flush=True)\n    time.sleep(600)\n",
+                               str(session / "iterative_pruning")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SessionError, match=f"is in use by another nbprune run \\(PID {holder.pid}\\)"):
@@ -382,6 +421,44 @@ def test_a_second_workbook_on_a_session_in_use_is_refused_before_any_notebook_ru
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+HOLDS_THE_LOCK = """
+import pathlib, time
+from nbprune import Session
+with Session(session_dir).lock():  # the workbook holds it: its kernels share it
+    pathlib.Path(session_dir, 'entered').write_text('')
+while not pathlib.Path(session_dir, 'go').exists():
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.slow
+def test_one_lock_for_every_door_the_workbooks_kernels_share_it_and_every_other_process_is_refused(tmp_path,
+                                                                                                   tiny_root):
+    source = write_stand_ins(tmp_path / "notebooks", {"01_data": HOLDS_THE_LOCK})
+    session = tmp_path / "session"
+    run = ("import sys\nfrom nbprune.workbook import run_workbook\n"
+           "run_workbook(sys.argv[1], parameters={'data_root': sys.argv[2]}, notebooks_dir=sys.argv[3])")
+    workbook = subprocess.Popen([sys.executable, "-c", run, str(session), str(tiny_root), str(source)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for((session / "entered").exists, workbook, "01's kernel entered the workbook's lock")
+        doors = {"prune": ["-m", "nbprune.cli", "prune", "--session-dir", str(session), "--data-root", str(tiny_root),
+                           "--hidden", "8", "--epochs", "1"],
+                 "concat": ["-m", "nbprune.cli", "concat", str(session)],
+                 "a notebook by hand": ["-c", "import sys\nfrom nbprune.workbook import setup\n"
+                                              "setup('05_test', {'session_dir': sys.argv[1]})", str(session)]}
+        for door, argv in doors.items():
+            done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=600)
+            assert done.returncode != 0, door
+            assert f"is in use by another nbprune run (PID {workbook.pid})" in done.stderr, (door, done.stderr)
+        assert not (session / "iterative_pruning").exists()
+    finally:
+        session.mkdir(exist_ok=True)
+        (session / "go").write_text("")
+        _, err = workbook.communicate(timeout=600)
+    assert workbook.returncode == 0, err
 
 
 def test_a_choice_past_the_last_iteration_is_refused_before_any_notebook_runs(tmp_path):
