@@ -6,7 +6,7 @@ and retrains it: the criteria (interval_adjoint, magnitude, taylor, random) keep
 - one pruning step from the dense model to each level (not 04's chain of small steps), hidden neurons only, each
   layer keeping the schedule's count;
 - retraining as the session's pruning run retrained (its run.json: learning rate, early stopping, distillation from
-  the dense model), at most `epochs` epochs;
+  the dense model or its teacher file), at most `epochs` epochs;
 - every method of one (seed, level) retrains from the same random state, so the seeds pair the methods;
 - validation chooses everything (each retraining's best epoch, the best method per level); the test set is only
   reported.
@@ -39,6 +39,7 @@ from .prune import prune_by_scores
 from .retention import RetentionStep, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, Session
 from .significance import CRITERIA, PruningContext, node_significance
+from .teacher import load_teacher
 from .train import train
 
 METHODS = (*CRITERIA, "scratch")
@@ -67,10 +68,10 @@ class ComparisonPlan:
         levels = ", ".join(f"{step.iteration} ({'+'.join(map(str, step.retained))})" for step in self.steps)
         seeds = f"{len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''}"
         runs = len(self.methods) * len(self.steps) * len(self.seeds)
-        distill = "with" if self.config.train.distill else "without"
+        teacher = self.config.train.teacher or f"the dense model ({'+'.join(map(str, self.dense.hidden))} neurons)"
+        distill = f"distilling from {teacher}" if self.config.train.distill else "without distillation"
         return (f"{len(self.methods)} methods x {len(self.steps)} levels (iterations {levels}) x {seeds} = {runs} "
-                f"retrainings of at most {self.config.train.epochs} epochs, {distill} distillation from the dense "
-                f"model ({'+'.join(map(str, self.dense.hidden))} neurons)")
+                f"retrainings of at most {self.config.train.epochs} epochs, {distill}")
 
 
 # --- checking, before anything is written --------------------------------------------------------------------------
@@ -127,10 +128,10 @@ def chosen_steps(steps: list[RetentionStep], levels: Sequence[int] | None) -> tu
     unknown = [level for level in levels if level not in allowed]
     if not levels or unknown or len(set(levels)) != len(levels):
         shown = ", ".join(map(str, list(allowed)[:12])) + (", ..." if len(allowed) > 12 else "")
+        shares = ", ".join(f"{share:g}%" for share in DEFAULT_SHARES)
         raise ConfigError(f"compare_levels={levels!r} is not allowed: expected different iterations of the "
                           f"session's schedule after the dense one ({shown or 'none: the schedule has one row'}); "
-                          f"choose among them, or None for the rows nearest {', '.join(f'{s:g}%' for s in DEFAULT_SHARES)}"
-                          f" of the neurons.")
+                          f"choose among them, or None for the rows nearest {shares} of the neurons.")
     return tuple(allowed[level] for level in sorted(levels))
 
 
@@ -164,19 +165,31 @@ def compare_criteria(session: Session | str | os.PathLike, levels: Sequence[int]
     plan = plan_comparison(session, levels, seeds, epochs, methods, data_root=data_root, device=device)
     spec = plan.dense.spec
     data = load_data_for(plan.config, standardisation=(spec.mean, spec.std) if spec is not None else None)
+    teacher = teacher_of(plan, data)
     folder = session.part(COMPARE)
     session.check_writable(folder)
     with session.lock():
-        table = run_plan(plan, data, progress)
+        table = run_plan(plan, data, teacher, progress)
         write_text_atomic(folder / TABLE_FILE, table.to_csv(index=False))
     return table
 
 
-def run_plan(plan: ComparisonPlan, data: MNISTData, progress: bool = True) -> pd.DataFrame:
-    """Return the table of every (seed, level, method) of the plan, retrained on `data`."""
+def teacher_of(plan: ComparisonPlan, data: MNISTData) -> nn.Module | None:
+    """Return what the retraining distils from, as in 04's run: its teacher file, else the dense model (None
+    without distillation); a teacher file of other data is refused."""
+    if not plan.config.train.distill:
+        return None
+    if plan.config.train.teacher is not None:
+        return load_teacher(plan.config.train.teacher, data.spec).model
+    return copy.deepcopy(plan.dense).eval()
+
+
+def run_plan(plan: ComparisonPlan, data: MNISTData, teacher: nn.Module | None, progress: bool = True
+             ) -> pd.DataFrame:
+    """Return the table of every (seed, level, method) of the plan, retrained on `data` (distilling from
+    `teacher` when it is given)."""
     context = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config,
                                progress=False).context()  # what 04's criteria looked at
-    teacher = copy.deepcopy(plan.dense).eval() if plan.config.train.distill else None
     runs = [(seed, step, method) for seed in plan.seeds for step in plan.steps for method in plan.methods]
     bar = progress_bar(runs, desc="methods x levels x seeds", unit="model", disable=not progress)
     rows = [retrain(plan, data, dataclasses.replace(context, seed=seed), teacher, method, step, seed)

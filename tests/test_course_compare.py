@@ -2,6 +2,7 @@
 notebook, on a tiny synthetic session."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import nbformat
@@ -14,6 +15,7 @@ from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig,
 from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
                              winners)
 from nbprune.exercises import check, exercises_of, solution
+from nbprune.io import save_model_file
 from nbprune.model import mlp_parameters
 from nbprune.session import Session
 
@@ -106,6 +108,19 @@ def test_scratch_draws_its_fresh_weights_from_the_seed_and_level(session):
     assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])
     assert len({compare.run_seed(seed, level) for seed in range(3) for level in range(31)}) == 3 * 31
 
+
+def test_the_retraining_distils_from_what_04_distilled_from(session, tmp_path):
+    plan = plan_comparison(session, [5])
+    data = load_data_for(plan.config, download=False)
+    assert torch.equal(compare.teacher_of(plan, data).fc1.weight, plan.dense.fc1.weight)
+    assert "distilling from the dense model (24+12 neurons)" in str(plan)
+    other = SimpleNN(HIDDEN)
+    other.spec = data.spec
+    save_model_file(other, tmp_path / "teacher.pth")
+    taught = dataclasses.replace(plan, config=plan.config.replace(teacher=str(tmp_path / "teacher.pth")))
+    assert torch.equal(compare.teacher_of(taught, data).fc1.weight, other.fc1.weight)
+    assert "distilling from " + str(tmp_path / "teacher.pth") in str(taught)
+    assert compare.teacher_of(dataclasses.replace(plan, config=plan.config.replace(distill=False)), data) is None
 
 def test_a_session_whose_04_has_not_run_is_refused_before_anything_is_written(tmp_path, tiny_root):
     session = Session(tmp_path / "session")
