@@ -1,5 +1,6 @@
 """The workbook: the committed notebooks' structure, parameters, widgets, and a papermill run of all six."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -354,6 +355,15 @@ def test_06_deploy_leaves_a_standalone_folder_of_the_chosen_model(workbook):
     assert (folder / "best_model.pth").read_bytes() == chosen.read_bytes()
     assert (workbook / "deploy" / "predictions.png").is_file()
     assert torch.load(folder / "best_model.pth", weights_only=True)["fc1.weight"].shape == (205, 784)
+
+
+@needs_mnist
+def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its_figure(workbook):
+    with open(workbook / "compare" / "comparison.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {row["method"] for row in rows} == {"interval_adjoint", "magnitude", "taylor", "random", "scratch"}
+    assert sorted({int(row["level"]) for row in rows}) == [6, 10, 13]  # nearest 25%, 10% and 5% of the neurons
+    assert len(rows) == 15 and (workbook / "compare" / "comparison.png").is_file()
 
 
 @needs_mnist
