@@ -38,15 +38,15 @@ _EXPORTS = {
     "widgets": ("ScheduleEditor", "IterationPicker", "describe_iteration"),
     "workbook": ("setup", "trained_model", "plot_digits", "plot_class_balance", "plot_input_mask",
                  "plot_significance"),
-    "exercises": ("check", "solution", "question"),
-    "compare": ("compare_criteria", "plan_comparison", "level_summary", "winners", "conclusion"),
     "sweep": ("sweep", "sweep_report"),
-    "figures": ("plot_primer_ranges", "plot_width_against_range", "plot_significance_distribution",
-                "plot_comparison"),
     "primer": ("primer_network", "primer_box", "sample_box", "sampled_range", "as_pairs", "largest_change"),
     "diagnostics": ("rank_correlation", "pre_activations", "observed_ranges", "width_table", "contain_zero",
                     "derivative_intervals", "magnitude_correlations", "seed_correlations", "box_summary",
                     "outside_box", "constant_features", "constant_feature_shift", "neuron_costs"),
+    "figures": ("plot_primer_ranges", "plot_width_against_range", "plot_significance_distribution",
+                "plot_comparison"),
+    "exercises": ("check", "solution", "question"),
+    "compare": ("compare_criteria", "plan_comparison", "level_summary", "winners", "conclusion"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _NAMED_LIKE_THEIR_MODULE = {name for name, module in _WHERE.items() if name == module}  # train, evaluate, ...

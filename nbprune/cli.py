@@ -164,6 +164,15 @@ def _repeat(notes) -> None:
         if note.category is UserWarning:
             warnings.warn(str(note.message))
 
+
+def cmd_workbook(args) -> None:
+    from .workbook import parse_parameters, run_workbook
+    controls = given(args, ("session_dir",))
+    parameters = parse_parameters(args.parameter or [])
+    out = run_workbook(session_dir=controls.get("session_dir"), profile=args.profile, parameters=parameters)
+    print(f"workbook finished: executed notebooks in {out}")
+
+
 def cmd_teacher(args) -> None:
     from .data import load_data_for
     from .evaluate import loss_and_accuracy
@@ -185,15 +194,6 @@ def cmd_teacher(args) -> None:
     print(f"wrote {out}: epoch {trained.best_epoch} of {args.epochs} (chosen on validation), validation accuracy "
           f"{trained.val_accuracy:.2f}%, test accuracy {test_accuracy:.2f}% (reported only), "
           f"{trained.seconds:.0f} s")
-
-
-
-def cmd_workbook(args) -> None:
-    from .workbook import parse_parameters, run_workbook
-    controls = given(args, ("session_dir",))
-    parameters = parse_parameters(args.parameter or [])
-    out = run_workbook(session_dir=controls.get("session_dir"), profile=args.profile, parameters=parameters)
-    print(f"workbook finished: executed notebooks in {out}")
 
 
 def cmd_export(args) -> None:
@@ -256,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     workbook = commands.add_parser(
         "workbook", help="run the six notebooks headless with papermill",
         epilog="-p takes every setting but retain (03_retention makes the schedule): "
+               + ", ".join(name for name in SETTINGS if name != "retain")
+               + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")
+    workbook.add_argument("--profile", default="quick", choices=["quick", "full"],
+                          help="quick: few epochs per iteration; full: the seed's training settings")
+    add_setting(workbook, CONTROLS["session_dir"])
+    workbook.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                          help="any setting, e.g. -p begin_itr 3 or -p hidden 300,100,50 (repeatable)")
+    workbook.set_defaults(func=cmd_workbook)
+
     teacher = commands.add_parser(
         "teacher", help="train a small convolutional network to distil from (the teacher setting)", epilog=EPILOG,
         description="Train a two-layer convolutional network on the training split only (AdamW, one-cycle "
@@ -268,15 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_setting(teacher, SETTINGS[name])
     teacher.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     teacher.set_defaults(func=cmd_teacher)
-
-               + ", ".join(name for name in SETTINGS if name != "retain")
-               + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")
-    workbook.add_argument("--profile", default="quick", choices=["quick", "full"],
-                          help="quick: few epochs per iteration; full: the seed's training settings")
-    add_setting(workbook, CONTROLS["session_dir"])
-    workbook.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                          help="any setting, e.g. -p begin_itr 3 or -p hidden 300,100,50 (repeatable)")
-    workbook.set_defaults(func=cmd_workbook)
 
     export = commands.add_parser("export", help="write a standalone folder (model, model.py, loader, predict.py)")
     export.add_argument("model_file", help="a best_model.pth")

@@ -253,6 +253,13 @@ class TrainConfig:
                                   "the labels (the seed: false)", kind="bool")
     distill_weight: float = setting(0.5, "weight of the distillation term", kind="float", low=0, high=1)
     temperature: float = setting(2.0, "distillation temperature", kind="float", low=0, high=100, bounds="(]")
+    teacher: str | None = setting(None, "a model file the pruned iterations distil from instead of the dense model: "
+                                        "a best_model.pth or a file `nbprune teacher` wrote, trained on the run's "
+                                        "dataset and standardisation; None: the dense model", kind="path",
+                                  optional=True)
+    augment_shift: int = setting(0, "shift each training image by up to this many pixels at random, every batch, "
+                                    "before pixel selection (a teacher sees the shifted images); 0: off", kind="int",
+                                 low=0, high=8)
 
     def __post_init__(self):
         _check_fields(self)
@@ -266,13 +273,6 @@ class PruneConfig:
     """How neurons are scored and removed."""
 
     criterion: str = setting("interval_adjoint", "how neurons are scored", kind="str",
-    teacher: str | None = setting(None, "a model file the pruned iterations distil from instead of the dense model: "
-                                        "a best_model.pth or a file `nbprune teacher` wrote, trained on the run's "
-                                        "dataset and standardisation; None: the dense model", kind="path",
-                                  optional=True)
-    augment_shift: int = setting(0, "shift each training image by up to this many pixels at random, every batch, "
-                                    "before pixel selection (a teacher sees the shifted images); 0: off", kind="int",
-                                 low=0, high=8)
                              choices=("interval_adjoint", "magnitude", "taylor", "random"))
     adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the seed), or "
                                          "one per class, summed (class_sum) or maxed (class_max)", kind="str",

@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import RunConfig
 from .data import InputSpec, Loader, TensorLoader, input_box
-from .epoch import image_shift
+from .epoch import image_shift, teacher_probabilities
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluate import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
@@ -30,8 +30,8 @@ from .prune import compensation_constants, global_counts, parameters_of, prune_b
 from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
 from .session import VALIDATION_FILE, Session
 from .significance import Criterion, PruningContext, node_significance
-from .train import train as default_train
 from .teacher import Teacher, load_teacher
+from .train import train as default_train
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class IterativePruning:
         self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
         self.train, self.evaluate, self.progress = train, evaluate, progress
         self.teacher: nn.Module | None = None
-        self.dense_hidden: tuple[int, ...] | None = None  # iteration 0's sizes, once a run knows them
         self.teacher_file: Teacher | None = None  # the teacher setting's network, loaded and checked by plan()
+        self._teacher_file_outputs: torch.Tensor | None = None  # its softened outputs, computed once per run
+        self.dense_hidden: tuple[int, ...] | None = None  # iteration 0's sizes, once a run knows them
         self._context: PruningContext | None = None
         if val_loader is None:
             warnings.warn("IterativePruning got no val_loader: each iteration keeps the epoch with the lowest "
@@ -127,7 +128,7 @@ class IterativePruning:
         arguments = {"lr": settings.lr, "num_epochs": settings.epochs, "patience": settings.patience,
                      "logdir": log_dir}
         extras = {"val_loader": self.val_loader, "config": settings, "progress": self.progress,
-                  "teacher": self.teacher if settings.distill else None}
+                  "teacher": self.teacher if settings.distill else None, "soft_targets": self._teacher_outputs()}
         arguments.update({name: value for name, value in extras.items() if _accepts(self.train, name)})
         return arguments
 
@@ -235,8 +236,8 @@ class IterativePruning:
                 raise ScheduleError(f"end_itr={end_itr!r} comes before begin_itr={begin_itr}: expected "
                                     f"end_itr >= begin_itr, or leave end_itr out to run to the end of the schedule.")
             steps = steps[:position] + [step for step in steps[position:] if step.iteration <= end_itr]
+        self.teacher_file, self._teacher_file_outputs = self._load_teacher_file(), None
         if position:
-        self.teacher_file = self._load_teacher_file()
             previous = steps[position - 1].iteration
             model = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
             have = tuple(layer.out_features for layer in hidden_linears(model))
@@ -257,7 +258,18 @@ class IterativePruning:
         session.runs()  # a damaged run.json is refused now, not after the first write
         return steps, position, model
 
-    def _check_same_data(self, recorded: InputSpec | None, previous: int, session: Session) -> None:
+    def _teacher_outputs(self) -> torch.Tensor | None:
+        """Return the teacher file's softened outputs for the training rows, computed once per run, when it teaches
+        now (None: train computes the dense model's, or the teacher answers each shifted batch)."""
+        if self.teacher_file is None or self.teacher is not self.teacher_file.model or \
+                self.config.train.augment_shift or not isinstance(self.train_loader, TensorLoader):
+            return None
+        if self._teacher_file_outputs is None:
+            self._teacher_file_outputs = teacher_probabilities(self.teacher.to(self.train_loader.device),
+                                                               self.train_loader.dataset.data,
+                                                               self.config.train.temperature)
+        return self._teacher_file_outputs
+
     def _load_teacher_file(self) -> Teacher | None:
         """Return the teacher setting's network checked against the run's data (None: the dense model teaches);
         also refuse an augmentation the data cannot take."""
@@ -265,6 +277,7 @@ class IterativePruning:
         image_shift(self.config.train.augment_shift, spec)
         return load_teacher(self.config.train.teacher, spec) if self.config.train.teacher is not None else None
 
+    def _check_same_data(self, recorded: InputSpec | None, previous: int, session: Session) -> None:
         """Refuse to resume on other data than the session's models were trained on (dataset, subset, split)."""
         spec = getattr(self.train_loader, "spec", None)
         if spec is None or recorded is None:
@@ -340,6 +353,7 @@ class IterativePruning:
                 if not issubclass(w.category, DivergenceWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             criterion = self.criterion if isinstance(self.criterion, str) else None
+            taught_by = self.teacher_file if step is not steps[0] else None
             save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
                             criterion=criterion if step is not steps[0] else None,
                             teacher=taught_by.record() if taught_by is not None else None)
@@ -354,7 +368,6 @@ class IterativePruning:
                 self.teacher = self.teacher_file.model if self.teacher_file is not None else copy.deepcopy(model).eval()
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
                             "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
-            taught_by = self.teacher_file if step is not steps[0] else None
                             "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
             if diverged:
                 bar.close()

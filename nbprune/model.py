@@ -211,12 +211,12 @@ class ModelRecord:
     iteration: int | None = None
     criterion: str | None = None
     nbprune: str | None = None
+    teacher: dict | None = None  # the teacher file that trained it: {"file": path, "sha256": its content's hash}
 
     @classmethod
     def of(cls, model: SimpleNN, *, iteration: int | None = None, criterion: str | None = None,
            teacher: dict | None = None) -> "ModelRecord":
         """Return the record of a SimpleNN as it is now."""
-    teacher: dict | None = None  # the teacher file that trained it: {"file": path, "sha256": its content's hash}
         from . import __version__
         return cls(model.hidden, model.activation, model.in_features, model.num_classes, model.spec, iteration,
                    criterion if isinstance(criterion, str) else None, __version__, teacher)

@@ -105,14 +105,16 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
           num_epochs: int | None = None, patience: int | None = None, logdir: str | os.PathLike | None = None,
           save_model: bool = True, *, val_loader: Loader | None = None, config: TrainConfig | None = None,
           teacher: nn.Module | None = None, device: str | torch.device | None = None, seed: int | None = None,
-          progress: bool = True, tensorboard_dir: str | os.PathLike | None = None, **settings) -> nn.Module:
+          progress: bool = True, tensorboard_dir: str | os.PathLike | None = None,
+          soft_targets: torch.Tensor | None = None, **settings) -> nn.Module:
     """Train `model` and return it holding the weights with the lowest validation loss.
 
     The seed's call shape; every setting not given (lr, num_epochs, patience, and by name recipe, weight_decay,
     lr_patience, lr_drops, min_delta, distill_weight, temperature) comes from `config` (default TrainConfig()).
     `val_loader` chooses the best epoch; the test loader is only evaluated and logged, never used to choose.
-    With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation); with
-    augment_shift, every training batch is shifted at random first.
+    With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation), computed here
+    unless `soft_targets` holds them for the training rows already; with augment_shift, every training batch is
+    shifted at random first.
     """
     given = {"lr": lr, "epochs": num_epochs, "patience": patience}
     settings = training_settings(config, **{k: v for k, v in given.items() if v is not None}, **settings)
@@ -128,11 +130,12 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     augment = image_shift(settings.augment_shift, getattr(train_loader, "spec", None))
     trainer = make_trainer(model, settings.lr, settings.weight_decay, teacher=teacher,
                            distill_weight=settings.distill_weight, temperature=settings.temperature, augment=augment)
-    soft_targets = None  # with augmentation the teacher answers each shifted batch as it comes (Trainer.soft)
-    if teacher is not None and isinstance(train_loader, TensorLoader) and train_loader.device == device \
-            and augment is None:
+    if teacher is None or augment is not None or not isinstance(train_loader, TensorLoader) \
+            or train_loader.device != device:
+        soft_targets = None  # with augmentation the teacher answers each shifted batch as it comes (Trainer.soft)
+    elif soft_targets is None:
         soft_targets = teacher_probabilities(teacher.to(device), train_loader.dataset.data, settings.temperature)
-    elif teacher is not None:
+    if teacher is not None:
         teacher.to(device)
     stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, tensorboard_dir)
     best_state = _snapshot(model)

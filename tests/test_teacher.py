@@ -186,12 +186,16 @@ def _config(tiny_root, **changes):
                                patience=1, threads=1, **changes)
 
 
-def test_pruned_iterations_distil_from_the_teacher_file_and_their_records_name_it(tiny_root, teacher_file, tmp_path):
+def test_pruned_iterations_distil_from_the_teacher_file_and_their_records_name_it(tiny_root, teacher_file, tmp_path,
+                                                                                   monkeypatch):
     path, _ = teacher_file
     session = Session.open(tmp_path / "session")
     planned = plan_run(_config(tiny_root, teacher=str(path)), session, progress=False)
     assert isinstance(planned.experiment.teacher_file.model, ConvTeacher)
+    calls, forward = [], ConvTeacher.forward
+    monkeypatch.setattr(ConvTeacher, "forward", lambda module, x: calls.append(len(x)) or forward(module, x))
     planned.experiment.run(planned.model, planned.steps, session.pruning)
+    assert calls == [500]  # its outputs on the training rows are computed once per run, not once per iteration
     assert planned.experiment.teacher is planned.experiment.teacher_file.model
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     records = [read_record(session.model_file(iteration)) for iteration in range(3)]
