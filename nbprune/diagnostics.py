@@ -100,13 +100,14 @@ def seed_correlations(model: nn.Module, context: PruningContext, seeds: str = "c
 def box_summary(model: nn.Module, context: PruningContext, inputs: torch.Tensor,
                 boxes: Sequence[str] = ("data", "class", "local")):
     """Return a table (pandas), per kind of input box and linear layer: the median ratio of interval width to the
-    observed range, the share of intervals holding 0, and (hidden layers) the rank correlation with magnitude."""
+    observed range, the share of intervals holding 0, and (hidden layers) the rank correlation with magnitude, all
+    under the default adjoint seed (ones on every logit) whatever the context's seeds."""
     import pandas as pd
 
     weight = linear_layers(model)[0].weight
     observed, rows = observed_ranges(model, inputs), []  # the training images' ranges, measured once
     for kind in boxes:
-        options = _with(context, input_boxes=kind)
+        options = _with(context, input_boxes=kind, adjoint_seeds="ones")
         table = _width_rows(model, options, observed)
         held = contain_zero(interval_forward(model, input_boxes(options, weight)))
         correlations = [*magnitude_correlations(model, options), float("nan")]

@@ -2,6 +2,7 @@
 rules against sampling, the exercises' solutions, the diagnostics on tiny models, input_q, and 00 run headless."""
 
 import math
+from dataclasses import replace
 
 import nbformat
 import papermill
@@ -195,7 +196,8 @@ def test_seed_and_magnitude_correlations_and_the_box_summary():
     assert seed_correlations(one_output, context) == [pytest.approx(1.0)]  # one class: both seeds are the same
     model = SimpleNN((6, 4), in_features=3, num_classes=3)
     assert all(-1 <= value <= 1 for value in magnitude_correlations(model, context))
-    summary = box_summary(model, context, inputs)
+    summary = box_summary(model, replace(context, adjoint_seeds="class_sum"), inputs)  # the default seed regardless
+    assert summary["corr. with magnitude"].tolist()[:2] == pytest.approx(magnitude_correlations(model, context))
     assert summary["boxes"].tolist() == ["data"] * 3 + ["class"] * 3 + ["local"] * 3
     assert summary["% holding 0"].between(0, 100).all()
     assert math.isnan(summary["corr. with magnitude"].iloc[2])  # the logits are not pruned
