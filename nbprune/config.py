@@ -227,7 +227,8 @@ class ScheduleConfig:
     retain: str | None = setting(None, "a retain.txt to follow instead of the q schedule", kind="path",
                                  optional=True)
     input_q: float | None = setting(None, "with prune_inputs: fraction of input features kept per iteration; None: "
-                                          "q", kind="float", low=0, high=1, bounds="()", optional=True)
+                                          "the schedule's own rate (q; with a retain.txt, its share of hidden "
+                                          "neurons)", kind="float", low=0, high=1, bounds="()", optional=True)
 
     __post_init__ = _check_fields
 

@@ -70,6 +70,8 @@ def _load(key: str) -> Exercise:
 
 def check(key: str, answer: Any, **context: Any) -> Verdict:
     """Return whether `answer` solves exercise `key`, and why."""
+    if answer is None:
+        return Verdict(False, f"no answer yet. {question(key)}")
     try:
         return _load(key).checker(answer, **context)
     except (TypeError, ValueError) as error:
