@@ -186,6 +186,7 @@ def _config(tiny_root, **changes):
                                patience=1, threads=1, **changes)
 
 
+@pytest.mark.slow
 def test_pruned_iterations_distil_from_the_teacher_file_and_their_records_name_it(tiny_root, teacher_file, tmp_path,
                                                                                    monkeypatch):
     path, _ = teacher_file
@@ -218,6 +219,7 @@ def test_a_teacher_of_another_dataset_is_refused_before_any_write(tiny_root, tmp
     assert after == before and not any(session.pruning.glob("*/prune_w_retrain"))
 
 
+@pytest.mark.slow
 def test_cli_trains_a_teacher_and_prune_takes_it(tiny_root, tmp_path, capsys):
     out = tmp_path / "teacher.pth"
     assert main(["teacher", str(out), "--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1",
