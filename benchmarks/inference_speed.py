@@ -105,7 +105,7 @@ def choice_from_pruning_quality(path: Path) -> tuple[int, str] | None:
             records = [{"iteration": it, "Val_Accuracy": acc, "parameters": percentage.get(it, 100.0)}
                        for it, acc in rows]
             return choose_iteration(records), (f"{path.name}: 05_test's rule (smallest model within 1 point of "
-                                               f"dense validation accuracy) applied to its table")
+                                               f"the run's best validation accuracy) applied to its table")
         return rows[-1][0], f"{path.name}: the last iteration in its table"
     return None
 

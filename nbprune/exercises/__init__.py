@@ -31,6 +31,8 @@ class Verdict:
     def __str__(self) -> str:
         return f"{'right' if self.right else 'not yet'}: {self.message}"
 
+    __repr__ = __str__  # what a saved notebook shows as the cell's plain-text output
+
     def _repr_markdown_(self) -> str:
         return f"{'✅ **right**' if self.right else '❌ **not yet**'}: {self.message}"
 
