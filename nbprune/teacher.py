@@ -147,7 +147,10 @@ def load_teacher(file: str | os.PathLike, spec: InputSpec | None = None) -> Teac
     """Return the teacher a file holds (a `nbprune teacher` file or a SimpleNN best_model.pth), in eval mode;
     with `spec`, refuse one trained on other data (dataset, classes, features or standardisation)."""
     file = Path(file)
-    state, record = read_model_file(file)  # the safe load: plain tensors only, each dense and finite
+    try:
+        state, record = read_model_file(file)  # the safe load: plain tensors only, each dense and finite
+    except ModelFileError as error:
+        raise ModelFileError(f"teacher: {error}") from None
     if record is not None:
         model = SimpleNN.from_file(file)
         teacher_spec = model.spec
