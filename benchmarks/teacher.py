@@ -41,8 +41,9 @@ def measured(function, *args, **kwargs):
     return result, time.perf_counter() - wall, cpu_seconds() - cpu, meter.stop()
 
 
-def probe(data, teacher_model, hidden: tuple[int, ...], epochs: int, seed: int) -> dict:
-    """Return the dense model's figures and a pruned student's, retrained from the same start by each teacher."""
+def probe(data, teacher_model, hidden: tuple[int, ...], epochs: int, seed: int, shift: int) -> dict:
+    """Return the dense model's figures and a pruned student's, retrained from the same start by each teacher; with
+    `shift`, also the dense model trained on images shifted by up to that many pixels."""
     settings = TrainConfig(epochs=epochs)
     torch.manual_seed(seed)
     dense, dense_seconds, _, _ = measured(train, SimpleNN(), data.train_loader, data.test_loader,
@@ -57,6 +58,14 @@ def probe(data, teacher_model, hidden: tuple[int, ...], epochs: int, seed: int) 
                                           val_loader=data.val_loader, config=settings, teacher=teacher, seed=seed,
                                           progress=False)
         rows[name] = figures(student, data) | {"seconds": round(seconds, 1)}
+    if shift:
+        torch.manual_seed(seed)
+        data.train_loader.reseed(seed)
+        shifted, seconds, _, _ = measured(train, SimpleNN(), data.train_loader, data.test_loader,
+                                          val_loader=data.val_loader, config=TrainConfig(epochs=epochs,
+                                                                                         augment_shift=shift),
+                                          seed=seed, progress=False)
+        rows[f"dense model, augment_shift={shift}"] = figures(shifted, data) | {"seconds": round(seconds, 1)}
     return {"hidden": list(hidden), "parameters": parameter_count(start), "epochs": epochs, "rows": rows}
 
 
@@ -99,7 +108,9 @@ def report(record: dict) -> str:
                   f"pruned in one step by interval_adjoint to {'+'.join(map(str, probe_record['hidden']))} hidden "
                   f"neurons ({probe_record['parameters']:,} parameters), then retrained twice from that same start "
                   f"with the same seed and batches, distilling (weight 0.5, temperature 2) from each teacher. "
-                  f"One seed, one shape: this proves nothing alone; the pareto benchmark with four seeds will tell.",
+                  f"One seed, one shape: this proves nothing alone; the pareto benchmark with four seeds will tell."
+                  + (" The last row trains the dense model again on randomly shifted images (augment_shift)."
+                     if any("augment_shift" in name for name in probe_record["rows"]) else ""),
                   "", markdown_table(["model", "validation acc.", "test acc.", "seconds"],
                                      [[name, f"{row['validation']:.2f}%", f"{row['test']:.2f}%", row["seconds"]]
                                       for name, row in probe_record["rows"].items()])]
@@ -118,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", action="store_true", help="also retrain one pruned student with each teacher")
     parser.add_argument("--probe-hidden", type=int, nargs="+", default=[24, 12], help="the student's hidden sizes")
     parser.add_argument("--probe-epochs", type=int, default=40, help="most epochs of the dense model and students")
+    parser.add_argument("--probe-shift", type=int, default=0,
+                        help="also train the dense model with augment_shift=N (default 0: not)")
     parser.add_argument("--teacher-file", type=Path, help="where to keep the teacher (default: a temporary file)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
     args = parser.parse_args(argv)
@@ -135,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                               "other_load": None if other is None else round(other, 2),
                               "training_images": trained.settings["training_images"]}}
         if args.probe:
-            record["probe"] = probe(data, teacher.model, tuple(args.probe_hidden), args.probe_epochs, args.seed)
+            record["probe"] = probe(data, teacher.model, tuple(args.probe_hidden), args.probe_epochs, args.seed,
+                                    args.probe_shift)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.results_dir / "teacher.json", json.dumps(record, indent=1) + "\n")
     write_text_atomic(args.results_dir / "teacher.md", report(record))

@@ -136,13 +136,14 @@ def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
 def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path):
     import teacher
     assert teacher.main(["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "2", "--probe",
-                         "--probe-hidden", "8", "4", "--probe-epochs", "1", "--results-dir", str(tmp_path)]) == 0
+                         "--probe-hidden", "8", "4", "--probe-epochs", "1", "--probe-shift", "1",
+                         "--results-dir", str(tmp_path)]) == 0
     text = (tmp_path / "teacher.md").read_text()
     record = json.loads((tmp_path / "teacher.json").read_text())
     assert record["teacher"]["training_images"] == 500 and record["teacher"]["epochs"] == 2
     assert "| epochs | epoch kept | validation acc. | test acc." in text and "proves nothing alone" in text
     assert set(record["probe"]["rows"]) == {"dense model (784-256-64-10)", "student, dense model teaches",
-                                            "student, CNN teacher teaches"}
+                                            "student, CNN teacher teaches", "dense model, augment_shift=1"}
     assert record["probe"]["parameters"] == 784 * 8 + 8 + 8 * 4 + 4 + 4 * 10 + 10
 
 
