@@ -104,7 +104,8 @@ def report(record: dict) -> str:
     if record.get("probe"):
         probe_record = record["probe"]
         lines += ["## Probe: one pruned student, two teachers", "",
-                  f"The dense SimpleNN trained with nbprune's default recipe ({probe_record['epochs']} epochs at most), "
+                  f"The dense SimpleNN trained with nbprune's default recipe ({probe_record['epochs']} epochs at "
+                  f"most), "
                   f"pruned in one step by interval_adjoint to {'+'.join(map(str, probe_record['hidden']))} hidden "
                   f"neurons ({probe_record['parameters']:,} parameters), then retrained twice from that same start "
                   f"with the same seed and batches, distilling (weight 0.5, temperature 2) from each teacher. "
