@@ -18,6 +18,13 @@ several sittings. Chains run in --workers processes (one torch thread each).
 
     python benchmarks/pareto.py --data-root ../shared/datasets --workers 2
     python benchmarks/pareto.py --report-only
+
+The pruning chains also run as an `nbprune sweep` (Ray, local or --address; one case per method), and the report is
+drawn from the sweep's results.csv the same way (scratch, trained from a fresh start, is no pruning chain: it
+runs only in this script's own pool):
+
+    python benchmarks/pareto.py --data-root ../shared/datasets --methods seed best magnitude --sweep sweeps/pareto
+    python benchmarks/pareto.py --from-sweep sweeps/pareto --results-dir /tmp/pareto_report
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -75,10 +76,19 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def skip_slow_import(folder: Path) -> None:
+    """Let Ray's processes (started from here) skip rfc3987_syntax, an optional import of jsonschema that Ray loads:
+    it builds a grammar at import, seconds of CPU per process on a busy machine, and Ray's raylet gives its agents a
+    fixed 15 s to start (ray-project/ray#65983). jsonschema goes on without it."""
+    (folder / "rfc3987_syntax.py").write_text("raise ImportError('not loaded by this benchmark: slow to import')\n")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+
+
 def main(argv: list[str] | None = None) -> int:
     from nbprune.io import write_text_atomic
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nbprune_sweep_workers_") as work:
+        skip_slow_import(Path(work))
         runs = [measure(args, workers, Path(work) / f"workers{workers}") for workers in (1, 2)]
     chains = len(args.criteria) * len(args.seeds)
     path = write_text_atomic(args.results_dir / "sweep_workers.md", render(args, runs, chains))

@@ -3,6 +3,7 @@ two-node cluster, a killed chain and its rerun, the report."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import json
@@ -72,6 +73,13 @@ def test_a_toml_spec_expands_into_chains_that_share_their_dense_models(tmp_path)
 def test_a_varied_training_setting_gets_its_own_dense_model():
     chains = expand(build_spec(grid={"epochs": [1, 2], "criterion": ["magnitude", "random"]}))
     assert sorted({chain.dense for chain in chains}) == ["epochs=1__seed=0", "epochs=2__seed=0"]
+
+
+def test_each_chain_asks_ray_for_its_threads_and_a_gpu_when_it_runs_on_cuda():
+    from nbprune.sweep.engine import _resources
+    chains = expand(build_spec(grid={"device": ["cpu", "cuda"]}, fixed={"threads": 2}))
+    assert [(_resources(chain)["num_cpus"], _resources(chain)["num_gpus"]) for chain in chains] == [(2, 0), (2, 1)]
+    assert _resources(expand(build_spec())[0])["num_cpus"] == 1 and _resources(chains[0])["max_retries"] == 0
 
 
 def test_command_line_values_are_parsed_as_the_settings_declare():
@@ -300,3 +308,58 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
         (quick.name, "0"), (quick.name, "1"), (quick.name, "2"), (victim.name, "0"), (victim.name, "1"),
         (victim.name, "2")]
     assert json.loads((folder / "sweep.json").read_text())["chains"][victim.name]["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_and_leaves_every_chain_resumable(quick_ray_start, tiny_root, tmp_path):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f'seeds = [0, 1]\nend_itr = 2\n[set]\ndata_root = "{tiny_root}"\nval_size = 100\nepochs = 60\n'
+                    f'patience = 60\nlr_patience = 100\nlr_drops = 100\n[grid]\ncriterion = ["random"]\n')
+    folder = tmp_path / "sweep"
+    watched = folder / "chains" / "criterion=random__seed=0"
+    driver = subprocess.Popen([sys.executable, "-m", "nbprune.cli", "sweep", str(spec), "--dir", str(folder),
+                               "--workers", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    worker = None
+    try:
+        worker = stop_between_iterations(watched, driver)  # frozen mid-chain while Ctrl-C reaches the driver
+        driver.send_signal(signal.SIGINT)
+        out, error = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):  # Ray ends it with the sweep; never leave it stopped
+                os.kill(worker, signal.SIGKILL)
+    assert driver.returncode == 130, error
+    assert error.strip().endswith("nbprune: interrupted. Run the same command again to continue the unfinished "
+                                  "chains.")
+    state = json.loads((folder / "sweep.json").read_text())
+    assert state["chains"][watched.name]["status"] == "unfinished"
+    assert Session(watched).is_complete(1) and not Session(watched).is_complete(2)
+
+    sweep(spec, folder, workers=2, progress=False)
+    assert [row["iteration"] for row in table(folder)] == ["0", "1", "2"] * 2
+    assert all(record["status"] == "finished" for record in json.loads((folder / "sweep.json").read_text())
+               ["chains"].values())
+    assert len(runs(watched)) == 2  # continued from iteration 2, not started again
+
+
+@pytest.mark.slow
+def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_start, tiny_root, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import pareto
+
+    common = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
+              "--methods", "seed", "best", "--workers", "2"]
+    assert pareto.main([*common, "--work-dir", str(tmp_path / "pool"), "--results-dir", str(tmp_path / "pool")]) == 0
+    assert pareto.main([*common, "--sweep", str(tmp_path / "sweep"), "--results-dir", str(tmp_path / "swept")]) == 0
+
+    def numbers(rows):
+        return sorted((row["method"], row["seed"], row["iteration"], row["hidden"], row["inputs"], row["parameters"],
+                       row["val_acc"], row["test_acc"]) for row in rows)
+    pool = json.loads((tmp_path / "pool" / "pareto.json").read_text())["rows"]
+    swept = pareto.state_from_sweep(pareto.parse_args(common), tmp_path / "sweep")["rows"]
+    assert {row["method"] for row in pool} == {"seed", "best"} and len(pool) > 4
+    assert numbers(swept) == numbers(pool)
+    assert "## Targets" in (tmp_path / "swept" / "pareto.md").read_text()
