@@ -93,13 +93,7 @@ def train_teacher(data: MNISTData, epochs: int = 8, *, channels: tuple[int, int]
     best_accuracy, best_epoch, best_state = -math.inf, 0, None
     bar = progress_bar(range(1, epochs + 1), desc="teacher epochs", unit="epoch", disable=not progress)
     for epoch in bar:
-        model.train()
-        for inputs, targets, _ in batches(loader, source.data.device, None, augment):
-            loss = F.cross_entropy(model(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+        _train_epoch(model, loader, optimizer, schedule, augment)
         accuracy = loss_and_accuracy(model, data.val_loader)[1]
         bar.set_postfix(val_acc=f"{accuracy:.2f}", refresh=False)
         if accuracy > best_accuracy:
@@ -110,6 +104,18 @@ def train_teacher(data: MNISTData, epochs: int = 8, *, channels: tuple[int, int]
     settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "max_shift": max_shift,
                 "batch_size": batch_size, "seed": seed, "training_images": len(source)}
     return TrainedTeacher(model.eval(), best_epoch, best_accuracy, time.perf_counter() - started, settings)
+
+
+def _train_epoch(model: nn.Module, loader: TensorLoader, optimizer: torch.optim.Optimizer,
+                 schedule: torch.optim.lr_scheduler.LRScheduler, augment) -> None:
+    """Run one pass over `loader` on labels alone, stepping the one-cycle schedule after every batch."""
+    model.train()
+    for inputs, targets, _ in batches(loader, loader.device, None, augment):
+        loss = F.cross_entropy(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
 
 
 def save_teacher(trained: TrainedTeacher, spec: InputSpec, path: str | os.PathLike) -> Path:
