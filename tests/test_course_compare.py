@@ -236,3 +236,30 @@ def test_the_notebook_runs_headless_on_a_tiny_session(tmp_path, tiny_root, monke
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the figure is in the executed copy
     assert (session.root / "compare" / "comparison.png").is_file()
     assert len(pd.read_csv(session.root / "compare" / "comparison.csv")) == len(METHODS) * 2
+
+
+def test_the_notebook_has_the_course_shape_and_a_checked_cell_for_every_exercise():
+    cells = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "07_compare.ipynb", as_version=4).cells
+    text = {cell.source.split("\n", 1)[0]: cell.source for cell in cells if cell.cell_type == "markdown"}
+    opening = cells[0].source
+    assert opening.startswith("# 7 · Was the interval adjoint worth it?")
+    learn = opening.split("**What you will learn**")[1].split("\n\n")[0]
+    assert 3 <= learn.count("\n- ") <= 5
+    assert 3 <= text["## Summary"].count("\n- ") <= 6
+    for reference in ("Afghan, U. Naumann", "Molchanov et al.", "Han et al.", "Blalock et al."):
+        assert reference in text["## Further reading"]
+    code = "\n".join(cell.source for cell in cells if cell.cell_type == "code")
+    for key in exercises_of("07"):
+        assert f'check("{key}", answer, table=table)' in code
+    assert "benchmarks/results/compare_criteria.md" in text["## The full study"]
+
+
+def test_the_comparison_figure_is_saved_with_bands_over_several_seeds(table, tmp_path):
+    from nbprune import plot_comparison
+
+    figure = plot_comparison(table, dense={"Val_Accuracy": 50.0, "Test_Accuracy": 40.0}, path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert "95% confidence interval over 2 seeds" in figure.get_suptitle()
+    single = plot_comparison(table[table["seed"] == 0])
+    assert "one seed: no bands" in single.get_suptitle()
+    assert len(figure.axes[0].collections) == len(METHODS) and not single.axes[0].collections  # a band per method
