@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nbprune.cli import main
+from nbprune.errors import NbpruneError
 from nbprune.session import LOCK_FILE, Session
 from nbprune.sweep import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
 from nbprune.sweep.report import pick_per_budget
@@ -170,6 +171,25 @@ def test_the_pick_per_budget_is_made_on_validation_not_test():
     picks = pick_per_budget(rows, ["criterion"], [1000])
     assert [(entry["method"], entry["pick"]) for entry in picks] == [("criterion=a", False), ("criterion=b", True)]
     assert picks[1]["test"] == 80.0 and picks[1]["seeds"] == 2  # the 5,000-parameter model is over the budget
+
+
+def test_the_report_draws_both_figures_and_lists_picks_and_failures(tmp_path):
+    from nbprune.sweep.report import sweep_report
+    folder = SweepFolder(tmp_path)
+    rows = [{"chain": f"criterion={criterion}__seed={seed}", "criterion": criterion, "seed": seed,
+             "iteration": iteration, "hidden": "8+4" if iteration else "16+8", "inputs": 784,
+             "parameters": 2000 if iteration else 12_000, "retained": 50.0 if iteration else 100.0,
+             "val_acc": 90.0 + seed + (criterion == "taylor"), "test_acc": 89.0 + seed, "model_file": "m.pth",
+             "seconds": 1.0} for criterion in ("magnitude", "taylor") for seed in (0, 1) for iteration in (0, 1)]
+    folder.write_table(rows, ["criterion"])
+    folder.save_state({"format": 1, "spec": {}, "dense": {},
+                       "chains": {"criterion=random__seed=0": {"status": "failed", "error": "TrainingError: NaN"}}})
+    report = sweep_report(tmp_path, budgets=[5000]).read_text()
+    assert "| <= 5,000 | criterion=taylor | 2 | 91.50 | 89.50 ± 0.71 | 2,000 | **pick** |" in report
+    assert "- `criterion=random__seed=0`: TrainingError: NaN" in report
+    assert (tmp_path / "accuracy_vs_parameters.png").is_file() and (tmp_path / "accuracy_vs_retained.png").is_file()
+    with pytest.raises(NbpruneError, match="holds no sweep results"):
+        sweep_report(tmp_path / "elsewhere")
 
 
 # --- on Ray -------------------------------------------------------------------------------------------------------

@@ -117,7 +117,11 @@ def markdown(rows: list[dict], varied: Sequence[str], state: dict, budgets: Sequ
              "the method with the best mean validation accuracy. Test accuracy is reported, never chosen on.", "",
              "| budget | method | seeds | mean validation | mean test ± sd | mean parameters | pick |",
              "|---|---|---|---|---|---|---|"]
-    for entry in pick_per_budget(rows, varied, budgets):
+    picks = pick_per_budget(rows, varied, budgets)
+    if not picks:
+        lines.append(f"| {', '.join(f'<= {budget:,}' for budget in budgets) or 'none'} | no model within the "
+                     f"budget(s): give larger ones with --budgets | | | | | |")
+    for entry in picks:
         lines.append(f"| <= {entry['budget']:,} | {entry['method']} | {entry['seeds']} | {entry['val']:.2f} | "
                      f"{entry['test']:.2f} ± {entry['test_sd']:.2f} | {entry['parameters']:,.0f} | "
                      f"{'**pick**' if entry['pick'] else ''} |")
