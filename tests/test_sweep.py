@@ -383,3 +383,13 @@ def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_st
     assert {row["method"] for row in pool} == {"seed", "best"} and len(pool) > 4
     assert numbers(swept) == numbers(pool)
     assert "## Targets" in (tmp_path / "swept" / "pareto.md").read_text()
+
+
+def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
+    from nbprune.sweep.spec import with_paths_resolved
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBPRUNE_DATA_ROOT", "data")
+    (tmp_path / "retain.txt").write_text("iteration fc1 fc2\n0 256 64\n1 200 50\n")
+    chain, = with_paths_resolved(expand(build_spec(fixed={"retain": "retain.txt"})))
+    assert chain.config.data.data_root == str(tmp_path / "data")  # a worker's environment and folder play no part
+    assert chain.config.schedule.retain == str(tmp_path / "retain.txt")

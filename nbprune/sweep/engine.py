@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import NbpruneError
 from ..io import write_text_atomic
 from ..session import Session
-from .spec import Chain, SweepError, SweepSpec, expand, read_spec, spec_from_dict, with_data_root
+from .spec import Chain, SweepError, SweepSpec, expand, read_spec, spec_from_dict, with_paths_resolved
 from .work import COLUMNS, chain_rows, is_finished, prune_chain, train_dense
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def sweep(spec: SweepSpec | Mapping | str | os.PathLike | None = None, dir: str 
 
     address: a Ray cluster (HOST:PORT), else $RAY_ADDRESS, else a local Ray with `workers` CPUs (default: all)."""
     spec = build_spec(spec, grid=grid, seeds=seeds, fixed=fixed, end_itr=end_itr)
-    chains = with_data_root(expand(spec))
+    chains = with_paths_resolved(expand(spec))
     folder = SweepFolder(dir)
     state = folder.load_state(spec)
     Session.for_pruning_dir(folder.root).check_writable(folder.root)

@@ -240,10 +240,17 @@ def dense_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, prune=defaults.prune, schedule=defaults.schedule)
 
 
-def with_data_root(chains: list[Chain]) -> list[Chain]:
-    """Return the chains with data_root resolved here, so every worker reads the same folder whatever its env."""
-    return [dataclasses.replace(chain, config=chain.config.replace(
-        data_root=str(data_root(chain.config.data.data_root).resolve()))) for chain in chains]
+def with_paths_resolved(chains: list[Chain]) -> list[Chain]:
+    """Return the chains with data_root (and a retain.txt) resolved here, so every worker reads the same files
+    whatever its working folder and environment."""
+    return [dataclasses.replace(chain, config=chain.config.replace(**_resolved(chain.config))) for chain in chains]
+
+
+def _resolved(config: RunConfig) -> dict[str, str]:
+    paths = {"data_root": str(data_root(config.data.data_root).resolve())}
+    if config.schedule.retain is not None:
+        paths["retain"] = str(Path(config.schedule.retain).resolve())
+    return paths
 
 
 def value_text(value: Any) -> str:
