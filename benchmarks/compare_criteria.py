@@ -13,6 +13,10 @@ compare_criteria.md and compare_criteria.png are regenerated from the JSON on ev
 
     python benchmarks/compare_criteria.py --data-root /work/shared/datasets --budget-minutes 60
     python benchmarks/compare_criteria.py --report-only        # redraw the table and plot from the JSON
+
+--sweep DIR runs the pruning chains as an `nbprune sweep` (Ray: local, or a cluster with --address) and records
+their levels from its sessions as the script records its own (same models: a test compares them); scratch, if
+asked, then runs here.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from nbprune.io import format_table, load_pruned_model, read_table, write_text_a
 from nbprune.iterative import RESULT_COLUMNS, IterativePruning, is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.retention import RetentionStep, save_figure, schedule  # noqa: E402
+from nbprune.session import Session  # noqa: E402
 from nbprune.significance import CRITERIA  # noqa: E402
 from nbprune.train import train  # noqa: E402
 
@@ -234,6 +239,38 @@ class Comparison:
                     self.run_scratch(seed)
                 else:
                     self.run_chain(method, seed)
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+
+def sweep_spec(args) -> dict:
+    """Return the `nbprune sweep` spec of the comparison's pruning chains (scratch stays in this script), on the
+    torch threads this script trains with, so the sweep's models are the script's own."""
+    fixed = {"epochs": args.epochs, "patience": args.patience, "distill": not args.no_distill,
+             "threads": torch.get_num_threads(), **({"val_size": args.val_size} if args.val_size else {}),
+             **({"data_root": args.data_root} if args.data_root else {})}
+    return {"seeds": args.seeds, "end_itr": args.end_itr, "set": fixed,
+            "grid": {"criterion": [method for method in args.methods if method != "scratch"]}}
+
+
+def record_sweep(args, state: dict, sweep_dir: Path) -> None:
+    """Record every level the sweep's chains finished, read from their sessions as the script reads its own."""
+    from nbprune.sweep import SweepFolder, expand, spec_from_dict
+    folder = SweepFolder(sweep_dir)
+    record_of_sweep = folder.load_state(None)
+    steps = {step.iteration: step for step in schedule()}
+    for chain in expand(spec_from_dict(sweep_spec(args))):
+        data = load_data(args.data_root, seed=chain.seed, val_size=args.val_size)
+        session = Session(folder.chain_dir(chain))
+        seconds = {**record_of_sweep["dense"].get(chain.dense, {}),
+                   **record_of_sweep["chains"].get(chain.name, {}).get("seconds", {})}
+        for iteration in session.iterations():
+            record = folder_record(session.iteration_dir(iteration), steps[iteration], data,
+                                   seconds.get(str(iteration)))
+            if iteration == 0:  # the shared dense model: its time counts once, as in the script's own runs
+                state["dense"][str(chain.seed)] = record
+                record = dict(record, shared_dense=True)
+            results_of(state, chain.config.prune.criterion, chain.seed)[str(iteration)] = record
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -448,6 +485,10 @@ def parse_args(argv: list[str] | None):
                         help="where the JSON, markdown and plot go (benchmarks/results)")
     parser.add_argument("--budget-minutes", type=float, help="stop cleanly between levels after this long")
     parser.add_argument("--report-only", action="store_true", help="only redraw the markdown and plot from the JSON")
+    parser.add_argument("--sweep", type=Path, metavar="DIR",
+                        help="run the pruning chains as `nbprune sweep` in DIR (a local Ray, or --address) and record "
+                             "their levels from it; scratch, if asked, runs here afterwards")
+    parser.add_argument("--address", help="with --sweep: a Ray cluster's HOST:PORT (default: a local Ray)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.patience < 1:
         parser.error("--epochs and --patience must be at least 1")
@@ -468,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     comparison = Comparison(args, state, state_path)
     status = 0
     try:
+        if args.sweep:
+            from nbprune import sweep
+            sweep(sweep_spec(args), args.sweep, address=args.address, progress=False)
+            record_sweep(args, state, args.sweep)
+            save_state(state_path, state)
         comparison.run()
     except BudgetReached:
         print(f"compare_criteria: the budget of {args.budget_minutes:g} minutes is spent; run again to continue.")

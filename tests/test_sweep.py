@@ -393,3 +393,26 @@ def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
     chain, = with_paths_resolved(expand(build_spec(fixed={"retain": "retain.txt"})))
     assert chain.config.data.data_root == str(tmp_path / "data")  # a worker's environment and folder play no part
     assert chain.config.schedule.retain == str(tmp_path / "retain.txt")
+
+
+@pytest.mark.slow
+def test_compare_criteria_chains_run_as_a_sweep_give_its_own_records(quick_ray_start, tiny_root, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import compare_criteria
+
+    common = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--patience", "1", "--seeds", "0",
+              "--methods", "magnitude", "random", "--end-itr", "2"]
+    assert compare_criteria.main([*common, "--work-dir", str(tmp_path / "own"), "--results-dir",
+                                  str(tmp_path / "own")]) == 0
+    assert compare_criteria.main([*common, "--work-dir", str(tmp_path / "work"), "--sweep", str(tmp_path / "sweep"),
+                                  "--results-dir", str(tmp_path / "swept")]) == 0
+
+    def numbers(path):
+        results = json.loads(path.read_text())["results"]
+        return {(method, seed, level): (record["Test_Accuracy"], record["Val_Accuracy"], record["parameters"])
+                for method, seeds in results.items() for seed, levels in seeds.items()
+                for level, record in levels.items()}
+    own = numbers(tmp_path / "own" / "compare_criteria.json")
+    assert sorted(own) == [(method, "0", level) for method in ("magnitude", "random") for level in "012"]
+    assert numbers(tmp_path / "swept" / "compare_criteria.json") == own
+    assert not (tmp_path / "work").exists()  # every chain ran in the sweep, none in the script's own loop
