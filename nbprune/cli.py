@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nbprune: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        command = next((word for word in (argv if argv is not None else sys.argv[1:]) if word in ("prune", "workbook", "sweep")),
-                       None)
+        words = argv if argv is not None else sys.argv[1:]
+        command = next((word for word in words if word in ("prune", "workbook", "sweep")), None)
         resume = {"prune": " Run the same command with --begin-itr auto to continue.",
                   "workbook": " Run the same command with -p begin_itr auto to continue.",
                   "sweep": " Run the same command again to continue the unfinished chains."}.get(command, "")
