@@ -109,9 +109,10 @@ def markdown(rows: list[dict], varied: Sequence[str], state: dict, budgets: Sequ
     """Return the report's text: what ran, the picks per budget, the failures, the figures."""
     chains = state.get("chains", {})
     failed = failed_chains(state)
+    seeds = ", ".join(map(str, sorted({row["seed"] for row in rows})))
     lines = ["# Sweep report", "",
-             f"{len(chains)} chain(s), {len(rows)} model(s), seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))}; "
-             f"varied: {', '.join(varied) or 'nothing'}. Spec: `{json.dumps(state.get('spec', {}), sort_keys=True)}`.",
+             f"{len(chains)} chain(s), {len(rows)} model(s), seeds {seeds}; varied: {', '.join(varied) or 'nothing'}. "
+             f"Spec: `{json.dumps(state.get('spec', {}), sort_keys=True)}`.",
              "", "## Pick per parameter budget", "",
              "For each method and seed, the model with the best validation accuracy within the budget; the pick is "
              "the method with the best mean validation accuracy. Test accuracy is reported, never chosen on.", "",
