@@ -275,6 +275,19 @@ def held(path: Path) -> bool:
         os.close(handle)
 
 
+@contextlib.contextmanager
+def holding(path: Path):
+    """Hold the OS lock on `path` as another nbprune run would (this process's PID in the file)."""
+    handle = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()} not-shared\n".encode(), 0)
+        yield
+    finally:
+        os.close(handle)
+
+
 def stop_between_iterations(chain: Path, driver: subprocess.Popen) -> int:
     """Stop (SIGSTOP) the worker running `chain` once iteration 1 is published and iteration 2 is not; return its
     PID. Checked after the stop, so the chain is frozen exactly there."""
@@ -331,7 +344,7 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_sweep_and_leaves_every_chain_resumable(quick_ray_start, tiny_root, tmp_path):
+def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_fails_alone(quick_ray_start, tiny_root, tmp_path):
     spec = tmp_path / "sweep.toml"
     spec.write_text(f'seeds = [0, 1]\nend_itr = 2\n[set]\ndata_root = "{tiny_root}"\nval_size = 100\nepochs = 60\n'
                     f'patience = 60\nlr_patience = 100\nlr_drops = 100\n[grid]\ncriterion = ["random"]\n')
@@ -357,6 +370,13 @@ def test_ctrl_c_stops_the_sweep_and_leaves_every_chain_resumable(quick_ray_start
     state = json.loads((folder / "sweep.json").read_text())
     assert state["chains"][watched.name]["status"] == "unfinished"
     assert Session(watched).is_complete(1) and not Session(watched).is_complete(2)
+
+    with holding(lock_file(watched)):  # another run has the session: the sweep takes each chain's lock
+        sweep(spec, folder, workers=2, progress=False)
+    record = json.loads((folder / "sweep.json").read_text())["chains"][watched.name]
+    assert record["status"] == "failed" and record["error"].startswith("SessionError: session folder")
+    assert f"in use by another nbprune run (PID {os.getpid()})" in record["error"]
+    assert not Session(watched).is_complete(2)
 
     sweep(spec, folder, workers=2, progress=False)
     assert [row["iteration"] for row in table(folder)] == ["0", "1", "2"] * 2
