@@ -344,7 +344,8 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_fails_alone(quick_ray_start, tiny_root, tmp_path):
+def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_fails_alone(quick_ray_start,
+                                                                                             tiny_root, tmp_path):
     spec = tmp_path / "sweep.toml"
     spec.write_text(f'seeds = [0, 1]\nend_itr = 2\n[set]\ndata_root = "{tiny_root}"\nval_size = 100\nepochs = 60\n'
                     f'patience = 60\nlr_patience = 100\nlr_drops = 100\n[grid]\ncriterion = ["random"]\n')
