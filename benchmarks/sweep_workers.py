@@ -59,7 +59,7 @@ def render(args, runs: list[dict], chains: int) -> str:
         f"{args.epochs} epochs each, subset {args.subset:,}; one CPU thread per chain. Each run starts from an "
         "empty sweep folder (dense models included); Ray's start-up is timed apart.", "",
         markdown_table(["workers (CPUs)", "chains wall time (s)", "speed-up over 1", "Ray start-up (s)",
-                        "other processes' load (cores)"], rows),
+                        "busy cores outside the driver, Ray's workers included"], rows),
         f"Command: `{command_line()}`", "", "## Machine", "", machine_section(machine_info())])
 
 

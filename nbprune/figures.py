@@ -78,6 +78,7 @@ def plot_significance_distribution(scores, path=None):
         save_figure(figure, path)
     return figure
 
+
 # --- 07_compare (the criteria compared) ------------------------------------------------------------------------
 def plot_comparison(table, dense=None, path=None):
     """Return validation and test accuracy against parameters, one line per method (nbprune.compare's table),
