@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     workbook = commands.add_parser(
-        "workbook", help="run the six notebooks headless with papermill",
+        "workbook", help="run the workbook's notebooks (00-07) headless with papermill",
         epilog="-p takes every setting but retain (03_retention makes the schedule): "
                + ", ".join(name for name in SETTINGS if name != "retain")
                + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")

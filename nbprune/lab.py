@@ -1,7 +1,7 @@
 """JupyterLab for the workbook: open it for any user, and keep the tracked notebooks free of outputs.
 
 Installed as a Jupyter server extension of nbprune's environment (etc/jupyter/jupyter_server_config.d/nbprune.json):
-whenever Jupyter saves one of the six workbook notebooks of an nbprune checkout, it saves them without outputs,
+whenever Jupyter saves one of the workbook notebooks of an nbprune checkout, it saves them without outputs,
 execution counts or widget state, so working in Lab never dirties the repository. Other notebooks are untouched.
 Imports nothing heavy: the server loads it at start.
 """
@@ -50,7 +50,7 @@ def malformed(notebook: dict) -> str:
 
 
 def is_workbook_notebook(path: Path) -> bool:
-    """Return whether `path` is one of the six notebooks of an nbprune checkout."""
+    """Return whether `path` is one of the workbook notebooks of an nbprune checkout."""
     path = path.resolve()
     return (path.suffix == ".ipynb" and path.stem in NOTEBOOKS and path.parent.name == "notebooks"
             and (path.parent.parent / "nbprune" / "workbook.py").is_file())
