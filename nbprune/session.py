@@ -211,14 +211,15 @@ class Session:
             older, newer = makers[before], makers[after]
             if older is None or newer is None or older is newer or _first_iteration(newer) == after:
                 continue  # unrecorded, one run, or a run that resumed from `before`
-            older_number, newer_number = (_run_number(run, runs.index(run)) for run in (older, newer))
-            theirs = [i for i in iterations if makers[i] is older]
+            earlier, later = sorted((older, newer), key=lambda run: _run_number(run, runs.index(run)))
+            stale = [iteration for iteration in iterations if makers[iteration] is earlier]
+            fresh = [iteration for iteration in iterations if makers[iteration] is later]
             raise SessionError(
-                f"the pruning folder {self.pruning} mixes two runs that do not continue each other: iterations "
-                f"{_span(theirs)} come from run {older_number}, iteration {after} from run {newer_number} "
-                f"(run.json). Their results are never joined: move iterations {_span(theirs)} out of "
-                f"{self.pruning}, or run from scratch again (begin_itr=0 moves an earlier run aside into "
-                f"{EARLIER_RUNS}/).")
+                f"the pruning folder {self.pruning} mixes two runs that do not continue each other: {_span(fresh)} "
+                f"from run {_run_number(later, runs.index(later))}, {_span(stale)} from the earlier run "
+                f"{_run_number(earlier, runs.index(earlier))} (run.json). Their results are never joined: move "
+                f"{_span(stale)} out of {self.pruning}, or run from scratch again (which moves an earlier run aside "
+                f"into {EARLIER_RUNS}/).")
 
     def set_aside(self, first: int, run_number: int) -> Path | None:
         """Move the iterations from `first` on, the run's retain.txt and its results into
@@ -338,7 +339,11 @@ def _scheduled(run: dict) -> set[int]:
 
 
 def _span(iterations: list[int]) -> str:
-    return ", ".join(map(str, iterations)) if len(iterations) < 4 else f"{iterations[0]}-{iterations[-1]}"
+    """Return 'iteration 3', 'iterations 1, 2' or 'iterations 2-9'."""
+    if len(iterations) == 1:
+        return f"iteration {iterations[0]}"
+    return "iterations " + (", ".join(map(str, iterations)) if len(iterations) < 4 else
+                            f"{iterations[0]}-{iterations[-1]}")
 
 
 def _remove_temporaries(folder: Path, names: tuple[str, ...]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nbprune import ModelFileError, ScheduleError, Session, SimpleNN, evaluate, load_pruned_model
+from nbprune import ModelFileError, ScheduleError, Session, SessionError, SimpleNN, evaluate, load_pruned_model
 from nbprune.cli import main
 from nbprune.config import project_root
 from nbprune.io import read_table
@@ -126,6 +126,50 @@ def test_a_stray_folder_in_the_session_is_ignored(session, tmp_path):
     (copy_dir / "²" / "prune_w_retrain").mkdir()
     assert [record["iteration"] for record in session_summary(copy_dir)] == [0, 1, 2]
     assert concatenate(copy_dir).is_dir()
+
+
+def test_a_run_from_scratch_sets_an_earlier_runs_iterations_aside_and_never_joins_them(session, tiny_data, tmp_path):
+    import shutil
+    session_dir, _ = session
+    copy_dir = tmp_path / "iterative_pruning"
+    shutil.copytree(session_dir, copy_dir)
+    earlier = {name: (iteration_dir(copy_dir, 2) / name).read_bytes() for name in FILES}
+    run_session(tiny_data, copy_dir, end_itr=0)  # from scratch, a shorter run
+    assert Session.for_pruning_dir(copy_dir).iterations() == [0]
+    aside = copy_dir / "earlier_runs" / "before_run_2"
+    assert sorted(p.name for p in aside.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert (aside / "retain.txt").is_file()
+    assert {name: (aside / "2" / "prune_w_retrain" / name).read_bytes() for name in FILES} == earlier
+    runs = Session.for_pruning_dir(copy_dir).runs()
+    assert [(run["run"], run["first_iteration"]) for run in runs[-1:]] == [(2, 0)]
+    _, rows = read_table(concatenate(copy_dir) / "validations.txt")
+    assert len(rows) == 1
+
+    run_session(tiny_data, copy_dir, begin_itr=1, end_itr=2)  # a resume continues the run it resumes
+    run_session(tiny_data, copy_dir, begin_itr=1, end_itr=1)  # ... and sets aside what came after its start
+    assert Session.for_pruning_dir(copy_dir).iterations() == [0, 1]
+    assert sorted(p.name for p in (copy_dir / "earlier_runs" / "before_run_4").iterdir() if p.name.isdigit()) == \
+        ["1", "2"]
+    _, rows = read_table(concatenate(copy_dir) / "validations.txt")
+    assert [row[4] for row in rows] == [100, 80]
+
+
+def test_concatenate_refuses_iterations_of_runs_that_do_not_continue_each_other(session, tmp_path):
+    """A session from before runs were set aside: a 2-iteration run from scratch over a 3-iteration one."""
+    import shutil
+    session_dir, _ = session
+    copy_dir = tmp_path / "iterative_pruning"
+    shutil.copytree(session_dir, copy_dir)
+    record = json.loads((copy_dir / "run.json").read_text())
+    first = record["runs"][0]
+    later = {key: value for key, value in first.items() if key not in ("run", "first_iteration")}
+    record["runs"] = [later, dict(later, schedule=later["schedule"][:1])]
+    (copy_dir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(SessionError, match="mixes two runs that do not continue each other: iteration 0 "
+                                           "from run 2, iterations 1, 2 from the earlier run 1 .* move "
+                                           "iterations 1, 2 out of"):
+        concatenate(copy_dir)
+    assert not (copy_dir / "prune_w_retrain_results").exists()
 
 
 def test_the_curves_tick_percentages_and_label_every_iteration(session):

@@ -420,8 +420,9 @@ def test_a_workbook_on_a_session_a_prune_holds_is_refused_before_any_notebook_ru
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
                                "from nbprune.session import Session\n"  # the lock `nbprune prune` takes
                                "with Session.for_pruning_dir(sys.argv[1]).lock():\n"
-                               "    print('locked', flush=True)\n    time.sleep(600)\n",
-                               str(session / "iterative_pruning")], stdout=subprocess.PIPE, text=True)
+                               "    print('locked', flush=True)\n    sys.stdin.read()\n",
+                               str(session / "iterative_pruning")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SessionError, match=f"is in use by another nbprune run \\(PID {holder.pid}\\)"):
@@ -430,6 +431,7 @@ def test_a_workbook_on_a_session_a_prune_holds_is_refused_before_any_notebook_ru
     finally:
         holder.kill()
         holder.wait()
+        holder.stdin.close()
         holder.stdout.close()
 
 
@@ -489,11 +491,8 @@ def test_the_default_session_is_found_again_on_another_day():
 @pytest.mark.slow
 def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_path):
     """Save notebooks through a real Jupyter server: the workbook's lose their outputs, any other keeps them."""
+    import re
     import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
     import urllib.request
 
     root = tmp_path / "checkout"
@@ -512,32 +511,29 @@ def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_
     executed.metadata["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
     executed.metadata["language_info"].update(version="3.11.7", mimetype="text/x-python", file_extension=".py")
     executed.nbformat_minor = 5
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     installed = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbprune.json"
     assert installed.read_bytes() == (NOTEBOOK_DIR.parent / "jupyter-config" / "jupyter_server_config.d" /
                                       "nbprune.json").read_bytes(), "the set-up (make) installs the hook's config"
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
-                               "--ServerApp.token=t", f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "server.log"
+    with open(log, "w") as stream:  # port 0: the system picks a free port, and the server says which
+        server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--port=0",
+                                   "--ServerApp.ip=127.0.0.1", "--ServerApp.token=t", f"--ServerApp.root_dir={root}",
+                                   "--ServerApp.allow_root=True"], stdout=subprocess.DEVNULL, stderr=stream)
     try:
+        listening = re.compile(r"http://127\.0\.0\.1:([0-9]+)/")
+        wait_for(lambda: listening.search(log.read_text()), server, "the server said where it listens")
+        port = int(listening.search(log.read_text()).group(1))
+
         def put(path: str, content) -> None:
             body = json.dumps({"type": "notebook", "format": "json", "content": content}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token=t", data=body,
                                              method="PUT", headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=10).read()
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=t", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+            urllib.request.urlopen(request, timeout=600).read()
         put("notebooks/03_retention.ipynb", executed)
         put("mine.ipynb", executed)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=600)
     saved = root / "notebooks" / "03_retention.ipynb"
     assert saved.read_bytes() == (NOTEBOOK_DIR / "03_retention.ipynb").read_bytes()  # git sees no change at all
     theirs = nbformat.read(root / "mine.ipynb", as_version=4)

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 import nbprune
-from conftest import make_tiny_mnist, write_idx
+from conftest import make_tiny_mnist, wait_for, write_idx, write_stand_ins
 from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
                      load_pruned_model)
 from nbprune.cli import main
@@ -46,6 +46,9 @@ SCHEDULE = [step.iteration for step in schedule(HIDDEN, Q)]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 LEFTOVER_SUFFIXES = (".tmp", ".partial", ".stale")
+# How long a subprocess may take before the test calls it hung: never a measure of speed, only an end to a hang,
+# so generous enough for a loaded machine (tests synchronise on what the processes say, not on time).
+HANG = 900
 
 
 def prune_argv(session_dir: Path, data_root: Path, *extra: str) -> list[str]:
@@ -55,7 +58,7 @@ def prune_argv(session_dir: Path, data_root: Path, *extra: str) -> list[str]:
             "--end-itr", str(END_ITR), "--seed", str(SEED), "--no-progress", *extra]
 
 
-def nbprune_cli(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def nbprune_cli(*argv: str, cwd: Path, timeout: float = HANG) -> subprocess.CompletedProcess:
     """Run the real command line in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "nbprune.cli", *argv], cwd=cwd, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
@@ -158,7 +161,7 @@ def crash_once(driver: Path, argv: list[str], attempt: Attempt, session_dir: Pat
         process = subprocess.Popen([sys.executable, str(driver), *argv], cwd=cwd, text=True,
                                    env=dict(ENV, CRASH_STEP="0" if timed else "1"),
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
-    watchdog = threading.Timer(120, process.kill)
+    watchdog = threading.Timer(HANG, process.kill)
     watchdog.start()
     try:
         current, seen, reached = None, 0, False
@@ -169,7 +172,7 @@ def crash_once(driver: Path, argv: list[str], attempt: Attempt, session_dir: Pat
                 current = next(iterations, None)
             elif event == "concat":
                 current = "concat"
-            if timed and event == "train":
+            if timed and event == "train":  # a moment by the clock, on purpose: it may land or not, both pass
                 time.sleep(attempt.delay)
                 reached = True
             elif event == attempt.phase and current == stage:
@@ -223,7 +226,8 @@ def test_sigkill_at_random_moments_then_resume_completes_the_same_session(tiny_r
     assert all(is_complete(session_dir, step.iteration) for step in STEPS)
     assert leftovers(session_dir) == []
     assert sorted(p.name for p in session_dir.iterdir()) == sorted(
-        [str(step.iteration) for step in STEPS] + [RESULTS_DIR, "run.json", "retain.txt", ".nbprune.lock"])
+        [str(step.iteration) for step in STEPS] + [RESULTS_DIR, "run.json", "retain.txt"])
+    assert (session_dir.parent / ".nbprune.lock").is_file()  # the session folder's one lock
     header, rows = read_table(session_dir / RESULTS_DIR / "validations.txt")
     assert [row[4] for row in rows] == pytest.approx([step.percentage for step in STEPS], rel=1e-5)
 
@@ -646,6 +650,56 @@ def _file_in_the_way(command: str) -> Callable[[Context], str]:
     return case
 
 
+def _workbook(*parameters: str, session: str | None = None) -> Callable[[Context], str]:
+    """Run `nbprune workbook -p ...` on a new session folder (data: the tiny set): refused, it writes nothing."""
+    def case(ctx: Context) -> str:
+        folder = Path(session) if session is not None else ctx.tmp / "workbook"
+        pairs = [*parameters, *([] if "data_root" in parameters else ["data_root", str(ctx.data_root)])]
+        message = ctx.cli("workbook", "--session-dir", str(folder),
+                          *(word for index in range(0, len(pairs), 2) for word in ("-p", *pairs[index:index + 2])))
+        assert session is not None or not folder.exists()
+        return message
+    return case
+
+
+def _no_cuda(ctx: Context) -> str:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: device cuda is allowed")
+    return _workbook("device", "cuda")(ctx)
+
+
+def _workbook_without_data(ctx: Context) -> str:
+    import torchvision
+
+    def offline(self):
+        raise OSError("no network (test)")
+    ctx.monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    missing = ctx.tmp / "nonexistent"
+    message = _workbook("data_root", str(missing))(ctx)
+    assert not missing.exists()
+    return message
+
+
+def _workbook_in_the_checkout(ctx: Context) -> str:
+    """The issue's case: the checkout as the session folder; its notebooks and its tree stay as they were."""
+    before, lock = snapshot(REPO / "notebooks"), (REPO / ".nbprune.lock").exists()
+    message = _workbook("data_root", str(ctx.tmp / "nonexistent"), "subset", "1000", session=str(REPO))(ctx)
+    assert snapshot(REPO / "notebooks") == before and (REPO / ".nbprune.lock").exists() == lock
+    return message
+
+
+def _runs_that_do_not_continue_each_other(ctx: Context) -> None:
+    """A session from before runs were set aside: a 2-iteration run from scratch recorded over a 4-iteration one."""
+    import json
+    record = json.loads((ctx.session / "run.json").read_text())
+    first = {key: value for key, value in record["runs"][0].items() if key not in ("run", "first_iteration")}
+    record["runs"] = [first, dict(first, schedule=first["schedule"][:2])]
+    (ctx.session / "run.json").write_text(json.dumps(record))
+
+
+LONG_PATH = "/tmp/" + "a" * 5000
+
+
 @dataclass
 class Case:
     provoke: Callable[[Context], str]
@@ -823,6 +877,26 @@ CATALOGUE = {
     "export_into_a_file": Case(_file_in_the_way("export"), ["a_file exists and is not a folder"]),
     "retain_dir_is_a_file": Case(_file_in_the_way("retain"), ["--dir", "a_file is a file"]),
     "workbook_session_is_a_file": Case(_file_in_the_way("workbook"), ["a_file is a file", "choose a folder"]),
+    "workbook_in_the_checkout": Case(_workbook_in_the_checkout, [f"session folder {REPO} holds the workbook's own "
+                                                                 f"notebooks", "Choose a session folder outside it"]),
+    "workbook_device_cuda_without_cuda": Case(_no_cuda, ["device='cuda' was asked for but CUDA is not available"]),
+    "workbook_begin_itr_3_on_an_empty_session": Case(_workbook("begin_itr", "3"),
+                                                     ["begin_itr=3 needs iteration 2's model", "is missing",
+                                                      "begin_itr='auto'"]),
+    "workbook_data_root_missing": Case(_workbook_without_data, ["MNIST was not found", "nonexistent/MNIST/raw",
+                                                                "no network (test)"]),
+    "workbook_validation_larger_than_the_data": Case(_workbook("val_size", "100000"), ["val_size"]),
+    "workbook_session_path_of_5000_characters": Case(_workbook(session=LONG_PATH),
+                                                     ["session_dir='/tmp/aaaa", "expected a folder or file path "
+                                                      "(at most 4095 bytes, 255 per name)"]),
+    "workbook_data_root_of_5000_characters": Case(_workbook("data_root", LONG_PATH),
+                                                  ["data_root='/tmp/aaaa", "at most 4095 bytes, 255 per name"]),
+    "prune_session_path_of_5000_characters": Case(lambda ctx: ctx.prune(session=Path(LONG_PATH)),
+                                                  ["session_dir='/tmp/aaaa", "at most 4095 bytes"]),
+    "concat_runs_that_do_not_continue_each_other": Case(
+        lambda ctx: ctx.cli("concat", str(ctx.session)),
+        ["mixes two runs that do not continue each other: iterations 0, 1 from run 2, iterations 2, 3 from the "
+         "earlier run 1", "move iterations 2, 3 out of"], setup=_runs_that_do_not_continue_each_other),
 }
 
 
@@ -894,7 +968,7 @@ from pathlib import Path
 from nbprune.session import Session
 with Session.for_pruning_dir(Path(sys.argv[1])).lock():
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.read()  # held until the test closes its end
 """
 
 
@@ -902,8 +976,8 @@ with Session.for_pruning_dir(Path(sys.argv[1])).lock():
 def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(reference, tiny_root, tmp_path):
     session = tmp_path / "iterative_pruning"
     shutil.copytree(reference, session)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(session), "60"], env=ENV, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(session)], env=ENV, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(session)
@@ -920,6 +994,7 @@ def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(r
     finally:
         holder.kill()
         holder.wait()
+        holder.stdin.close()
         holder.stdout.close()
 
 
@@ -941,7 +1016,7 @@ def test_a_run_started_while_another_trains_is_refused_and_the_first_finishes_al
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
         assert f"is in use by another nbprune run (PID {first.pid})" in second.stderr
         first.stdin.close()  # step mode ends: the driver reads EOF and runs on
-        assert first.wait(timeout=300) == 0, first.stderr.read()
+        assert first.wait(timeout=HANG) == 0, first.stderr.read()
     finally:
         first.kill()
         first.wait()
@@ -1004,14 +1079,97 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
-def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(delay, tiny_root, tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "nbprune.cli", *prune_argv(tmp_path / "s", tiny_root)],
-                               cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+@pytest.mark.parametrize("moment", ["ready", "iteration", "train", "eval", "save", "replace", "concat"])
+def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(moment, tiny_root, tmp_path):
+    """SIGINT when the command says it has reached a moment: started (before main), training, evaluating,
+    writing a file, publishing, concatenating. It waits on stdin right after saying so, so the signal lands there
+    however loaded the machine is (the interpreter's own start-up, before any of nbprune runs, is not nbprune's)."""
+    driver = tmp_path / "cli.py"  # the name nbprune.cli takes for the command: its start-up handler is set
+    driver.write_text(DRIVER)
+    process = subprocess.Popen([sys.executable, str(driver), *prune_argv(tmp_path / "s", tiny_root)], cwd=tmp_path,
+                               env=dict(ENV, CRASH_STEP="1"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        while (event := process.stdout.readline().strip()) != moment:
+            assert event, process.stderr.read()
+            process.stdin.write("\n")
+            process.stdin.flush()
+        process.send_signal(signal.SIGINT)
+        err = process.stderr.read()
+        assert process.wait(timeout=HANG) == 130, err
+    finally:
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            stream.close()
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    if process.returncode != 0:
-        assert process.returncode in (130, -signal.SIGINT), err
-        assert err.strip() == "" or err.strip().startswith("nbprune: interrupted"), err
+    lines = [line for line in err.splitlines() if line.strip()]
+    hint = "" if moment == "ready" else " Run the same command with --begin-itr auto to continue."
+    assert lines == [f"nbprune: interrupted.{hint}"], err
+
+
+# The workbook command on stand-in notebooks, saying "ready" before main and "notebook" as each one starts.
+WORKBOOK_DRIVER = r'''
+import sys
+import papermill
+import nbprune.workbook as workbook
+from nbprune.cli import main
+
+stand_ins, found, execute = sys.argv[1], workbook.notebooks_path, papermill.execute_notebook
+workbook.notebooks_path = lambda notebooks_dir=None: found(stand_ins)
+
+
+def announced(*args, **kwargs):
+    print("notebook", flush=True)
+    return execute(*args, **kwargs)
+
+
+papermill.execute_notebook = announced
+print("ready", flush=True)
+sys.exit(main(sys.argv[2:]))
+'''
+INSIDE_A_CELL = """
+import pathlib, time
+pathlib.Path(session_dir, 'inside').write_text('')
+while True:
+    time.sleep(0.02)
+"""
+# What else a workbook run may print on stderr: papermill's progress bars and its notes on parameters a stand-in
+# notebook does not declare.
+WORKBOOK_CHATTER = ("cell/s", "s/cell", "?cell", "Passed unknown parameter")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["ready", "first notebook starts", "third notebook starts", "inside a cell"])
+def test_ctrl_c_during_a_workbook_ends_in_one_line_without_a_traceback(moment, tiny_root, tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole process group) at moments the run says it has reached."""
+    driver = tmp_path / "cli.py"
+    driver.write_text(WORKBOOK_DRIVER)
+    from nbprune.workbook import NOTEBOOKS
+    stand_ins = write_stand_ins(tmp_path / "notebooks", {NOTEBOOKS[1]: INSIDE_A_CELL} if moment == "inside a cell"
+                                else {})
+    session = tmp_path / "session"
+    process = subprocess.Popen([sys.executable, str(driver), str(stand_ins), "workbook", "--session-dir", str(session),
+                                "-p", "data_root", str(tiny_root)], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        if moment == "inside a cell":
+            wait_for((session / "inside").exists, process, "the cell ran")
+        else:
+            wanted = {"ready": ("ready", 1), "first notebook starts": ("notebook", 1),
+                      "third notebook starts": ("notebook", 3)}[moment]
+            seen = 0
+            while seen < wanted[1]:
+                line = process.stdout.readline()
+                assert line, process.stderr.read()
+                seen += line.strip() == wanted[0]
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=HANG)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "ERROR" not in err, err
+    said = [line for line in err.splitlines() if line.strip() and not any(text in line for text in WORKBOOK_CHATTER)]
+    hint = " Run the same command with -p begin_itr auto to continue."
+    assert said in ([f"nbprune: interrupted.{hint}"], *([["nbprune: interrupted."]] if moment == "ready" else [])), err
