@@ -226,7 +226,8 @@ class Session:
         earlier_runs/before_run_<run_number>/, so that a run starting at `first` never joins what an earlier run
         left there; return that folder (None when there was nothing to move)."""
         roots = self._iteration_roots() if self.pruning.is_dir() else []
-        later = sorted((folder for folder in roots if int(folder.name) >= first), key=lambda folder: int(folder.name))
+        later = sorted((folder for folder in roots if int(folder.name) >= first and (folder / STAGE).exists()),
+                       key=lambda folder: int(folder.name))  # an empty <k>/ of an interrupted run stays
         if not later:
             return None
         target = self.pruning / EARLIER_RUNS / f"before_run_{run_number}"
@@ -269,8 +270,8 @@ class Session:
         """Raise SessionError if another process holds the session's lock; create nothing."""
         path = self.lock_folder / LOCK_FILE
         try:
-            handle = os.open(path, os.O_RDONLY)
-        except OSError:  # no lock file (or none readable): nobody holds it
+            handle = os.open(path, os.O_RDWR)  # Windows locks only what a handle may write
+        except OSError:  # no lock file (or a read-only one, which nobody can hold): free
             return
         try:
             if not _try_lock(handle):
