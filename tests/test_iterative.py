@@ -160,6 +160,7 @@ def test_concatenate_refuses_iterations_of_runs_that_do_not_continue_each_other(
     session_dir, _ = session
     copy_dir = tmp_path / "iterative_pruning"
     shutil.copytree(session_dir, copy_dir)
+    shutil.rmtree(copy_dir / "prune_w_retrain_results", ignore_errors=True)  # another test may have concatenated
     record = json.loads((copy_dir / "run.json").read_text())
     first = record["runs"][0]
     later = {key: value for key, value in first.items() if key not in ("run", "first_iteration")}
