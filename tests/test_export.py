@@ -120,7 +120,7 @@ def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, ses
     folder, pixels = digits
     inputs = [folder / "digits.npy", folder / "grey.png", folder / "rgb.png", folder / "rgba.png"]
     command = [sys.executable, "-I", "-B", "-c", WITHOUT_NBPRUNE, str(exported / "predict.py"), *map(str, inputs)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=folder, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=folder, timeout=900)
     assert result.returncode == 0, result.stderr
     expected = library_predictions(session, pixels, 0.2, 0.4)
     assert printed_predictions(result.stdout) == expected + expected[:3]
@@ -130,11 +130,11 @@ def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, ses
 def test_predict_runs_from_any_folder_under_isolated_mode(exported, digits, tmp_path):
     folder, _ = digits
     result = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(folder / "grey.png")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr
     assert len(printed_predictions(result.stdout)) == 1
     usage = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True,
-                           text=True, cwd=tmp_path, timeout=120)
+                           text=True, cwd=tmp_path, timeout=900)
     assert usage.returncode != 0 and "usage: python predict.py" in usage.stderr
 
 
@@ -386,7 +386,7 @@ def test_predict_refuses_every_bad_input_in_one_line(name, exported, tmp_path):
 def test_predict_refuses_a_bad_input_in_a_fresh_interpreter_too(exported, tmp_path):
     path, says = _bad_inputs(tmp_path)["png_bomb"]
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(path)], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=900)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
@@ -417,14 +417,14 @@ def test_a_png_of_another_size_is_resized_to_28x28_and_a_npy_of_another_shape_is
 
 def test_predict_without_inputs_shows_its_usage_and_a_closed_pipe_ends_it_quietly(exported, tmp_path):
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=900)
     assert done.returncode == 2 and done.stderr.startswith("usage: python predict.py") and done.stdout == ""
     np.save(tmp_path / "many.npy", np.zeros((5000, 28, 28), dtype=np.uint8))  # 200 kB of lines: more than a pipe holds
     process = subprocess.Popen([sys.executable, "-I", "-B", str(exported / "predict.py"), str(tmp_path / "many.npy")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.readline()  # read one line, then go away, as `| head -1` does
     process.stdout.close()
-    _, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=900)
     assert err == b"" and process.returncode == 1
 
 

@@ -22,7 +22,7 @@ WITHOUT_NBPRUNE = ("import runpy, sys; sys.modules['nbprune'] = None; sys.argv =
 def predict_in_a_fresh_interpreter(folder, *inputs) -> list[str]:
     """Return the class names the exported predict.py prints, run where nbprune cannot be imported."""
     command = [sys.executable, "-I", "-B", "-c", WITHOUT_NBPRUNE, str(folder / "predict.py"), *map(str, inputs)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     return [line.rsplit(": ", 1)[1].rsplit(" (", 1)[0] for line in done.stdout.splitlines()]
 

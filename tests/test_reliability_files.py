@@ -173,7 +173,7 @@ def test_a_tampered_model_file_is_refused_in_a_fresh_interpreter_too(exported, g
     folder = shutil.copytree(exported, tmp_path / "standalone")
     rewrite(exported / "best_model.pth", folder / "best_model.pth", _weights_of_3e38)
     done = subprocess.run([sys.executable, "-I", "-B", str(folder / "predict.py"), str(good_png)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
     assert "overflow to Inf or NaN" in done.stderr and "Traceback" not in done.stderr
 
@@ -267,7 +267,7 @@ def start_export(model_file: Path, out: Path, tmp_path: Path) -> subprocess.Pope
     process = subprocess.Popen([sys.executable, str(driver), "export", str(model_file), str(out), "--no-onnx"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=ENV)
-    assert process.stdout.readline() == "building\n", process.communicate(timeout=60)
+    assert process.stdout.readline() == "building\n", process.communicate(timeout=900)
     return process
 
 
@@ -280,7 +280,7 @@ def test_sigterm_during_an_export_ends_in_one_line_and_leaves_no_half_built_fold
     process = start_export(model_file, parent / "out", tmp_path)
     assert len(building_folders(parent)) == 1  # the half-built folder the signal must not leave behind
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=900)
     assert process.returncode == 130 and err == "nbprune: interrupted.\n" and out == "", err
     assert list(parent.iterdir()) == []
 
@@ -291,7 +291,7 @@ def test_the_next_export_removes_what_a_killed_one_left_and_nothing_else(model_f
     (building,) = building_folders(parent)
     killed = start_export(model_file, parent / "killed", tmp_path)
     killed.kill()  # SIGKILL runs no cleanup: its half-built folder stays, unlocked
-    killed.communicate(timeout=60)
+    killed.communicate(timeout=900)
     (leftover,) = set(building_folders(parent)) - {building}
     mine = parent / ".mine.abcd1234.export"  # named like one, but holding a file no export writes
     mine.mkdir()
@@ -301,7 +301,7 @@ def test_the_next_export_removes_what_a_killed_one_left_and_nothing_else(model_f
     assert leftover not in building_folders(parent)
     assert building_folders(parent) == sorted([building, mine.name])  # the live one and the user's stay
     assert (mine / "notes.txt").read_text() == "mine"
-    out, err = live.communicate("\n", timeout=120)
+    out, err = live.communicate("\n", timeout=900)
     assert live.returncode == 0 and err == "", err
     assert building_folders(parent) == [mine.name]
     assert sorted(path.name for path in parent.iterdir() if not path.name.startswith(".")) == ["live", "next"]
