@@ -48,17 +48,24 @@ _EXPORTS = {
     "exercises": ("check", "solution", "question"),
     "compare": ("compare_criteria", "plan_comparison", "level_summary", "winners", "conclusion"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_NAMED_LIKE_THEIR_MODULE = {name for name, module in _WHERE.items() if name == module}  # train, evaluate, ...
-__all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nbprune' has no attribute {name!r}")
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
+    """Return a package's `__getattr__` that loads each exported name from its module on first use, and `__all__`."""
+    where = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        if name in where:
+            value = getattr(importlib.import_module(f".{where[name]}", package), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__, sorted(where)
+
+
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
+_NAMED_LIKE_THEIR_MODULE = {name for module, names in _EXPORTS.items() for name in names if name == module}
 
 
 def __dir__() -> list[str]:

@@ -10,20 +10,11 @@ Names load on first use, so the command line reads a spec without importing torc
 
 from __future__ import annotations
 
-import importlib
+from .. import lazy_exports
 
 _EXPORTS = {
     "spec": ("Chain", "SweepError", "SweepSpec", "expand", "read_spec", "spec_from_dict"),
     "engine": ("SweepFolder", "build_spec", "sweep"),
     "report": ("sweep_report",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nbprune.sweep' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
