@@ -23,7 +23,7 @@ full: $(VENV)/.installed  ## the whole workbook with the seed's training setting
 	$(BIN)/nbprune workbook --profile full
 
 test: $(VENV)/.installed  ## the whole test suite (real-MNIST tests run when NBPRUNE_DATA_ROOT is set)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(VENV)/.installed  ## the edit-test loop: no real data, no end-to-end runs (under a minute)
 	NBPRUNE_DATA_ROOT= $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
