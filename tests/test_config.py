@@ -117,8 +117,10 @@ def test_the_workbook_takes_every_setting_but_the_ones_its_notebooks_make():
     for names in NOTEBOOK_PARAMETERS.values():
         assert names[0] == "session_dir" and len(set(names)) == len(names)
     for profile in PROFILES.values():
-        RunConfig.from_flat(profile)
-    assert PROFILES["full"] == {"epochs": 300, "patience": 10} and PROFILES["quick"] == {"epochs": 3, "patience": 1}
+        RunConfig.from_flat({name: value for name, value in profile.items() if name in RUN_SETTINGS})
+        Controls(**{name: value for name, value in profile.items() if name in CONTROLS})
+    assert PROFILES["full"] == {"epochs": 300, "patience": 10}
+    assert PROFILES["quick"] == {"epochs": 3, "patience": 1, "compare_epochs": 1}
 
 
 def test_the_configuration_page_names_every_setting():
