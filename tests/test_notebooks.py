@@ -493,6 +493,7 @@ def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_
     """Save notebooks through a real Jupyter server: the workbook's lose their outputs, any other keeps them."""
     import re
     import shutil
+    import socket
     import urllib.request
 
     root = tmp_path / "checkout"
@@ -523,6 +524,14 @@ def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_
         listening = re.compile(r"http://127\.0\.0\.1:([0-9]+)/")
         wait_for(lambda: listening.search(log.read_text()), server, "the server said where it listens")
         port = int(listening.search(log.read_text()).group(1))
+
+        def accepts() -> bool:  # the URL can be printed a moment before the socket takes connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                return True
+            except OSError:
+                return False
+        wait_for(accepts, server, "the server accepted a connection")
 
         def put(path: str, content) -> None:
             body = json.dumps({"type": "notebook", "format": "json", "content": content}).encode()
