@@ -43,14 +43,14 @@ from _common import load_state as common_load_state  # noqa: E402
 
 from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
-from nbprune.evaluate import evaluate, loss_and_accuracy  # noqa: E402
+from nbprune.evaluation import evaluate, loss_and_accuracy  # noqa: E402
 from nbprune.io import format_table, load_pruned_model, read_table, write_text_atomic  # noqa: E402
 from nbprune.iterative import RESULT_COLUMNS, IterativePruning, is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.retention import RetentionStep, save_figure, schedule  # noqa: E402
 from nbprune.session import Session  # noqa: E402
-from nbprune.significance import CRITERIA  # noqa: E402
-from nbprune.train import train  # noqa: E402
+from nbprune.criteria import CRITERIA  # noqa: E402
+from nbprune.training import train  # noqa: E402
 
 METHODS = (*CRITERIA, "scratch")
 FORMAT = 1
@@ -255,7 +255,7 @@ def sweep_spec(args) -> dict:
 
 def record_sweep(args, state: dict, sweep_dir: Path) -> None:
     """Record every level the sweep's chains finished, read from their sessions as the script reads its own."""
-    from nbprune.sweep import SweepFolder, expand, spec_from_dict
+    from nbprune.sweeps import SweepFolder, expand, spec_from_dict
     folder = SweepFolder(sweep_dir)
     record_of_sweep = folder.load_state(None)
     steps = {step.iteration: step for step in schedule()}

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Subset
 from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.path)
 from nbprune import SimpleNN, load_data
 from nbprune.data import data_root
-from nbprune.evaluate import loss_and_accuracy
+from nbprune.evaluation import loss_and_accuracy
 from nbprune.io import write_text_atomic
-from nbprune.train import make_trainer
+from nbprune.training import make_trainer
 
 
 def seed_epoch(model, train_loader, test_loader) -> None:

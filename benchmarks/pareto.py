@@ -156,7 +156,7 @@ def teacher_file(args) -> dict:
     """Return what the report says of the teacher: its file, content hash, accuracy and training time; train it
     (nbprune's ConvTeacher, training split only, seed 0) into --teacher when the file is missing."""
     from nbprune import load_data_for
-    from nbprune.evaluate import loss_and_accuracy
+    from nbprune.evaluation import loss_and_accuracy
     from nbprune.teacher import _teacher_record, load_teacher, save_teacher, train_teacher
     path = Path(args.teacher)
     data = load_data_for(config_for(args, "reference", 0))
@@ -173,7 +173,7 @@ def teacher_file(args) -> dict:
 def row_of(method: str, seed: int, iteration: int, model_file: Path, data) -> dict:
     """Return one model's row: its shape and its validation and test accuracy."""
     from nbprune import SimpleNN, parameter_count
-    from nbprune.evaluate import loss_and_accuracy
+    from nbprune.evaluation import loss_and_accuracy
     model = SimpleNN.from_file(model_file)
     return {"method": method, "seed": seed, "iteration": iteration, "hidden": list(model.hidden),
             "inputs": model.inputs_kept, "parameters": parameter_count(model),
@@ -289,7 +289,7 @@ def sweep_spec(args) -> dict:
 def method_of(args, settings: dict[str, str]) -> str | None:
     """Return the method whose settings a sweep row's varied settings (written as the table writes them) are."""
     from nbprune import RunConfig
-    from nbprune.sweep.spec import value_text
+    from nbprune.sweeps.spec import value_text
     for method in EVERY_METHOD:
         flat = RunConfig.from_flat(changes_of(args, method)).flat()
         if method not in SCRATCH and all(value_text(flat[name]) == text for name, text in settings.items()):
@@ -300,7 +300,7 @@ def method_of(args, settings: dict[str, str]) -> str | None:
 def state_from_sweep(args, sweep_dir: Path) -> dict:
     """Return the benchmark's state with the rows of a sweep's results.csv, each chain cut where the benchmark
     cuts it (its first level below --min-parameters)."""
-    from nbprune.sweep.report import read_results
+    from nbprune.sweeps.report import read_results
     table, varied, _ = read_results(sweep_dir)
     rows = []
     for row in table:

@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, machine_info, machine_section, markdown_table  # noqa: E402
 
 from nbprune.data import load_data  # noqa: E402
-from nbprune.evaluate import loss_and_accuracy  # noqa: E402
+from nbprune.evaluation import loss_and_accuracy  # noqa: E402
 from nbprune.io import load_pruned_model, write_text_atomic  # noqa: E402
 from nbprune.iterative import IterativePruning, is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN  # noqa: E402
 from nbprune.retention import schedule  # noqa: E402
-from nbprune.significance import CRITERIA  # noqa: E402
+from nbprune.criteria import CRITERIA  # noqa: E402
 
 LONG_TRAINING = {"num_epochs": 150, "patience": 150, "lr_patience": 5, "lr_drops": 6}
 

@@ -22,11 +22,11 @@ from _common import RESULTS_DIR, OtherLoad, command_line, machine_info, machine_
 from nbprune import SimpleNN, load_data, parameter_count
 from nbprune.config import TrainConfig, data_root
 from nbprune.data import input_box
-from nbprune.evaluate import loss_and_accuracy
+from nbprune.evaluation import loss_and_accuracy
 from nbprune.io import write_text_atomic
 from nbprune.prune import prune_nodes
 from nbprune.teacher import load_teacher, save_teacher, train_teacher
-from nbprune.train import train
+from nbprune.training import train
 
 
 def cpu_seconds() -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 
 __version__ = "0.2.0"
 
@@ -23,11 +22,11 @@ _EXPORTS = {
     "epoch": ("Trainer",),
     "fast_mlp": ("FlatMLPTrainer",),
     "interval": ("Interval",),
-    "train": ("train",),
-    "evaluate": ("evaluate", "loss_and_accuracy"),
+    "training": ("train",),
+    "evaluation": ("evaluate", "loss_and_accuracy"),
     "io": ("load_pruned_model", "read_record", "save_model_file", "write_text_atomic"),
-    "significance": ("significance", "node_significance", "interval_forward", "interval_adjoint", "PruningContext",
-                     "CRITERIA"),
+    "criteria": ("significance", "node_significance", "interval_forward", "interval_adjoint", "PruningContext",
+                 "CRITERIA"),
     "prune": ("prune_nodes", "keep_indices", "shrink"),
     "retention": ("GeneratePruneData", "schedule", "read_retain"),
     "session": ("Session",),
@@ -38,7 +37,7 @@ _EXPORTS = {
     "widgets": ("ScheduleEditor", "IterationPicker", "describe_iteration"),
     "workbook": ("setup", "trained_model", "plot_digits", "plot_class_balance", "plot_input_mask",
                  "plot_significance"),
-    "sweep": ("sweep", "sweep_report"),
+    "sweeps": ("sweep", "sweep_report"),
     "primer": ("primer_network", "primer_box", "sample_box", "sampled_range", "as_pairs", "largest_change"),
     "diagnostics": ("rank_correlation", "pre_activations", "observed_ranges", "width_table", "contain_zero",
                     "derivative_intervals", "magnitude_correlations", "seed_correlations", "box_summary",
@@ -65,21 +64,7 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
 
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
-_NAMED_LIKE_THEIR_MODULE = {name for module, names in _EXPORTS.items() for name in names if name == module}
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps `nbprune.train`, `nbprune.evaluate` and `nbprune.significance` the functions once their modules load,
-    as an eager `from .train import train` did: importing a submodule must not replace the function named like it."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _NAMED_LIKE_THEIR_MODULE and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
 from .errors import NbpruneError  # noqa: E402
-from .sweep.command import add_command as add_sweep_command  # noqa: E402
+from .sweeps.command import add_command as add_sweep_command  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."
 DATA_SETTINGS = ("dataset", "data_root", "subset", "val_size", "batch_size", "seed", "device", "threads")
@@ -134,7 +134,7 @@ def cmd_evaluate(args) -> None:
     config = RunConfig.from_flat(values)
     from .config import DATASETS, resolve_device
     from .data import load_data_for
-    from .evaluate import evaluate, loss_and_accuracy, own_data_evaluation
+    from .evaluation import evaluate, loss_and_accuracy, own_data_evaluation
     from .export import model_for_file
 
     device = resolve_device(config.device)
@@ -175,7 +175,7 @@ def cmd_workbook(args) -> None:
 
 def cmd_teacher(args) -> None:
     from .data import load_data_for
-    from .evaluate import loss_and_accuracy
+    from .evaluation import loss_and_accuracy
     from .teacher import save_teacher, train_teacher
 
     config = RunConfig.from_flat(given(args, TEACHER_DATA_SETTINGS))

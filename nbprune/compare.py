@@ -30,7 +30,7 @@ from torch import nn
 from .config import RunConfig, resolve_device
 from .data import MNISTData, load_data_for
 from .errors import ConfigError, SessionError
-from .evaluate import loss_and_accuracy
+from .evaluation import loss_and_accuracy
 from .io import write_text_atomic
 from .iterative import IterativePruning, default_steps
 from .model import SimpleNN, parameter_count
@@ -38,9 +38,9 @@ from .progress import progress_bar
 from .prune import prune_by_scores
 from .retention import RetentionStep, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, Session
-from .significance import CRITERIA, PruningContext, node_significance
+from .criteria import CRITERIA, PruningContext, node_significance
 from .teacher import load_teacher
-from .train import train
+from .training import train
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE, FIGURE_FILE = "comparison.csv", "comparison.png"

@@ -12,7 +12,7 @@ from torch import nn
 
 from .interval import Interval
 from .model import hidden_linears, linear_layers, mlp_layers
-from .significance import PruningContext, first_layer_view, input_boxes, interval_forward, significance
+from .criteria import PruningContext, first_layer_view, input_boxes, interval_forward, significance
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:

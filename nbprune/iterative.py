@@ -21,7 +21,7 @@ from .config import RunConfig
 from .data import InputSpec, Loader, TensorLoader, input_box
 from .epoch import image_shift, teacher_probabilities
 from .errors import DivergenceWarning, ScheduleError, TrainingError
-from .evaluate import evaluate as default_evaluate, loss_and_accuracy
+from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
                  write_text_atomic)
 from .model import SimpleNN, hidden_linears, linear_layers, mlp_parameters, parameter_count
@@ -29,9 +29,9 @@ from .progress import progress_bar
 from .prune import compensation_constants, global_counts, parameters_of, prune_by_scores
 from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
 from .session import VALIDATION_FILE, Session
-from .significance import Criterion, PruningContext, node_significance
+from .criteria import Criterion, PruningContext, node_significance
 from .teacher import Teacher, load_teacher
-from .train import train as default_train
+from .training import train as default_train
 
 log = logging.getLogger(__name__)
 

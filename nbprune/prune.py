@@ -17,7 +17,7 @@ from torch import nn
 from .errors import ScheduleError
 from .interval import Interval
 from .model import KeepInputs, SimpleNN, linear_layers, mlp_layers, mlp_parameters
-from .significance import Criterion, PruningContext, first_layer_view, interval_forward, node_significance
+from .criteria import Criterion, PruningContext, first_layer_view, interval_forward, node_significance
 
 COMPENSATIONS = ("none", "mean", "midpoint")
 NORMALISATIONS = ("mean", "rank", "none")

@@ -25,7 +25,7 @@ from torch import nn
 from .data import InputSpec, MNISTData, TensorLoader
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
-from .evaluate import loss_and_accuracy
+from .evaluation import loss_and_accuracy
 from .io import read_model_file, write_bytes_atomic
 from .model import SimpleNN, _spec_from_dict
 from .progress import progress_bar

@@ -177,8 +177,8 @@ def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path
 
 def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_path):
     from nbprune import RunConfig
-    from nbprune.sweep import SweepFolder, spec_from_dict
-    from nbprune.sweep.spec import value_text
+    from nbprune.sweeps import SweepFolder, spec_from_dict
+    from nbprune.sweeps.spec import value_text
     committed = json.loads((pareto.RESULTS_DIR / "pareto.json").read_text())
     committed["rows"] = [row for row in committed["rows"] if row["method"] != "scratch"]  # not a pruning chain
     methods = [method for method in pareto.EVERY_METHOD if method in {row["method"] for row in committed["rows"]}]

@@ -71,6 +71,24 @@ def test_the_command_starts_without_importing_torch():
     assert done.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_modules_stay_modules_and_the_root_exports_the_functions():
+    import pkgutil
+    import types
+
+    import nbprune
+    import nbprune.evaluation as evaluation
+    import nbprune.sweeps as sweeps
+    import nbprune.training as training
+    from nbprune import evaluate, significance, sweep, train
+
+    assert all(isinstance(module, types.ModuleType) for module in (evaluation, sweeps, training))
+    assert (train, evaluate, sweep) == (training.train, evaluation.evaluate, sweeps.sweep)
+    assert not isinstance(significance, types.ModuleType)
+    for package in (nbprune, sweeps):  # a name exported like a submodule would be the module once that loads
+        submodules = {module.name for module in pkgutil.iter_modules(package.__path__)}
+        assert not submodules & set(package.__all__), package.__name__
+
+
 def test_every_error_the_readme_and_docs_name_is_an_nbprune_error_at_the_package_root():
     import re
     from pathlib import Path

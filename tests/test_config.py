@@ -11,7 +11,7 @@ from nbprune.cli import build_parser
 from nbprune.config import CONTROLS, DATASETS, RUN_SETTINGS, SETTINGS, Controls, parse_settings
 from nbprune.data import CLASS_NAMES
 from nbprune.model import ACTIVATIONS
-from nbprune.significance import CRITERIA
+from nbprune.criteria import CRITERIA
 from nbprune.workbook import NOT_IN_WORKBOOK, NOTEBOOK_PARAMETERS, PARAMETERS, PROFILES
 
 

@@ -11,7 +11,7 @@ from nbprune.interval import Interval
 from nbprune.iterative import default_steps
 from nbprune.model import mlp_parameters
 from nbprune.prune import global_counts, node_means, node_midpoints, shrink, top
-from nbprune.significance import (PruningContext, adjoint_seed, input_boxes, interval_adjoint, interval_forward,
+from nbprune.criteria import (PruningContext, adjoint_seed, input_boxes, interval_adjoint, interval_forward,
                                   node_significance)
 
 

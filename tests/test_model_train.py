@@ -174,7 +174,7 @@ def test_the_seeds_recipe_keeps_its_learning_rate_and_stops_only_on_patience(rec
     import dataclasses
 
     from nbprune import RunConfig
-    from nbprune.train import Stopping
+    from nbprune.training import Stopping
     settings = dataclasses.replace(RunConfig().train, recipe=recipe, patience=4, lr_patience=1, lr_drops=3)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     stopping = Stopping(settings, optimizer)

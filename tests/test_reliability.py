@@ -91,13 +91,13 @@ def reference(tiny_root, tmp_path_factory) -> Path:
 # an evaluation, a torch.save into a temporary file, an os.replace (atomic writes and publishing an iteration).
 # In step mode it waits for a line on stdin after each, so the test can kill it exactly there.
 DRIVER = r'''
-import importlib, os, sys
+import os, sys
 import torch
+import nbprune.evaluation as evaluate_module
+import nbprune.iterative as iterative_module
+import nbprune.report as report_module
+import nbprune.training as train_module
 from nbprune.cli import main
-
-# nbprune.train and nbprune.evaluate are also the package's functions, so fetch the modules themselves.
-evaluate_module, iterative_module, report_module, train_module = (
-    importlib.import_module(f"nbprune.{name}") for name in ("evaluate", "iterative", "report", "train"))
 
 STEP = os.environ["CRASH_STEP"] == "1"
 

@@ -7,7 +7,7 @@ from torch import nn
 from nbprune import NbpruneError, SimpleNN
 from nbprune.interval import Interval
 from nbprune.prune import keep_indices, prune_nodes, shrink
-from nbprune.significance import (CRITERIA, PruningContext, hidden_linears, interval_adjoint, interval_forward,
+from nbprune.criteria import (CRITERIA, PruningContext, hidden_linears, interval_adjoint, interval_forward,
                                   mlp_layers, significance)
 
 

@@ -19,9 +19,9 @@ import pytest
 from nbprune.cli import main
 from nbprune.errors import NbpruneError
 from nbprune.session import LOCK_FILE, Session
-from nbprune.sweep import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
-from nbprune.sweep.report import pick_per_budget
-from nbprune.sweep.spec import grid_values
+from nbprune.sweeps import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
+from nbprune.sweeps.report import pick_per_budget
+from nbprune.sweeps.spec import grid_values
 
 SPEC = """\
 seeds = [0, 1]
@@ -77,7 +77,7 @@ def test_a_varied_training_setting_gets_its_own_dense_model():
 
 
 def test_each_chain_asks_ray_for_its_threads_and_a_gpu_when_it_runs_on_cuda():
-    from nbprune.sweep.engine import _resources
+    from nbprune.sweeps.engine import _resources
     chains = expand(build_spec(grid={"device": ["cpu", "cuda"]}, fixed={"threads": 2}))
     assert [(_resources(chain)["num_cpus"], _resources(chain)["num_gpus"]) for chain in chains] == [(2, 0), (2, 1)]
     assert _resources(expand(build_spec())[0])["num_cpus"] == 1 and _resources(chains[0])["max_retries"] == 0
@@ -174,7 +174,7 @@ def test_the_pick_per_budget_is_made_on_validation_not_test():
 
 
 def test_the_report_draws_both_figures_and_lists_picks_and_failures(tmp_path):
-    from nbprune.sweep.report import sweep_report
+    from nbprune.sweeps.report import sweep_report
     folder = SweepFolder(tmp_path)
     rows = [{"chain": f"criterion={criterion}__seed={seed}", "criterion": criterion, "seed": seed,
              "iteration": iteration, "hidden": "8+4" if iteration else "16+8", "inputs": 784,
@@ -407,7 +407,7 @@ def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_st
 
 
 def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
-    from nbprune.sweep.spec import with_paths_resolved
+    from nbprune.sweeps.spec import with_paths_resolved
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBPRUNE_DATA_ROOT", "data")
     (tmp_path / "retain.txt").write_text("iteration fc1 fc2\n0 256 64\n1 200 50\n")

@@ -8,7 +8,7 @@ import torch
 from . import Verdict, close, exercise, same_interval
 from ..interval import Interval
 from ..primer import primer_box, primer_network
-from ..significance import PruningContext, interval_adjoint, interval_forward, significance
+from ..criteria import PruningContext, interval_adjoint, interval_forward, significance
 
 
 def _first_neuron_over(lower, upper) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from .config import TrainConfig, resolve_device
 from .data import Loader, TensorLoader
 from .epoch import Trainer, image_shift, teacher_probabilities
 from .errors import ConfigError, DivergenceWarning
-from .evaluate import loss_and_accuracy
+from .evaluation import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
 from .io import format_table, save_model_file, write_text_atomic
 from .model import SimpleNN
