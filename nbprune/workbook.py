@@ -322,8 +322,13 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
     source = notebooks_path(notebooks_dir)
     check_apart(session, source)
     session.check_free()
-    plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
+    planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
+    if controls.compare_levels is not None:  # 07's levels are iterations of this schedule: refused now, not in 07
+        from .compare import chosen_steps
+        chosen_steps(planned.steps, controls.compare_levels)
     values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
+    if config.train.teacher is not None:  # the kernels run in the executed notebooks' folder, not here
+        values.update(teacher=str(Path(config.train.teacher).resolve()))
     return values, session, source
 
 

@@ -886,6 +886,9 @@ CATALOGUE = {
     "workbook_data_root_missing": Case(_workbook_without_data, ["MNIST was not found", "nonexistent/MNIST/raw",
                                                                 "no network (test)"]),
     "workbook_validation_larger_than_the_data": Case(_workbook("val_size", "100000"), ["val_size"]),
+    "workbook_compare_levels_outside_the_schedule": Case(_workbook("compare_levels", "[99]"),
+                                                         ["compare_levels=[99] is not allowed",
+                                                          "iterations of the session's schedule"]),
     "workbook_session_path_of_5000_characters": Case(_workbook(session=LONG_PATH),
                                                      ["session_dir='/tmp/aaaa", "expected a folder or file path "
                                                       "(at most 4095 bytes, 255 per name)"]),
@@ -1173,3 +1176,12 @@ def test_ctrl_c_during_a_workbook_ends_in_one_line_without_a_traceback(moment, t
     said = [line for line in err.splitlines() if line.strip() and not any(text in line for text in WORKBOOK_CHATTER)]
     hint = " Run the same command with -p begin_itr auto to continue."
     assert said in ([f"nbprune: interrupted.{hint}"], *([["nbprune: interrupted."]] if moment == "ready" else [])), err
+
+
+def test_workbook_passes_a_relative_teacher_path_to_its_kernels_as_an_absolute_one(reference, tiny_root, tmp_path,
+                                                                                   monkeypatch):
+    from nbprune.workbook import checked_run
+    shutil.copy(iteration_dir(reference, 0) / "best_model.pth", tmp_path / "teacher.pth")
+    monkeypatch.chdir(tmp_path)  # the kernels run in the executed notebooks' folder: a relative path would miss
+    values, _, _ = checked_run(tmp_path / "session", "quick", {"data_root": str(tiny_root), "teacher": "teacher.pth"})
+    assert values["teacher"] == str(tmp_path / "teacher.pth")
