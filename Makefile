@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml $(JUPYTER_HOOK) | $(BIN)/python
 run: $(VENV)/.installed  ## the whole workbook, quick profile
 	$(BIN)/nbprune workbook --profile quick
 
-full: $(VENV)/.installed  ## the whole workbook with the seed's training settings
+full: $(VENV)/.installed  ## the whole workbook with the reference workflow's training settings
 	$(BIN)/nbprune workbook --profile full
 
 test: $(VENV)/.installed  ## the whole test suite (real-MNIST tests run when NBPRUNE_DATA_ROOT is set)

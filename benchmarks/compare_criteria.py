@@ -56,11 +56,11 @@ METHODS = (*CRITERIA, "scratch")
 FORMAT = 1
 DEFAULT_WORK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "nbprune_compare_criteria"
 
-# shared/seed/REFERENCE.md, prune_w_retrain_results/validations.txt: the seed's test accuracy by iteration.
+# shared/seed/REFERENCE.md, prune_w_retrain_results/validations.txt: the reference's test accuracy by iteration.
 # Its row for iteration 1 repeats iteration 0's (a known defect of the original), so it is marked, not compared.
-SEED_TEST_ACCURACY = {0: 97.61, 1: 97.61, 2: 97.62, 3: 97.56, 4: 97.57, 5: 97.41, 6: 97.5, 7: 97.26, 8: 96.41,
+REFERENCE_ACCURACY = {0: 97.61, 1: 97.61, 2: 97.62, 3: 97.56, 4: 97.57, 5: 97.41, 6: 97.5, 7: 97.26, 8: 96.41,
                       9: 94.46, 10: 92.02, 11: 11.35, 12: 11.35, 13: 11.35, 14: 11.35}
-SEED_DUPLICATE_ROW = 1
+REFERENCE_DUPLICATE_ROW = 1
 PERCENT_TICKS = (100, 64, 41, 26, 16.9, 10.6, 6.9, 4.4, 2.8, 1.9, 1.25, 0.63)  # every other level
 
 
@@ -99,7 +99,7 @@ def results_of(state: dict, method: str, seed: int) -> dict:
 # ---------------------------------------------------------------------------------------------------- runs
 
 def folder_record(folder: Path, step: RetentionStep, data, seconds: float | None) -> dict:
-    """Return one level's record from an iteration folder: the seed's four results, validation, epochs, size."""
+    """Return one level's record from an iteration folder: the reference's four results, validation, epochs, size."""
     header, rows = read_table(folder / "validation_results.txt")
     record = dict(zip(header, rows[0]))
     model = load_pruned_model(SimpleNN(), folder / "best_model.pth")
@@ -306,10 +306,10 @@ def cell(values: list[float] | None, seeds: int) -> str:
     return text + (f" (n={len(values)})" if len(values) < seeds else "")
 
 
-def seed_cell(iteration: int) -> str:
-    if iteration not in SEED_TEST_ACCURACY:
+def reference_cell(iteration: int) -> str:
+    if iteration not in REFERENCE_ACCURACY:
         return "–"
-    return f"{SEED_TEST_ACCURACY[iteration]:.2f}" + ("*" if iteration == SEED_DUPLICATE_ROW else "")
+    return f"{REFERENCE_ACCURACY[iteration]:.2f}" + ("*" if iteration == REFERENCE_DUPLICATE_ROW else "")
 
 
 def ordered_methods(state: dict) -> list[str]:
@@ -365,8 +365,8 @@ def plot(state: dict, rows: list[dict]) -> Figure:
     """Return test accuracy (mean ± sd over seeds) against % of nodes retained, one line per method."""
     figure = Figure(figsize=(12, 4.6), layout="constrained")
     panels = figure.subplots(1, 2)
-    seed_points = [(row["step"].percentage, SEED_TEST_ACCURACY[row["step"].iteration]) for row in rows
-                   if row["step"].iteration in SEED_TEST_ACCURACY and row["step"].iteration != SEED_DUPLICATE_ROW]
+    reference_points = [(row["step"].percentage, REFERENCE_ACCURACY[row["step"].iteration]) for row in rows
+                   if row["step"].iteration in REFERENCE_ACCURACY and row["step"].iteration != REFERENCE_DUPLICATE_ROW]
     for axes, (title, ylim) in zip(panels, (("all levels", None), ("zoom: 90-99%", (90, 99)))):
         for method in ordered_methods(state):
             points = [(row["step"].percentage, *mean_sd(row["methods"][method])) for row in rows
@@ -375,9 +375,9 @@ def plot(state: dict, rows: list[dict]) -> Figure:
                 x, mean, sd = zip(*points)
                 axes.errorbar(x, mean, yerr=sd, marker="o", markersize=3.5, capsize=2, linewidth=1.4,
                               label=method, linestyle=":" if method == "scratch" else "-")
-        if seed_points:
-            x, y = zip(*seed_points)
-            axes.plot(x, y, "kx--", linewidth=0.9, markersize=5, label="seed (reported)")
+        if reference_points:
+            x, y = zip(*reference_points)
+            axes.plot(x, y, "kx--", linewidth=0.9, markersize=5, label="reference (reported)")
         axes.set(xscale="log", xlabel="% of hidden nodes retained (log scale)", ylabel="test accuracy (%)",
                  title=f"Test accuracy after pruning and retraining: {title}")
         shown = [row["step"].percentage for row in rows]
@@ -418,14 +418,14 @@ def render(state: dict, results_dir: Path) -> Path:
     rows = level_rows(state)
     methods = ordered_methods(state)
     seeds = len(state.get("seeds") or {s for m in state["results"].values() for s in m}) or 1
-    header = ["iteration", "hidden", "% nodes", *methods, "seed (reported)", "best pruning criterion"]
+    header = ["iteration", "hidden", "% nodes", *methods, "reference (reported)", "best pruning criterion"]
     table = []
     for row in rows:
         step = row["step"]
         pruning = {m: statistics.fmean(v) for m, v in row["methods"].items() if m != "scratch"}
         best = max(pruning, key=pruning.get) if len(pruning) > 1 and step.iteration > 0 else "–"
         table.append([step.iteration, "+".join(map(str, step.retained)), f"{step.percentage:.2f}",
-                      *(cell(row["methods"].get(m), seeds) for m in methods), seed_cell(step.iteration), best])
+                      *(cell(row["methods"].get(m), seeds) for m in methods), reference_cell(step.iteration), best])
     settings = state["settings"]
     missing = missing_lines(state)
     text = (
@@ -437,7 +437,7 @@ def render(state: dict, results_dir: Path) -> Path:
         " (n = the number of seeds when fewer finished). Every method of a seed starts from the same trained "
         "dense model (iteration 0); `scratch` trains a fresh model with the level's layer sizes instead of "
         "pruning. " + training_sentence(settings) + "\n\n"
-        "The seed's column is its reported prune-with-retraining test accuracy (REFERENCE.md), made with "
+        "The reference column is the reported prune-with-retraining test accuracy (REFERENCE.md), made with "
         "its own set-up (constant learning rate, inputs scaled by 1/255 twice, early stopping on the test set), "
         "so it is a point of reference rather than a like-for-like run. *Its row for iteration 1 repeats "
         "iteration 0's.\n\n"

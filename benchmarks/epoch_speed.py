@@ -1,6 +1,6 @@
-"""One training epoch: nbprune against the seed's trainer, alternated in one process on the real MNIST.
+"""One training epoch: nbprune against the reference workflow's trainer, alternated in one process on the real MNIST.
 
-The seed's epoch: torchvision's MNIST with a per-sample ToTensor transform behind a torch DataLoader (batch 64,
+The reference's epoch: torchvision's MNIST with a per-sample ToTensor transform behind a torch DataLoader (batch 64,
 shuffled), AdamW, SimpleNN, `loss.item()` bookkeeping every step, then the test-set evaluation it ran after every
 epoch. nbprune's epoch: its in-memory training pass over the same 55,000 images at batch 64 plus its per-epoch
 validation. Also: what fraction of this machine's measured matmul FLOP/s a training pass reaches.
@@ -31,8 +31,8 @@ from nbprune.io import write_text_atomic
 from nbprune.training import make_trainer
 
 
-def seed_epoch(model, train_loader, test_loader) -> None:
-    """The seed's loop as it ran: per-step .item() bookkeeping, then a test pass with .item() per batch."""
+def reference_epoch(model, train_loader, test_loader) -> None:
+    """The reference's loop as it ran: per-step .item() bookkeeping, then a test pass with .item() per batch."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     model.train()
     running_loss, correct, total = 0.0, 0, 0
@@ -98,26 +98,26 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_data(root, val_size=args.val_size)
     to_tensor = torchvision.transforms.ToTensor()
-    seed_train = torchvision.datasets.MNIST(str(root), train=True, transform=to_tensor)
-    train_indices = torch.randperm(len(seed_train), generator=torch.Generator().manual_seed(0))[args.val_size:]
-    seed_train_loader = DataLoader(Subset(seed_train, train_indices.tolist()), batch_size=64, shuffle=True)
-    seed_test_loader = DataLoader(torchvision.datasets.MNIST(str(root), train=False, transform=to_tensor),
+    reference_train = torchvision.datasets.MNIST(str(root), train=True, transform=to_tensor)
+    train_indices = torch.randperm(len(reference_train), generator=torch.Generator().manual_seed(0))[args.val_size:]
+    reference_train_loader = DataLoader(Subset(reference_train, train_indices.tolist()), batch_size=64, shuffle=True)
+    reference_test_loader = DataLoader(torchvision.datasets.MNIST(str(root), train=False, transform=to_tensor),
                                   batch_size=64, shuffle=False)
-    assert len(seed_train_loader.dataset) == len(data.train_loader.dataset)
+    assert len(reference_train_loader.dataset) == len(data.train_loader.dataset)
 
-    seed_model, trainer = SimpleNN(), make_trainer(SimpleNN(), 1e-3, 1e-4)
+    reference_model, trainer = SimpleNN(), make_trainer(SimpleNN(), 1e-3, 1e-4)
     nbprune_epoch(trainer, data)  # warm-up
-    seed_times, our_times = [], []
+    reference_times, our_times = [], []
     for _ in range(args.repeats):
-        seed_times.append(timed(seed_epoch, seed_model, seed_train_loader, seed_test_loader))
+        reference_times.append(timed(reference_epoch, reference_model, reference_train_loader, reference_test_loader))
         our_times.append(timed(nbprune_epoch, trainer, data))
-    ratios = [s / o for s, o in zip(seed_times, our_times)]
+    ratios = [s / o for s, o in zip(reference_times, our_times)]
     peak = matmul_flops(args.matmul_size)
     reached = {batch: training_pass_flops(data, batch, args.repeats) for batch in (64, 512)}
 
     ratio = statistics.median(ratios)
     lines = [
-        "# Epoch speed: nbprune against the seed's trainer",
+        "# Epoch speed: nbprune against the reference workflow's trainer",
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}.",
@@ -128,11 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| epoch | " + " | ".join(f"run {i + 1}" for i in range(args.repeats)) + " | median |",
         "|---|" + "---|" * (args.repeats + 1),
-        "| seed (DataLoader + ToTensor, .item() per step, test pass) | "
-        + " | ".join(f"{t:.2f} s" for t in seed_times) + f" | {statistics.median(seed_times):.2f} s |",
+        "| reference (DataLoader + ToTensor, .item() per step, test pass) | "
+        + " | ".join(f"{t:.2f} s" for t in reference_times) + f" | {statistics.median(reference_times):.2f} s |",
         "| nbprune (in-memory batches, hand-written backward, one fused AdamW call, validation pass) | "
         + " | ".join(f"{t:.2f} s" for t in our_times) + f" | {statistics.median(our_times):.2f} s |",
-        "| ratio (seed / nbprune) | " + " | ".join(f"{r:.1f}x" for r in ratios) + f" | **{ratio:.1f}x** |",
+        "| ratio (reference / nbprune) | " + " | ".join(f"{r:.1f}x" for r in ratios) + f" | **{ratio:.1f}x** |",
         "",
         f"Target: at least 5x. Verdict: **{'met' if ratio >= 5 else 'NOT met'}** ({ratio:.1f}x).",
         "",

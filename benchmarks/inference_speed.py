@@ -2,7 +2,7 @@
 
 Measures parameters, multiply-accumulates (sum of in x out over the linear layers), the median latency of one
 image (batch 1) and the throughput at batch 1024, for the dense SimpleNN (256+64), iteration 8 (43+11, the one
-the seed's author deployed) and the iteration 05_test chooses by default (the smallest model within 1 point of
+the reference's author deployed) and the iteration 05_test chooses by default (the smallest model within 1 point of
 dense test accuracy). All models are timed in one process, interleaved call by call in a shuffled order, so that
 a busy neighbour slows all of them alike; the figures are medians (and best calls). The script first waits for
 the CPU to be idle, and says how busy other processes kept it while the timing ran.

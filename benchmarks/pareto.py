@@ -30,7 +30,7 @@ The pruning chains also run as an `nbprune sweep` (Ray, local or --address; one 
 drawn from the sweep's results.csv the same way (scratch, trained from a fresh start, is no pruning chain: it
 runs only in this script's own pool):
 
-    python benchmarks/pareto.py --data-root ../shared/datasets --methods seed best magnitude --sweep sweeps/pareto
+    python benchmarks/pareto.py --data-root ../shared/datasets --methods reference best magnitude --sweep sweeps/pareto
     python benchmarks/pareto.py --from-sweep sweeps/pareto --results-dir /tmp/pareto_report
 """
 

@@ -1,7 +1,7 @@
-"""The whole default schedule with the default settings (nbprune.RunConfig()), against the seed's curve.
+"""The whole default schedule with the default settings (nbprune.RunConfig()), against the reference workflow's curve.
 
 On MNIST it writes benchmarks/results/pruning_quality.md (one row per iteration, the targets and their verdicts)
-and pruning_quality.png (test accuracy against % of nodes retained, beside the seed's). With
+and pruning_quality.png (test accuracy against % of nodes retained, beside the reference workflow's). With
 --dataset FashionMNIST it writes pruning_quality_fashion.md and .png (target: the dense model at least 89.0%).
 
     python benchmarks/pruning_quality.py --data-root ../shared/datasets [--dataset FashionMNIST] [--session-dir DIR]
@@ -28,8 +28,8 @@ from nbprune.io import write_text_atomic
 from nbprune.iterative import default_steps
 from nbprune.retention import save_figure
 
-# The seed's reported test accuracy per % of nodes retained (../shared/seed/REFERENCE.md, with retraining).
-SEED_CURVE = {100: 97.61, 80: 97.61, 64.0625: 97.62, 51.25: 97.56, 40.9375: 97.57, 32.8125: 97.41, 26.25: 97.5,
+# The reference's reported test accuracy per % of nodes retained (../shared/seed/REFERENCE.md, with retraining).
+REFERENCE_CURVE = {100: 97.61, 80: 97.61, 64.0625: 97.62, 51.25: 97.56, 40.9375: 97.57, 32.8125: 97.41, 26.25: 97.5,
               20.9375: 97.26, 16.875: 96.41, 13.4375: 94.46, 10.625: 92.02, 8.4375: 11.35, 6.875: 11.35,
               5.625: 11.35, 4.375: 11.35}
 # Targets per dataset: % retained -> minimum test accuracy (MNIST: the method issue's; Fashion-MNIST: the dense model).
@@ -41,16 +41,17 @@ OUTPUT = {"MNIST": "pruning_quality", "FashionMNIST": "pruning_quality_fashion"}
 def verdicts(records: list[dict], total_seconds: float, dataset: str) -> list[str]:
     """Return one line per target: the figure reached and whether it meets the target."""
     by_share = {record["PercentageRetain"]: record for record in records}
-    seed_curve = SEED_CURVE if dataset == "MNIST" else {}
+    reference_curve = REFERENCE_CURVE if dataset == "MNIST" else {}
     lines = []
     for share, target in TARGETS[dataset].items():
-        seed = seed_curve.get(share, "-")
+        reported = reference_curve.get(share, "-")
+        reference = f"{reported}%" if reported != "-" else reported
         if share not in by_share:
-            lines.append(f"| {share:g}% retained | >= {target}% | not run | {seed}{'%' if seed != '-' else ''} | "
+            lines.append(f"| {share:g}% retained | >= {target}% | not run | {reference} | "
                          f"- |")
             continue
         reached = by_share[share]["Test_Accuracy"]
-        lines.append(f"| {share:g}% retained | >= {target}% | {reached:.2f}% | {seed}{'%' if seed != '-' else ''} | "
+        lines.append(f"| {share:g}% retained | >= {target}% | {reached:.2f}% | {reference} | "
                      f"{'met' if reached >= target else 'NOT met'} |")
     if dataset == "MNIST" and any(r["PercentageRetain"] <= FLOOR_DOWN_TO for r in records):
         floor = min(r["Test_Accuracy"] for r in records if r["PercentageRetain"] >= FLOOR_DOWN_TO)
@@ -67,7 +68,7 @@ def plot(records: list[dict], dataset: str) -> Figure:
     axes.plot([r["PercentageRetain"] for r in records], [r["Test_Accuracy"] for r in records], "o-",
               label="nbprune (default settings)")
     if dataset == "MNIST":
-        axes.plot(list(SEED_CURVE), list(SEED_CURVE.values()), "s--", label="seed (REFERENCE.md)")
+        axes.plot(list(REFERENCE_CURVE), list(REFERENCE_CURVE.values()), "s--", label="reference (REFERENCE.md)")
     targets = TARGETS[dataset]
     axes.scatter(list(targets), list(targets.values()), marker="_", s=300, color="black", label="targets", zorder=3)
     axes.set(xscale="log", xlabel="% of hidden nodes retained (log scale)", ylabel="test accuracy (%)",
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                              session_dir)
     total = time.perf_counter() - started
     name = args.name or OUTPUT[args.dataset]
-    seed_column = SEED_CURVE if args.dataset == "MNIST" else {}
+    reference_column = REFERENCE_CURVE if args.dataset == "MNIST" else {}
 
     lines = [
         f"# Pruning quality: the default schedule on the real {args.dataset}",
@@ -111,25 +112,25 @@ def main(argv: list[str] | None = None) -> int:
         f"threads (torch {torch.__version__}); default settings of `IterativePruning` and `train` "
         f"(interval_adjoint criterion; AdamW 1e-3, batch 64, patience 10, learning-rate drops on plateaus, at most 40 "
         f"epochs per iteration; retraining distils from the dense model), seed "
-        f"{args.seed}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
+        f"{args.reference}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
         f"`python benchmarks/pruning_quality.py --data-root ../shared/datasets"
         f"{' --dataset ' + args.dataset if args.dataset != 'MNIST' else ''}"
         f"{' --set ' + ' '.join(args.set) if args.set else ''}{' --name ' + args.name if args.name else ''}`. "
         f"Wall time of the whole run, data loading included: {total / 60:.1f} min.",
         "",
-        "| target | wanted | nbprune | seed | verdict |",
+        "| target | wanted | nbprune | reference | verdict |",
         "|---|---|---|---|---|",
         *verdicts(records, total, args.dataset),
         "",
         "| iteration | neurons kept | % retained | parameters | train acc. (%) | validation acc. (%) | test acc. (%) "
-        "| seed test acc. (%) | time (s) |",
+        "| reference test acc. (%) | time (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        seed = seed_column.get(r["PercentageRetain"])
+        reference = reference_column.get(r["PercentageRetain"])
         lines.append(f"| {r['iteration']} | {'+'.join(map(str, r['retained']))} | {r['PercentageRetain']:g} | "
                      f"{r['parameters']:,} | {r['Train_Accuracy']:.2f} | {r['Val_Accuracy']:.2f} | "
-                     f"{r['Test_Accuracy']:.2f} | {'' if seed is None else seed} | {r['seconds']:.0f} |")
+                     f"{r['Test_Accuracy']:.2f} | {'' if reference is None else reference} | {r['seconds']:.0f} |")
     lines += ["", f"![test accuracy against nodes retained]({name}.png)"]
     save_figure(plot(records, args.dataset), args.results_dir / f"{name}.png")
     write_text_atomic(args.results_dir / f"{name}.md", "\n".join(lines) + "\n")

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                + ", ".join(name for name in SETTINGS if name != "retain")
                + ". `nbprune prune --help` gives the meanings and defaults of those it shares.")
     workbook.add_argument("--profile", default="quick", choices=["quick", "full"],
-                          help="quick: few epochs per iteration; full: the seed's training settings")
+                          help="quick: few epochs per iteration; full: the reference workflow's training settings")
     add_setting(workbook, CONTROLS["session_dir"])
     workbook.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                           help="any setting, e.g. -p begin_itr 3 or -p hidden 300,100,50 (repeatable)")

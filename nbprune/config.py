@@ -28,14 +28,17 @@ NONE_WORDS = ("none", "null", "")
 
 
 def setting(default: Any, help: str, *, kind: str, low: float | None = None, high: float | None = None,
-            bounds: str = "[]", choices: tuple[str, ...] | None = None, optional: bool = False):
+            bounds: str = "[]", choices: tuple[str, ...] | None = None, optional: bool = False,
+            aliases: Mapping[str, str] | None = None):
     """Declare one setting: a dataclass field whose metadata says how to parse, check and explain it.
 
     kind: int, float, str, bool, ints (a list of whole numbers), path, or iteration (a whole number or 'auto').
     low/high bound numbers (and each of a list's numbers); bounds says whether they are closed '[]' or open '()'.
+    aliases map a choice's old name to its name now, so old records and specs still load.
     """
     return field(default=default, metadata={"help": help, "kind": kind, "low": low, "high": high,
-                                            "bounds": bounds, "choices": choices, "optional": optional})
+                                            "bounds": bounds, "choices": choices, "optional": optional,
+                                            "aliases": tuple(sorted((aliases or {}).items()))})
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Setting:
     bounds: str
     choices: tuple[str, ...] | None
     optional: bool
+    aliases: tuple[tuple[str, str], ...] = ()
 
     def expected(self) -> str:
         """Return what a value of this setting must be, in words."""
@@ -121,6 +125,7 @@ class Setting:
             if not text.strip() or _too_long(text):
                 raise self._refuse(value if len(text) <= 60 else text[:57] + "...")
             return text
+        value = dict(self.aliases).get(value, value) if isinstance(value, str) else value
         if not isinstance(value, str) or (self.choices and value not in self.choices):
             raise self._refuse(value)
         return value
@@ -237,10 +242,11 @@ class ScheduleConfig:
 class TrainConfig:
     """How every iteration (re)trains: AdamW, early stopping on the validation split, distillation."""
 
-    recipe: str = setting("default", "default: learning-rate drops on plateaus; seed: the seed's constant rate",
-                          kind="str", choices=("default", "seed"))
+    recipe: str = setting("default", "default: learning-rate drops on plateaus; reference: the reference workflow's "
+                                     "constant rate", kind="str", choices=("default", "reference"),
+                          aliases={"seed": "reference"})
     lr: float = setting(1e-3, "learning rate of AdamW", kind="float", low=0, high=10, bounds="(]")
-    epochs: int = setting(40, "most epochs per iteration (the seed: 300)", kind="int", low=1, high=100_000)
+    epochs: int = setting(40, "most epochs per iteration (the reference: 300)", kind="int", low=1, high=100_000)
     patience: int = setting(10, "epochs without a better validation loss before training stops", kind="int",
                             low=1, high=100_000)
     lr_patience: int = setting(1, "stalled epochs tolerated before the learning rate drops x0.2", kind="int",
@@ -251,7 +257,7 @@ class TrainConfig:
     min_delta: float = setting(1e-4, "smallest drop of the validation loss that counts as better", kind="float",
                                low=0, high=100)
     distill: bool = setting(True, "retrain pruned iterations on the dense model's softened outputs as well as "
-                                  "the labels (the seed: false)", kind="bool")
+                                  "the labels (the reference workflow: false)", kind="bool")
     distill_weight: float = setting(0.5, "weight of the distillation term", kind="float", low=0, high=1)
     temperature: float = setting(2.0, "distillation temperature", kind="float", low=0, high=100, bounds="(]")
     teacher: str | None = setting(None, "a model file the pruned iterations distil from instead of the dense model: "
@@ -275,10 +281,10 @@ class PruneConfig:
 
     criterion: str = setting("interval_adjoint", "how neurons are scored", kind="str",
                              choices=("interval_adjoint", "magnitude", "taylor", "random"))
-    adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the seed), or "
-                                         "one per class, summed (class_sum) or maxed (class_max)", kind="str",
+    adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the reference), "
+                                         "or one per class, summed (class_sum) or maxed (class_max)", kind="str",
                                  choices=("ones", "class_sum", "class_max"))
-    input_boxes: str = setting("data", "interval_adjoint: the whole-data box (the seed), one box per class, or "
+    input_boxes: str = setting("data", "interval_adjoint: the whole-data box (the reference), one box per class, or "
                                        "small boxes around training inputs (local), scores averaged", kind="str",
                                choices=("data", "class", "local"))
     box_radius: float = setting(0.5, "local boxes: half-width around each training input, in standardised units",
@@ -288,8 +294,8 @@ class PruneConfig:
     bias_compensation: str = setting("none", "fold a removed node's mean activation (mean) or interval midpoint "
                                              "(midpoint), times its outgoing weights, into the next layer's bias",
                                      kind="str", choices=("none", "mean", "midpoint"))
-    allocation: str = setting("layer", "layer: each layer keeps round(h * q**t) (the seed); global: all nodes compete "
-                                       "for one budget per iteration", kind="str", choices=("layer", "global"))
+    allocation: str = setting("layer", "layer: each layer keeps round(h * q**t) (the reference); global: all nodes "
+                                       "compete for one budget per iteration", kind="str", choices=("layer", "global"))
     budget: str = setting("neurons", "global allocation's budget: the schedule's total hidden neurons, or the same "
                                      "share of the dense model's parameters", kind="str",
                           choices=("neurons", "parameters"))
@@ -399,7 +405,7 @@ def _describe(declared: dataclasses.Field, group: str) -> Setting:
     meta = declared.metadata
     default = declared.default if declared.default is not dataclasses.MISSING else None
     return Setting(declared.name, group, default, meta["help"], meta["kind"], meta["low"], meta["high"],
-                   meta["bounds"], meta["choices"], meta["optional"])
+                   meta["bounds"], meta["choices"], meta["optional"], meta["aliases"])
 
 
 def _collect(cls, group: str = "") -> dict[str, Setting]:

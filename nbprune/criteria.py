@@ -1,13 +1,13 @@
-"""Node scores: the interval-adjoint significance of the seed, its variants, and simpler criteria to compare it with.
+"""Node scores: the reference's interval-adjoint significance, its variants, and simpler criteria to compare it with.
 
 A criterion maps (model, context) to one score vector per node layer, higher meaning more worth keeping: the input
-features first, then each hidden layer. `significance()` returns the hidden layers' scores (the seed's contract);
+features first, then each hidden layer. `significance()` returns the hidden layers' scores (the reference's contract);
 `node_significance()` returns all of them.
 
 The interval-adjoint criterion has two options (PruningContext.adjoint_seeds and .input_boxes):
-- adjoint seeds: "ones" (the seed: one backward pass from 1 on every output, the gradient of the sum of the logits),
-  or one pass per output class, the classes' max |adjoint| summed ("class_sum") or maxed ("class_max");
-- input boxes: "data" (the seed: one box from each feature's min to max over the training data), "class" (one box
+- adjoint seeds: "ones" (the reference: one backward pass from 1 on every output, the gradient of the sum of the
+  logits), or one pass per output class, the classes' max |adjoint| summed ("class_sum") or maxed ("class_max");
+- input boxes: "data" (the reference: one box from each feature's min to max over the training data), "class" (one box
   per class, over its training inputs), or "local" (small boxes of radius `box_radius` around `box_count` training
   inputs, clipped to the data box). Scores over several boxes are averaged.
 """

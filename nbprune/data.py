@@ -358,7 +358,7 @@ def load_data(data_root: str | os.PathLike | None = None, name: str = "MNIST", b
     values = train_x[train_index].reshape(len(train_index), -1).float().div_(scale)
     if standardisation is not None:
         mean, std = standardisation
-    elif image_shape is not None:  # one mean and std over all pixels, as the seed's normalisation
+    elif image_shape is not None:  # one mean and std over all pixels, as the reference workflow's normalisation
         mean, std = values.mean().item(), values.std().item()
     else:  # features on their own scales: one mean and std per feature
         mean = tuple(values.mean(dim=0).tolist())

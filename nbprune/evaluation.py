@@ -1,4 +1,4 @@
-"""Loss and accuracy of a model on loaders, with the seed's result keys."""
+"""Loss and accuracy of a model on loaders, with the reference workflow's result keys."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def loss_and_accuracy(model: nn.Module, loader: Loader) -> tuple[float, float]:
 
 
 def evaluate(model: nn.Module, train_loader: Loader, test_loader: Loader) -> dict[str, float]:
-    """Return the seed's dict: Train_Loss, Test_Loss, Train_Accuracy, Test_Accuracy (accuracy in %)."""
+    """Return the reference workflow's dict: Train_Loss, Test_Loss, Train_Accuracy, Test_Accuracy (accuracy in %)."""
     train_loss, train_accuracy = loss_and_accuracy(model, train_loader)
     test_loss, test_accuracy = loss_and_accuracy(model, test_loader)
     return {"Train_Loss": train_loss, "Test_Loss": test_loss,

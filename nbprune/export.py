@@ -52,7 +52,7 @@ Exported by `nbprune export` from {source} ({provenance}). Needs only torch. Cla
 It prints one line per input: the class name and the model's probability for it. The classes are:
 {classes}.
 
-Or in Python, in the seed's three steps:
+Or in Python, in the reference workflow's three steps:
 
     from model import SimpleNN
     from loader import load_pruned_model, read_inputs, standardise

@@ -1,4 +1,4 @@
-"""Files: atomic writes, the seed's text tables, and self-describing model files that are safe to load.
+"""Files: atomic writes, the reference's text tables, and self-describing model files that are safe to load.
 
 A model file is the seed's `torch.save(state_dict)`, loaded with `weights_only=True`. nbprune adds its record
 (architecture, activation, standardisation, dataset, iteration, criterion) to the state dict's own `_metadata`,
@@ -84,7 +84,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[float]]) -> str:
-    """Return the seed's table format: a space-separated header and rows of %g numbers."""
+    """Return the reference workflow's table format: a space-separated header and rows of %g numbers."""
     lines = [" ".join(header)]
     lines += [" ".join(f"{value:g}" for value in row) for row in rows]
     return "\n".join(lines) + "\n"

@@ -35,12 +35,12 @@ from .training import train as default_train
 
 log = logging.getLogger(__name__)
 
-SEED_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
-RESULT_COLUMNS = SEED_COLUMNS  # the seed's header; nbprune adds the columns below after it
+REFERENCE_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
+RESULT_COLUMNS = REFERENCE_COLUMNS  # the reference workflow's header; nbprune adds the columns below after it
 ADDED_COLUMNS = ("Parameters", "Val_Loss", "Val_Accuracy")
 SAMPLE = 8192  # training rows the criteria, the boxes and bias compensation look at
 
-__all__ = ["IterativePruning", "RESULT_COLUMNS", "SEED_COLUMNS", "as_schedule", "iteration_dir", "is_complete"]
+__all__ = ["IterativePruning", "RESULT_COLUMNS", "REFERENCE_COLUMNS", "as_schedule", "iteration_dir", "is_complete"]
 
 
 def iteration_dir(session_dir: str | os.PathLike, iteration: int) -> Path:
@@ -70,7 +70,7 @@ def _accepts(function: Callable, name: str) -> bool:
 
 
 class IterativePruning:
-    """The seed's experiment: holds the loaders and the train/evaluate functions, prunes and retrains.
+    """The reference workflow's experiment: holds the loaders and the train/evaluate functions, prunes and retrains.
 
     Settings come from `config` (default RunConfig()); any setting can also be given by name, e.g.
     IterativePruning(train_loader, test_loader, val_loader=val_loader, criterion="magnitude", distill=False,
@@ -80,7 +80,7 @@ class IterativePruning:
     def __init__(self, train_loader: Loader, test_loader: Loader, train: Callable = default_train,
                  evaluate: Callable = default_evaluate, *, val_loader: Loader | None = None,
                  config: RunConfig | None = None, progress: bool = True, **settings):
-        if "num_epochs" in settings:  # the seed's name for epochs
+        if "num_epochs" in settings:  # the reference workflow's name for epochs
             settings["epochs"] = settings.pop("num_epochs")
         criterion = settings.get("criterion")
         self.criterion_function: Criterion | None = None
@@ -123,7 +123,7 @@ class IterativePruning:
         return self._context
 
     def _train_arguments(self, log_dir) -> dict:
-        """Return the arguments for the train function: the seed's four, and nbprune's own where it takes them."""
+        """Return the arguments for the train function: the reference workflow's four, and nbprune's own where it takes them."""
         settings = self.config.train
         arguments = {"lr": settings.lr, "num_epochs": settings.epochs, "patience": settings.patience,
                      "logdir": log_dir}
@@ -151,7 +151,7 @@ class IterativePruning:
         if self.val_loader is not None:
             results["Val_Loss"], results["Val_Accuracy"] = loss_and_accuracy(pruned, self.val_loader)
         if log_dir is not None:
-            columns = [*SEED_COLUMNS, *(name for name in ADDED_COLUMNS if name in results)]
+            columns = [*REFERENCE_COLUMNS, *(name for name in ADDED_COLUMNS if name in results)]
             write_text_atomic(Path(log_dir) / VALIDATION_FILE,
                               format_table(columns, [[results[name] for name in columns]]))
         return pruned
@@ -292,7 +292,7 @@ class IterativePruning:
 
     def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,
             end_itr: int | None = None) -> list[dict]:
-        """Run every iteration of the schedule from `begin_itr` into `session_dir` (the seed's my_dir, the
+        """Run every iteration of the schedule from `begin_itr` into `session_dir` (the reference's my_dir, the
         iterative_pruning folder); return one record per iteration run. Nothing is written if a check fails."""
         session = Session.for_pruning_dir(session_dir) if session_dir is not None else Session.default()
         steps, position, start = self.plan(model, data, session, begin_itr, end_itr)

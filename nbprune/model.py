@@ -1,4 +1,4 @@
-"""SimpleNN: the seed's 784-256-64-10 ReLU network, with any number of hidden layers, and the record that makes
+"""SimpleNN: the reference's 784-256-64-10 ReLU network, with any number of hidden layers, and the record that makes
 its model files self-describing (architecture, activation, standardisation, dataset, provenance)."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class KeepInputs(nn.Module):
 
 
 class SimpleNN(nn.Module):
-    """An MLP whose linear layers are named fc1, fc2, ... fcN, as in the seed.
+    """An MLP whose linear layers are named fc1, fc2, ... fcN, as in the reference workflow.
 
     It takes standardised inputs of shape [batch, in_features] (or [batch, 28, 28]). After input-node pruning,
     `keep_inputs` selects the kept features itself, so the model still takes whole inputs. `spec` says which data

@@ -1,6 +1,6 @@
 """Node pruning: choose the most significant nodes and physically shrink the layers.
 
-- keep_indices: per layer, the top-k scores (the seed's fixed per-layer counts);
+- keep_indices: per layer, the top-k scores (the reference workflow's fixed per-layer counts);
 - global_counts: how many nodes each layer keeps when all nodes compete for one budget (neurons or parameters);
 - shrink: the surgery, for hidden neurons and for input features, optionally folding what a removed node
   contributed on average into the next layer's bias (bias compensation).

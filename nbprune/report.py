@@ -11,7 +11,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .errors import NbpruneError
 from .io import format_table, write_text_atomic
-from .iterative import ADDED_COLUMNS, SEED_COLUMNS
+from .iterative import ADDED_COLUMNS, REFERENCE_COLUMNS
 from .retention import save_figure
 from .session import RESULTS, Session
 
@@ -87,7 +87,7 @@ def concatenate(session_dir: str | os.PathLike | Session) -> Path:
         raise NbpruneError(f"no finished iteration in {session.pruning}: expected folders <i>/prune_w_retrain/ "
                            f"with all three files. Run the pruning first (notebook 04_iterative_pruning or "
                            f"`nbprune prune`).")
-    columns = [*SEED_COLUMNS, *(name for name in ADDED_COLUMNS if all(name in record for record in records))]
+    columns = [*REFERENCE_COLUMNS, *(name for name in ADDED_COLUMNS if all(name in record for record in records))]
     for record in records:
         if not 0 < record["PercentageRetain"] <= 100:
             raise NbpruneError(f"{session.iteration_dir(record['iteration'])}/validation_results.txt gives "

@@ -1,6 +1,6 @@
 """The retention schedule: how many neurons each hidden layer keeps at pruning iteration t.
 
-The seed's retain.txt has one column per hidden layer. Two optional columns extend it, present only when used:
+The reference's retain.txt has one column per hidden layer. Two optional columns extend it, present only when used:
 `inputsRetained` (after Iteration: input features kept, for input-node pruning) and `parameterBudget` (at the end:
 the parameters an iteration may keep when all nodes compete for one budget).
 """
@@ -83,7 +83,7 @@ def with_budgets(steps: Sequence[RetentionStep], inputs: int | None = None, inpu
 
 
 class GeneratePruneData:
-    """The seed's retention generator: writes retain.txt and draws its two plots into `dir`."""
+    """The reference workflow's retention generator: writes retain.txt and draws its two plots into `dir`."""
 
     def __init__(self, hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequence[int] = range(0, 31),
                  dir: str | os.PathLike = "retain"):

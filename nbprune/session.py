@@ -65,7 +65,7 @@ class Session:
 
     @classmethod
     def for_pruning_dir(cls, pruning: str | os.PathLike) -> "Session":
-        """Return the session whose iteration folders live in `pruning` (the seed's `my_dir`)."""
+        """Return the session whose iteration folders live in `pruning` (the reference workflow's `my_dir`)."""
         pruning = Path(pruning)
         return cls(pruning.parent, pruning)
 

@@ -109,7 +109,7 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
           soft_targets: torch.Tensor | None = None, **settings) -> nn.Module:
     """Train `model` and return it holding the weights with the lowest validation loss.
 
-    The seed's call shape; every setting not given (lr, num_epochs, patience, and by name recipe, weight_decay,
+    The reference workflow's call shape; every setting not given (lr, num_epochs, patience, and by name recipe, weight_decay,
     lr_patience, lr_drops, min_delta, distill_weight, temperature) comes from `config` (default TrainConfig()).
     `val_loader` chooses the best epoch; the test loader is only evaluated and logged, never used to choose.
     With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation), computed here

@@ -15,7 +15,7 @@ from nbprune.criteria import CRITERIA
 from nbprune.workbook import NOT_IN_WORKBOOK, NOTEBOOK_PARAMETERS, PARAMETERS, PROFILES
 
 
-def test_every_default_passes_its_own_check_and_the_defaults_are_the_seeds_method():
+def test_every_default_passes_its_own_check_and_the_defaults_are_the_reference_workflows_method():
     config = RunConfig()
     for name, setting in SETTINGS.items():
         assert setting.check(setting.default) == setting.default, name
@@ -33,6 +33,18 @@ def test_flat_names_round_trip_through_replace_and_to_dict():
         config.seed = 1
     with pytest.raises(ConfigError, match="unknown setting.*epoch\\b.*expected any of"):
         RunConfig.from_flat(epoch=3)
+
+
+def test_the_recipe_once_named_seed_loads_as_reference():
+    from nbprune.sweeps import expand, spec_from_dict
+    written_before = {**RunConfig().to_dict(), "recipe": "seed"}  # a run.json or record from before the rename
+    assert RunConfig.from_dict(written_before).train.recipe == "reference"
+    assert TrainConfig(recipe="seed") == TrainConfig(recipe="reference")
+    assert parse_settings({"recipe": "seed"}) == {"recipe": "reference"}
+    chains = expand(spec_from_dict({"grid": {"recipe": ["seed", "default"]}}))
+    assert [chain.config.train.recipe for chain in chains] == ["reference", "default"]
+    with pytest.raises(ConfigError, match="recipe='fast' is not allowed: expected one of default, reference "):
+        TrainConfig(recipe="fast")
 
 
 @pytest.mark.parametrize("name, value, expected", [

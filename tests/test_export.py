@@ -84,7 +84,7 @@ def standalone_module(folder: Path, name: str):
     return module
 
 
-def test_folder_holds_the_seeds_deployment_files(exported):
+def test_folder_holds_the_reference_workflows_deployment_files(exported):
     names = {path.name for path in exported.iterdir()}
     assert names == {"best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE, "README.md",
                      "export.json"}

@@ -1,4 +1,4 @@
-"""Iterative pruning end to end on tiny data: the seed's tree, resume, round trip, concatenate, the CLI."""
+"""Iterative pruning end to end on tiny data: the reference's tree, resume, round trip, concatenate, the CLI."""
 
 import json
 from pathlib import Path
@@ -39,7 +39,7 @@ def session(tiny_data, tmp_path_factory):
     return session_dir, records
 
 
-def test_run_writes_exactly_the_seeds_tree(session):
+def test_run_writes_exactly_the_reference_workflows_tree(session):
     session_dir, records = session
     expected = {"run.json", "retain.txt"}  # the lock is the session folder's, one level up
     for step in STEPS:
@@ -48,7 +48,7 @@ def test_run_writes_exactly_the_seeds_tree(session):
     assert tree(session_dir) == expected
     assert [r["iteration"] for r in records] == [0, 1, 2]
     header, rows = read_table(iteration_dir(session_dir, 1) / "validation_results.txt")
-    assert header == HEADER  # the seed's five columns first, then parameters and the validation figures
+    assert header == HEADER  # the reference workflow's five columns first, then parameters and the validation figures
     assert rows[0][4] == 80 and rows[0][5] == SimpleNN(hidden=(205, 51)).state_dict()["fc1.weight"].numel() + \
         205 + 205 * 51 + 51 + 51 * 10 + 10
     assert read_retain(session_dir / "retain.txt") == STEPS  # what each iteration kept, as run
@@ -211,7 +211,7 @@ def test_the_default_session_is_one_stable_folder_of_the_project(tmp_path, monke
     assert Session.default().root == project_root() / "sessions" / "default"
     monkeypatch.chdir(tmp_path)
     assert Session.open(None).root == tmp_path / "sessions" / "default"
-    assert Session.open(tmp_path / "s" / "iterative_pruning").root == tmp_path / "s"  # the seed's my_dir
+    assert Session.open(tmp_path / "s" / "iterative_pruning").root == tmp_path / "s"  # the reference workflow's my_dir
     assert Session.open(tmp_path / "s").pruning == tmp_path / "s" / "iterative_pruning"
 
 
@@ -243,19 +243,20 @@ def test_cli_help_explains_itself(capsys):
     assert "--begin-itr" in capsys.readouterr().out
 
 
-def test_a_train_function_in_the_seeds_shape_gets_only_its_own_arguments(tiny_data, tmp_path):
+def test_a_train_function_in_the_reference_workflows_shape_gets_only_its_own_arguments(tiny_data, tmp_path):
     from nbprune import train
     calls = []
 
-    def seed_train(model, train_loader, test_loader, lr=1e-3, num_epochs=300, patience=10, logdir=None,
-                   save_model=True):
+    def reference_train(model, train_loader, test_loader, lr=1e-3, num_epochs=300, patience=10, logdir=None,
+                        save_model=True):
         calls.append((num_epochs, logdir))
         return train(model, train_loader, test_loader, lr, num_epochs, patience, logdir, save_model, progress=False,
                      val_loader=train_loader)
 
     train_loader, _, test_loader = tiny_data
     with pytest.warns(UserWarning, match="no val_loader"):
-        experiment = IterativePruning(train_loader, test_loader, seed_train, evaluate, num_epochs=1, progress=False)
+        experiment = IterativePruning(train_loader, test_loader, reference_train, evaluate, num_epochs=1,
+                                      progress=False)
     experiment.run(SimpleNN(), STEPS[:2], tmp_path / "iterative_pruning")
     assert [epochs for epochs, _ in calls] == [1, 1]
     assert all((iteration_dir(tmp_path / "iterative_pruning", i) / "best_model.pth").is_file() for i in (0, 1))

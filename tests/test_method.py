@@ -224,7 +224,7 @@ def test_per_class_adjoints_enclose_each_class_gradient(seeds):
             assert Interval(enclosure.lower[row], enclosure.upper[row]).contains(gradient, 1e-9).all()
 
 
-def test_the_seeds_criterion_is_unchanged_and_the_variants_score_every_node():
+def test_the_reference_criterion_is_unchanged_and_the_variants_score_every_node():
     model = small_model()
     seed = node_significance(model, "interval_adjoint", context())
     box = context().input_box

@@ -1,4 +1,4 @@
-"""SimpleNN, train and evaluate: shapes, the seed's keys and files, reproducibility, real-MNIST accuracy."""
+"""SimpleNN, train and evaluate: shapes, the reference's keys and files, reproducibility, real-MNIST accuracy."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from nbprune import NbpruneError, SimpleNN, evaluate, parameter_count, train
 from nbprune.io import read_table
 
 
-def test_simple_nn_is_the_seeds_network():
+def test_simple_nn_is_the_reference_workflows_network():
     model = SimpleNN()
     assert [name for name, _ in model.named_parameters()] == [
         "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
@@ -32,14 +32,14 @@ def test_wrong_input_is_explained(bad, kind):
         SimpleNN()(bad)
 
 
-def test_evaluate_returns_the_seeds_keys_and_percentages(tiny_data):
+def test_evaluate_returns_the_reference_workflows_keys_and_percentages(tiny_data):
     train_loader, _, test_loader = tiny_data
     results = evaluate(SimpleNN(), train_loader, test_loader)
     assert set(results) == {"Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy"}
     assert 0 <= results["Test_Accuracy"] <= 100 and results["Train_Loss"] > 0
 
 
-def test_train_writes_the_seeds_files_and_learns(tiny_data, tmp_path):
+def test_train_writes_the_reference_workflows_files_and_learns(tiny_data, tmp_path):
     train_loader, val_loader, test_loader = tiny_data
     torch.manual_seed(0)
     model = train(SimpleNN(), train_loader, test_loader, num_epochs=6, patience=3, logdir=tmp_path, progress=False,
@@ -96,9 +96,10 @@ def test_plain_dataloader_works_with_explicit_validation(tiny_data):
     assert evaluate(model, plain, test_loader)["Train_Accuracy"] > 50
 
 
-def test_seed_recipe_and_unknown_recipe(tiny_data):
+def test_reference_recipe_and_unknown_recipe(tiny_data):
     train_loader, val_loader, test_loader = tiny_data
-    train(SimpleNN(), train_loader, test_loader, num_epochs=1, recipe="seed", progress=False, val_loader=val_loader)
+    train(SimpleNN(), train_loader, test_loader, num_epochs=1, recipe="reference", progress=False,
+          val_loader=val_loader)
     with pytest.raises(NbpruneError, match="recipe"):
         train(SimpleNN(), train_loader, test_loader, recipe="fast")
 
@@ -169,8 +170,8 @@ def test_hand_written_backward_matches_autograd(activation, distill):
     assert fast_model.fc1.weight.untyped_storage().data_ptr() != fast_model.fc2.weight.untyped_storage().data_ptr()
 
 
-@pytest.mark.parametrize("recipe", ["seed", "default"])
-def test_the_seeds_recipe_keeps_its_learning_rate_and_stops_only_on_patience(recipe):
+@pytest.mark.parametrize("recipe", ["reference", "default"])
+def test_the_reference_recipe_keeps_its_learning_rate_and_stops_only_on_patience(recipe):
     import dataclasses
 
     from nbprune import RunConfig
@@ -184,7 +185,7 @@ def test_the_seeds_recipe_keeps_its_learning_rate_and_stops_only_on_patience(rec
         rates.append(optimizer.param_groups[0]["lr"])
         if stopping.done and stopped is None:
             stopped = epoch
-    if recipe == "seed":  # a constant rate; four epochs without a better loss after the first
+    if recipe == "reference":  # a constant rate; four epochs without a better loss after the first
         assert rates == [1e-3] * 6 and stopped == 5
     else:  # x0.2 after every second stalled epoch (lr_patience 1); patience ends it at the same epoch here
         assert rates == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5, 4e-5]) and stopped == 5

@@ -313,7 +313,7 @@ def test_02_model_leaves_the_architecture_and_a_short_training_run(workbook):
 
 
 @needs_mnist
-def test_03_retention_leaves_the_seeds_schedule_and_plots(workbook):
+def test_03_retention_leaves_the_reference_workflows_schedule_and_plots(workbook):
     steps = read_retain(workbook / "retain" / "retain.txt")
     assert [(s.iteration, s.retained, s.percentage) for s in steps[:2]] == [(0, (256, 64), 100.0), (1, (205, 51), 80.0)]
     assert {p.name for p in (workbook / "retain").iterdir()} >= {"pruneNodesIteration.png",

@@ -1,4 +1,4 @@
-"""The retention schedule: byte-for-byte the seed's retain.txt, any depth, plots, and the checked reader."""
+"""The retention schedule: byte-for-byte the reference's retain.txt, any depth, plots, and the checked reader."""
 
 from pathlib import Path
 

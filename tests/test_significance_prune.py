@@ -44,7 +44,7 @@ def test_forward_and_adjoint_intervals_enclose_sampled_points(model):
         assert box.contains(gradient, 1e-9).all()
 
 
-def test_interval_adjoint_scores_follow_the_seed_definition():
+def test_interval_adjoint_scores_follow_the_reference_definition():
     torch.manual_seed(1)
     model = SimpleNN(hidden=(12, 7), in_features=6, num_classes=4)
     box = (-torch.ones(6), torch.ones(6))

@@ -392,7 +392,7 @@ def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_st
     import pareto
 
     common = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
-              "--methods", "seed", "best", "--workers", "2"]
+              "--methods", "reference", "best", "--workers", "2"]
     assert pareto.main([*common, "--work-dir", str(tmp_path / "pool"), "--results-dir", str(tmp_path / "pool")]) == 0
     assert pareto.main([*common, "--sweep", str(tmp_path / "sweep"), "--results-dir", str(tmp_path / "swept")]) == 0
 
@@ -401,7 +401,7 @@ def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_st
                        row["val_acc"], row["test_acc"]) for row in rows)
     pool = json.loads((tmp_path / "pool" / "pareto.json").read_text())["rows"]
     swept = pareto.state_from_sweep(pareto.parse_args(common), tmp_path / "sweep")["rows"]
-    assert {row["method"] for row in pool} == {"seed", "best"} and len(pool) > 4
+    assert {row["method"] for row in pool} == {"reference", "best"} and len(pool) > 4
     assert numbers(swept) == numbers(pool)
     assert "## Targets" in (tmp_path / "swept" / "pareto.md").read_text()
 

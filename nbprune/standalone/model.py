@@ -27,7 +27,7 @@ class KeepInputs(nn.Module):
 
 
 class SimpleNN(nn.Module):
-    """An MLP of linear layers fc1 ... fcN with an activation between them, as in the seed."""
+    """An MLP of linear layers fc1 ... fcN with an activation between them, as in the reference workflow."""
 
     def __init__(self, hidden=HIDDEN, in_features=IN_FEATURES, num_classes=NUM_CLASSES, activation=ACTIVATION):
         super().__init__()
