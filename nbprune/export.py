@@ -36,8 +36,7 @@ PUBLISHED_STANDARDISATION = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860,
 MNIST_MEAN, MNIST_STD = PUBLISHED_STANDARDISATION["MNIST"]
 TORCHSCRIPT_FILE, ONNX_FILE, MANIFEST_FILE = "model_torchscript.pt", "model.onnx", "export.json"
 # The TorchScript and ONNX programs widen each hidden layer to a multiple of this with zero neurons: the same
-# function, faster, because CPU matrix kernels work in blocks of columns (on this project's machine the pruned 43+11
-# network ran 3.0x the dense model's throughput unpadded and 4.4x as 48+16; benchmarks/results/inference_speed.md).
+# function, faster, because CPU matrix kernels work in blocks of columns (benchmarks/inference_speed.py measures it).
 PAD_TO = 16
 STANDALONE = Path(__file__).resolve().parent / "standalone"  # the folder's files, with placeholder constants
 BUILDING = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.export")  # the hidden folder an export is built in, beside OUT_DIR

@@ -158,7 +158,7 @@ def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
     assert epoch_speed.main(["--data-root", str(tiny_root), "--repeats", "1", "--val-size", "100",
                              "--matmul-size", "64", "--results-dir", str(tmp_path)]) == 0
     text = (tmp_path / "epoch_speed.md").read_text()
-    assert "500 training images" in text and "| ratio (seed / nbprune) |" in text and "Verdict" in text
+    assert "500 training images" in text and "| ratio (reference / nbprune) |" in text and "Verdict" in text
 
 
 def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path):
