@@ -13,9 +13,18 @@ import numpy as np
 import pytest
 
 REAL_ROOT = os.environ.get("NBPRUNE_DATA_ROOT")
-needs_mnist = pytest.mark.skipif(
-    not (REAL_ROOT and (Path(REAL_ROOT) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()),
-    reason="needs the real MNIST: set NBPRUNE_DATA_ROOT to the folder holding MNIST/raw/")
+HAVE_MNIST = bool(REAL_ROOT and (Path(REAL_ROOT) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file())
+
+
+def pytest_collection_modifyitems(config, items):
+    """One marker for the real data: tests that read the real MNIST are marked `mnist` (those using the `real_data`
+    fixture are marked here), and skipped unless NBPRUNE_DATA_ROOT holds it."""
+    skip = pytest.mark.skip(reason="needs the real MNIST: set NBPRUNE_DATA_ROOT to the folder holding MNIST/raw/")
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mnist)
+        if not HAVE_MNIST and item.get_closest_marker("mnist"):
+            item.add_marker(skip)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -92,8 +101,6 @@ def tiny_data(tiny_root):
 
 @pytest.fixture(scope="session")
 def real_data():
-    """Loaders over the real MNIST (skips without NBPRUNE_DATA_ROOT)."""
-    if not REAL_ROOT:
-        pytest.skip("needs the real MNIST: set NBPRUNE_DATA_ROOT")
+    """Loaders over the real MNIST (its users are marked `mnist`, so they skip without NBPRUNE_DATA_ROOT)."""
     from nbprune import load_data
     return load_data(REAL_ROOT)

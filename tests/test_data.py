@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import make_tiny_mnist, needs_mnist
+from conftest import make_tiny_mnist
 from nbprune import DataError, input_box, load_data
 from nbprune.config import project_root
 from nbprune.data import CLASS_NAMES, RAW_FILES, TensorLoader, data_root
@@ -92,7 +92,7 @@ def test_bad_split_sizes_are_refused(tiny_root):
         load_data(tiny_root, val_size=10, subset=0, download=False)
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_real_mnist_split_sizes_and_statistics(real_data):
     train, val, test = real_data
     assert (len(train.dataset), len(val.dataset), len(test.dataset)) == (55000, 5000, 10000)

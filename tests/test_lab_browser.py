@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import REAL_ROOT, needs_mnist
+from conftest import REAL_ROOT
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package: pip install playwright")
 pytest.importorskip("jupyterlab", reason="needs JupyterLab: pip install 'nbprune[notebooks]'")
@@ -61,7 +61,6 @@ IMAGES_LOADED = """cell => [...cell.querySelectorAll('.widget-image')].every(
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.mnist,
-    needs_mnist,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium at /usr/bin/chromium: apt-get install chromium"),
 ]
 

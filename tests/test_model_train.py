@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import needs_mnist
 from nbprune import NbpruneError, SimpleNN, evaluate, parameter_count, train
 from nbprune.io import read_table
 
@@ -123,7 +122,7 @@ def test_bad_training_settings_are_explained(tiny_data, setting):
         train(SimpleNN(), train_loader, test_loader, progress=False, **setting)
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_dense_model_reaches_97_percent_on_real_mnist(real_data):
     train_loader, val_loader, test_loader = real_data
     train_loader.reseed(0)

@@ -11,7 +11,7 @@ import papermill
 import pytest
 import torch
 
-from conftest import needs_mnist, wait_for, write_stand_ins
+from conftest import wait_for, write_stand_ins
 from nbprune import ConfigError, NbpruneError, ScheduleError, Session, SessionError, read_record
 from nbprune.cli import main
 from nbprune.io import read_table
@@ -275,7 +275,7 @@ def workbook(tmp_path_factory):
     return session
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_every_notebook_ran_and_left_an_executed_copy(workbook):
     for name in NOTEBOOKS:
         notebook = nbformat.read(workbook / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -291,12 +291,12 @@ def test_every_notebook_ran_and_left_an_executed_copy(workbook):
         assert f"session folder: {workbook.resolve()} (session_dir)" in printed, name
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_00_intervals_leaves_the_primers_picture(workbook):
     assert (workbook / "intervals" / "primer.png").is_file()
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_01_data_leaves_samples_class_balance_and_the_split(workbook):
     assert (workbook / "data" / "samples.png").is_file() and (workbook / "data" / "class_balance.png").is_file()
     split = json.loads((workbook / "data" / "split.json").read_text())
@@ -304,7 +304,7 @@ def test_01_data_leaves_samples_class_balance_and_the_split(workbook):
     assert 0.1 < split["mean"] < 0.2 and 0.25 < split["std"] < 0.35
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_02_model_leaves_the_architecture_and_a_short_training_run(workbook):
     assert "total:" in (workbook / "model" / "architecture.txt").read_text()
     _, rows = read_table(workbook / "model" / "train_results.txt")
@@ -312,7 +312,7 @@ def test_02_model_leaves_the_architecture_and_a_short_training_run(workbook):
     assert read_record(workbook / "model" / "best_model.pth").hidden == (256, 64)
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_03_retention_leaves_the_reference_workflows_schedule_and_plots(workbook):
     steps = read_retain(workbook / "retain" / "retain.txt")
     assert [(s.iteration, s.retained, s.percentage) for s in steps[:2]] == [(0, (256, 64), 100.0), (1, (205, 51), 80.0)]
@@ -320,7 +320,7 @@ def test_03_retention_leaves_the_reference_workflows_schedule_and_plots(workbook
                                                                    "pruneNodesDistribution.png"}
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_04_pruning_leaves_three_iterations_and_the_curves(workbook):
     pruning = workbook / "iterative_pruning"
     for iteration in (0, 1, 2):
@@ -336,7 +336,7 @@ def test_04_pruning_leaves_three_iterations_and_the_curves(workbook):
     assert config["subset"] == 2000 and config["epochs"] == 1 and config["threads"] == 1
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_05_test_records_the_chosen_iteration(workbook):
     chosen = json.loads((workbook / "test" / "chosen.json").read_text())
     assert chosen["iteration"] == TINY["chosen_itr"] and chosen["hidden"] == [205, 51]
@@ -347,7 +347,7 @@ def test_05_test_records_the_chosen_iteration(workbook):
     assert (workbook / "test" / "chosen_accuracies.png").is_file()
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_06_deploy_leaves_a_standalone_folder_of_the_chosen_model(workbook):
     folder = workbook / "deploy" / "standalone"
     assert {"best_model.pth", "model.py", "loader.py", "predict.py"} <= {p.name for p in folder.iterdir()}
@@ -357,7 +357,7 @@ def test_06_deploy_leaves_a_standalone_folder_of_the_chosen_model(workbook):
     assert torch.load(folder / "best_model.pth", weights_only=True)["fc1.weight"].shape == (205, 784)
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its_figure(workbook):
     with open(workbook / "compare" / "comparison.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -366,7 +366,7 @@ def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its
     assert len(rows) == 15 and (workbook / "compare" / "comparison.png").is_file()
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_the_workbook_runs_fashion_mnist_with_three_sigmoid_layers_and_every_method_option(tmp_path):
     session = tmp_path / "fashion"
     options = {"prune_inputs": True, "allocation": "global", "budget": "parameters", "bias_compensation": "mean",
