@@ -21,6 +21,8 @@ from .errors import ConfigError
 
 DATASETS = ("MNIST", "FashionMNIST")
 ACTIVATIONS = ("relu", "sigmoid")
+ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint criterion's options (nbprune.criteria)
+INPUT_BOXES = ("data", "class", "local")
 MAX_ITERATIONS = 1000
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d{1,2})?")
 BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -283,10 +285,10 @@ class PruneConfig:
                              choices=("interval_adjoint", "magnitude", "taylor", "random"))
     adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the reference), "
                                          "or one per class, summed (class_sum) or maxed (class_max)", kind="str",
-                                 choices=("ones", "class_sum", "class_max"))
+                                 choices=ADJOINT_SEEDS)
     input_boxes: str = setting("data", "interval_adjoint: the whole-data box (the reference), one box per class, or "
                                        "small boxes around training inputs (local), scores averaged", kind="str",
-                               choices=("data", "class", "local"))
+                               choices=INPUT_BOXES)
     box_radius: float = setting(0.5, "local boxes: half-width around each training input, in standardised units",
                                 kind="float", low=0, high=100, bounds="(]")
     box_count: int = setting(256, "local boxes: how many training inputs get one", kind="int", low=1, high=10_000)
@@ -308,14 +310,6 @@ class PruneConfig:
 
     def __post_init__(self):
         _check_fields(self)
-        defaults = PruneConfig.__dataclass_fields__
-        if self.criterion != "interval_adjoint":
-            changed = [name for name in ("adjoint_seeds", "input_boxes")
-                       if getattr(self, name) != defaults[name].default]
-            if changed:
-                raise ConfigError(f"{', '.join(changed)} only apply to the interval_adjoint criterion, not "
-                                  f"{self.criterion}: leave them at their defaults or use criterion="
-                                  f"'interval_adjoint'.")
         if self.allocation == "layer" and self.budget != "neurons":
             raise ConfigError(f"budget={self.budget!r} needs allocation='global' (with allocation='layer' each layer "
                               f"keeps its own count).")

@@ -2,9 +2,11 @@
 
 A criterion maps (model, context) to one score vector per node layer, higher meaning more worth keeping: the input
 features first, then each hidden layer. `significance()` returns the hidden layers' scores (the reference's contract);
-`node_significance()` returns all of them.
+`node_significance()` returns all of them. The context carries data only (the input box, a sample of training data,
+the seed of any sampling); a criterion holds its own options, built once from a PruneConfig (`make_criterion`), as
+Torch-Pruning's importance objects are. CRITERIA maps each name to the factory that builds it from the options.
 
-The interval-adjoint criterion has two options (PruningContext.adjoint_seeds and .input_boxes):
+The interval-adjoint criterion (IntervalAdjoint) has two options, PruneConfig.adjoint_seeds and .input_boxes:
 - adjoint seeds: "ones" (the reference: one backward pass from 1 on every output, the gradient of the sum of the
   logits), or one pass per output class, the classes' max |adjoint| summed ("class_sum") or maxed ("class_max");
 - input boxes: "data" (the reference: one box from each feature's min to max over the training data), "class" (one box
@@ -14,6 +16,7 @@ The interval-adjoint criterion has two options (PruningContext.adjoint_seeds and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,25 +24,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ADJOINT_SEEDS, INPUT_BOXES, PruneConfig
 from .errors import NbpruneError
 from .interval import Interval
 from .model import KeepInputs, hidden_linears, linear_layers, mlp_layers
 
-ADJOINT_SEEDS = ("ones", "class_sum", "class_max")
-INPUT_BOXES = ("data", "class", "local")
+__all__ = ["ADJOINT_SEEDS", "CRITERIA", "INPUT_BOXES", "Criterion", "IntervalAdjoint", "PruningContext",
+           "first_layer_view", "interval_adjoint", "interval_forward", "magnitude_scores", "make_criterion",
+           "node_significance", "random_scores", "significance", "taylor_scores", "without_options"]
 
 
 @dataclass
 class PruningContext:
-    """What a criterion may look at: the input box, a sample of training data, a seed, the criterion's options."""
+    """What a criterion may look at: the input box, a sample of training data, the seed of any sampling."""
 
     input_box: tuple[torch.Tensor, torch.Tensor] | None = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = 0
-    adjoint_seeds: str = "ones"
-    input_boxes: str = "data"
-    box_radius: float = 0.5
-    box_count: int = 256
     extra: dict = field(default_factory=dict)
 
 
@@ -92,62 +93,70 @@ def first_layer_view(model: nn.Module, value):
     return value[..., first.index] if isinstance(first, KeepInputs) else value
 
 
-def input_boxes(context: PruningContext, like: torch.Tensor) -> Interval:
-    """Return the criterion's input boxes as one Interval of shape [boxes, features] (see the module's notes)."""
-    if context.input_box is None:
-        raise NbpruneError("the interval_adjoint criterion needs the input box: pass input_box=(lower, upper) "
-                           "from nbprune.input_box(train_loader).")
-    lower, upper = (bound.to(like.device, like.dtype).reshape(1, -1) for bound in context.input_box)
-    if context.input_boxes == "data":
-        return Interval(lower, upper)
-    if context.batch is None:
-        raise NbpruneError(f"input_boxes={context.input_boxes!r} needs a sample of training data: pass "
-                           f"batch=(inputs, targets).")
-    inputs, targets = context.batch
-    inputs = inputs.reshape(len(inputs), -1).to(like.device, like.dtype)
-    if context.input_boxes == "class":
-        classes = sorted(set(targets.tolist()))
-        lows = torch.stack([inputs[targets == c].min(dim=0).values for c in classes])
-        highs = torch.stack([inputs[targets == c].max(dim=0).values for c in classes])
-        return Interval(lows, highs)
-    if context.input_boxes == "local":
-        chosen = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(context.seed))[:context.box_count]
+class IntervalAdjoint:
+    """The interval-adjoint criterion, holding its options: the adjoint seeds and the input boxes (with the local
+    boxes' radius and count), read from a PruneConfig, where they are declared.
+
+    IntervalAdjoint() is the seed's criterion, IntervalAdjoint(config.prune) a run's; keywords change options:
+    IntervalAdjoint(input_boxes="local", box_radius=0.2)."""
+
+    def __init__(self, options: PruneConfig | None = None, **changes):
+        self.options = dataclasses.replace(options or PruneConfig(), **changes)
+
+    def __repr__(self) -> str:
+        options = self.options
+        return (f"IntervalAdjoint(adjoint_seeds={options.adjoint_seeds!r}, input_boxes={options.input_boxes!r}, "
+                f"box_radius={options.box_radius!r}, box_count={options.box_count!r})")
+
+    def boxes(self, context: PruningContext, like: torch.Tensor) -> Interval:
+        """Return the input boxes as one Interval of shape [boxes, features] (see the module's notes)."""
+        if context.input_box is None:
+            raise NbpruneError("the interval_adjoint criterion needs the input box: pass input_box=(lower, upper) "
+                               "from nbprune.input_box(train_loader).")
+        lower, upper = (bound.to(like.device, like.dtype).reshape(1, -1) for bound in context.input_box)
+        kind = self.options.input_boxes
+        if kind == "data":
+            return Interval(lower, upper)
+        if context.batch is None:
+            raise NbpruneError(f"input_boxes={kind!r} needs a sample of training data: pass batch=(inputs, "
+                               f"targets).")
+        inputs, targets = context.batch
+        inputs = inputs.reshape(len(inputs), -1).to(like.device, like.dtype)
+        if kind == "class":
+            classes = sorted(set(targets.tolist()))
+            lows = torch.stack([inputs[targets == c].min(dim=0).values for c in classes])
+            highs = torch.stack([inputs[targets == c].max(dim=0).values for c in classes])
+            return Interval(lows, highs)
+        radius, count = self.options.box_radius, self.options.box_count  # local boxes
+        chosen = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(context.seed))[:count]
         centres = inputs[chosen]
-        return Interval(torch.maximum(centres - context.box_radius, lower),
-                        torch.minimum(centres + context.box_radius, upper))
-    raise NbpruneError(f"input_boxes={context.input_boxes!r} is not known: expected one of {', '.join(INPUT_BOXES)}.")
+        return Interval(torch.maximum(centres - radius, lower), torch.minimum(centres + radius, upper))
 
-
-def adjoint_seed(context: PruningContext, classes: int) -> torch.Tensor:
-    """Return the adjoint seeds: [1, 1, classes] ones, or [classes, 1, classes] one class per row."""
-    if context.adjoint_seeds == "ones":
-        return torch.ones(1, 1, classes)
-    if context.adjoint_seeds in ("class_sum", "class_max"):
+    def seeds(self, classes: int) -> torch.Tensor:
+        """Return the adjoint seeds: [1, 1, classes] ones, or [classes, 1, classes] one class per row."""
+        if self.options.adjoint_seeds == "ones":
+            return torch.ones(1, 1, classes)
         return torch.eye(classes).reshape(classes, 1, classes)
-    raise NbpruneError(f"adjoint_seeds={context.adjoint_seeds!r} is not known: expected one of "
-                       f"{', '.join(ADJOINT_SEEDS)}.")
 
+    def _aggregate(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Combine per-seed adjoint magnitudes [seeds, boxes, nodes] into [boxes, nodes]."""
+        return magnitude.amax(dim=0) if self.options.adjoint_seeds == "class_max" else magnitude.sum(dim=0)
 
-def _aggregate(magnitude: torch.Tensor, how: str) -> torch.Tensor:
-    """Combine per-seed adjoint magnitudes [seeds, boxes, nodes] into [boxes, nodes]."""
-    return magnitude.amax(dim=0) if how == "class_max" else magnitude.sum(dim=0)
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
+        """Significance = width of a node's interval x max(|adjoint lower|, |adjoint upper|), averaged over boxes.
 
-
-@torch.no_grad()
-def interval_adjoint_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
-    """Significance = width of a node's interval x max(|adjoint lower|, |adjoint upper|), averaged over boxes.
-
-    Hidden neurons: the interval of the layer's output (pre-activation); input features: the input box itself,
-    with the adjoint carried back through the first layer."""
-    first = linear_layers(model)[0]
-    boxes = input_boxes(context, first.weight)
-    forward = interval_forward(model, boxes)
-    adjoints = interval_adjoint(model, forward, adjoint_seed(context, linear_layers(model)[-1].out_features))
-    hidden = [(value.width * _aggregate(adjoint.magnitude, context.adjoint_seeds)).mean(dim=0)
-              for value, adjoint in zip(forward[:-1], adjoints[:-1])]
-    input_adjoint = adjoints[0] @ first.weight
-    inputs = (first_layer_view(model, boxes).width * _aggregate(input_adjoint.magnitude, context.adjoint_seeds))
-    return [inputs.mean(dim=0), *hidden]
+        Hidden neurons: the interval of the layer's output (pre-activation); input features: the input box itself,
+        with the adjoint carried back through the first layer."""
+        first = linear_layers(model)[0]
+        boxes = self.boxes(context, first.weight)
+        forward = interval_forward(model, boxes)
+        adjoints = interval_adjoint(model, forward, self.seeds(linear_layers(model)[-1].out_features))
+        hidden = [(value.width * self._aggregate(adjoint.magnitude)).mean(dim=0)
+                  for value, adjoint in zip(forward[:-1], adjoints[:-1])]
+        input_adjoint = adjoints[0] @ first.weight
+        inputs = first_layer_view(model, boxes).width * self._aggregate(input_adjoint.magnitude)
+        return [inputs.mean(dim=0), *hidden]
 
 
 @torch.no_grad()
@@ -188,29 +197,38 @@ def random_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
 
 
 Criterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
+CriterionFactory = Callable[[PruneConfig], Criterion]
 
-CRITERIA: dict[str, Criterion] = {
-    "interval_adjoint": interval_adjoint_scores,
-    "magnitude": magnitude_scores,
-    "taylor": taylor_scores,
-    "random": random_scores,
+
+def without_options(criterion: Criterion) -> CriterionFactory:
+    """Return the registry entry of a criterion that has no options: a factory that returns it as it is."""
+    return lambda options: criterion
+
+
+CRITERIA: dict[str, CriterionFactory] = {
+    "interval_adjoint": IntervalAdjoint,
+    "magnitude": without_options(magnitude_scores),
+    "taylor": without_options(taylor_scores),
+    "random": without_options(random_scores),
 }
 
 
-def get_criterion(name: str | Criterion) -> Criterion:
-    """Return the criterion registered under `name` (or `name` itself when it is a callable)."""
-    if callable(name):
-        return name
-    if name not in CRITERIA:
+def make_criterion(name: str | None = None, options: PruneConfig | None = None) -> Criterion:
+    """Return the criterion registered under `name` (None: the options' criterion), built with `options` (None: the
+    configuration's defaults)."""
+    options = options or PruneConfig()
+    name = options.criterion if name is None else name
+    if not isinstance(name, str) or name not in CRITERIA:
         raise NbpruneError(f"criterion {name!r} is not known: expected one of {', '.join(CRITERIA)}.")
-    return CRITERIA[name]
+    return CRITERIA[name](options)
 
 
 def node_significance(model: nn.Module, criterion: str | Criterion = "interval_adjoint",
                       context: PruningContext | None = None) -> list[torch.Tensor | None]:
     """Return one score vector per node layer: the input features (None if the criterion gives none), then each
     hidden layer."""
-    scores = [score.detach().float().cpu() for score in get_criterion(criterion)(model, context or PruningContext())]
+    scorer = criterion if callable(criterion) else make_criterion(criterion)
+    scores = [score.detach().float().cpu() for score in scorer(model, context or PruningContext())]
     layers = len(hidden_linears(model))
     if len(scores) == layers:  # a criterion of the user's own that scores hidden neurons only
         return [None, *scores]

@@ -4,7 +4,6 @@ measures the student's model with these)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -12,7 +11,8 @@ from torch import nn
 
 from .interval import Interval
 from .model import hidden_linears, linear_layers, mlp_layers
-from .criteria import PruningContext, first_layer_view, input_boxes, interval_forward, significance
+from .config import PruneConfig
+from .criteria import IntervalAdjoint, PruningContext, first_layer_view, interval_forward, significance
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -53,16 +53,17 @@ def layer_names(model: nn.Module) -> list[str]:
     return [*(f"hidden {k}" for k in range(1, len(hidden_linears(model)) + 1)), "logits"]
 
 
-def width_table(model: nn.Module, context: PruningContext, inputs: torch.Tensor):
+def width_table(model: nn.Module, context: PruningContext, inputs: torch.Tensor, options: PruneConfig | None = None):
     """Return a table (pandas) with one row per neuron of every linear layer: its interval's width over the
-    criterion's input boxes (the mean over boxes), the range the inputs produce, and their ratio."""
-    return _width_rows(model, context, observed_ranges(model, inputs))
+    interval-adjoint criterion's input boxes under `options` (the mean over boxes), the range the inputs produce,
+    and their ratio."""
+    return _width_rows(model, context, observed_ranges(model, inputs), IntervalAdjoint(options))
 
 
-def _width_rows(model: nn.Module, context: PruningContext, observed: Sequence[Interval]):
+def _width_rows(model: nn.Module, context: PruningContext, observed: Sequence[Interval], criterion: IntervalAdjoint):
     import pandas as pd
 
-    intervals = interval_forward(model, input_boxes(context, linear_layers(model)[0].weight))
+    intervals = interval_forward(model, criterion.boxes(context, linear_layers(model)[0].weight))
     rows = []
     for name, interval, seen in zip(layer_names(model), intervals, observed):
         widths, ranges = interval.width.mean(dim=0).cpu(), seen.width.cpu()
@@ -83,44 +84,44 @@ def derivative_intervals(model: nn.Module, pre_activations_: Sequence[Interval])
             for value in pre_activations_[:-1]]
 
 
-def magnitude_correlations(model: nn.Module, context: PruningContext) -> list[float]:
-    """Return, per hidden layer, the rank correlation of interval-adjoint significance with weight magnitude."""
-    interval = significance(model, "interval_adjoint", context)
+def magnitude_correlations(model: nn.Module, context: PruningContext, options: PruneConfig | None = None
+                           ) -> list[float]:
+    """Return, per hidden layer, the rank correlation of interval-adjoint significance (under `options`) with weight
+    magnitude."""
+    interval = significance(model, IntervalAdjoint(options), context)
     return [rank_correlation(a, b) for a, b in zip(interval, significance(model, "magnitude", context))]
 
 
-def seed_correlations(model: nn.Module, context: PruningContext, seeds: str = "class_sum") -> list[float]:
+def seed_correlations(model: nn.Module, context: PruningContext, seeds: str = "class_sum",
+                      options: PruneConfig | None = None) -> list[float]:
     """Return, per hidden layer, the rank correlation of the default seed's significance (ones on every output)
-    with the significance under `seeds` (one backward pass per class)."""
-    ones = significance(model, "interval_adjoint", _with(context, adjoint_seeds="ones"))
-    per_class = significance(model, "interval_adjoint", _with(context, adjoint_seeds=seeds))
+    with the significance under `seeds` (one backward pass per class), both over the input boxes of `options`."""
+    ones = significance(model, IntervalAdjoint(options, adjoint_seeds="ones"), context)
+    per_class = significance(model, IntervalAdjoint(options, adjoint_seeds=seeds), context)
     return [rank_correlation(a, b) for a, b in zip(ones, per_class)]
 
 
 def box_summary(model: nn.Module, context: PruningContext, inputs: torch.Tensor,
-                boxes: Sequence[str] = ("data", "class", "local")):
+                boxes: Sequence[str] = ("data", "class", "local"), options: PruneConfig | None = None):
     """Return a table (pandas), per kind of input box and linear layer: the median ratio of interval width to the
     observed range, the share of intervals holding 0, and (hidden layers) the rank correlation with magnitude, all
-    under the default adjoint seed (ones on every logit) whatever the context's seeds."""
+    under the default adjoint seed (ones on every logit) whatever the seeds of `options` (local boxes: its
+    box_radius and box_count)."""
     import pandas as pd
 
     weight = linear_layers(model)[0].weight
     observed, rows = observed_ranges(model, inputs), []  # the training images' ranges, measured once
     for kind in boxes:
-        options = _with(context, input_boxes=kind, adjoint_seeds="ones")
-        table = _width_rows(model, options, observed)
-        held = contain_zero(interval_forward(model, input_boxes(options, weight)))
-        correlations = [*magnitude_correlations(model, options), float("nan")]
+        criterion = IntervalAdjoint(options, input_boxes=kind, adjoint_seeds="ones")
+        table = _width_rows(model, context, observed, criterion)
+        held = contain_zero(interval_forward(model, criterion.boxes(context, weight)))
+        correlations = [*magnitude_correlations(model, context, criterion.options), float("nan")]
         for name, (zeros, total), correlation in zip(layer_names(model), held, correlations):
             rows.append({"boxes": kind, "layer": name,
                          "median width / range": table[table.layer == name]["ratio"].median(),
                          "% holding 0": 100 * zeros / total,
                          "corr. with magnitude": correlation})
     return pd.DataFrame(rows)
-
-
-def _with(context: PruningContext, **options) -> PruningContext:
-    return replace(context, **options)
 
 
 def outside_box(box: tuple[torch.Tensor, torch.Tensor], inputs: torch.Tensor) -> int:

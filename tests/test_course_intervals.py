@@ -2,7 +2,6 @@
 rules against sampling, the exercises' solutions, the diagnostics on tiny models, input_q, and 00 run headless."""
 
 import math
-from dataclasses import replace
 
 import nbformat
 import papermill
@@ -10,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from nbprune import (Interval, PruningContext, RunConfig, SimpleNN, box_summary, check, constant_feature_shift,
-                     constant_features, contain_zero, default_steps, derivative_intervals, interval_adjoint,
-                     interval_forward, largest_change, magnitude_correlations, neuron_costs, node_significance,
-                     observed_ranges, outside_box, plot_primer_ranges, plot_significance_distribution,
-                     plot_width_against_range, primer_box, primer_network, rank_correlation, sample_box,
-                     sampled_range, seed_correlations, significance, solution, width_table)
+from nbprune import (Interval, PruneConfig, PruningContext, RunConfig, SimpleNN, box_summary, check,
+                     constant_feature_shift, constant_features, contain_zero, default_steps, derivative_intervals,
+                     interval_adjoint, interval_forward, largest_change, magnitude_correlations, neuron_costs,
+                     node_significance, observed_ranges, outside_box, plot_primer_ranges,
+                     plot_significance_distribution, plot_width_against_range, primer_box, primer_network,
+                     rank_correlation, sample_box, sampled_range, seed_correlations, significance, solution,
+                     width_table)
 from nbprune.exercises import exercises_of
 from nbprune.retention import GeneratePruneData, read_retain
 from nbprune.workbook import notebooks_path
@@ -191,12 +191,12 @@ def test_seed_and_magnitude_correlations_and_the_box_summary():
     torch.manual_seed(0)
     one_output = SimpleNN((5,), in_features=3, num_classes=1)
     inputs, targets = torch.randn(64, 3), torch.randint(0, 3, (64,))
-    context = PruningContext(input_box=(inputs.min(dim=0).values, inputs.max(dim=0).values), batch=(inputs, targets),
-                             box_count=8)
+    context = PruningContext(input_box=(inputs.min(dim=0).values, inputs.max(dim=0).values), batch=(inputs, targets))
     assert seed_correlations(one_output, context) == [pytest.approx(1.0)]  # one class: both seeds are the same
     model = SimpleNN((6, 4), in_features=3, num_classes=3)
     assert all(-1 <= value <= 1 for value in magnitude_correlations(model, context))
-    summary = box_summary(model, replace(context, adjoint_seeds="class_sum"), inputs)  # the default seed regardless
+    options = PruneConfig(adjoint_seeds="class_sum", box_count=8)
+    summary = box_summary(model, context, inputs, options=options)  # the default seed regardless
     assert summary["corr. with magnitude"].tolist()[:2] == pytest.approx(magnitude_correlations(model, context))
     assert summary["boxes"].tolist() == ["data"] * 3 + ["class"] * 3 + ["local"] * 3
     assert summary["% holding 0"].between(0, 100).all()

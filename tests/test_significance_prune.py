@@ -1,14 +1,17 @@
 """Significance: the interval passes enclose real values; criteria by name; pruning equals zeroing neurons."""
 
+import dataclasses
+import functools
+
 import pytest
 import torch
 from torch import nn
 
-from nbprune import NbpruneError, SimpleNN
+from nbprune import IterativePruning, NbpruneError, PruneConfig, RunConfig, SimpleNN
 from nbprune.interval import Interval
 from nbprune.prune import keep_indices, prune_nodes, shrink
-from nbprune.criteria import (CRITERIA, PruningContext, hidden_linears, interval_adjoint, interval_forward,
-                                  mlp_layers, significance)
+from nbprune.criteria import (CRITERIA, IntervalAdjoint, PruningContext, hidden_linears, interval_adjoint,
+                              interval_forward, make_criterion, mlp_layers, node_significance, significance)
 
 
 def models():
@@ -73,6 +76,56 @@ def test_random_criterion_is_seeded_and_unknown_names_are_refused():
     assert all(torch.equal(a, b) for a, b in zip(first, significance(model, "random", PruningContext(seed=5))))
     with pytest.raises(NbpruneError, match="criterion 'oracle' is not known"):
         significance(model, "oracle")
+
+
+class Position:
+    """A toy criterion with an option of its own: hidden neurons scored by their position, last first or first
+    first."""
+
+    def __init__(self, options: PruneConfig, last_first: bool = True):
+        self.last_first = last_first
+
+    def __call__(self, model, context):
+        return [torch.arange(layer.out_features, dtype=torch.float32) * (1 if self.last_first else -1)
+                for layer in hidden_linears(model)]
+
+
+def test_a_new_criterion_is_one_registry_entry_built_with_its_option(monkeypatch):
+    torch.manual_seed(4)
+    model = SimpleNN(hidden=(6, 5), in_features=3, num_classes=2)
+    monkeypatch.setitem(CRITERIA, "position", functools.partial(Position, last_first=False))
+    first = prune_nodes(model, [2, 3], "position", PruningContext())
+    assert torch.equal(first.fc1.weight, model.fc1.weight[:2]) and torch.equal(first.fc2.bias, model.fc2.bias[:3])
+    monkeypatch.setitem(CRITERIA, "position", Position)
+    last = prune_nodes(model, [2, 3], "position", PruningContext())
+    assert torch.equal(last.fc1.weight, model.fc1.weight[4:]) and torch.equal(last.fc2.bias, model.fc2.bias[2:])
+
+
+def test_the_options_reach_the_interval_adjoint_scorer(tiny_data):
+    torch.manual_seed(5)
+    model = SimpleNN(hidden=(12, 7))
+    train_loader, val_loader, test_loader = tiny_data
+    scores = {}
+    for radius in (0.2, 1.0):
+        config = RunConfig.from_flat(input_boxes="local", box_radius=radius, box_count=16)
+        experiment = IterativePruning(train_loader, test_loader, val_loader=val_loader, config=config, progress=False)
+        criterion = experiment.criterion
+        assert isinstance(criterion, IntervalAdjoint) and criterion.options == config.prune
+        scores[radius] = node_significance(model, criterion, experiment.context())
+        same = node_significance(model, make_criterion(options=config.prune), experiment.context())
+        assert all(torch.equal(a, b) for a, b in zip(scores[radius], same))
+    assert not any(torch.allclose(a, b) for a, b in zip(scores[0.2], scores[1.0]))
+    assert make_criterion("interval_adjoint", PruneConfig(box_radius=0.2)).options.box_radius == 0.2
+    assert IntervalAdjoint(PruneConfig(box_count=9), input_boxes="class").options == PruneConfig(
+        box_count=9, input_boxes="class")
+
+
+def test_the_context_carries_data_only_and_each_option_is_declared_once():
+    data = {field.name for field in dataclasses.fields(PruningContext)}
+    options = {field.name for field in dataclasses.fields(PruneConfig)}
+    assert data & options == set()
+    with pytest.raises(NbpruneError, match="box_radius=-1 is not allowed"):
+        IntervalAdjoint(box_radius=-1)
 
 
 def test_keep_indices_picks_top_scores_in_order():
