@@ -37,9 +37,10 @@ from _common import (RESULTS_DIR, OtherLoad, command_line, machine_info, machine
 
 from nbprune.data import CLASS_NAMES, InputSpec  # noqa: E402
 from nbprune.export import PAD_TO, PUBLISHED_STANDARDISATION, TORCHSCRIPT_FILE, export_model  # noqa: E402
-from nbprune.io import load_pruned_model, save_model_file, write_text_atomic  # noqa: E402
+from nbprune.io import write_text_atomic  # noqa: E402
 from nbprune.iterative import iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
+from nbprune.modelfile import load_pruned_model, save_model_file  # noqa: E402
 from nbprune.report import choose_iteration, session_summary  # noqa: E402
 from nbprune.retention import schedule  # noqa: E402
 from nbprune.session import Session  # noqa: E402

@@ -186,7 +186,7 @@ def dense_session(args, seed: int) -> Path:
     import torch
 
     from nbprune import IterativePruning, Session, SimpleNN, load_data_for
-    from nbprune.iterative import default_steps
+    from nbprune.retention import default_steps
     session = Path(args.work_dir) / f"seed{seed}" / "dense"
     if not Session.for_pruning_dir(session).is_complete(0):
         config = config_for(args, "reference", seed)
@@ -200,8 +200,8 @@ def dense_session(args, seed: int) -> Path:
 
 def steps_for(config, min_parameters: int):
     """Return the default schedule down to the first step planned below `min_parameters` parameters."""
-    from nbprune.iterative import default_steps
     from nbprune.model import mlp_parameters
+    from nbprune.retention import default_steps
     steps = default_steps(config)
     planned = [step.budget if step.budget is not None else mlp_parameters(step.inputs or 784, step.retained, 10)
                for step in steps]
@@ -237,8 +237,8 @@ def run_scratch(args, method: str, seed: int, skip: set[int]) -> list[dict]:
     import torch
 
     from nbprune import Session, SimpleNN, load_data_for, train
-    from nbprune.io import save_model_file
     from nbprune.model import KeepInputs
+    from nbprune.modelfile import save_model_file
     torch.set_num_threads(1)
     config = config_for(args, method, seed)
     data = load_data_for(config)
@@ -508,8 +508,7 @@ def plot(state: dict):
 
 
 def render(state: dict, results_dir: Path, name: str = "pareto") -> Path:
-    from nbprune.io import write_text_atomic
-    from nbprune.retention import save_figure
+    from nbprune.io import save_figure, write_text_atomic
     table, verdicts = target_table(state)
     text = "\n".join([
         "# Accuracy per parameter",

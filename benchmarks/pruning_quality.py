@@ -24,9 +24,8 @@ from matplotlib.figure import Figure
 from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.path)
 from nbprune import IterativePruning, RunConfig, SimpleNN, load_data_for
 from nbprune.config import parse_settings
-from nbprune.io import write_text_atomic
-from nbprune.iterative import default_steps
-from nbprune.retention import save_figure
+from nbprune.io import save_figure, write_text_atomic
+from nbprune.retention import default_steps
 
 # The reference's reported test accuracy per % of nodes retained (../shared/seed/REFERENCE.md, with retraining).
 REFERENCE_CURVE = {100: 97.61, 80: 97.61, 64.0625: 97.62, 51.25: 97.56, 40.9375: 97.57, 32.8125: 97.41, 26.25: 97.5,

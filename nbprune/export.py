@@ -27,8 +27,9 @@ from torch import nn
 
 from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, load_pruned_model, read_model_file, write_bytes_atomic, write_text_atomic
-from .model import ModelRecord, SimpleNN
+from .io import UMASK, write_bytes_atomic, write_text_atomic
+from .model import SimpleNN
+from .modelfile import ModelRecord, load_pruned_model, read_model_file
 from .session import ITERATION_FILES, RUN_RECORD, STAGE
 
 # Published standardisation of each dataset (pixels / 255): used only for a plain state_dict without a record.

@@ -11,7 +11,7 @@ def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, p
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from .retention import save_figure
+    from .io import save_figure
 
     figure = Figure(figsize=(9, 3.8), layout="constrained")
     plane, line = figure.subplots(1, 2)
@@ -36,7 +36,7 @@ def plot_width_against_range(table, path=None):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from .retention import save_figure
+    from .io import save_figure
 
     shown = table[(table["observed range"] > 0) & (table["interval width"] > 0)]
     figure = Figure(figsize=(6.5, 4.5), layout="constrained")
@@ -61,7 +61,7 @@ def plot_significance_distribution(scores, path=None):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from .retention import save_figure
+    from .io import save_figure
 
     def label(k: int, score) -> str:
         zeros = int((score <= 0).sum())
@@ -90,7 +90,7 @@ def plot_comparison(table, dense=None, path=None):
     from matplotlib.ticker import NullLocator
 
     from .compare import METHODS
-    from .retention import save_figure
+    from .io import save_figure
 
     seeds = table["seed"].nunique()
     long = pd.concat([table.assign(split=split, accuracy=table[column])

@@ -22,25 +22,22 @@ from .data import InputSpec, Loader, TensorLoader, input_box
 from .epoch import image_shift, teacher_probabilities
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
-from .io import (cannot_write, format_table, load_pruned_model, read_model_file, read_table, save_model_file,
-                 write_text_atomic)
+from .io import cannot_write, format_table, read_table, write_text_atomic
 from .model import SimpleNN, hidden_linears, linear_layers, mlp_parameters, parameter_count
+from .modelfile import load_pruned_model, read_model_file, save_model_file
 from .progress import progress_bar
 from .prune import compensation_constants, global_counts, parameters_of, prune_by_scores
-from .retention import GeneratePruneData, RetentionStep, as_schedule, format_retain, with_budgets
-from .session import VALIDATION_FILE, Session
-from .criteria import Criterion, PruningContext, make_criterion, node_significance
+from .retention import RetentionStep, as_schedule, default_steps, format_retain
+from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
+from .criteria import Criterion, PruningContext, node_significance
 from .teacher import Teacher, load_teacher
 from .training import train as default_train
 
 log = logging.getLogger(__name__)
 
-REFERENCE_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
-RESULT_COLUMNS = REFERENCE_COLUMNS  # the reference workflow's header; nbprune adds the columns below after it
-ADDED_COLUMNS = ("Parameters", "Val_Loss", "Val_Accuracy")
 SAMPLE = 8192  # training rows the criteria, the boxes and bias compensation look at
 
-__all__ = ["IterativePruning", "RESULT_COLUMNS", "REFERENCE_COLUMNS", "as_schedule", "iteration_dir", "is_complete"]
+__all__ = ["IterativePruning", "as_schedule", "iteration_dir", "is_complete"]
 
 
 def iteration_dir(session_dir: str | os.PathLike, iteration: int) -> Path:
@@ -100,24 +97,26 @@ class IterativePruning:
                           stacklevel=2)
 
     @property
-    def criterion(self) -> Criterion:
-        """The run's criterion: the user's own, or the one the prune settings name, built with their options."""
-        return self.criterion_function or make_criterion(options=self.config.prune)
+    def criterion(self) -> str | Criterion:
+        return self.criterion_function or self.config.prune.criterion
 
     @property
     def seed(self) -> int:
         return self.config.seed
 
     def context(self) -> PruningContext:
-        """Return what the criteria look at: the input box in the model's input space, a sample of training data
-        and the run's seed."""
+        """Return what the criteria look at: the input box in the model's input space, a sample of training data,
+        and the criterion's options."""
         if self._context is None:
             if isinstance(self.train_loader, TensorLoader):
                 data = self.train_loader.dataset
                 batch = (data.data[:SAMPLE], data.targets[:SAMPLE])
             else:
                 batch = next(iter(self.train_loader))
-            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed)
+            options = self.config.prune
+            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed,
+                                           adjoint_seeds=options.adjoint_seeds, input_boxes=options.input_boxes,
+                                           box_radius=options.box_radius, box_count=options.box_count)
         return self._context
 
     def _train_arguments(self, log_dir) -> dict:
@@ -350,7 +349,7 @@ class IterativePruning:
             for w in caught:
                 if not issubclass(w.category, DivergenceWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            criterion = self.config.prune.criterion if self.criterion_function is None else None
+            criterion = self.criterion if isinstance(self.criterion, str) else None
             taught_by = self.teacher_file if step is not steps[0] else None
             save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
                             criterion=criterion if step is not steps[0] else None,
@@ -437,27 +436,3 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str = 0, end_
     experiment.plan(model, steps, session, begin_itr, end_itr)
     return PlannedRun(experiment, model, steps)
 
-
-def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:
-    """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
-    hidden sizes; with the inputs column (input pruning) and the parameter budget (global parameter allocation)
-    added as its settings need them."""
-    options = config.prune
-    if steps is not None or config.schedule.retain is not None:
-        steps = as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
-        if options.prune_inputs and config.schedule.input_q is None:  # one source: the file's rate, not config's q
-            steps = inputs_as_hidden(steps, features)
-    else:
-        steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
-    parameters = mlp_parameters(features, steps[0].retained, classes) \
-        if options.allocation == "global" and options.budget == "parameters" else None
-    return with_budgets(steps, features if options.prune_inputs else None,
-                        config.schedule.input_q or config.schedule.q, parameters)
-
-
-def inputs_as_hidden(steps: Sequence[RetentionStep], features: int) -> list[RetentionStep]:
-    """Return the steps with each input count (where missing) at the share of hidden neurons the step keeps: pixels
-    shrink as the schedule's neurons do (about q**t for a schedule of q), all of them at the first step."""
-    return [step if step.inputs is not None else
-            step._replace(inputs=features if position == 0 else max(1, round(features * step.percentage / 100)))
-            for position, step in enumerate(steps)]

@@ -1,12 +1,10 @@
-"""SimpleNN: the reference's 784-256-64-10 ReLU network, with any number of hidden layers, and the record that makes
-its model files self-describing (architecture, activation, standardisation, dataset, provenance)."""
+"""SimpleNN: the reference's 784-256-64-10 ReLU network, with any number of hidden layers, rebuilt from a model
+file by `SimpleNN.from_file` (reading, checking and loading the file is modelfile's work)."""
 
 from __future__ import annotations
 
 import math
 import os
-import re
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -14,9 +12,9 @@ from torch import nn
 
 from .data import InputSpec
 from .errors import InputError, ModelFileError, NbpruneError
+from .modelfile import INDEX_KEY, ModelRecord, check_record_matches, load_pruned_model, read_model_file
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # the names config.ACTIVATIONS declares
-RECORD_FORMAT = 1
 
 
 class KeepInputs(nn.Module):
@@ -61,8 +59,6 @@ class SimpleNN(nn.Module):
     @classmethod
     def from_file(cls, file: str | os.PathLike) -> "SimpleNN":
         """Return the network a model file describes, with its weights: no other file or flag needed."""
-        from .io import INDEX_KEY, check_record_matches, load_pruned_model, read_model_file
-
         state, record = read_model_file(file)
         if record is None:
             raise ModelFileError(f"{file} holds no nbprune record (a plain state_dict): build the model it was "
@@ -75,6 +71,10 @@ class SimpleNN(nn.Module):
                     described.activation)
         model._in_features = described.in_features  # an input-pruned fc1 is built for the kept inputs only
         return load_pruned_model(model, file)
+
+    def keep(self, index: torch.Tensor | None) -> None:
+        """Read only the input features at `index` (increasing positions) from now on; all of them for None."""
+        self.keep_inputs = KeepInputs(index).to(self.linears[0].weight.device) if index is not None else None
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -197,102 +197,3 @@ def mlp_parameters(inputs: int, hidden: Sequence[int], classes: int) -> int:
     sizes = [inputs, *hidden, classes]
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
-
-# --- the record a model file carries ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelRecord:
-    """What a model file needs to be rebuilt and used alone: architecture, standardisation, dataset, provenance."""
-
-    hidden: tuple[int, ...]
-    activation: str
-    in_features: int
-    num_classes: int
-    spec: InputSpec | None = None
-    iteration: int | None = None
-    criterion: str | None = None
-    nbprune: str | None = None
-    teacher: dict | None = None  # the teacher file that trained it: {"file": path, "sha256": its content's hash}
-
-    @classmethod
-    def of(cls, model: SimpleNN, *, iteration: int | None = None, criterion: str | None = None,
-           teacher: dict | None = None) -> "ModelRecord":
-        """Return the record of a SimpleNN as it is now."""
-        from . import __version__
-        return cls(model.hidden, model.activation, model.in_features, model.num_classes, model.spec, iteration,
-                   criterion if isinstance(criterion, str) else None, __version__, teacher)
-
-    def to_dict(self) -> dict:
-        """Return the record as plain values (what torch.load(weights_only=True) may read)."""
-        return {"format": RECORD_FORMAT, "hidden": list(self.hidden), "activation": self.activation,
-                "in_features": self.in_features, "num_classes": self.num_classes,
-                "input": self.spec.to_dict() if self.spec is not None else None,
-                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune,
-                **({"teacher": dict(self.teacher)} if self.teacher is not None else {})}
-
-    @classmethod
-    def from_dict(cls, record: Any, file: str | os.PathLike) -> "ModelRecord":
-        """Return the record a model file holds, every field checked."""
-        def corrupt(what: str) -> ModelFileError:
-            return ModelFileError(f"{file} carries a damaged nbprune record ({what}): copy the file again, or "
-                                  f"use a best_model.pth that nbprune wrote.")
-
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-            raise corrupt(f"format {record.get('format') if isinstance(record, dict) else record!r}, expected "
-                          f"{RECORD_FORMAT}")
-        hidden, activation = record.get("hidden"), record.get("activation")
-        in_features, classes = record.get("in_features"), record.get("num_classes")
-        if not isinstance(hidden, list) or not hidden or not all(_whole(h) and h >= 1 for h in hidden):
-            raise corrupt(f"hidden {hidden!r}, expected whole numbers >= 1")
-        if activation not in ACTIVATIONS:
-            raise corrupt(f"activation {activation!r}, expected one of {', '.join(ACTIVATIONS)}")
-        if not (_whole(in_features) and in_features >= 1 and _whole(classes) and classes >= 1):
-            raise corrupt(f"in_features {in_features!r} and num_classes {classes!r}, expected whole numbers >= 1")
-        iteration, criterion = record.get("iteration"), record.get("criterion")
-        if not (iteration is None or (_whole(iteration) and iteration >= 0)):
-            raise corrupt(f"iteration {iteration!r}")
-        if not (criterion is None or isinstance(criterion, str)):
-            raise corrupt(f"criterion {criterion!r}")
-        spec = _spec_from_dict(record.get("input"), in_features, classes, corrupt)
-        version, teacher = record.get("nbprune"), record.get("teacher")
-        if not (teacher is None or (isinstance(teacher, dict) and isinstance(teacher.get("file"), str)
-                                    and re.fullmatch(r"[0-9a-f]{64}", str(teacher.get("sha256"))))):
-            raise corrupt(f"teacher {teacher!r}, expected its file and sha256")
-        return cls(tuple(hidden), activation, in_features, classes, spec, iteration, criterion,
-                   version if isinstance(version, str) else None, teacher)
-
-    def describe(self) -> str:
-        """Return the network in one phrase, e.g. '784-256-64-10 relu network'."""
-        return f"{'-'.join(map(str, (self.in_features, *self.hidden, self.num_classes)))} {self.activation} network"
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _spec_from_dict(values: Any, in_features: int, classes: int, corrupt) -> InputSpec | None:
-    if values is None:
-        return None
-    if not isinstance(values, dict):
-        raise corrupt(f"input {values!r}")
-    dataset, names = values.get("dataset"), values.get("classes")
-    if not isinstance(dataset, str) or not isinstance(names, list) or len(names) != classes or \
-            not all(isinstance(name, str) for name in names):
-        raise corrupt(f"dataset {dataset!r} with classes {names!r}, expected {classes} class names")
-    statistics = []
-    for label in ("mean", "std"):
-        value = values.get(label)
-        numbers = value if isinstance(value, list) else [value]
-        if isinstance(value, list) and len(value) != in_features:
-            raise corrupt(f"{label} has {len(value)} values for {in_features} features")
-        if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                                  for v in numbers):
-            raise corrupt(f"{label} {value!r}, expected finite numbers")
-        if label == "std" and min(numbers) <= 0:
-            raise corrupt(f"std {value!r}, expected numbers > 0")
-        statistics.append(tuple(float(v) for v in value) if isinstance(value, list) else float(value))
-    shape = values.get("image_shape")
-    if shape is not None and (not isinstance(shape, list) or not all(_whole(s) and s >= 1 for s in shape)
-                              or math.prod(shape) != in_features):
-        raise corrupt(f"image_shape {shape!r} for {in_features} features")
-    return InputSpec(dataset, tuple(names), statistics[0], statistics[1], in_features,
-                     tuple(shape) if shape is not None else None)

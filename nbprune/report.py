@@ -10,10 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .errors import NbpruneError
-from .io import format_table, write_text_atomic
-from .iterative import ADDED_COLUMNS, REFERENCE_COLUMNS
-from .retention import save_figure
-from .session import RESULTS, Session
+from .io import format_table, save_figure, write_text_atomic
+from .session import ADDED_COLUMNS, RESULTS, REFERENCE_COLUMNS, Session
 
 RESULTS_DIR = RESULTS
 PERCENT_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)

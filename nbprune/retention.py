@@ -14,9 +14,9 @@ from typing import NamedTuple, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .config import MAX_ITERATIONS
+from .config import MAX_ITERATIONS, RunConfig
 from .errors import ScheduleError
-from .io import format_table, write_text_atomic
+from .io import format_table, save_figure, write_text_atomic
 
 MAX_NEURONS = 16_384  # per layer: the bound config.ModelConfig.hidden declares
 
@@ -139,15 +139,6 @@ class GeneratePruneData:
         return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Save a figure as PNG atomically and return the path."""
-    from .io import atomic_path
-
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    return Path(path)
-
-
 def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) -> list[RetentionStep]:
     """Return the schedule in a retain.txt, checked: whole numbers, never growing, never above `hidden`."""
     path = Path(path)
@@ -259,3 +250,30 @@ def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
             raise ScheduleError(f"schedule step {step.iteration} keeps {list(step.retained)} neurons, but the "
                                 f"model's hidden layers are {list(hidden)}: generate a schedule for this model.")
     return steps
+
+
+def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:
+    """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
+    hidden sizes; with the inputs column (input pruning) and the parameter budget (global parameter allocation)
+    added as its settings need them."""
+    from .model import mlp_parameters  # model loads torch, which `nbprune retain` does without
+
+    options = config.prune
+    if steps is not None or config.schedule.retain is not None:
+        steps = as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
+        if options.prune_inputs and config.schedule.input_q is None:  # one source: the file's rate, not config's q
+            steps = inputs_as_hidden(steps, features)
+    else:
+        steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
+    parameters = mlp_parameters(features, steps[0].retained, classes) \
+        if options.allocation == "global" and options.budget == "parameters" else None
+    return with_budgets(steps, features if options.prune_inputs else None,
+                        config.schedule.input_q or config.schedule.q, parameters)
+
+
+def inputs_as_hidden(steps: Sequence[RetentionStep], features: int) -> list[RetentionStep]:
+    """Return the steps with each input count (where missing) at the share of hidden neurons the step keeps: pixels
+    shrink as the schedule's neurons do (about q**t for a schedule of q), all of them at the first step."""
+    return [step if step.inputs is not None else
+            step._replace(inputs=features if position == 0 else max(1, round(features * step.percentage / 100)))
+            for position, step in enumerate(steps)]

@@ -35,6 +35,9 @@ MODEL_FILE, TRAIN_FILE, VALIDATION_FILE = "best_model.pth", "train_results.txt",
 ITERATION_FILES = (MODEL_FILE, TRAIN_FILE, VALIDATION_FILE)
 RETAIN_FILE, RUN_RECORD, LOCK_FILE = "retain.txt", "run.json", ".nbprune.lock"
 RESULT_FILES = ("validations.txt", "accuracies.png", "losses.png")
+REFERENCE_COLUMNS = ("Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain")
+RESULT_COLUMNS = REFERENCE_COLUMNS  # the reference workflow's header; nbprune adds the columns below after it
+ADDED_COLUMNS = ("Parameters", "Val_Loss", "Val_Accuracy")
 PARTIAL, STALE = ".partial", ".stale"
 EARLIER_RUNS = "earlier_runs"
 # The tokens of the session locks held by this process or the processes that started it (the workbook's kernels).
@@ -138,7 +141,7 @@ class Session:
     # --- the summary ----------------------------------------------------------------------------------------
     def summary(self) -> list[dict]:
         """Return one record per complete iteration: its results row, hidden sizes, inputs kept, parameters."""
-        from .io import read_model_file
+        from .modelfile import read_model_file
 
         records = []
         iterations = self.iterations()

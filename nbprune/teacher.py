@@ -26,8 +26,9 @@ from .data import InputSpec, MNISTData, TensorLoader
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
-from .io import read_model_file, write_bytes_atomic
-from .model import SimpleNN, _spec_from_dict
+from .io import write_bytes_atomic
+from .model import SimpleNN
+from .modelfile import _spec_from_dict, read_model_file
 from .progress import progress_bar
 
 TEACHER_KEY = "nbprune_teacher"

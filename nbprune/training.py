@@ -17,8 +17,9 @@ from .epoch import Trainer, image_shift, teacher_probabilities
 from .errors import ConfigError, DivergenceWarning
 from .evaluation import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
-from .io import format_table, save_model_file, write_text_atomic
+from .io import format_table, write_text_atomic
 from .model import SimpleNN
+from .modelfile import save_model_file
 from .progress import progress_bar
 
 TRAIN_COLUMNS = ("TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy", "ValLoss", "ValAccuracy")

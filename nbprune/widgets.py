@@ -11,10 +11,10 @@ from typing import Sequence
 from matplotlib.figure import Figure
 
 from .errors import NbpruneError
-from .io import write_text_atomic
+from .io import save_figure, write_text_atomic
 from .progress import headless
 from .report import best_validation, draw_choice, plot_accuracies, plot_losses
-from .retention import GeneratePruneData, save_figure, schedule
+from .retention import GeneratePruneData, schedule
 
 
 def _ipywidgets():

@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 
 from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
 from .errors import ConfigError, NbpruneError, SessionError
+from .io import save_figure
 from .lab import NOTEBOOKS
 from .progress import headless_kernels
-from .retention import save_figure
 from .session import NOTEBOOKS as EXECUTED, Session
 
 log = logging.getLogger(__name__)

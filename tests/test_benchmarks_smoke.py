@@ -118,7 +118,7 @@ def test_pareto_teacher_methods_distil_from_the_teacher_file_and_refuse_another(
     import torch
 
     from nbprune import SimpleNN
-    from nbprune.io import read_record, save_model_file
+    from nbprune.modelfile import read_record, save_model_file
     work, results = tmp_path / "work", tmp_path / "results"
     arguments = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
                  "--workers", "1", "--work-dir", str(work), "--results-dir", str(results), "--name", "study"]

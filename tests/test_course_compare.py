@@ -15,8 +15,8 @@ from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig,
 from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
                              winners)
 from nbprune.exercises import check, exercises_of, solution
-from nbprune.io import save_model_file
 from nbprune.model import mlp_parameters
+from nbprune.modelfile import save_model_file
 from nbprune.session import Session
 
 HIDDEN = (24, 12)

@@ -21,7 +21,8 @@ from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
 from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
 from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers
-from nbprune.io import UMASK, save_model_atomic, save_model_file
+from nbprune.io import UMASK
+from nbprune.modelfile import save_model_atomic, save_model_file
 from nbprune.prune import shrink
 
 # Runs a script like `python -I -B script.py ARGS`, but with nbprune made unimportable first.

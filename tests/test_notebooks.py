@@ -402,7 +402,7 @@ def test_a_missing_step_is_named_with_the_notebook_that_makes_it_and_the_session
 def test_a_notebook_refuses_a_dataset_other_than_the_one_02_trained_on(tmp_path):
     from nbprune import RunConfig, SimpleNN
     from nbprune.data import CLASS_NAMES, InputSpec
-    from nbprune.io import save_model_file
+    from nbprune.modelfile import save_model_file
     from nbprune.workbook import trained_model
     session = Session(tmp_path / "s")
     model = SimpleNN()

@@ -12,7 +12,7 @@ from conftest import make_tiny_mnist
 from nbprune import IterativePruning, SimpleNN, evaluate, load_data, load_pruned_model, read_record, train
 from nbprune.cli import main
 from nbprune.export import export_model
-from nbprune.io import save_model_file
+from nbprune.modelfile import save_model_file
 from nbprune.retention import schedule
 
 WITHOUT_NBPRUNE = ("import runpy, sys; sys.modules['nbprune'] = None; sys.argv = sys.argv[1:]; "

@@ -33,8 +33,9 @@ from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Sessio
                      load_pruned_model)
 from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
-from nbprune.io import load_state_dict, read_table, save_model_file
+from nbprune.io import read_table
 from nbprune.iterative import IterativePruning, is_complete, iteration_dir
+from nbprune.modelfile import load_state_dict, save_model_file
 from nbprune.report import RESULTS_DIR, concatenate, session_summary
 from nbprune.retention import schedule
 
@@ -1058,8 +1059,9 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
     import errno
 
     import nbprune.io as io_module
+    import nbprune.modelfile as modelfile_module
     session = tmp_path / "iterative_pruning"
-    original, calls = io_module.write_bytes_atomic, {"models": 0}
+    original, calls = modelfile_module.write_bytes_atomic, {"models": 0}
 
     def fills_up(path, data):
         if Path(path).name == "best_model.pth":
@@ -1067,7 +1069,7 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
             if calls["models"] == 6:  # during iteration 1 or 2
                 raise io_module.cannot_write(Path(path), OSError(errno.ENOSPC, "No space left on device"))
         return original(path, data)
-    monkeypatch.setattr(io_module, "write_bytes_atomic", fills_up)
+    monkeypatch.setattr(modelfile_module, "write_bytes_atomic", fills_up)
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
     assert main(prune_argv(session, tiny_root)) == 2
     err = capsys.readouterr().err
@@ -1075,7 +1077,7 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
     assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in err, err
     complete = [step.iteration for step in STEPS if is_complete(session, step.iteration)]
     assert complete and len(complete) < len(STEPS)
-    monkeypatch.setattr(io_module, "write_bytes_atomic", original)
+    monkeypatch.setattr(modelfile_module, "write_bytes_atomic", original)
     assert main(prune_argv(session, tiny_root, "--begin-itr", "auto")) == 0
     assert leftovers(session) == [] and all(is_complete(session, step.iteration) for step in STEPS)
 

@@ -26,8 +26,8 @@ from nbprune import DataError, ModelFileError, SimpleNN, load_data, load_pruned_
 from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
 from nbprune.export import export_model
-from nbprune.io import save_model_file
 from nbprune.model import KeepInputs
+from nbprune.modelfile import save_model_file
 from test_export import run_predict_here
 from test_reliability import ENV, prune_argv
 

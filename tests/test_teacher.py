@@ -12,8 +12,8 @@ from nbprune.cli import main
 from nbprune.epoch import Trainer, image_shift, shifted_images
 from nbprune.evaluation import loss_and_accuracy
 from nbprune.fast_mlp import FlatMLPTrainer
-from nbprune.io import read_record, save_model_file
 from nbprune.iterative import plan_run
+from nbprune.modelfile import read_record, save_model_file
 from nbprune.session import Session
 from nbprune.teacher import (TEACHER_KEY, ConvTeacher, check_teacher_fits, load_teacher, save_teacher,
                              train_teacher)

@@ -10,9 +10,8 @@ from torch import nn
 
 from . import Verdict, close, exercise
 from ..diagnostics import constant_features
-from ..iterative import inputs_as_hidden
 from ..model import linear_layers
-from ..retention import RetentionStep
+from ..retention import RetentionStep, inputs_as_hidden
 
 
 def _column_sum(model: nn.Module) -> float:

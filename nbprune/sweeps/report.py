@@ -92,8 +92,7 @@ def plot(rows: list[dict], varied: Sequence[str], x: str, label: str):
 
 def sweep_report(sweep_dir: str | os.PathLike, budgets: Sequence[int] | None = None) -> Path:
     """Write report.md and the two figures into the sweep folder; return the report's path."""
-    from ..io import write_text_atomic
-    from ..retention import save_figure
+    from ..io import save_figure, write_text_atomic
 
     folder = Path(sweep_dir)
     rows, varied, state = read_results(folder)

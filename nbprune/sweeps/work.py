@@ -33,7 +33,8 @@ def _model_and_data(config: RunConfig):
 def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, float]:
     """Prune along the configuration's schedule from where the session stopped, up to end_itr; return each new
     iteration's seconds."""
-    from ..iterative import IterativePruning, default_steps
+    from ..iterative import IterativePruning
+    from ..retention import default_steps
 
     model, data = _model_and_data(config)
     steps = default_steps(config, data.spec.features, len(data.classes))
@@ -71,7 +72,7 @@ def _copy_dense(dense: Session, session: Session) -> None:
 
 def chain_steps(chain: Chain, end_itr: int | None) -> list[int]:
     """Return the iterations a chain runs: its schedule up to end_itr."""
-    from ..iterative import default_steps
+    from ..retention import default_steps
 
     return [step.iteration for step in default_steps(chain.config)
             if end_itr is None or step.iteration <= end_itr]
