@@ -27,7 +27,7 @@ _EXPORTS = {
     "evaluation": ("evaluate", "loss_and_accuracy"),
     "io": ("write_text_atomic",),
     "criteria": ("significance", "node_significance", "interval_forward", "interval_adjoint", "PruningContext",
-                 "CRITERIA"),
+                 "CRITERIA", "IntervalAdjoint", "make_criterion"),
     "prune": ("prune_nodes", "keep_indices", "shrink"),
     "retention": ("GeneratePruneData", "schedule", "read_retain", "default_steps"),
     "session": ("Session",),

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import RunConfig, resolve_device
+from .config import PruneConfig, RunConfig, resolve_device
 from .data import MNISTData, load_data_for
 from .errors import ConfigError, SessionError
 from .evaluation import loss_and_accuracy
@@ -38,7 +38,7 @@ from .progress import progress_bar
 from .prune import prune_by_scores
 from .retention import RetentionStep, default_steps, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, Session
-from .criteria import CRITERIA, PruningContext, node_significance
+from .criteria import CRITERIA, PruningContext, make_criterion, node_significance
 from .teacher import load_teacher
 from .training import train
 
@@ -208,7 +208,7 @@ def retrain(plan: ComparisonPlan, data: MNISTData, context: PruningContext, teac
     started = time.perf_counter()
     torch.manual_seed(run_seed(seed, step.iteration))
     data.train_loader.reseed(run_seed(seed, step.iteration))
-    model = starting_model(plan.dense, method, step.retained, context)
+    model = starting_model(plan.dense, method, step.retained, context, plan.config.prune)
     model = train(model, data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config.train,
                   teacher=teacher, progress=False)
     return {"method": method, "level": step.iteration, "hidden": "+".join(map(str, step.retained)),
@@ -218,13 +218,15 @@ def retrain(plan: ComparisonPlan, data: MNISTData, context: PruningContext, teac
             "val_images": len(data.val_loader.dataset), "seconds": time.perf_counter() - started}
 
 
-def starting_model(dense: SimpleNN, method: str, retain: Sequence[int], context: PruningContext) -> nn.Module:
+def starting_model(dense: SimpleNN, method: str, retain: Sequence[int], context: PruningContext,
+                   options: PruneConfig | None = None) -> nn.Module:
     """Return the network `method` retrains: the dense model's `retain` best-scored neurons per hidden layer under
-    the criterion, or for scratch a fresh SimpleNN of that shape (drawn from torch's random state)."""
+    the criterion `method` built with `options` (the run's prune settings), or for scratch a fresh SimpleNN of that
+    shape (drawn from torch's random state)."""
     if method == "scratch":
         fresh = SimpleNN(retain, dense.in_features, dense.num_classes, dense.activation)
         return fresh.to(dense.fc1.weight.device)
-    return prune_by_scores(dense, node_significance(dense, method, context), retain)
+    return prune_by_scores(dense, node_significance(dense, make_criterion(method, options), context), retain)
 
 
 # --- reading the table -----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .progress import progress_bar
 from .prune import compensation_constants, global_counts, parameters_of, prune_by_scores
 from .retention import RetentionStep, as_schedule, default_steps, format_retain
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
-from .criteria import Criterion, PruningContext, node_significance
+from .criteria import Criterion, PruningContext, make_criterion, node_significance
 from .teacher import Teacher, load_teacher
 from .training import train as default_train
 
@@ -97,26 +97,24 @@ class IterativePruning:
                           stacklevel=2)
 
     @property
-    def criterion(self) -> str | Criterion:
-        return self.criterion_function or self.config.prune.criterion
+    def criterion(self) -> Criterion:
+        """The run's criterion: the user's own, or the one the prune settings name, built with their options."""
+        return self.criterion_function or make_criterion(options=self.config.prune)
 
     @property
     def seed(self) -> int:
         return self.config.seed
 
     def context(self) -> PruningContext:
-        """Return what the criteria look at: the input box in the model's input space, a sample of training data,
-        and the criterion's options."""
+        """Return what the criteria look at: the input box in the model's input space, a sample of training data
+        and the run's seed."""
         if self._context is None:
             if isinstance(self.train_loader, TensorLoader):
                 data = self.train_loader.dataset
                 batch = (data.data[:SAMPLE], data.targets[:SAMPLE])
             else:
                 batch = next(iter(self.train_loader))
-            options = self.config.prune
-            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed,
-                                           adjoint_seeds=options.adjoint_seeds, input_boxes=options.input_boxes,
-                                           box_radius=options.box_radius, box_count=options.box_count)
+            self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed)
         return self._context
 
     def _train_arguments(self, log_dir) -> dict:
@@ -349,7 +347,7 @@ class IterativePruning:
             for w in caught:
                 if not issubclass(w.category, DivergenceWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            criterion = self.criterion if isinstance(self.criterion, str) else None
+            criterion = self.config.prune.criterion if self.criterion_function is None else None
             taught_by = self.teacher_file if step is not steps[0] else None
             save_model_file(model, partial / "best_model.pth", iteration=step.iteration,
                             criterion=criterion if step is not steps[0] else None,

@@ -11,8 +11,7 @@ from nbprune.interval import Interval
 from nbprune.model import mlp_parameters
 from nbprune.prune import global_counts, node_means, node_midpoints, shrink, top
 from nbprune.retention import default_steps
-from nbprune.criteria import (PruningContext, adjoint_seed, input_boxes, interval_adjoint, interval_forward,
-                                  node_significance)
+from nbprune.criteria import IntervalAdjoint, PruningContext, interval_adjoint, interval_forward, node_significance
 
 
 def small_model(activation: str = "relu", hidden=(12, 7)) -> SimpleNN:
@@ -25,9 +24,9 @@ def sample(count: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(count, 20, generator=generator), torch.randint(0, 4, (count,), generator=generator)
 
 
-def context(**options) -> PruningContext:
+def context() -> PruningContext:
     inputs, targets = sample()
-    return PruningContext(input_box=(inputs.min(0).values, inputs.max(0).values), batch=(inputs, targets), **options)
+    return PruningContext(input_box=(inputs.min(0).values, inputs.max(0).values), batch=(inputs, targets))
 
 
 # --- input-node pruning -------------------------------------------------------------------------------------------
@@ -140,16 +139,17 @@ def test_global_allocation_normalises_by_rank_or_not_at_all():
 
 def test_local_boxes_are_clipped_to_the_data_box_and_their_scores_averaged():
     model = small_model()
-    ctx = context(input_boxes="local", box_count=5, box_radius=10.0)  # wider than the data: every box is clipped
-    box = input_boxes(ctx, model.fc1.weight)
+    ctx = context()
+    wide = IntervalAdjoint(input_boxes="local", box_count=5, box_radius=10.0)  # wider than the data: all clipped
+    box = wide.boxes(ctx, model.fc1.weight)
     lower, upper = ctx.input_box
     assert box.lower.shape == (5, 20)
     assert torch.equal(box.lower, lower.expand(5, -1)) and torch.equal(box.upper, upper.expand(5, -1))
-    narrow = context(input_boxes="local", box_count=4, box_radius=0.2)
-    boxes = input_boxes(narrow, model.fc1.weight)
+    narrow = IntervalAdjoint(input_boxes="local", box_count=4, box_radius=0.2)
+    boxes = narrow.boxes(ctx, model.fc1.weight)
     per_box = [node_significance(model, "interval_adjoint", PruningContext(
         input_box=(boxes.lower[k], boxes.upper[k]))) for k in range(4)]
-    averaged = node_significance(model, "interval_adjoint", narrow)
+    averaged = node_significance(model, narrow, ctx)
     for layer, scores in enumerate(averaged):  # the scores of the four boxes, averaged
         assert torch.allclose(scores, torch.stack([one[layer] for one in per_box]).mean(0), atol=1e-6)
 
@@ -186,8 +186,7 @@ def test_a_run_with_global_allocation_writes_what_it_chose(tiny_data, tmp_path):
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_every_box_encloses_the_forward_values_of_points_inside_it(boxes, activation):
     model = small_model(activation).double()
-    ctx = context(input_boxes=boxes, box_count=7, box_radius=0.3)
-    box = input_boxes(ctx, model.fc1.weight)
+    box = IntervalAdjoint(input_boxes=boxes, box_count=7, box_radius=0.3).boxes(context(), model.fc1.weight)
     forward = interval_forward(model, box)
     generator = torch.Generator().manual_seed(5)
     points = box.lower + torch.rand((200, *box.shape), generator=generator, dtype=torch.float64) * box.width
@@ -206,9 +205,9 @@ def test_every_box_encloses_the_forward_values_of_points_inside_it(boxes, activa
 @pytest.mark.parametrize("seeds", ["ones", "class_sum", "class_max"])
 def test_per_class_adjoints_enclose_each_class_gradient(seeds):
     model = small_model("sigmoid").double()
-    ctx = context(adjoint_seeds=seeds, input_boxes="local", box_count=3)
-    box = input_boxes(ctx, model.fc1.weight)
-    seed = adjoint_seed(ctx, 4).double()
+    criterion = IntervalAdjoint(adjoint_seeds=seeds, input_boxes="local", box_count=3)
+    box = criterion.boxes(context(), model.fc1.weight)
+    seed = criterion.seeds(4).double()
     adjoints = interval_adjoint(model, interval_forward(model, box), seed)
     generator = torch.Generator().manual_seed(6)
     points = (box.lower + torch.rand((50, *box.shape), generator=generator, dtype=torch.float64) * box.width)
@@ -233,7 +232,7 @@ def test_the_reference_criterion_is_unchanged_and_the_variants_score_every_node(
     assert torch.allclose(seed[1], (forward[0].width * adjoints[0].magnitude).reshape(-1))
     for options in ({"adjoint_seeds": "class_sum"}, {"adjoint_seeds": "class_max"}, {"input_boxes": "class"},
                     {"input_boxes": "local", "box_count": 16}):
-        scores = node_significance(model, "interval_adjoint", context(**options))
+        scores = node_significance(model, IntervalAdjoint(**options), context())
         assert [len(s) for s in scores] == [20, 12, 7]
         assert all(torch.isfinite(s).all() and (s >= 0).all() for s in scores)
     for criterion in ("magnitude", "taylor", "random"):
@@ -241,8 +240,6 @@ def test_the_reference_criterion_is_unchanged_and_the_variants_score_every_node(
 
 
 def test_options_that_do_not_apply_are_refused():
-    with pytest.raises(Exception, match="only apply to the interval_adjoint criterion"):
-        RunConfig.from_flat(criterion="taylor", input_boxes="local")
     with pytest.raises(Exception, match="needs allocation='global'"):
         RunConfig.from_flat(budget="parameters")
     assert top(torch.tensor([1.0, 3.0, 2.0]), 2).tolist() == [1, 2]
