@@ -23,7 +23,7 @@ _EXPORTS = {
     "epoch": ("Trainer",),
     "fast_mlp": ("FlatMLPTrainer",),
     "interval": ("Interval",),
-    "training": ("train",),
+    "training": ("train", "fit"),
     "evaluation": ("evaluate", "loss_and_accuracy"),
     "io": ("write_text_atomic",),
     "criteria": ("significance", "node_significance", "interval_forward", "interval_adjoint", "PruningContext",

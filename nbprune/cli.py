@@ -25,7 +25,7 @@ import logging  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
+from .config import ACTIVATIONS, CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
 from .errors import NbpruneError  # noqa: E402
 from .sweeps.command import add_command as add_sweep_command  # noqa: E402
 
@@ -247,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="load a model file and print its loss and accuracy", epilog=EPILOG,
         description="Loss and accuracy of a model file on the dataset and standardisation its record names.")
     evaluate.add_argument("model_file", help="a best_model.pth")
-    evaluate.add_argument("--activation", choices=["relu", "sigmoid"],
-                          help="only for a plain state_dict without nbprune's record (default: relu)")
+    evaluate.add_argument("--activation", choices=ACTIVATIONS,
+                          help=f"only for a plain state_dict without nbprune's record (default: "
+                               f"{SETTINGS['activation'].default})")
     for name in DATA_SETTINGS:
         add_setting(evaluate, SETTINGS[name])
     evaluate.set_defaults(func=cmd_evaluate)
@@ -284,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace the files of an earlier export in OUT_DIR")
     export.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=None,
                         help="also write model.onnx (default: when the onnx package is installed)")
-    export.add_argument("--activation", choices=["relu", "sigmoid"],
-                        help="only for a plain state_dict without nbprune's record (default: relu)")
+    export.add_argument("--activation", choices=ACTIVATIONS,
+                        help=f"only for a plain state_dict without nbprune's record (default: "
+                             f"{SETTINGS['activation'].default})")
     add_setting(export, SETTINGS["dataset"])
     export.set_defaults(func=cmd_export)
     add_sweep_command(commands)

@@ -40,7 +40,7 @@ from .retention import RetentionStep, default_steps, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, Session
 from .criteria import CRITERIA, PruningContext, make_criterion, node_significance
 from .teacher import load_teacher
-from .training import train
+from .training import fit
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE, FIGURE_FILE = "comparison.csv", "comparison.png"
@@ -209,8 +209,8 @@ def retrain(plan: ComparisonPlan, data: MNISTData, context: PruningContext, teac
     torch.manual_seed(run_seed(seed, step.iteration))
     data.train_loader.reseed(run_seed(seed, step.iteration))
     model = starting_model(plan.dense, method, step.retained, context, plan.config.prune)
-    model = train(model, data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config.train,
-                  teacher=teacher, progress=False)
+    model = fit(model, data.train_loader, data.val_loader, plan.config.train, test_loader=data.test_loader,
+                teacher=teacher, progress=False)
     return {"method": method, "level": step.iteration, "hidden": "+".join(map(str, step.retained)),
             "percentage": step.percentage, "parameters": parameter_count(model), "seed": seed,
             "val_accuracy": loss_and_accuracy(model, data.val_loader)[1],

@@ -422,6 +422,16 @@ if len(SETTINGS) != len(RUN_SETTINGS) + len(CONTROLS):
     raise RuntimeError("a control shares its name with a run setting: flat names must be unique")
 
 
+def declared_default(name: str) -> Any:
+    """Return setting `name`'s default, as declared here."""
+    return SETTINGS[name].default
+
+
+def or_default(value: Any, name: str) -> Any:
+    """Return `value`, or setting `name`'s declared default when it is None (a library signature's None)."""
+    return declared_default(name) if value is None else value
+
+
 def parse_settings(pairs: Mapping[str, str] | list[tuple[str, str]]) -> dict[str, Any]:
     """Return typed, checked values for `NAME VALUE` text pairs (the workbook's -p), refusing unknown names."""
     values = {}

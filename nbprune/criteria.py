@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ADJOINT_SEEDS, INPUT_BOXES, PruneConfig
+from .config import ADJOINT_SEEDS, INPUT_BOXES, PruneConfig, declared_default
 from .errors import NbpruneError
 from .interval import Interval
 from .model import KeepInputs, hidden_linears, linear_layers, mlp_layers
@@ -40,7 +40,7 @@ class PruningContext:
 
     input_box: tuple[torch.Tensor, torch.Tensor] | None = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
-    seed: int = 0
+    seed: int = declared_default("seed")
     extra: dict = field(default_factory=dict)
 
 
@@ -97,7 +97,7 @@ class IntervalAdjoint:
     """The interval-adjoint criterion, holding its options: the adjoint seeds and the input boxes (with the local
     boxes' radius and count), read from a PruneConfig, where they are declared.
 
-    IntervalAdjoint() is the seed's criterion, IntervalAdjoint(config.prune) a run's; keywords change options:
+    IntervalAdjoint() is the reference's criterion, IntervalAdjoint(config.prune) a run's; keywords change options:
     IntervalAdjoint(input_boxes="local", box_radius=0.2)."""
 
     def __init__(self, options: PruneConfig | None = None, **changes):
@@ -223,10 +223,10 @@ def make_criterion(name: str | None = None, options: PruneConfig | None = None) 
     return CRITERIA[name](options)
 
 
-def node_significance(model: nn.Module, criterion: str | Criterion = "interval_adjoint",
+def node_significance(model: nn.Module, criterion: str | Criterion | None = None,
                       context: PruningContext | None = None) -> list[torch.Tensor | None]:
     """Return one score vector per node layer: the input features (None if the criterion gives none), then each
-    hidden layer."""
+    hidden layer. criterion None: the configuration's."""
     scorer = criterion if callable(criterion) else make_criterion(criterion)
     scores = [score.detach().float().cpu() for score in scorer(model, context or PruningContext())]
     layers = len(hidden_linears(model))
@@ -238,7 +238,7 @@ def node_significance(model: nn.Module, criterion: str | Criterion = "interval_a
     return scores
 
 
-def significance(model: nn.Module, criterion: str | Criterion = "interval_adjoint",
+def significance(model: nn.Module, criterion: str | Criterion | None = None,
                  context: PruningContext | None = None) -> list[torch.Tensor]:
     """Return one score vector per hidden layer under the named criterion."""
     return node_significance(model, criterion, context)[1:]

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from .config import DATASETS, RunConfig, data_root, resolve_device
+from .config import DATASETS, RunConfig, data_root, or_default, resolve_device
 from .errors import DataError
 
 RAW_FILES = (
@@ -82,8 +82,9 @@ class TensorLoader:
     `spec` says what the inputs are (dataset, classes, standardisation); None for tensors of unknown origin.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 64,
-                 shuffle: bool = True, seed: int = 0, spec: InputSpec | None = None):
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None = None,
+                 shuffle: bool = True, seed: int | None = None, spec: InputSpec | None = None):
+        batch_size, seed = or_default(batch_size, "batch_size"), or_default(seed, "seed")
         if batch_size < 1:
             raise DataError(f"batch_size={batch_size!r} is not allowed: expected a whole number >= 1.")
         self.dataset = InMemoryDataset(inputs, targets)
@@ -229,8 +230,10 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def read_raw(root: str | os.PathLike | None = None, name: str = "MNIST", download: bool = True):
-    """Return `(train_images, train_labels, test_images, test_labels)` as uint8/int64 tensors."""
+def read_raw(root: str | os.PathLike | None = None, name: str | None = None, download: bool = True):
+    """Return `(train_images, train_labels, test_images, test_labels)` as uint8/int64 tensors (name None: the
+    configuration's dataset)."""
+    name = or_default(name, "dataset")
     if name not in DATASETS:
         raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}, or pass your "
                         f"own tensors as load_data(train=(features, labels), test=(features, labels)).")
@@ -312,8 +315,8 @@ def _numbers(values, split: str, part: str) -> torch.Tensor:
 
 
 # --- loaders --------------------------------------------------------------------------------------------------
-def load_data(data_root: str | os.PathLike | None = None, name: str = "MNIST", batch_size: int = 64,
-              val_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
+def load_data(data_root: str | os.PathLike | None = None, name: str | None = None, batch_size: int | None = None,
+              val_size: int | None = None, seed: int | None = None, device: str | torch.device | None = None,
               subset: int | None = None, download: bool = True, *, train=None, test=None,
               classes: Sequence[str] | None = None,
               standardisation: tuple[float | Sequence[float], float | Sequence[float]] | None = None) -> MNISTData:
@@ -324,7 +327,10 @@ def load_data(data_root: str | os.PathLike | None = None, name: str = "MNIST", b
     The validation split holds `val_size` training rows (default: 1 in 12, i.e. 5,000 of MNIST's 60,000).
     Inputs are standardised with the training split's statistics, or with `standardisation=(mean, std)`
     (what a model file records, so a model is evaluated on the inputs it was trained on).
+    None: the configuration's default (dataset `name`, batch_size, seed, device).
     """
+    name, batch_size = or_default(name, "dataset"), or_default(batch_size, "batch_size")
+    seed, device = or_default(seed, "seed"), or_default(device, "device")
     if (train is None) != (test is None):
         raise DataError("load_data needs both train=(features, labels) and test=(features, labels), or neither.")
     if train is not None:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import or_default
 from .data import InputSpec, Loader, TensorLoader
 from .errors import ConfigError
 
@@ -78,9 +79,10 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 2.0, augment: Augment | None = None):
+                 distill_weight: float | None = None, temperature: float | None = None, augment: Augment | None = None):
         self.model, self.teacher, self.augment = model, teacher, augment
-        self.distill_weight, self.temperature = distill_weight, temperature
+        self.distill_weight = or_default(distill_weight, "distill_weight")
+        self.temperature = or_default(temperature, "temperature")
         self.optimizer = self.make_optimizer(lr, weight_decay)
 
     def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -25,6 +25,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .config import or_default
 from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
 from .errors import ModelFileError, NbpruneError, StorageError
 from .io import UMASK, write_bytes_atomic, write_text_atomic
@@ -93,8 +94,8 @@ def model_for_file(model_file: str | os.PathLike, activation: str | None = None,
     if not hidden:
         raise ModelFileError(f"{model_file} holds a network without hidden layers: nothing nbprune made.")
     inputs = 784 if "keep_inputs.index" in state else int(weights[0].shape[1])
-    model = load_pruned_model(SimpleNN(hidden, inputs, int(weights[-1].shape[0]), activation or "relu"), model_file)
-    name = dataset or "MNIST"
+    model = load_pruned_model(SimpleNN(hidden, inputs, int(weights[-1].shape[0]), activation), model_file)
+    name = or_default(dataset, "dataset")
     warnings.warn(f"{model_file} is a plain state_dict without nbprune's record: assuming a {model.activation} "
                   f"network for {name} with its published standardisation (use --activation/--dataset if not).")
     if model.in_features != 784 or model.num_classes != len(CLASS_NAMES[name]):

@@ -20,7 +20,7 @@ class FlatMLPTrainer(Trainer):
     """The Trainer's epoch for MLPs of nn.Linear with nn.ReLU or nn.Sigmoid between them, without autograd."""
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, teacher: nn.Module | None = None,
-                 distill_weight: float = 0.5, temperature: float = 2.0, augment: Augment | None = None):
+                 distill_weight: float | None = None, temperature: float | None = None, augment: Augment | None = None):
         layers = mlp_layers(model)
         self.keep = layers[0].index if isinstance(layers[0], KeepInputs) else None
         self.layers = [layer for layer in layers if not isinstance(layer, KeepInputs)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import os
@@ -17,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .config import RunConfig
+from .config import RunConfig, or_default
 from .data import InputSpec, Loader, TensorLoader, input_box
 from .epoch import image_shift, teacher_probabilities
 from .errors import DivergenceWarning, ScheduleError, TrainingError
@@ -31,7 +30,7 @@ from .retention import RetentionStep, as_schedule, default_steps, format_retain
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
 from .criteria import Criterion, PruningContext, make_criterion, node_significance
 from .teacher import Teacher, load_teacher
-from .training import train as default_train
+from .training import fit, train as default_train
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +56,17 @@ def environment_record() -> dict:
             "platform": platform.platform()}
 
 
-def _accepts(function: Callable, name: str) -> bool:
-    """Return whether `function` takes a keyword argument `name` (by name or through **kwargs)."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
 class IterativePruning:
     """The reference workflow's experiment: holds the loaders and the train/evaluate functions, prunes and retrains.
 
     Settings come from `config` (default RunConfig()); any setting can also be given by name, e.g.
     IterativePruning(train_loader, test_loader, val_loader=val_loader, criterion="magnitude", distill=False,
     num_epochs=300). `val_loader` chooses each iteration's best epoch; without it, the training loss does.
+
+    `train` is nbprune's train (the default: each iteration is retrained by `fit` with the run's training settings,
+    validation split and teacher) or a function of the user's own in the reference workflow's shape, called as
+    train(model, train_loader, test_loader, lr=..., num_epochs=..., patience=..., logdir=...) and returning the
+    trained model.
     """
 
     def __init__(self, train_loader: Loader, test_loader: Loader, train: Callable = default_train,
@@ -117,15 +112,16 @@ class IterativePruning:
             self._context = PruningContext(input_box=input_box(self.train_loader), batch=batch, seed=self.seed)
         return self._context
 
-    def _train_arguments(self, log_dir) -> dict:
-        """Return the arguments for the train function: the reference workflow's four, and nbprune's own where it takes them."""
+    def retrain(self, model: nn.Module, log_dir: str | os.PathLike | None) -> nn.Module:
+        """Return `model` retrained into `log_dir`: by `fit` with the run's training settings, validation split and
+        teacher, or by the user's own train function in the reference workflow's shape."""
         settings = self.config.train
-        arguments = {"lr": settings.lr, "num_epochs": settings.epochs, "patience": settings.patience,
-                     "logdir": log_dir}
-        extras = {"val_loader": self.val_loader, "config": settings, "progress": self.progress,
-                  "teacher": self.teacher if settings.distill else None, "soft_targets": self._teacher_outputs()}
-        arguments.update({name: value for name, value in extras.items() if _accepts(self.train, name)})
-        return arguments
+        if self.train is not default_train:
+            return self.train(model, self.train_loader, self.test_loader, lr=settings.lr, num_epochs=settings.epochs,
+                              patience=settings.patience, logdir=log_dir)
+        return fit(model, self.train_loader, self.val_loader, settings, test_loader=self.test_loader,
+                   teacher=self.teacher if settings.distill else None, soft_targets=self._teacher_outputs(),
+                   logdir=log_dir, progress=self.progress)
 
     def prune(self, model: nn.Module, retainNodes: Sequence[int], percentageRetain: float, retrain: bool = True,
               log_dir: str | os.PathLike | None = None, *, inputs: int | None = None, budget: int | None = None
@@ -136,7 +132,7 @@ class IterativePruning:
         sum(retainNodes) hidden neurons or `budget` parameters, and the results say what was kept."""
         pruned = self.cut(model, retainNodes, inputs, budget)
         if retrain:
-            pruned = self.train(pruned, self.train_loader, self.test_loader, **self._train_arguments(log_dir))
+            pruned = self.retrain(pruned, log_dir)
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
         kept = [layer.out_features for layer in hidden_linears(pruned)]
         global_allocation = self.config.prune.allocation == "global" and self.dense_hidden is not None
@@ -285,10 +281,12 @@ class IterativePruning:
                 f"{_describe(spec)}: resume with the data settings of the run that made this session (dataset, "
                 f"subset, val_size; run.json in {session.pruning} records them).")
 
-    def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None, begin_itr: int | str = 0,
-            end_itr: int | None = None) -> list[dict]:
-        """Run every iteration of the schedule from `begin_itr` into `session_dir` (the reference's my_dir, the
-        iterative_pruning folder); return one record per iteration run. Nothing is written if a check fails."""
+    def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None,
+            begin_itr: int | str | None = None, end_itr: int | None = None) -> list[dict]:
+        """Run every iteration of the schedule from `begin_itr` (None: the configuration's) into `session_dir` (the
+        reference's my_dir, the iterative_pruning folder); return one record per iteration run. Nothing is written if
+        a check fails."""
+        begin_itr = or_default(begin_itr, "begin_itr")
         session = Session.for_pruning_dir(session_dir) if session_dir is not None else Session.default()
         steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
         if self.config.threads is not None:  # the configuration's threads hold for the run, from every door
@@ -415,13 +413,15 @@ class PlannedRun:
     steps: list[RetentionStep]
 
 
-def plan_run(config: RunConfig, session: Session, begin_itr: int | str = 0, end_itr: int | None = None,
+def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = None, end_itr: int | None = None,
              progress: bool = True) -> PlannedRun:
     """Return the run a configuration asks for in `session`, after every check that needs no write: the device,
-    the schedule, the data (read, or downloaded when missing) and the iterations a resume starts from."""
+    the schedule, the data (read, or downloaded when missing) and the iterations a resume starts from (begin_itr
+    None: the configuration's)."""
     from .config import resolve_device
     from .data import load_data_for
 
+    begin_itr = or_default(begin_itr, "begin_itr")
     resolve_device(config.device)
     default_steps(config)  # a bad retain.txt is refused before the data is read
     data = load_data_for(config)
@@ -433,4 +433,3 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str = 0, end_
                                   progress=progress)
     experiment.plan(model, steps, session, begin_itr, end_itr)
     return PlannedRun(experiment, model, steps)
-

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .config import or_default
 from .data import InputSpec
 from .errors import InputError, ModelFileError, NbpruneError
 from .modelfile import INDEX_KEY, ModelRecord, check_record_matches, load_pruned_model, read_model_file
@@ -39,9 +40,10 @@ class SimpleNN(nn.Module):
     and standardisation the model belongs to (None until it is trained on nbprune's loaders or loaded from a file).
     """
 
-    def __init__(self, hidden: Sequence[int] = (256, 64), in_features: int = 784, num_classes: int = 10,
-                 activation: str = "relu"):
+    def __init__(self, hidden: Sequence[int] | None = None, in_features: int = 784, num_classes: int = 10,
+                 activation: str | None = None):
         super().__init__()
+        hidden, activation = or_default(hidden, "hidden"), or_default(activation, "activation")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not supported: expected one of "
                              f"{', '.join(ACTIVATIONS)}.")

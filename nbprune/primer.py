@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 
+from .config import or_default
 from .interval import Interval
 from .model import SimpleNN
 
@@ -32,8 +33,10 @@ def primer_box(lower: Sequence[float] = BOX[0], upper: Sequence[float] = BOX[1])
     return Interval(torch.tensor([lower], dtype=torch.float64), torch.tensor([upper], dtype=torch.float64))
 
 
-def sample_box(box: Interval, count: int = 20_000, seed: int = 0) -> torch.Tensor:
-    """Return `count` points drawn uniformly from a box of shape [1, features], its corners included."""
+def sample_box(box: Interval, count: int = 20_000, seed: int | None = None) -> torch.Tensor:
+    """Return `count` points drawn uniformly from a box of shape [1, features], its corners included (seed None: the
+    configuration's)."""
+    seed = or_default(seed, "seed")
     lower, upper = box.lower.reshape(-1), box.upper.reshape(-1)
     features = len(lower)
     corners = torch.cartesian_prod(*[torch.stack([low, high]) for low, high in zip(lower, upper)])

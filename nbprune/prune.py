@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .config import or_default
 from .errors import ScheduleError
 from .interval import Interval
 from .model import KeepInputs, SimpleNN, linear_layers, mlp_layers, mlp_parameters
@@ -55,11 +56,12 @@ def normalised(score: torch.Tensor, how: str) -> torch.Tensor:
 
 
 def global_counts(scores: Sequence[torch.Tensor], minimums: Sequence[int], cost: Callable[[list[int]], int],
-                  budget: int, normalise: str = "mean") -> list[int]:
+                  budget: int, normalise: str | None = None) -> list[int]:
     """Return how many nodes each layer keeps when all compete: remove the lowest-scored nodes, one at a time,
     until `cost(counts)` is within `budget`, never taking a layer below its minimum.
 
-    Scores are first made comparable across layers (see `normalised`)."""
+    Scores are first made comparable across layers (see `normalised`; None: the configuration's normalise)."""
+    normalise = or_default(normalise, "normalise")
     counts = [len(score) for score in scores]
     if any(count < minimum for count, minimum in zip(counts, minimums)):
         raise ScheduleError(f"the layers have {counts} nodes, fewer than their minimums {list(minimums)}.")
@@ -172,11 +174,13 @@ def parameters_of(model: nn.Module) -> Callable[[list[int]], int]:
     return lambda counts: mlp_parameters(counts[0], counts[1:], classes)
 
 
-def prune_nodes(model: nn.Module, retain: Sequence[int], criterion: str | Criterion = "interval_adjoint",
-                context: PruningContext | None = None, *, input_box=None, batch=None, seed: int = 0,
-                inputs: int | None = None, compensation: str = "none") -> nn.Module:
+def prune_nodes(model: nn.Module, retain: Sequence[int], criterion: str | Criterion | None = None,
+                context: PruningContext | None = None, *, input_box=None, batch=None, seed: int | None = None,
+                inputs: int | None = None, compensation: str | None = None) -> nn.Module:
     """Return a new, smaller model keeping the `retain[k]` most significant neurons of hidden layer k (and the
-    `inputs` most significant input features, when given), with optional bias compensation."""
+    `inputs` most significant input features, when given), with optional bias compensation (None: the
+    configuration's criterion, seed and bias_compensation)."""
+    seed, compensation = or_default(seed, "seed"), or_default(compensation, "bias_compensation")
     if context is None:
         context = PruningContext(input_box=input_box, batch=batch, seed=seed)
     scores = node_significance(model, criterion, context)

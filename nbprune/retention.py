@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .config import MAX_ITERATIONS, RunConfig
+from .config import MAX_ITERATIONS, RunConfig, declared_default, or_default
 from .errors import ScheduleError
 from .io import format_table, save_figure, write_text_atomic
 
@@ -41,9 +41,13 @@ def retain_header(layers: int, inputs: bool = False, budget: bool = False) -> li
             "perNodesRetained", *([BUDGET_COLUMN] if budget else [])]
 
 
-def schedule(hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequence[int] = range(0, 31)
+def schedule(hidden: Sequence[int] | None = None, q: float | None = None, iterations: Sequence[int] | None = None
              ) -> list[RetentionStep]:
-    """Return round(h * q**t) (at least 1) per layer, skipping iterations that would keep what the last one kept."""
+    """Return round(h * q**t) (at least 1) per layer, skipping iterations that would keep what the last one kept.
+
+    None: the configuration's default (hidden sizes, q, iterations 0 .. iterations-1)."""
+    hidden, q = or_default(hidden, "hidden"), or_default(q, "q")
+    iterations = range(declared_default("iterations")) if iterations is None else iterations
     if not 0 < q < 1:
         raise ScheduleError(f"q={q!r} is not allowed: expected a retention factor between 0 and 1 (e.g. 0.8).")
     if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_NEURONS for h in hidden):
@@ -85,8 +89,10 @@ def with_budgets(steps: Sequence[RetentionStep], inputs: int | None = None, inpu
 class GeneratePruneData:
     """The reference workflow's retention generator: writes retain.txt and draws its two plots into `dir`."""
 
-    def __init__(self, hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: Sequence[int] = range(0, 31),
-                 dir: str | os.PathLike = "retain"):
+    def __init__(self, hidden: Sequence[int] | None = None, q: float | None = None,
+                 iterations: Sequence[int] | None = None, dir: str | os.PathLike = "retain"):
+        hidden, q = or_default(hidden, "hidden"), or_default(q, "q")
+        iterations = range(declared_default("iterations")) if iterations is None else iterations
         self.hidden, self.q, self.iterations, self.dir = tuple(hidden), q, iterations, Path(dir)
         self.data = schedule(self.hidden, q, iterations)
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import or_default
 from .data import InputSpec, MNISTData, TensorLoader
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
@@ -74,7 +75,7 @@ class TrainedTeacher:
 
 def train_teacher(data: MNISTData, epochs: int = 8, *, channels: tuple[int, int] = (16, 32), head: int = 128,
                   lr: float = 3e-3, weight_decay: float = 1e-4, max_shift: int = 2, batch_size: int = 128,
-                  seed: int = 0, progress: bool = True) -> TrainedTeacher:
+                  seed: int | None = None, progress: bool = True) -> TrainedTeacher:
     """Return a ConvTeacher trained on `data`'s training split only (AdamW, one-cycle schedule, random shifts of up
     to `max_shift` pixels), holding the weights of the epoch with the best validation accuracy."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -83,7 +84,7 @@ def train_teacher(data: MNISTData, epochs: int = 8, *, channels: tuple[int, int]
     if spec.image_shape is None or len(spec.image_shape) != 2:
         raise NbpruneError(f"the teacher is a convolutional network for images, but {spec.dataset} holds flat "
                            f"features: train a wide SimpleNN as the teacher instead (nbprune.train).")
-    started = time.perf_counter()
+    started, seed = time.perf_counter(), or_default(seed, "seed")
     torch.manual_seed(seed)
     source = data.train_loader.dataset
     loader = TensorLoader(source.data, source.targets, batch_size, shuffle=True, seed=seed, spec=spec)

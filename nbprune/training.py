@@ -69,29 +69,29 @@ class Stopping:
 class TrainLog:
     """Where a training run writes: train_results.txt and best_model.pth in `logdir`, and TensorBoard if installed."""
 
-    def __init__(self, logdir: str | os.PathLike | None, save_model: bool, tensorboard_dir=None):
+    def __init__(self, logdir: str | os.PathLike | None, save_model: bool, columns: tuple[str, ...] = TRAIN_COLUMNS):
         self.logdir = Path(logdir) if logdir is not None else None
         self.save_model = save_model and self.logdir is not None
+        self.columns = columns
         self.rows: list[list[float]] = []
-        directory = Path(tensorboard_dir) if tensorboard_dir else (self.logdir / "tensorboard" if self.logdir else None)
         self.writer = None
-        if directory is not None:
+        if self.logdir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(directory))
+                self.writer = SummaryWriter(str(self.logdir / "tensorboard"))
             except ImportError:  # TensorBoard is optional
                 pass
 
     def epoch(self, row: list[float]) -> None:
         self.rows.append(row)
         if self.writer is not None:
-            for name, value in zip(TRAIN_COLUMNS, row):
+            for name, value in zip(self.columns, row):
                 self.writer.add_scalar(name, value, len(self.rows) - 1)
         self.write_results()
 
     def write_results(self) -> None:
         if self.logdir is not None:
-            write_text_atomic(self.logdir / "train_results.txt", format_table(TRAIN_COLUMNS, self.rows))
+            write_text_atomic(self.logdir / "train_results.txt", format_table(self.columns, self.rows))
 
     def best(self, model: nn.Module) -> None:
         if self.save_model:
@@ -105,25 +105,39 @@ class TrainLog:
 def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float | None = None,
           num_epochs: int | None = None, patience: int | None = None, logdir: str | os.PathLike | None = None,
           save_model: bool = True, *, val_loader: Loader | None = None, config: TrainConfig | None = None,
-          teacher: nn.Module | None = None, device: str | torch.device | None = None, seed: int | None = None,
-          progress: bool = True, tensorboard_dir: str | os.PathLike | None = None,
-          soft_targets: torch.Tensor | None = None, **settings) -> nn.Module:
-    """Train `model` and return it holding the weights with the lowest validation loss.
+          teacher: nn.Module | None = None, seed: int | None = None, progress: bool = True, **settings
+          ) -> nn.Module:
+    """Return `model` trained by `fit`, called in the reference workflow's shape.
 
-    The reference workflow's call shape; every setting not given (lr, num_epochs, patience, and by name recipe, weight_decay,
-    lr_patience, lr_drops, min_delta, distill_weight, temperature) comes from `config` (default TrainConfig()).
-    `val_loader` chooses the best epoch; the test loader is only evaluated and logged, never used to choose.
-    With a `teacher`, the loss also follows the teacher's softened outputs (knowledge distillation), computed here
-    unless `soft_targets` holds them for the training rows already; with augment_shift, every training batch is
-    shifted at random first.
+    lr, num_epochs, patience and any other training setting given by name (recipe, weight_decay, lr_patience,
+    lr_drops, min_delta, distill_weight, temperature, augment_shift) change `config` (None: TrainConfig());
+    `seed`, when given, seeds torch first.
     """
     given = {"lr": lr, "epochs": num_epochs, "patience": patience}
-    settings = training_settings(config, **{k: v for k, v in given.items() if v is not None}, **settings)
-    if val_loader is None:
-        warnings.warn("train() got no val_loader: early stopping and model selection use the training loss "
-                      "(pass val_loader=... from nbprune.load_data to select on held-out data).", stacklevel=2)
+    config = training_settings(config, **{k: v for k, v in given.items() if v is not None}, **settings)
     if seed is not None:
         torch.manual_seed(seed)
+    return fit(model, train_loader, val_loader, config, test_loader=test_loader, teacher=teacher, logdir=logdir,
+               save_model=save_model, progress=progress)
+
+
+def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, config: TrainConfig | None = None, *,
+        test_loader: Loader | None = None, teacher: nn.Module | None = None,
+        soft_targets: torch.Tensor | None = None, logdir: str | os.PathLike | None = None, save_model: bool = True,
+        device: str | torch.device | None = None, progress: bool = True) -> nn.Module:
+    """Train `model` under `config` (None: TrainConfig()); return it holding the weights with the lowest validation
+    loss.
+
+    `val_loader` chooses the best epoch (None: the training loss does, with a warning); `test_loader` is only
+    evaluated and logged, never used to choose. With a `teacher`, the loss also follows the teacher's softened
+    outputs (knowledge distillation), computed here unless `soft_targets` holds them for the training rows already;
+    with augment_shift, every training batch is shifted at random first. `logdir` receives train_results.txt and,
+    with `save_model`, best_model.pth; `device` None: where the model is.
+    """
+    settings = config or TrainConfig()
+    if val_loader is None:
+        warnings.warn("training got no val_loader: early stopping and model selection use the training loss "
+                      "(pass val_loader=... from nbprune.load_data to select on held-out data).", stacklevel=2)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     if isinstance(model, SimpleNN) and getattr(train_loader, "spec", None) is not None:
@@ -138,7 +152,8 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
         soft_targets = teacher_probabilities(teacher.to(device), train_loader.dataset.data, settings.temperature)
     if teacher is not None:
         teacher.to(device)
-    stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, tensorboard_dir)
+    columns = TRAIN_COLUMNS if test_loader is not None else tuple(c for c in TRAIN_COLUMNS if not c.startswith("Test"))
+    stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, columns)
     best_state = _snapshot(model)
     bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in range(settings.epochs):
@@ -148,10 +163,10 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
                           f"model (lower the learning rate, now lr={settings.lr}, to train further).",
                           DivergenceWarning, stacklevel=2)
             break
-        test_loss, test_accuracy = loss_and_accuracy(model, test_loader)
+        tested = loss_and_accuracy(model, test_loader) if test_loader is not None else ()
         val_loss, val_accuracy = (loss_and_accuracy(model, val_loader) if val_loader is not None
                                   else (train_loss, train_accuracy))
-        log.epoch([train_loss, train_accuracy, test_loss, test_accuracy, val_loss, val_accuracy])
+        log.epoch([train_loss, train_accuracy, *tested, val_loss, val_accuracy])
         bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.2f}",
                         refresh=False)
         bar.update()  # counted here, not by iterating the bar, so that an early stop reports the epochs that ran

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
+from .config import or_default
 from .errors import NbpruneError
 from .io import save_figure, write_text_atomic
 from .progress import headless
@@ -69,8 +70,9 @@ class ScheduleEditor(_Control):
     describe a schedule that model cannot follow. What the sliders show is always what retain.txt holds.
     """
 
-    def __init__(self, hidden: Sequence[int] = (256, 64), q: float = 0.8, iterations: int = 31,
+    def __init__(self, hidden: Sequence[int] | None = None, q: float | None = None, iterations: int | None = None,
                  dir: str | os.PathLike = "retain", max_hidden: Sequence[int] | None = None, save: bool = True):
+        hidden, q, iterations = or_default(hidden, "hidden"), or_default(q, "q"), or_default(iterations, "iterations")
         schedule(hidden, q, range(iterations))  # bad values raise ScheduleError here, before any slider exists
         limits = tuple(max_hidden) if max_hidden is not None else tuple(max(512, size) for size in hidden)
         if len(limits) != len(hidden) or any(size > limit for size, limit in zip(hidden, limits)):

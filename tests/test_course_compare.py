@@ -71,10 +71,10 @@ def test_every_criterion_prunes_the_same_dense_model_and_scratch_draws_fresh_wei
     dense = SimpleNN.from_file(session.model_file(0))
     started = []
 
-    def spy(model, train_loader, test_loader, **options):
-        started.append((copy.deepcopy(model), options["val_loader"], test_loader))
+    def spy(model, train_loader, val_loader, config, *, test_loader, **options):
+        started.append((copy.deepcopy(model), val_loader, test_loader))
         return model
-    monkeypatch.setattr(compare, "train", spy)
+    monkeypatch.setattr(compare, "fit", spy)
     compare_criteria(session, [5], seeds=[0], progress=False)
     assert len(started) == len(METHODS)
     for method, (model, val_loader, test_loader) in zip(METHODS, started):

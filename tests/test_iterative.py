@@ -262,3 +262,17 @@ def test_a_train_function_in_the_reference_workflows_shape_gets_only_its_own_arg
     assert all((iteration_dir(tmp_path / "iterative_pruning", i) / "best_model.pth").is_file() for i in (0, 1))
     header, _ = read_table(iteration_dir(tmp_path / "iterative_pruning", 1) / "validation_results.txt")
     assert header == HEADER[:6]  # without a validation split there are no validation columns
+
+
+def test_a_train_function_of_ones_own_gets_the_reference_workflows_arguments_whatever_it_declares(tiny_data):
+    calls = []
+
+    def own_train(model, train_loader, test_loader, **options):
+        calls.append(sorted(options))
+        return model
+
+    train_loader, val_loader, test_loader = tiny_data
+    experiment = IterativePruning(train_loader, test_loader, own_train, evaluate, val_loader=val_loader,
+                                  progress=False)
+    experiment.prune(SimpleNN(), STEPS[1].retained, STEPS[1].percentage)
+    assert calls == [["logdir", "lr", "num_epochs", "patience"]]  # told explicitly, never by its signature

@@ -67,6 +67,26 @@ def test_seeded_training_is_reproducible_to_the_byte(tiny_data, tmp_path):
     assert (tmp_path / "a" / "best_model.pth").read_bytes() == (tmp_path / "b" / "best_model.pth").read_bytes()
 
 
+def test_train_is_fit_in_the_reference_workflows_shape_and_fit_logs_only_the_loaders_it_got(tiny_data, tmp_path):
+    from nbprune import TrainConfig, fit
+
+    train_loader, val_loader, test_loader = tiny_data
+    for run in ("train", "fit"):
+        train_loader.reseed(3)
+        torch.manual_seed(3)
+        if run == "train":
+            train(SimpleNN(hidden=(16,)), train_loader, test_loader, lr=3e-3, num_epochs=2, logdir=tmp_path / run,
+                  progress=False, val_loader=val_loader, recipe="reference")
+        else:
+            fit(SimpleNN(hidden=(16,)), train_loader, val_loader, TrainConfig(lr=3e-3, epochs=2, recipe="reference"),
+                test_loader=test_loader, logdir=tmp_path / run, progress=False)
+    assert (tmp_path / "train" / "best_model.pth").read_bytes() == (tmp_path / "fit" / "best_model.pth").read_bytes()
+    fit(SimpleNN(hidden=(16,)), train_loader, val_loader, TrainConfig(epochs=1), logdir=tmp_path / "no_test",
+        progress=False)
+    header, rows = read_table(tmp_path / "no_test" / "train_results.txt")
+    assert header == ["TrainLoss", "TrainAccuracy", "ValLoss", "ValAccuracy"] and len(rows) == 1
+
+
 def test_without_a_validation_loader_train_warns_that_it_selects_on_the_training_loss(tiny_data):
     train_loader, _, test_loader = tiny_data
     with pytest.warns(UserWarning, match="no val_loader"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..retention import schedule
 from . import Verdict, close, exercise
 
-HIDDEN, ITERATIONS = (256, 64), range(31)
-SKIP_Q, LAST = 0.85, 32  # 03.2's factor, and the iteration where its schedule reaches 1 + 1 neurons
+SKIP_SIZES, SKIP_Q, LAST = (256, 64), 0.85, 32  # 03.2's layers and factor, and where its schedule reaches 1 + 1
+SINGLE_SIZE, SINGLE_Q = 64, 0.8  # 03.3's layer and factor: the questions' own numbers, not the configuration's
 
 
 def _kept(h: int, q: float, t: int) -> int:
@@ -22,7 +22,7 @@ def kept_at_iteration(answer) -> Verdict:
 
 
 def _skipped() -> list[int]:
-    kept = {step.iteration for step in schedule(HIDDEN, SKIP_Q, range(LAST + 1))}
+    kept = {step.iteration for step in schedule(SKIP_SIZES, SKIP_Q, range(LAST + 1))}
     return [t for t in range(LAST + 1) if t not in kept]
 
 
@@ -40,8 +40,9 @@ def skipped_iterations(answer) -> Verdict:
                           f"round(256 · 0.85^t) and max(1, round(64 · 0.85^t)) for t from 22 to 32.")
 
 
-def _first_single(h: int = 64, q: float = 0.8) -> int:
-    return next(step.iteration for step in schedule((h,), q, ITERATIONS) if step.retained[0] == 1)
+def _first_single() -> int:
+    steps = schedule((SINGLE_SIZE,), SINGLE_Q, range(LAST))
+    return next(step.iteration for step in steps if step.retained[0] == 1)
 
 
 @exercise("03.3", "At which iteration is hidden layer 2 (64 neurons, q = 0.8) first down to a single neuron?",
