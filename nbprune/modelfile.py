@@ -186,11 +186,6 @@ def save_model_file(model: nn.Module | dict, path: str | os.PathLike, *, iterati
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def save_model_atomic(state_dict: dict, path: str | os.PathLike) -> Path:
-    """Save a plain state dict atomically and return the path."""
-    return save_model_file(state_dict, path)
-
-
 def _unreadable(file: Path, error: Exception) -> ModelFileError:
     reason = f": {str(error).splitlines()[0][:200]}" if str(error) else ""
     if isinstance(error, pickle.UnpicklingError):  # torch's text here would suggest weights_only=False
@@ -315,11 +310,6 @@ def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return dict(state), record
 
 
-def load_state_dict(file: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Return the tensors of a model file, refusing anything but plain tensors (weights_only=True)."""
-    return read_model_file(file)[0]
-
-
 def read_record(file: str | os.PathLike) -> ModelRecord | None:
     """Return the record a model file carries (None for a plain state dict), checked against its tensors."""
     state, record = read_model_file(file)
@@ -366,7 +356,7 @@ def load_pruned_model(model: nn.Module, file: str | os.PathLike) -> nn.Module:
     """Reshape `model`'s linear layers to the file's shapes, load its weights, and return the same model.
 
     A file nbprune wrote carries a record: a SimpleNN of another activation or depth is refused, and the model
-    learns the file's standardisation and dataset (`model.spec`). A plain state dict loads as in the seed.
+    learns the file's standardisation and dataset (`model.spec`). A plain state dict loads as in the reference workflow.
     """
     file = Path(file)
     state, raw_record = read_model_file(file)

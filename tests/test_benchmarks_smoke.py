@@ -179,7 +179,7 @@ def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_
     from nbprune import RunConfig
     from nbprune.sweeps import SweepFolder, spec_from_dict
     from nbprune.sweeps.spec import value_text
-    committed = json.loads((pareto.RESULTS_DIR / "pareto.json").read_text())
+    committed = pareto.load_state(pareto.RESULTS_DIR / "pareto.json", None)  # round two's "seed" rows: "reference"
     committed["rows"] = [row for row in committed["rows"] if row["method"] != "scratch"]  # not a pruning chain
     methods = [method for method in pareto.EVERY_METHOD if method in {row["method"] for row in committed["rows"]}]
     args = pareto.parse_args(["--seeds", "0", "1", "2", "--methods", *methods, "--epochs",
@@ -207,4 +207,4 @@ def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_
     (tmp_path / "from_json").mkdir()
     expected = pareto.render(committed, tmp_path / "from_json").read_text()
     assert pareto.render(regenerated, tmp_path).read_text() == expected
-    assert "| <= 10,000 parameters | >= 97.5% | best |" in expected  # the targets table, drawn from the rows
+    assert "| <= 10,000 parameters | >= 97.8% | best |" in expected  # the targets table, drawn from the rows

@@ -22,7 +22,7 @@ from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
 from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers
 from nbprune.io import UMASK
-from nbprune.modelfile import save_model_atomic, save_model_file
+from nbprune.modelfile import save_model_file
 from nbprune.prune import shrink
 
 # Runs a script like `python -I -B script.py ARGS`, but with nbprune made unimportable first.
@@ -110,7 +110,7 @@ def test_everything_comes_from_the_model_files_record_never_the_sessions_run_jso
 
 def test_a_plain_state_dict_gets_mnists_published_standardisation_with_a_warning(tmp_path):
     model_file = tmp_path / "best_model.pth"
-    save_model_atomic(pruned_model().state_dict(), model_file)
+    save_model_file(pruned_model().state_dict(), model_file)
     with pytest.warns(UserWarning, match="plain state_dict without nbprune's record"):
         out = export_model(model_file, tmp_path / "out", onnx=False)
     loader = (out / "loader.py").read_text()

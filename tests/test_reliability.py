@@ -35,7 +35,7 @@ from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
 from nbprune.io import read_table
 from nbprune.iterative import IterativePruning, is_complete, iteration_dir
-from nbprune.modelfile import load_state_dict, save_model_file
+from nbprune.modelfile import read_model_file, save_model_file
 from nbprune.report import RESULTS_DIR, concatenate, session_summary
 from nbprune.retention import schedule
 
@@ -300,7 +300,7 @@ def load_via_session(path: Path, tmp_path: Path, tiny_root: Path, reference: Pat
 
 
 LOADERS: dict[str, Callable] = {
-    "load_state_dict": lambda path, *context: load_state_dict(path),
+    "read_model_file": lambda path, *context: read_model_file(path),
     "load_pruned_model": lambda path, *context: load_pruned_model(SimpleNN(hidden=HIDDEN), path),
     "SimpleNN.from_file": lambda path, *context: SimpleNN.from_file(path),
     "session_summary": lambda path, *context: load_via_session(path, *context, "session_summary"),
