@@ -195,6 +195,16 @@ def _check_idx_file(path: Path) -> None:
                         f"the file has {size}. {_fix(path)}")
 
 
+def _read_idx_file(path: Path) -> torch.Tensor:
+    """Return a checked IDX file's numbers as a uint8 tensor of the shape its header gives (as torchvision reads it,
+    without importing torchvision, which only the download needs)."""
+    _check_idx_file(path)
+    ndim = 1 if "labels" in path.name else 3
+    data = path.read_bytes()
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
 def _download(root: Path, name: str) -> str:
     """Let torchvision download `name` into root; return why it failed ('' on success), leaving no new folders."""
     import torchvision
@@ -237,8 +247,6 @@ def read_raw(root: str | os.PathLike | None = None, name: str | None = None, dow
     if name not in DATASETS:
         raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}, or pass your "
                         f"own tensors as load_data(train=(features, labels), test=(features, labels)).")
-    import torchvision
-
     root = data_root(root)
     _check_root(root, name)
     raw = root / name / "raw"
@@ -257,19 +265,11 @@ def read_raw(root: str | os.PathLike | None = None, name: str | None = None, dow
             f"{name} was not found: set NBPRUNE_DATA_ROOT (or data_root / --data-root) to the folder that holds "
             f"{name}/raw/, or connect to the internet so torchvision can download it. Looked in {_resolved(raw)}: "
             f"missing {', '.join(missing)}{reason}.")
-    for file in RAW_FILES:
-        _check_idx_file(raw / file)
-    dataset_class = getattr(torchvision.datasets, name)
-    try:
-        train = dataset_class(str(root), train=True, download=False)
-        test = dataset_class(str(root), train=False, download=False)
-    except Exception as error:
-        raise DataError(f"{_resolved(raw)} holds files torchvision cannot read ({error}). "
-                        f"Delete them and download again.") from error
-    if len(train.data) != len(train.targets) or len(test.data) != len(test.targets):
+    train_images, train_labels, test_images, test_labels = (_read_idx_file(raw / file) for file in RAW_FILES)
+    if len(train_images) != len(train_labels) or len(test_images) != len(test_labels):
         raise DataError(f"{_resolved(raw)}: image and label files disagree on the number of samples. "
                         f"Delete them and download again.")
-    for images, labels, split in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
+    for images, labels, split in ((train_images, train_labels, "train"), (test_images, test_labels, "t10k")):
         if tuple(images.shape[1:]) != IMAGE_SHAPE:
             raise DataError(f"{_resolved(raw) / f'{split}-images-idx3-ubyte'} holds images of shape "
                             f"{list(images.shape[1:])}, expected [28, 28]. Delete it and download again.")
@@ -277,7 +277,7 @@ def read_raw(root: str | os.PathLike | None = None, name: str | None = None, dow
             raise DataError(f"{_resolved(raw) / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
                             f"{int(labels.min())} to {int(labels.max())}, expected 0 to 9. Delete it and download "
                             f"again.")
-    return train.data, train.targets.long(), test.data, test.targets.long()
+    return train_images, train_labels.long(), test_images, test_labels.long()
 
 
 # --- a user's own features ------------------------------------------------------------------------------------

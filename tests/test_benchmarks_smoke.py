@@ -15,6 +15,7 @@ import pareto  # noqa: E402
 import small_network_ceiling  # noqa: E402
 
 
+@pytest.mark.slow
 def test_inference_speed_writes_its_report(tmp_path):
     assert inference_speed.main(["--small-calls", "20", "--big-calls", "3", "--wait-quiet", "0", "--choice", "6",
                                  "--results-dir", str(tmp_path)]) == 0
@@ -153,6 +154,7 @@ def test_pruning_quality_writes_its_report_for_the_levels_it_ran(tiny_root, tmp_
     assert (tmp_path / "pruning_quality.png").is_file()
 
 
+@pytest.mark.slow
 def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
     import epoch_speed
     assert epoch_speed.main(["--data-root", str(tiny_root), "--repeats", "1", "--val-size", "100",

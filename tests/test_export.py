@@ -117,6 +117,7 @@ def test_a_plain_state_dict_gets_mnists_published_standardisation_with_a_warning
     assert f"MEAN = {MNIST_MEAN!r}  " in loader and f"STD = {MNIST_STD!r}  " in loader
 
 
+@pytest.mark.slow
 def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, session, digits):
     folder, pixels = digits
     inputs = [folder / "digits.npy", folder / "grey.png", folder / "rgb.png", folder / "rgba.png"]
@@ -128,6 +129,7 @@ def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, ses
     assert not (exported / "__pycache__").exists()
 
 
+@pytest.mark.slow
 def test_predict_runs_from_any_folder_under_isolated_mode(exported, digits, tmp_path):
     folder, _ = digits
     result = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(folder / "grey.png")],
@@ -384,6 +386,7 @@ def test_predict_refuses_every_bad_input_in_one_line(name, exported, tmp_path):
     assert says in lines[0] and out == ""
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_bad_input_in_a_fresh_interpreter_too(exported, tmp_path):
     path, says = _bad_inputs(tmp_path)["png_bomb"]
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py"), str(path)], capture_output=True,
@@ -416,6 +419,7 @@ def test_a_png_of_another_size_is_resized_to_28x28_and_a_npy_of_another_shape_is
         loader.read_inputs(tmp_path / "big.npy")
 
 
+@pytest.mark.slow
 def test_predict_without_inputs_shows_its_usage_and_a_closed_pipe_ends_it_quietly(exported, tmp_path):
     done = subprocess.run([sys.executable, "-I", "-B", str(exported / "predict.py")], capture_output=True, text=True,
                           timeout=900)

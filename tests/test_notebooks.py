@@ -133,6 +133,7 @@ def stand_in(title: str, parameters: str, body: str) -> nbformat.NotebookNode:
     return notebook
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_path, tiny_root):
     source = tmp_path / "notebooks"
     source.mkdir()
@@ -172,6 +173,7 @@ def test_the_workbook_never_runs_into_the_folder_of_its_own_notebooks(tmp_path, 
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_successful_workbook_interrupts_no_kernel_and_keeps_kernel_output_off_the_terminal(tmp_path, tiny_root,
                                                                                              monkeypatch, capfd):
     from jupyter_client.manager import KernelManager

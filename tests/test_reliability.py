@@ -333,6 +333,7 @@ def test_every_loader_refuses_a_pickle_that_would_run_code(form, loader, tiny_ro
     assert not marker.exists(), "the payload ran"
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_code_payload_without_a_traceback(tmp_path, tiny_root):
     marker = tmp_path / "payload_ran"
     path = write_payload(tmp_path / "sent_to_me.pth", marker, "inside_state_dict")

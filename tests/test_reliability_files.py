@@ -169,6 +169,7 @@ def test_a_model_file_whose_metadata_is_not_a_record_loads_as_a_plain_state_dict
     assert code == 0 and err == "" and out.startswith(f"{good_png}: "), err
 
 
+@pytest.mark.slow
 def test_a_tampered_model_file_is_refused_in_a_fresh_interpreter_too(exported, good_png, tmp_path):
     folder = shutil.copytree(exported, tmp_path / "standalone")
     rewrite(exported / "best_model.pth", folder / "best_model.pth", _weights_of_3e38)
@@ -275,6 +276,7 @@ def building_folders(parent: Path) -> list[str]:
     return sorted(path.name for path in parent.iterdir() if path.name.endswith(".export"))
 
 
+@pytest.mark.slow
 def test_sigterm_during_an_export_ends_in_one_line_and_leaves_no_half_built_folder(model_file, tmp_path):
     parent = tmp_path / "exports"
     process = start_export(model_file, parent / "out", tmp_path)
@@ -285,6 +287,7 @@ def test_sigterm_during_an_export_ends_in_one_line_and_leaves_no_half_built_fold
     assert list(parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_next_export_removes_what_a_killed_one_left_and_nothing_else(model_file, tmp_path):
     parent = tmp_path / "exports"
     live = start_export(model_file, parent / "live", tmp_path)  # an export still building
