@@ -163,6 +163,7 @@ def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
     assert "500 training images" in text and "| ratio (reference / nbprune) |" in text and "Verdict" in text
 
 
+@pytest.mark.slow
 def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path):
     import teacher
     assert teacher.main(["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "2", "--probe",
@@ -177,6 +178,7 @@ def test_teacher_benchmark_reports_the_teacher_and_the_probe(tiny_root, tmp_path
     assert record["probe"]["parameters"] == 784 * 8 + 8 + 8 * 4 + 4 + 4 * 10 + 10
 
 
+@pytest.mark.slow
 def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_path):
     from nbprune import RunConfig
     from nbprune.sweeps import SweepFolder, spec_from_dict

@@ -235,6 +235,7 @@ def test_the_programs_pad_hidden_layers_with_zero_neurons_that_change_nothing():
         == [layer.weight.shape for layer in square.sequence() if isinstance(layer, torch.nn.Linear)]
 
 
+@pytest.mark.slow
 def test_onnx_file_computes_the_same_logits(session, tmp_path):
     pytest.importorskip("onnxscript")
     onnx = pytest.importorskip("onnx")
