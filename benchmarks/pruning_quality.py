@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"threads (torch {torch.__version__}); default settings of `IterativePruning` and `train` "
         f"(interval_adjoint criterion; AdamW 1e-3, batch 64, patience 10, learning-rate drops on plateaus, at most 40 "
         f"epochs per iteration; retraining distils from the dense model), seed "
-        f"{args.reference}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
+        f"{args.seed}{'; changed from the defaults: ' + ', '.join(args.set) if args.set else ''}. Command: "
         f"`python benchmarks/pruning_quality.py --data-root ../shared/datasets"
         f"{' --dataset ' + args.dataset if args.dataset != 'MNIST' else ''}"
         f"{' --set ' + ' '.join(args.set) if args.set else ''}{' --name ' + args.name if args.name else ''}`. "
