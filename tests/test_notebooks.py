@@ -370,11 +370,18 @@ def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its
 
 @pytest.mark.mnist
 def test_the_workbook_runs_fashion_mnist_with_three_sigmoid_layers_and_every_method_option(tmp_path):
+    from nbprune import RunConfig, load_data_for
+    from nbprune.teacher import load_teacher, save_teacher, train_teacher
     session = tmp_path / "fashion"
+    data = load_data_for(RunConfig.from_flat(dataset="FashionMNIST", subset=TINY["subset"]))
+    teacher = save_teacher(train_teacher(data, 1, channels=(4, 8), head=16, progress=False), data.spec,
+                           tmp_path / "teacher.pth")  # 04 distils from a teacher file when given one
     options = {"prune_inputs": True, "allocation": "global", "budget": "parameters", "bias_compensation": "mean",
-               "adjoint_seeds": "class_sum", "input_boxes": "local", "box_count": 64}
+               "adjoint_seeds": "class_sum", "input_boxes": "local", "box_count": 64, "teacher": str(teacher)}
     run_workbook(session, parameters={**TINY, "dataset": "FashionMNIST", "hidden": (300, 100, 50),
                                       "activation": "sigmoid", "chosen_itr": None, "end_itr": 1, **options})
+    taught = read_record(iteration_dir(session / "iterative_pruning", 1) / "best_model.pth").teacher
+    assert taught == load_teacher(teacher).record()
     assert read_retain(session / "retain" / "retain.txt")[1].retained == (240, 80, 40)
     ran = read_retain(session / "iterative_pruning" / "retain.txt")  # what the run chose, inputs included
     assert ran[1].inputs < 784 and ran[1].budget < ran[0].budget
