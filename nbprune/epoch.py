@@ -30,19 +30,57 @@ def teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature:
     return torch.cat([F.softmax(teacher(chunk) / temperature, dim=1) for chunk in inputs.split(8192)])
 
 
-def shifted_images(inputs: torch.Tensor, max_shift: int, image_shape: tuple[int, int], fill: float) -> torch.Tensor:
-    """Return flat image rows, each moved by its own random offset of up to `max_shift` pixels per axis; the pixels
-    uncovered take `fill` (the standardised background)."""
+def shifted_images(inputs: torch.Tensor, max_shift: int, image_shape: tuple[int, int], fill: float,
+                   offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """Return flat image rows, each moved by its own offset of up to `max_shift` pixels per axis (`offsets`: rows and
+    columns, shape (2, count, 1), values 0..2*max_shift; None: drawn at random); the pixels uncovered take `fill`
+    (the standardised background)."""
     count, (height, width) = len(inputs), image_shape
     images = F.pad(inputs.reshape(count, height, width), (max_shift,) * 4, value=fill)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, count, 1), device=inputs.device)
+    if offsets is None:
+        offsets = torch.randint(0, 2 * max_shift + 1, (2, count, 1), device=inputs.device)
     rows = torch.arange(height, device=inputs.device) + offsets[0]
     columns = torch.arange(width, device=inputs.device) + offsets[1]
     picked = images[torch.arange(count, device=inputs.device)[:, None, None], rows[:, :, None], columns[:, None, :]]
     return picked.reshape(count, -1)
 
 
-def image_shift(max_shift: int, spec: InputSpec | None) -> Augment | None:
+class ImageShift:
+    """The augmentation that moves each image by a random offset of up to `max_shift` pixels per axis. Its
+    (2 * max_shift + 1)**2 possible offsets are numbered, so a teacher's outputs for every offset of every training
+    image can be computed once (`every_offset`) and looked up for the offsets a batch drew (`shift`)."""
+
+    def __init__(self, max_shift: int, image_shape: tuple[int, int], fill: float):
+        self.max_shift, self.image_shape, self.fill = max_shift, image_shape, fill
+        self.offsets = (2 * max_shift + 1) ** 2
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.shift(inputs)[0]
+
+    def shift(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the rows moved at random and the number of the offset each row drew."""
+        drawn = torch.randint(0, 2 * self.max_shift + 1, (2, len(inputs), 1), device=inputs.device)
+        return (shifted_images(inputs, self.max_shift, self.image_shape, self.fill, drawn),
+                drawn[0, :, 0] * (2 * self.max_shift + 1) + drawn[1, :, 0])
+
+    def every_offset(self, inputs: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Yield the rows moved by offset 0, 1, ... (the numbering `shift` reports)."""
+        side = 2 * self.max_shift + 1
+        for number in range(self.offsets):
+            fixed = torch.tensor([number // side, number % side], device=inputs.device).view(2, 1, 1)
+            yield shifted_images(inputs, self.max_shift, self.image_shape, self.fill, fixed.expand(2, len(inputs), 1))
+
+
+@torch.no_grad()
+def shifted_teacher_probabilities(teacher: nn.Module, inputs: torch.Tensor, temperature: float,
+                                  augment: ImageShift) -> torch.Tensor:
+    """Return the teacher's softened class probabilities for every input row under every offset the augmentation
+    can draw: shape (rows, offsets, classes), computed once so retraining with shifts needs no teacher pass."""
+    return torch.stack([teacher_probabilities(teacher, moved, temperature) for moved in augment.every_offset(inputs)],
+                       dim=1)
+
+
+def image_shift(max_shift: int, spec: InputSpec | None) -> ImageShift | None:
     """Return the augmentation that shifts each training image by up to `max_shift` pixels (None for 0)."""
     if not max_shift:
         return None
@@ -50,15 +88,21 @@ def image_shift(max_shift: int, spec: InputSpec | None) -> Augment | None:
         raise ConfigError(f"augment_shift={max_shift} shifts images, but the training data "
                           f"{'has no record of what it is' if spec is None else 'holds flat features'}: use "
                           f"augment_shift=0, or nbprune's MNIST/FashionMNIST loaders (load_data).")
-    fill = (0.0 - spec.mean) / spec.std  # a black pixel, standardised
-    return lambda inputs: shifted_images(inputs, max_shift, spec.image_shape, fill)
+    return ImageShift(max_shift, spec.image_shape, (0.0 - spec.mean) / spec.std)  # fill: a black pixel, standardised
 
 
 def batches(loader: Loader, device: torch.device, soft_targets: torch.Tensor | None, augment: Augment | None = None
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """Yield `(inputs, targets, soft_targets or None)` on `device` from any loader; with `augment`, the inputs are
-    augmented and the soft targets left to be computed for what the student sees (None)."""
+    augmented, and the soft targets looked up for the offset each row drew when `soft_targets` holds them for every
+    offset (rows, offsets, classes; shifted_teacher_probabilities), else left to be computed for what the student
+    sees (None)."""
     if augment is not None:
+        if soft_targets is not None and soft_targets.dim() == 3 and isinstance(augment, ImageShift):
+            for inputs, targets, soft in batches(loader, device, soft_targets):
+                moved, drawn = augment.shift(inputs)
+                yield moved, targets, soft[torch.arange(len(drawn), device=soft.device), drawn]
+            return
         yield from ((augment(inputs), targets, None) for inputs, targets, _ in batches(loader, device, None))
         return
     if isinstance(loader, TensorLoader) and loader.device == device:

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import RunConfig, or_default
 from .data import InputSpec, Loader, TensorLoader, input_box
-from .epoch import image_shift, teacher_probabilities
+from .epoch import image_shift, shifted_teacher_probabilities, teacher_probabilities
 from .errors import DivergenceWarning, ScheduleError, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .io import cannot_write, format_table, read_table, write_text_atomic
@@ -251,14 +251,16 @@ class IterativePruning:
 
     def _teacher_outputs(self) -> torch.Tensor | None:
         """Return the teacher file's softened outputs for the training rows, computed once per run, when it teaches
-        now (None: train computes the dense model's, or the teacher answers each shifted batch)."""
+        now, for every offset of the shifts when augment_shift is on (None: train computes the dense model's)."""
         if self.teacher_file is None or self.teacher is not self.teacher_file.model or \
-                self.config.train.augment_shift or not isinstance(self.train_loader, TensorLoader):
+                not isinstance(self.train_loader, TensorLoader):
             return None
         if self._teacher_file_outputs is None:
-            self._teacher_file_outputs = teacher_probabilities(self.teacher.to(self.train_loader.device),
-                                                               self.train_loader.dataset.data,
-                                                               self.config.train.temperature)
+            teacher, rows = self.teacher.to(self.train_loader.device), self.train_loader.dataset.data
+            augment = image_shift(self.config.train.augment_shift, self.train_loader.spec)
+            self._teacher_file_outputs = (
+                teacher_probabilities(teacher, rows, self.config.train.temperature) if augment is None else
+                shifted_teacher_probabilities(teacher, rows, self.config.train.temperature, augment))
         return self._teacher_file_outputs
 
     def _load_teacher_file(self) -> Teacher | None:

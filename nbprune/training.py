@@ -145,9 +145,10 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     augment = image_shift(settings.augment_shift, getattr(train_loader, "spec", None))
     trainer = make_trainer(model, settings.lr, settings.weight_decay, teacher=teacher,
                            distill_weight=settings.distill_weight, temperature=settings.temperature, augment=augment)
-    if teacher is None or augment is not None or not isinstance(train_loader, TensorLoader) \
-            or train_loader.device != device:
-        soft_targets = None  # with augmentation the teacher answers each shifted batch as it comes (Trainer.soft)
+    if teacher is None or not isinstance(train_loader, TensorLoader) or train_loader.device != device:
+        soft_targets = None
+    elif augment is not None:  # the teacher's outputs for every offset (computed once per run), else for each batch
+        soft_targets = soft_targets if soft_targets is not None and soft_targets.dim() == 3 else None
     elif soft_targets is None:
         soft_targets = teacher_probabilities(teacher.to(device), train_loader.dataset.data, settings.temperature)
     if teacher is not None:

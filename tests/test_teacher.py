@@ -206,6 +206,38 @@ def test_pruned_iterations_distil_from_the_teacher_file_and_their_records_name_i
     assert resumed.experiment.teacher is resumed.experiment.teacher_file.model  # a resume distils from it too
 
 
+def test_with_shifts_the_teachers_outputs_for_every_offset_are_looked_up_for_the_offset_each_row_drew(tiny_data):
+    from nbprune.epoch import batches, shifted_teacher_probabilities, teacher_probabilities
+    train_loader = tiny_data.train_loader
+    augment, teacher = image_shift(1, train_loader.spec), SimpleNN((8,)).eval()
+    table = shifted_teacher_probabilities(teacher, train_loader.dataset.data, 2.0, augment)
+    assert table.shape == (len(train_loader.dataset), 9, 10)  # (2 * 1 + 1)**2 offsets
+    assert torch.allclose(table[:, 4], teacher_probabilities(teacher, train_loader.dataset.data, 2.0))  # (0, 0)
+    looked_up = list(batches(train_loader, torch.device("cpu"), table, augment))
+    assert len(looked_up) == len(train_loader)
+    for moved, _, soft in looked_up:
+        assert torch.allclose(soft, teacher_probabilities(teacher, moved, 2.0), atol=1e-6)  # what the student sees
+    train_loader.reseed(0)
+    torch.manual_seed(0)
+    plain = [moved for moved, _, _ in batches(train_loader, torch.device("cpu"), None, augment)]
+    train_loader.reseed(0)
+    torch.manual_seed(0)
+    same = [moved for moved, _, _ in batches(train_loader, torch.device("cpu"), table, augment)]
+    assert all(torch.equal(a, b) for a, b in zip(plain, same))  # the lookup draws the same shifts
+
+
+@pytest.mark.slow
+def test_with_shifts_a_teacher_file_answers_once_per_offset_per_run_not_per_batch(tiny_root, teacher_file, tmp_path,
+                                                                                   monkeypatch):
+    path, _ = teacher_file
+    session = Session.open(tmp_path / "session")
+    planned = plan_run(_config(tiny_root, teacher=str(path), augment_shift=1), session, progress=False)
+    calls, forward = [], ConvTeacher.forward
+    monkeypatch.setattr(ConvTeacher, "forward", lambda module, x: calls.append(len(x)) or forward(module, x))
+    planned.experiment.run(planned.model, planned.steps, session.pruning)
+    assert calls == [500] * 9  # every training row under each of the nine offsets, once for both iterations
+
+
 def test_a_teacher_of_another_dataset_is_refused_before_any_write(tiny_root, tmp_path):
     fashion = load_data(make_tiny_mnist(tmp_path / "f", name="FashionMNIST"), "FashionMNIST", val_size=100,
                         download=False)
