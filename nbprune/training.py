@@ -131,7 +131,8 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     `val_loader` chooses the best epoch (None: the training loss does, with a warning); `test_loader` is only
     evaluated and logged, never used to choose. With a `teacher`, the loss also follows the teacher's softened
     outputs (knowledge distillation), computed here unless `soft_targets` holds them for the training rows already;
-    with augment_shift, every training batch is shifted at random first. `logdir` receives train_results.txt and,
+    with augment_shift, every training batch is shifted at random first, and the teacher answers each shifted batch
+    unless `soft_targets` holds its outputs for every offset (epoch.shifted_teacher_probabilities). `logdir` receives train_results.txt and,
     with `save_model`, best_model.pth; `device` None: where the model is.
     """
     settings = config or TrainConfig()
