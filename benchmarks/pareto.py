@@ -610,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                 state["rows"] = [r for r in state["rows"] if not (r["method"] == method and r["seed"] == seed and
                                                                    r["iteration"] in {x["iteration"] for x in rows})]
                 state["rows"] += rows
-                state.setdefault("seconds", {})[f"{method}/{seed}"] = seconds
+                if rows:  # a chain that had nothing left to do keeps the time it took when it ran
+                    state.setdefault("seconds", {})[f"{method}/{seed}"] = seconds
                 save_state(path, state)
                 print(f"[{datetime.datetime.now():%H:%M:%S}] {method} seed {seed}: {len(rows)} models in "
                       f"{seconds / 60:.1f} min", flush=True)
