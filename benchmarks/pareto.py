@@ -418,8 +418,8 @@ def teacher_section(state: dict) -> list[str]:
              f"{teacher['test_acc']:.2f}%; training took {training.get('seconds', '?')} s on one thread. One teacher "
              "serves every seed.", ""]
     pairs = [("best", "best_teacher", "the teacher against the dense model as teacher (same method, same seeds)"),
-             ("scratch_teacher", "best_teacher", "pruning against training the same shapes from scratch, both "
-                                                 "taught by the teacher (the teacher's gain alone)"),
+             ("scratch_teacher", "best_teacher", "what pruning adds over training the same shapes from scratch "
+                                                 "with the same teacher (scratch_teacher: the teacher's gain alone)"),
              ("best_teacher", "best_teacher_aug", "shifting the retraining images by up to a pixel")]
     table = []
     for label, fits, _ in targets():
@@ -437,7 +437,8 @@ def teacher_section(state: dict) -> list[str]:
     for key, value in seconds.items():
         per_method[key.split("/")[0]] = per_method.get(key.split("/")[0], 0.0) + value
     if per_method:
-        lines += ["Cost: CPU-thread minutes per method, summed over seeds (one thread per chain): " +
+        lines += ["Cost: minutes per method, summed over its seeds' chains (one thread each, two chains at once, "
+                  "on a machine shared with other work, so only roughly comparable): " +
                   ", ".join(f"{method} {value / 60:.1f}" for method, value in per_method.items()) + ".", ""]
     return lines
 
