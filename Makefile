@@ -26,7 +26,7 @@ test: $(VENV)/.installed  ## the whole test suite (real-MNIST tests run when NBP
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(VENV)/.installed  ## the edit-test loop: no real data, no end-to-end runs (under a minute)
-	NBPRUNE_DATA_ROOT= $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	NBPRUNE_DATA_ROOT= $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:cacheprovider
 
 lab: $(VENV)/.installed  ## JupyterLab on the notebooks (root or not); saving never stores outputs in them
 	$(BIN)/python -m nbprune.lab
