@@ -323,15 +323,19 @@ def best_within(rows: list[dict], fits) -> dict | None:
     return max(candidates, key=lambda row: (row["val_acc"], -row["parameters"])) if candidates else None
 
 
+def chosen_per_seed(state: dict, method: str, fits) -> list[dict | None]:
+    """Return, seed by seed, the method's best-validation row among those that fit (None: no row fits)."""
+    return [best_within([r for r in state["rows"] if r["method"] == method and r["seed"] == seed], fits)
+            for seed in seeds_in(state)]
+
+
 def target_table(state: dict) -> tuple[list[list[str]], list[str]]:
     """Return, per target and method, the mean test accuracy (over seeds) of each seed's best-validation model."""
     rows, verdicts = [], []
     for label, fits, wanted in targets():
         best_method, best_mean = None, -math.inf
         for method in methods_in(state):
-            chosen = [best_within([r for r in state["rows"] if r["method"] == method and r["seed"] == seed], fits)
-                      for seed in seeds_in(state)]
-            chosen = [row for row in chosen if row is not None]
+            chosen = [row for row in chosen_per_seed(state, method, fits) if row is not None]
             if not chosen:
                 continue
             mean = statistics.fmean(row["test_acc"] for row in chosen)
@@ -455,8 +459,7 @@ def targets() -> list[tuple]:
 def mean_test(state: dict, method: str, fits) -> float | None:
     """Return the mean over seeds of the test accuracy of each seed's best-validation model within the budget
     (None unless every seed of the results has one)."""
-    chosen = [best_within([r for r in state["rows"] if r["method"] == method and r["seed"] == seed], fits)
-              for seed in seeds_in(state)]
+    chosen = chosen_per_seed(state, method, fits)
     if not chosen or None in chosen:
         return None
     return statistics.fmean(row["test_acc"] for row in chosen)
