@@ -416,17 +416,17 @@ class PlannedRun:
 
 
 def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = None, end_itr: int | None = None,
-             progress: bool = True) -> PlannedRun:
+             progress: bool = True, download: bool = True) -> PlannedRun:
     """Return the run a configuration asks for in `session`, after every check that needs no write: the device,
-    the schedule, the data (read, or downloaded when missing) and the iterations a resume starts from (begin_itr
-    None: the configuration's)."""
+    the schedule, the data (read, or downloaded when missing unless `download` is False) and the iterations a
+    resume starts from (begin_itr None: the configuration's)."""
     from .config import resolve_device
     from .data import load_data_for
 
     begin_itr = or_default(begin_itr, "begin_itr")
     resolve_device(config.device)
     default_steps(config)  # a bad retain.txt is refused before the data is read
-    data = load_data_for(config)
+    data = load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
     model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),

@@ -15,32 +15,17 @@ from .spec import Chain, dense_config, value_text
 COLUMNS = ("hidden", "inputs", "parameters", "retained", "val_acc", "test_acc", "model_file", "seconds")
 
 
-def _model_and_data(config: RunConfig):
-    """Return a fresh SimpleNN (seeded) and the data for `config`, on its threads."""
+def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, float]:
+    """Prune along the configuration's schedule from where the session stopped, up to end_itr, on one torch thread
+    unless the configuration says otherwise; return each new iteration's seconds."""
     import torch
 
-    from ..data import load_data_for
-    from ..model import SimpleNN
+    from ..iterative import plan_run
 
     torch.set_num_threads(config.threads or 1)
-    data = load_data_for(config, download=False)  # the driver made sure the files are in data_root
-    torch.manual_seed(config.seed)
-    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
-                     activation=config.model.activation)
-    return model, data
-
-
-def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, float]:
-    """Prune along the configuration's schedule from where the session stopped, up to end_itr; return each new
-    iteration's seconds."""
-    from ..iterative import IterativePruning
-    from ..retention import default_steps
-
-    model, data = _model_and_data(config)
-    steps = default_steps(config, data.spec.features, len(data.classes))
-    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
-                                  progress=False)
-    records = experiment.run(model, steps, session.pruning, begin_itr="auto", end_itr=end_itr)
+    planned = plan_run(config, session, "auto", end_itr, progress=False,
+                       download=False)  # the driver made sure the files are in data_root
+    records = planned.experiment.run(planned.model, planned.steps, session.pruning, begin_itr="auto", end_itr=end_itr)
     return {record["iteration"]: record["seconds"] for record in records}
 
 
