@@ -157,13 +157,13 @@ def teacher_file(args) -> dict:
     (nbprune's ConvTeacher, training split only, seed 0) into --teacher when the file is missing."""
     from nbprune import load_data_for
     from nbprune.evaluation import loss_and_accuracy
-    from nbprune.teacher import _teacher_record, load_teacher, save_teacher, train_teacher
+    from nbprune.teacher import load_teacher, save_teacher, train_teacher
     path = Path(args.teacher)
     data = load_data_for(config_for(args, "reference", 0))
     if not path.is_file():
         save_teacher(train_teacher(data, progress=False), data.spec, path)
     teacher = load_teacher(path, data.spec)
-    training = (_teacher_record(path) or {}).get("training", {})
+    training = teacher.training
     return {"file": str(path.resolve()), "sha256": teacher.sha256,
             "val_acc": loss_and_accuracy(teacher.model, data.val_loader)[1],
             "test_acc": loss_and_accuracy(teacher.model, data.test_loader)[1],

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +139,14 @@ def save_teacher(trained: TrainedTeacher, spec: InputSpec, path: str | os.PathLi
 # --- loading a teacher for a run ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Teacher:
-    """A network to distil from, what data it belongs to, and which file (by content) it came from."""
+    """A network to distil from, what data it belongs to, which file (by content) it came from, and how
+    `nbprune teacher` trained it (empty for a SimpleNN model file)."""
 
     model: nn.Module
     spec: InputSpec | None
     file: Path
     sha256: str
+    training: dict = field(default_factory=dict)
 
     def record(self) -> dict:
         """Return what a model's record says about the teacher that trained it."""
@@ -159,6 +161,7 @@ def load_teacher(file: str | os.PathLike, spec: InputSpec | None = None) -> Teac
         state, record = read_model_file(file)  # the safe load: plain tensors only, each dense and finite
     except ModelFileError as error:
         raise ModelFileError(f"teacher: {error}") from None
+    training = {}
     if record is not None:
         model = SimpleNN.from_file(file)
         teacher_spec = model.spec
@@ -168,7 +171,9 @@ def load_teacher(file: str | os.PathLike, spec: InputSpec | None = None) -> Teac
             raise ModelFileError(f"{file} holds no record of the data it was trained on (a plain state_dict): "
                                  f"expected a best_model.pth nbprune wrote or a file `nbprune teacher` wrote.")
         model, teacher_spec = _conv_teacher(file, state, teacher_record)
-    teacher = Teacher(model.eval(), teacher_spec, file.resolve(), hashlib.sha256(file.read_bytes()).hexdigest())
+        training = teacher_record.get("training") if isinstance(teacher_record.get("training"), dict) else {}
+    teacher = Teacher(model.eval(), teacher_spec, file.resolve(), hashlib.sha256(file.read_bytes()).hexdigest(),
+                      training)
     if spec is not None:
         check_teacher_fits(teacher, spec)
     return teacher

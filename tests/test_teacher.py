@@ -117,6 +117,7 @@ def test_teacher_trains_on_the_training_split_and_its_file_describes_it(teacher_
     state = torch.load(path, weights_only=True)
     record = state._metadata[""][TEACHER_KEY]
     assert record["input"]["dataset"] == "MNIST" and record["training"]["best_epoch"] == trained.best_epoch
+    assert teacher.training == record["training"] and teacher.training["val_accuracy"] == trained.val_accuracy
 
 
 def test_a_simplenn_best_model_can_teach(tiny_data, tmp_path):
@@ -125,6 +126,7 @@ def test_a_simplenn_best_model_can_teach(tiny_data, tmp_path):
     path = save_model_file(model, tmp_path / "best_model.pth")
     teacher = load_teacher(path, tiny_data.spec)
     assert isinstance(teacher.model, SimpleNN) and teacher.model.hidden == (16,)
+    assert teacher.training == {}  # a pruned model's file carries no teacher-training record
 
 
 def _edited(source, target, change):
