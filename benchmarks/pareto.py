@@ -107,6 +107,12 @@ PARAMETER_TARGETS = {10_000: 97.8, 5_000: 97.0, 20_000: 98.2}  # issue 20 (round
 NEURON_TARGET = (18, 95.0)  # at most 18 hidden neurons in total (the 5.625% level): at least 95.0%
 
 
+def current_targets() -> dict:
+    """Return this round's targets as a results file stores them, so a report keeps the round it was run for."""
+    return {"parameters": {str(budget): wanted for budget, wanted in sorted(PARAMETER_TARGETS.items())},
+            "hidden_neurons": list(NEURON_TARGET)}
+
+
 # ---------------------------------------------------------------------------------------------------- state
 def settings_of(args) -> dict:
     """Return what every row of one JSON shares: the training configuration and the schedule's end."""
@@ -117,7 +123,8 @@ def settings_of(args) -> dict:
 
 
 def load_state(path: Path, settings: dict | None) -> dict:
-    state = common_load_state(path, settings, {"format": FORMAT, "rows": [], "dense": {}}, "pareto")
+    state = common_load_state(path, settings, {"format": FORMAT, "rows": [], "dense": {}, "targets": current_targets()},
+                              "pareto")
     for row in state["rows"]:  # results of round two called the reference workflow's criterion "seed"
         row["method"] = "reference" if row["method"] == "seed" else row["method"]
     return state
@@ -313,7 +320,7 @@ def state_from_sweep(args, sweep_dir: Path) -> dict:
                      "hidden": [int(size) for size in row["hidden"].split("+")], "inputs": row["inputs"],
                      "parameters": row["parameters"], "val_acc": row["val_acc"], "test_acc": row["test_acc"],
                      "model_file": str(Path(sweep_dir) / row["model_file"])})
-    return {"format": FORMAT, "settings": settings_of(args), "rows": rows, "dense": {}}
+    return {"format": FORMAT, "settings": settings_of(args), "rows": rows, "dense": {}, "targets": current_targets()}
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -332,7 +339,7 @@ def chosen_per_seed(state: dict, method: str, fits) -> list[dict | None]:
 def target_table(state: dict) -> tuple[list[list[str]], list[str]]:
     """Return, per target and method, the mean test accuracy (over seeds) of each seed's best-validation model."""
     rows, verdicts = [], []
-    for label, fits, wanted in targets():
+    for label, fits, wanted in targets(state):
         best_method, best_mean = None, -math.inf
         for method in methods_in(state):
             chosen = [row for row in chosen_per_seed(state, method, fits) if row is not None]
@@ -426,7 +433,7 @@ def teacher_section(state: dict) -> list[str]:
                                                  "with the same teacher (scratch_teacher: the teacher's gain alone)"),
              ("best_teacher", "best_teacher_aug", "shifting the retraining images by up to a pixel")]
     table = []
-    for label, fits, _ in targets():
+    for label, fits, _ in targets(state):
         for base, other, _ in pairs:
             means = [mean_test(state, method, fits) for method in (base, other)]
             if None not in means:
@@ -447,12 +454,14 @@ def teacher_section(state: dict) -> list[str]:
     return lines
 
 
-def targets() -> list[tuple]:
-    """Return (label, fits, wanted) for each target: the parameter budgets, then the hidden-neuron count."""
-    out = [(f"<= {budget:,} parameters", lambda row, b=budget: row["parameters"] <= b, wanted)
-           for budget, wanted in sorted(PARAMETER_TARGETS.items())]
-    out.append((f"<= {NEURON_TARGET[0]} hidden neurons", lambda row: sum(row["hidden"]) <= NEURON_TARGET[0],
-                NEURON_TARGET[1]))
+def targets(state: dict) -> list[tuple]:
+    """Return (label, fits, wanted) for each target the results were run for (a file without them: this round's):
+    the parameter budgets, then the hidden-neuron count."""
+    stored = state.get("targets") or current_targets()
+    neurons, wanted_neurons = stored["hidden_neurons"]
+    out = [(f"<= {int(budget):,} parameters", lambda row, b=int(budget): row["parameters"] <= b, wanted)
+           for budget, wanted in sorted(stored["parameters"].items(), key=lambda item: int(item[0]))]
+    out.append((f"<= {neurons} hidden neurons", lambda row: sum(row["hidden"]) <= neurons, wanted_neurons))
     return out
 
 
@@ -501,8 +510,8 @@ def plot(state: dict):
         axes.annotate(f"{name} {'-'.join(map(str, shape))}\n(selected on test)", (parameters, 100 - error),
                       textcoords="offset points", xytext=LABEL_OFFSETS.get(name, (6, 6)), fontsize=8,
                       color="tab:red")
-    for budget, wanted in PARAMETER_TARGETS.items():
-        axes.plot([budget], [wanted], marker="_", markersize=25, markeredgewidth=2, color="tab:green")
+    for budget, wanted in (state.get("targets") or current_targets())["parameters"].items():
+        axes.plot([int(budget)], [wanted], marker="_", markersize=25, markeredgewidth=2, color="tab:green")
     axes.set(xscale="log", xlabel="parameters (log scale)", ylabel="test accuracy (%) (mean over seeds)",
              title="Accuracy per parameter of pruned MNIST MLPs (green: targets; red: published, selected on test)",
              ylim=(90, 99.4))
