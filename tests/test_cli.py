@@ -62,6 +62,21 @@ def test_ctrl_c_inside_a_command_says_how_to_continue(command, hint, monkeypatch
     assert capsys.readouterr().err == f"nbprune: interrupted.{' ' + hint if hint else ''}\n"
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), cli.NbpruneError("a refusal")])
+def test_a_stop_while_a_progress_bar_is_open_is_said_on_a_line_of_its_own(stop, monkeypatch, capsys):
+    from tqdm import tqdm
+
+    def stopped(args):
+        bar = tqdm(total=4, desc="02_model", unit="cell", file=sys.stderr)  # left open, as papermill's is when stopped
+        bar.update(1)
+        raise stop
+    monkeypatch.setattr(cli, "cmd_concat", stopped)
+    assert main(["concat", "s"]) in (2, 130)
+    said = capsys.readouterr().err.splitlines()  # the bar's redraws are split at "\r" too
+    assert ("nbprune: interrupted." if isinstance(stop, KeyboardInterrupt) else "nbprune: error: a refusal") in said
+    assert not tqdm._instances  # closed, so nothing is redrawn after the message
+
+
 def test_the_command_starts_without_importing_torch():
     code = ("import sys\nfrom nbprune.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
