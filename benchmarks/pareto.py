@@ -454,10 +454,15 @@ def teacher_section(state: dict) -> list[str]:
     return lines
 
 
+def targets_of(state: dict) -> dict:
+    """Return the targets the results were run for, as stored (a file from before they were stored: this round's)."""
+    return state.get("targets") or current_targets()
+
+
 def targets(state: dict) -> list[tuple]:
     """Return (label, fits, wanted) for each target the results were run for (a file without them: this round's):
     the parameter budgets, then the hidden-neuron count."""
-    stored = state.get("targets") or current_targets()
+    stored = targets_of(state)
     neurons, wanted_neurons = stored["hidden_neurons"]
     out = [(f"<= {int(budget):,} parameters", lambda row, b=int(budget): row["parameters"] <= b, wanted)
            for budget, wanted in sorted(stored["parameters"].items(), key=lambda item: int(item[0]))]
@@ -510,7 +515,7 @@ def plot(state: dict):
         axes.annotate(f"{name} {'-'.join(map(str, shape))}\n(selected on test)", (parameters, 100 - error),
                       textcoords="offset points", xytext=LABEL_OFFSETS.get(name, (6, 6)), fontsize=8,
                       color="tab:red")
-    for budget, wanted in (state.get("targets") or current_targets())["parameters"].items():
+    for budget, wanted in targets_of(state)["parameters"].items():
         axes.plot([int(budget)], [wanted], marker="_", markersize=25, markeredgewidth=2, color="tab:green")
     axes.set(xscale="log", xlabel="parameters (log scale)", ylabel="test accuracy (%) (mean over seeds)",
              title="Accuracy per parameter of pruned MNIST MLPs (green: targets; red: published, selected on test)",
