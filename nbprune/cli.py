@@ -294,12 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _end_progress_bars() -> None:
-    """Close the progress bars still open (tqdm's, once imported: papermill's or a training loop's), so the one line
-    that follows starts a line of its own instead of the bar's."""
+def _say(line: str) -> None:
+    """Print the command's one closing line on stderr, after closing the progress bars still open (tqdm's, once
+    imported: papermill's or a training loop's), so the line is one of its own instead of the end of a bar's."""
     std = sys.modules.get("tqdm.std")
     for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
         bar.close()
+    print(line, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"
         args.func(args)
     except NbpruneError as error:
-        _end_progress_bars()
-        print(f"nbprune: error: {' '.join(str(error).split())}", file=sys.stderr)
+        _say(f"nbprune: error: {' '.join(str(error).split())}")
         return 2
     except KeyboardInterrupt:
         words = argv if argv is not None else sys.argv[1:]
@@ -321,17 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         resume = {"prune": " Run the same command with --begin-itr auto to continue.",
                   "workbook": " Run the same command with -p begin_itr auto to continue.",
                   "sweep": " Run the same command again to continue the unfinished chains."}.get(command, "")
-        _end_progress_bars()
-        print(f"nbprune: interrupted.{resume}", file=sys.stderr)
+        _say(f"nbprune: interrupted.{resume}")
         return 130
     except SystemExit:
         raise
     except Exception as error:  # last resort: every known case has its own message above
         if debug:
             raise
-        _end_progress_bars()
-        print(f"nbprune: error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]} "
-              f"(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        _say(f"nbprune: error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]} "
+             f"(rerun with --debug for the traceback, and please report it)")
         return 2
     return 0
 
