@@ -303,6 +303,17 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as a line of its own on stderr, also while progress bars are open: tqdm's `write` clears them,
+    prints the line and draws them again below it."""
+    text = f"nbprune: warning: {message}"
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        print(text, file=sys.stderr)
+    else:
+        std.tqdm.write(text, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -311,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
         warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"
+        warnings.showwarning = _show_warning
         args.func(args)
     except NbpruneError as error:
         _say(f"nbprune: error: {' '.join(str(error).split())}")

@@ -77,6 +77,21 @@ def test_a_stop_while_a_progress_bar_is_open_is_said_on_a_line_of_its_own(stop, 
     assert not tqdm._instances  # closed, so nothing is redrawn after the message
 
 
+def test_a_warning_while_a_progress_bar_is_open_is_shown_on_a_line_of_its_own():
+    # In a process of its own: pytest shows warnings its own way, the command its way.
+    code = ("import sys, warnings\nfrom tqdm import tqdm\nimport nbprune.cli as cli\n"
+            "def warned(args):\n"
+            "    with tqdm(total=4, desc='iteration 3', unit='epoch', file=sys.stderr) as bar:\n"
+            "        bar.update(1)\n        warnings.warn('a check said so')\n        bar.update(1)\n"
+            "cli.cmd_concat = warned\nsys.exit(cli.main(['concat', 's']))\n")
+    # The timeout only ends a hang: a loaded machine may start Python slowly.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    said = done.stderr.replace("\r", "\n").splitlines()
+    assert "nbprune: warning: a check said so" in said, said  # not the end of the bar's line
+    assert any("iteration 3" in line and "2/4" in line for line in said)  # the bar went on below it
+
+
 def test_the_command_starts_without_importing_torch():
     code = ("import sys\nfrom nbprune.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
