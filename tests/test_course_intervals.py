@@ -143,6 +143,13 @@ def test_the_notebooks_have_three_to_five_exercises_each():
     assert solution("04.4", schedule=tiny_session_inputs()["schedule"], features=784) == round(784 * 48.75 / 100)
 
 
+def test_an_exercise_about_an_iteration_the_schedule_leaves_out_says_so():
+    schedule = GeneratePruneData((4, 1), 0.8, range(6)).data  # 4·0.8² = 2.56 rounds to 3, as at iteration 1
+    assert 2 not in [step.iteration for step in schedule]
+    verdict = check("04.4", 257, schedule=schedule, features=784)
+    assert not verdict.right and "leaves iteration 2 out" in verdict.message
+
+
 # --- the diagnostics on tiny models with known answers ------------------------------------------------------
 def test_rank_correlation_of_known_orders():
     scores = torch.tensor([0.1, 0.5, 0.3, 0.9])

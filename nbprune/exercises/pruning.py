@@ -53,9 +53,10 @@ def allocation_order(answer) -> Verdict:
                           f"normalised score goes first.")
 
 
-def _pixels_kept(schedule: Sequence[RetentionStep], iteration: int, features: int) -> int:
+def _pixels_kept(schedule: Sequence[RetentionStep], iteration: int, features: int) -> int | None:
+    """The pixels `iteration` keeps, or None when the schedule leaves that iteration out."""
     steps = inputs_as_hidden([step._replace(inputs=None) for step in schedule], features)
-    return next(step.inputs for step in steps if step.iteration == iteration)
+    return next((step.inputs for step in steps if step.iteration == iteration), None)
 
 
 @exercise("04.4", "With prune_inputs = True and input_q = None, pixels follow your schedule (03's retain.txt): "
@@ -63,7 +64,11 @@ def _pixels_kept(schedule: Sequence[RetentionStep], iteration: int, features: in
                   "pixels does iteration 2 keep?",
           solver=lambda schedule, features: _pixels_kept(schedule, 2, features))
 def pixels_kept(answer, schedule: Sequence[RetentionStep], features: int) -> Verdict:
-    step = next(step for step in schedule if step.iteration == 2)
+    step = next((step for step in schedule if step.iteration == 2), None)
+    if step is None:
+        return Verdict(False, "your schedule leaves iteration 2 out (it would keep what iteration 1 kept), so there is "
+                              "nothing to count: rebuild it in 03 with larger layers or a smaller q, or take the "
+                              "default schedule, and ask again.")
     return close(answer, _pixels_kept(schedule, 2, features), "the pixels iteration 2 keeps",
                  why=f"round({features} × {step.percentage:g} / 100): the share perNodesRetained of retain.txt.",
                  hint=f"iteration 2 keeps {step.percentage:g} % of the hidden neurons (perNodesRetained); take "

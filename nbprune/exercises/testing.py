@@ -13,7 +13,7 @@ TABLE = [{"iteration": 0, "parameters": 218_058, "Val_Accuracy": 96.6},
          {"iteration": 2, "parameters": 135_925, "Val_Accuracy": 98.1},
          {"iteration": 3, "parameters": 107_531, "Val_Accuracy": 97.4},
          {"iteration": 4, "parameters": 85_451, "Val_Accuracy": 96.9},
-         {"iteration": 5, "parameters": 67_996, "Val_Accuracy": 95.8}]
+         {"iteration": 5, "parameters": 67_945, "Val_Accuracy": 95.8}]
 
 
 def _rule(records: list[dict], tolerance: float = 1.0) -> int:
