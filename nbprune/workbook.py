@@ -1,4 +1,4 @@
-"""The workbook: the six notebooks' parameters, their setup, the figures they show, and running them with papermill.
+"""The workbook: the eight notebooks' parameters, their setup, the figures they show, and running them with papermill.
 
 Each notebook's parameters cell is generated from nbprune.config (`parameters_source`); a test checks the committed
 cells agree, so a new setting reaches the workbook by adding its name to NOTEBOOK_PARAMETERS.
@@ -227,7 +227,7 @@ def parse_parameters(pairs: list[list[str]] | Mapping[str, str]) -> dict:
 
 
 def notebooks_path(notebooks_dir: str | os.PathLike | None = None) -> Path:
-    """Return the folder holding the six workbook notebooks: the argument, the checkout's, or ./notebooks."""
+    """Return the folder holding the eight workbook notebooks: the argument, the checkout's, or ./notebooks."""
     candidates = [Path(notebooks_dir)] if notebooks_dir is not None else [
         Path(__file__).resolve().parent.parent / "notebooks", project_root() / "notebooks"]
     for folder in candidates:
@@ -256,7 +256,7 @@ def _kernel_config(socket_dir: str):
 
 def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "quick",
                  parameters: dict | None = None, notebooks_dir: str | os.PathLike | None = None) -> Path:
-    """Run the six notebooks in order into one session folder; return the folder of executed copies.
+    """Run the eight notebooks in order into one session folder; return the folder of executed copies.
 
     Everything `nbprune prune` checks is checked before anything is written; the session folder is held for the
     whole run (its kernels share the lock), and it may never hold the notebooks it runs.

@@ -3,6 +3,8 @@ notebook, on a tiny synthetic session."""
 
 import copy
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -52,6 +54,21 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 
 # --- the comparison ----------------------------------------------------------------------------------------------
+def test_the_comparison_is_refused_while_another_process_holds_the_session(session):
+    holder = ("import sys\nfrom nbprune.session import Session\nwith Session(sys.argv[1]).lock():\n"
+              "    print('held', flush=True)\n    sys.stdin.readline()\n")
+    before = files_under(session.root)
+    process = subprocess.Popen([sys.executable, "-c", holder, str(session.root)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "held"  # waits for the lock, not for a time
+        with pytest.raises(SessionError, match=f"in use by another nbprune run \\(PID {process.pid}\\)"):
+            compare_criteria(session, [5], seeds=[0], progress=False)
+    finally:
+        process.communicate("\n", timeout=900)  # the timeout only ends a hang
+    assert files_under(session.root) == before
+
+
 def test_the_table_has_one_row_per_method_level_and_seed_and_is_saved_in_the_session(session, table):
     assert len(table) == len(METHODS) * len(LEVELS) * 2
     assert set(zip(table["method"], table["level"], table["seed"])) == {
@@ -121,6 +138,7 @@ def test_the_retraining_distils_from_what_04_distilled_from(session, tmp_path):
     assert torch.equal(compare.teacher_of(taught, data).fc1.weight, other.fc1.weight)
     assert "distilling from " + str(tmp_path / "teacher.pth") in str(taught)
     assert compare.teacher_of(dataclasses.replace(plan, config=plan.config.replace(distill=False)), data) is None
+
 
 def test_a_session_whose_04_has_not_run_is_refused_before_anything_is_written(tmp_path, tiny_root):
     session = Session(tmp_path / "session")

@@ -43,6 +43,7 @@ SCREENSHOTS = os.environ.get("NBPRUNE_SCREENSHOTS") == "1"
 SESSION = SHOWCASE if SCREENSHOTS else TINY
 VIEWPORT = {"width": 1400, "height": 1000}
 SECONDS = 1000  # playwright counts milliseconds
+HANG = 900 * SECONDS  # waits end a hang only: a loaded machine may be slow, never wrong
 KERNEL_READY = """() => {
     const name = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName');
     const state = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
@@ -148,7 +149,7 @@ def lab_environment(home: Path) -> dict[str, str]:
             "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
 
 
-def wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: float = 900) -> None:
     """Poll the server's status until it answers; fail early when it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -202,7 +203,7 @@ def page(browser, tmp_path) -> Iterator:
     """A page of its own for one test; its last state is saved as last.png in the test's folder, for debugging."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    page.set_default_timeout(60 * SECONDS)
+    page.set_default_timeout(HANG)
     try:
         yield page
     finally:
@@ -222,8 +223,8 @@ def screenshot_path(name: str, tmp_path: Path) -> Path:
 def open_notebook(page, lab: Lab, name: str) -> None:
     """Open a notebook and wait until its kernel is started and idle."""
     page.goto(lab.notebook_url(name))
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=90 * SECONDS)
-    page.wait_for_function(KERNEL_READY, timeout=90 * SECONDS)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=HANG)
+    page.wait_for_function(KERNEL_READY, timeout=HANG)
     if page.locator('.lm-TabBar-tab[data-id="filebrowser"].lm-mod-current').count():
         page.click('.lm-TabBar-tab[data-id="filebrowser"]')  # fold the file browser away: more room for the plots
 
@@ -232,11 +233,11 @@ def run_all_cells(page, lab: Lab) -> None:
     """Run every cell from the Run menu and wait until each code cell has run; fail on the first traceback."""
     page.click('.lm-MenuBar-itemLabel:text-is("Run")')
     page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
-    page.wait_for_function(ALL_CELLS_RAN, timeout=240 * SECONDS)
+    page.wait_for_function(ALL_CELLS_RAN, timeout=HANG)
     tracebacks = [text for text in page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
                   .all_inner_texts() if "Traceback (most recent call last)" in text]
     assert not tracebacks, f"a cell failed in Lab:\n{tracebacks[0][-2000:]}\n--- server log ---\n{lab.log_tail()}"
-    page.wait_for_function(KERNEL_READY, timeout=60 * SECONDS)
+    page.wait_for_function(KERNEL_READY, timeout=HANG)
 
 
 def slider(page, label: str):
@@ -251,7 +252,7 @@ def press(page, slider_widget, key: str, times: int) -> None:
     handle.focus()
     for _ in range(times):
         handle.press(key)
-        page.wait_for_function(KERNEL_READY, timeout=60 * SECONDS)
+        page.wait_for_function(KERNEL_READY, timeout=HANG)
 
 
 def readout(slider_widget) -> str:
@@ -270,7 +271,7 @@ def widget_cell(page, slider_widget):
     select_first_cell(page)
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell", has=slider_widget)
     cell.scroll_into_view_if_needed()
-    page.wait_for_function(IMAGES_LOADED, arg=cell.element_handle(), timeout=60 * SECONDS)
+    page.wait_for_function(IMAGES_LOADED, arg=cell.element_handle(), timeout=HANG)
     return cell
 
 
@@ -291,7 +292,7 @@ def save_and_check_unchanged(page, notebook: Path, original: bytes) -> None:
     before = notebook.stat().st_mtime_ns
     select_first_cell(page)
     page.keyboard.press("Control+s")
-    page.wait_for_selector(".lm-TabBar-tab.jp-mod-dirty", state="detached", timeout=30 * SECONDS)
+    page.wait_for_selector(".lm-TabBar-tab.jp-mod-dirty", state="detached", timeout=HANG)
     wait_until(lambda: notebook.stat().st_mtime_ns != before, 30, f"Ctrl+S did not save {notebook}")
     content = nbformat.read(notebook, as_version=4)
     dirty = [cell.source[:60] for cell in content.cells

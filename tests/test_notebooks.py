@@ -471,14 +471,14 @@ def test_one_lock_for_every_door_the_workbooks_kernels_share_it_and_every_other_
                  "a notebook by hand": ["-c", "import sys\nfrom nbprune.workbook import setup\n"
                                               "setup('05_test', {'session_dir': sys.argv[1]})", str(session)]}
         for door, argv in doors.items():
-            done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=600)
+            done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=900)
             assert done.returncode != 0, door
             assert f"is in use by another nbprune run (PID {workbook.pid})" in done.stderr, (door, done.stderr)
         assert not (session / "iterative_pruning").exists()
     finally:
         session.mkdir(exist_ok=True)
         (session / "go").write_text("")
-        _, err = workbook.communicate(timeout=600)
+        _, err = workbook.communicate(timeout=900)
     assert workbook.returncode == 0, err
 
 
@@ -546,12 +546,12 @@ def test_jupyters_pre_save_hook_keeps_the_tracked_notebooks_free_of_outputs(tmp_
             body = json.dumps({"type": "notebook", "format": "json", "content": content}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token=t", data=body,
                                              method="PUT", headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=600).read()
+            urllib.request.urlopen(request, timeout=900).read()
         put("notebooks/03_retention.ipynb", executed)
         put("mine.ipynb", executed)
     finally:
         server.terminate()
-        server.wait(timeout=600)
+        server.wait(timeout=900)
     saved = root / "notebooks" / "03_retention.ipynb"
     assert saved.read_bytes() == (NOTEBOOK_DIR / "03_retention.ipynb").read_bytes()  # git sees no change at all
     theirs = nbformat.read(root / "mine.ipynb", as_version=4)

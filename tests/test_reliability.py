@@ -776,6 +776,12 @@ CATALOGUE = {
                                       ["iteration 1's model was trained on MNIST standardised with mean",
                                        "but this run's training data is MNIST standardised with mean",
                                        "resume with the data settings of the run", "run.json"]),
+    "resume_on_another_split": Case(lambda ctx: ctx.prune("--begin-itr", "2", "--val-size", "100"),
+                                    ["iteration 1's model was trained on MNIST standardised with mean",
+                                     "resume with the data settings of the run", "val_size"]),
+    "resume_on_a_split_of_another_seed": Case(lambda ctx: ctx.prune("--begin-itr", "2", "--seed", "1"),
+                                              ["iteration 1's model was trained on MNIST standardised with mean",
+                                               "resume with the data settings of the run"]),
     "resume_on_another_dataset": Case(lambda ctx: ctx.prune(
         "--begin-itr", "2", "--dataset", "FashionMNIST",
         data_root=make_tiny_mnist(ctx.tmp / "fashion", name="FashionMNIST")),

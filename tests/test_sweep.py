@@ -321,7 +321,7 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
                               text=True)
     try:
         os.kill(stop_between_iterations(victim, driver), signal.SIGKILL)
-        out, error = driver.communicate(timeout=600)
+        out, error = driver.communicate(timeout=900)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -358,7 +358,7 @@ def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_f
     try:
         worker = stop_between_iterations(watched, driver)  # frozen mid-chain while Ctrl-C reaches the driver
         driver.send_signal(signal.SIGINT)
-        out, error = driver.communicate(timeout=600)
+        out, error = driver.communicate(timeout=900)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -437,3 +437,27 @@ def test_compare_criteria_chains_run_as_a_sweep_give_its_own_records(quick_ray_s
     assert sorted(own) == [(method, "0", level) for method in ("magnitude", "random") for level in "012"]
     assert numbers(tmp_path / "swept" / "compare_criteria.json") == own
     assert not (tmp_path / "work").exists()  # every chain ran in the sweep, none in the script's own loop
+
+
+class RayThatCannotStart:
+    """Stands in for the ray module where ray.init fails, as it does when the raylet's agents miss their start."""
+
+    @staticmethod
+    def is_initialized():
+        return False
+
+    @staticmethod
+    def init(**options):
+        raise Exception("Timed out waiting for the agent to start")
+
+
+@pytest.mark.parametrize("address, fix", [(None, "a fixed 15 s to start"), ("10.0.0.9:6379", "check the address")])
+def test_ray_that_cannot_start_or_connect_is_said_in_one_message_with_the_fix(address, fix, monkeypatch):
+    from nbprune.sweeps.engine import _start_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(NbpruneError) as refused:
+        _start_ray(RayThatCannotStart, address, workers=1)
+    said = str(refused.value)
+    assert said.startswith("could not") and "Timed out waiting for the agent" in said and fix in said
+    assert "run the same command again to continue" in said

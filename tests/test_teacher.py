@@ -1,6 +1,7 @@
 """The teacher setting, the convolutional teacher and its file, and augmentation by random shifts, on tiny data."""
 
 import copy
+import dataclasses
 import hashlib
 from collections import OrderedDict
 
@@ -172,6 +173,10 @@ def test_a_teacher_of_other_data_is_refused(teacher_file, tmp_path):
     with pytest.raises(ModelFileError, match="takes inputs standardised with mean .* this run's with mean 0.5"):
         check_teacher_fits(teacher, other.spec)
     check_teacher_fits(teacher, load_data(tmp_path / "m", val_size=100, seed=3, download=False).spec)  # another split
+    same = load_data(tmp_path / "m", val_size=100, download=False).spec
+    for other_shape in (dataclasses.replace(same, classes=same.classes[:5]), dataclasses.replace(same, features=100)):
+        with pytest.raises(ModelFileError, match=r"was trained on MNIST \(10 classes, 784 features\), this run's"):
+            check_teacher_fits(teacher, other_shape)
 
 
 # --- the setting ---------------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ def black_pixel(answer, mean: float, std: float) -> Verdict:
 @exercise("01.2", "And a white pixel (grey level 255)?", solver=lambda mean, std: _standardised(255, mean, std))
 def white_pixel(answer, mean: float, std: float) -> Verdict:
     return close(answer, _standardised(255, mean, std), "the standardised white pixel",
-                 why=f"(1 - {mean:.4f}) / {std:.4f}. Together with 01.1 this is the box [black, white] every input "
-                     f"pixel lies in: the input box of notebook 04's interval analysis.",
+                 why=f"(1 - {mean:.4f}) / {std:.4f}. Together with 01.1 this is the range [black, white] every input "
+                     f"pixel lies in; notebook 04's input box is narrower: each pixel's own range over the "
+                     f"training images.",
                  hint="255/255 = 1; then subtract the mean and divide by the std.", tolerance=1e-3)
 
 
