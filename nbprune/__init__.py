@@ -34,7 +34,7 @@ _EXPORTS = {
     "iterative": ("IterativePruning",),
     "teacher": ("ConvTeacher", "train_teacher", "save_teacher", "load_teacher"),
     "report": ("concatenate", "choose_iteration", "best_validation", "draw_choice", "plot_accuracies", "plot_losses"),
-    "export": ("export_model", "run_standalone"),
+    "export": ("export_model", "run_standalone", "standalone_predictions"),
     "widgets": ("ScheduleEditor", "IterationPicker", "describe_iteration"),
     "workbook": ("setup", "trained_model", "plot_digits", "plot_class_balance", "plot_input_mask",
                  "plot_significance"),

@@ -349,6 +349,16 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
              f"output `logits`)." if wrote_onnx else "")
 
 
+def standalone_predictions(printed: str) -> list[tuple[str, str, float]]:
+    """Return what predict.py printed as (input, class, probability in %) rows, one per image."""
+    rows = []
+    for line in printed.splitlines():
+        name, _, said = line.rpartition(": ")
+        label, _, probability = said.rpartition(" (")
+        rows.append((name, label, float(probability.rstrip(")").rstrip("%"))))
+    return rows
+
+
 def run_standalone(folder: str | os.PathLike, *inputs: str | os.PathLike) -> str:
     """Run the folder's predict.py in a fresh interpreter that cannot import nbprune; return what it printed."""
     folder = Path(folder).resolve()

@@ -20,7 +20,8 @@ from PIL import Image
 from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
 from nbprune.cli import main
 from nbprune.data import CLASS_NAMES, InputSpec
-from nbprune.export import MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers
+from nbprune.export import (MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers,
+                            standalone_predictions)
 from nbprune.io import UMASK
 from nbprune.modelfile import save_model_file
 from nbprune.prune import shrink
@@ -78,6 +79,12 @@ def printed_predictions(stdout: str) -> list[int]:
     return [int(match) for match in re.findall(r": (\d) \(\d+\.\d%\)$", stdout, flags=re.M)]
 
 
+def test_what_predict_py_printed_is_read_back_as_rows():
+    printed = "image.png: 7 (99.1%)\nC:/my data: v2/images.npy[0]: T-shirt/top (55.0%)\n"
+    assert standalone_predictions(printed) == [("image.png", "7", 99.1), ("C:/my data: v2/images.npy[0]", "T-shirt/top",
+                                                                           55.0)]
+
+
 def standalone_module(folder: Path, name: str):
     spec = importlib.util.spec_from_file_location(f"standalone_{name}", folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -126,6 +133,9 @@ def test_fresh_interpreter_without_nbprune_predicts_as_the_library(exported, ses
     assert result.returncode == 0, result.stderr
     expected = library_predictions(session, pixels, 0.2, 0.4)
     assert printed_predictions(result.stdout) == expected + expected[:3]
+    rows = standalone_predictions(result.stdout)
+    assert [int(label) for _, label, _ in rows] == expected + expected[:3] and all(0 < p <= 100 for *_, p in rows)
+    assert [name for name, *_ in rows][-4:] == [str(inputs[0]) + "[11]", *map(str, inputs[1:])]
     assert not (exported / "__pycache__").exists()
 
 

@@ -57,16 +57,18 @@ def changed_weight(answer) -> Verdict:
 
 @torch.no_grad()
 def _second_input_adjoint() -> tuple[float, float]:
-    network = primer_network()
+    network = primer_network(second=((1.0, 1.0),))
     adjoint = interval_adjoint(network, interval_forward(network, primer_box()))[0] @ network.fc1.weight
     return float(adjoint.lower[0, 1]), float(adjoint.upper[0, 1])
 
 
-@exercise("00.4", "Carry the primer's interval adjoint back to the input x2 (x̄ = W1ᵀ z̄). Answer (lower, upper).",
+@exercise("00.4", "Give the primer the output weights W2 = (1, 1) (as at the end of step 6) and carry its interval "
+                  "adjoint back to the input x2 (x̄ = W1ᵀ z̄). Answer (lower, upper).",
           solver=_second_input_adjoint)
 def input_adjoint(answer) -> Verdict:
     return same_interval(answer, *_second_input_adjoint(), "the adjoint of x2",
-                         why="x̄2 = W1[0][1] · z̄1 + W1[1][1] · z̄2 = -2 · [0, 1] + 1 · [-1, 0] = [-2, 0] + [-1, 0].",
+                         why="ā = W2ᵀ · 1 = (1, 1), so z̄1 = z̄2 = [0, 1] · 1 = [0, 1]; x̄2 = W1[0][1] · z̄1 + W1[1][1] · z̄2 "
+                             "= -2 · [0, 1] + 1 · [0, 1] = [-2, 0] + [0, 1].",
                          hint="the transpose: x2 feeds z1 with weight -2 and z2 with weight 1; multiply each "
                               "adjoint interval by its weight (a negative weight swaps the ends) and add.")
 

@@ -6,7 +6,7 @@ from ..retention import schedule
 from . import Verdict, close, exercise
 
 SKIP_SIZES, SKIP_Q, LAST = (256, 64), 0.85, 32  # 03.2's layers and factor, and where its schedule reaches 1 + 1
-SINGLE_SIZE, SINGLE_Q = 64, 0.8  # 03.3's layer and factor: the questions' own numbers, not the configuration's
+SINGLE_SIZE, SINGLE_Q = 64, 0.75  # 03.3's layer and factor: the questions' own numbers, not the configuration's
 
 
 def _kept(h: int, q: float, t: int) -> int:
@@ -45,9 +45,10 @@ def _first_single() -> int:
     return next(step.iteration for step in steps if step.retained[0] == 1)
 
 
-@exercise("03.3", "At which iteration is hidden layer 2 (64 neurons, q = 0.8) first down to a single neuron?",
+@exercise("03.3", "With q = 0.75, at which iteration is a hidden layer of 64 neurons first down to a single neuron?",
           solver=_first_single)
 def single_neuron(answer) -> Verdict:
     return close(answer, _first_single(), "the first iteration with one neuron in layer 2",
-                 why="64 · 0.8^t falls below 1.5 (and so rounds to 1) first at t = 17: 64 · 0.8¹⁷ = 1.44.",
-                 hint="solve 64 · 0.8^t < 1.5 for the smallest whole t.", tolerance=0)
+                 why="64 · 0.75^t falls below 1.5 (and so rounds to 1) first at t = 14: 64 · 0.75¹³ = 1.52 still rounds "
+                     "to 2, 64 · 0.75¹⁴ = 1.14 to 1.",
+                 hint="solve 64 · 0.75^t < 1.5 for the smallest whole t.", tolerance=0)
