@@ -321,7 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # and a kill as Ctrl-C: half-written files go
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        warnings.formatwarning = lambda message, category, *rest: f"nbprune: warning: {message}\n"
         warnings.showwarning = _show_warning
         args.func(args)
     except NbpruneError as error:

@@ -377,7 +377,8 @@ class Controls:
     session_dir: str | None = setting(None, "the session folder; None: <project>/sessions/default", kind="path",
                                       optional=True)
     begin_itr: int | str = setting(0, "0: from scratch; k: resume at iteration k from the previous schedule "
-                                      "row's model; auto: continue where it stopped", kind="iteration", low=0, high=MAX_ITERATIONS)
+                                      "row's model; auto: continue where it stopped", kind="iteration", low=0,
+                                      high=MAX_ITERATIONS)
     end_itr: int | None = setting(None, "stop after this iteration; None: the whole schedule", kind="int", low=0,
                                   high=MAX_ITERATIONS, optional=True)
     chosen_itr: int | None = setting(None, "the iteration to deploy; None: the smallest model within one point "

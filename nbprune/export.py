@@ -349,13 +349,20 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
              f"output `logits`)." if wrote_onnx else "")
 
 
+PREDICTION = re.compile(r"(.+): (.+) \((\d+(?:\.\d+)?)%\)")  # predict.py's line: NAME: CLASS (PROBABILITY%)
+
+
 def standalone_predictions(printed: str) -> list[tuple[str, str, float]]:
-    """Return what predict.py printed as (input, class, probability in %) rows, one per image."""
+    """Return what predict.py printed as (input, class, probability in %) rows, one per image (a class name holding
+    ": " would be read as part of the input's name)."""
     rows = []
     for line in printed.splitlines():
-        name, _, said = line.rpartition(": ")
-        label, _, probability = said.rpartition(" (")
-        rows.append((name, label, float(probability.rstrip(")").rstrip("%"))))
+        match = PREDICTION.fullmatch(line)
+        if match is None:
+            raise NbpruneError(f"{line!r} is not a line predict.py prints: expected 'NAME: CLASS (PROBABILITY%)', "
+                               f"e.g. 'image.png: 7 (99.1%)'; pass the text run_standalone returned.")
+        name, label, probability = match.groups()
+        rows.append((name, label, float(probability)))
     return rows
 
 

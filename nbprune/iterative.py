@@ -281,7 +281,7 @@ class IterativePruning:
             raise ScheduleError(
                 f"iteration {previous}'s model was trained on {_describe(recorded)}, but this run's training data is "
                 f"{_describe(spec)}: resume with the data settings of the run that made this session (dataset, "
-                f"subset, val_size; run.json in {session.pruning} records them).")
+                f"subset, val_size, seed; run.json in {session.pruning} records them).")
 
     def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None,
             begin_itr: int | str | None = None, end_itr: int | None = None) -> list[dict]:

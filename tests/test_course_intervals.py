@@ -148,6 +148,9 @@ def test_an_exercise_about_an_iteration_the_schedule_leaves_out_says_so():
     assert 2 not in [step.iteration for step in schedule]
     verdict = check("04.4", 257, schedule=schedule, features=784)
     assert not verdict.right and "leaves iteration 2 out" in verdict.message
+    short = GeneratePruneData((256, 64), 0.8, range(2)).data  # the iterations slider allows 2: iterations 0 and 1
+    verdict = check("04.4", 257, schedule=short, features=784)
+    assert not verdict.right and "ends at iteration 1" in verdict.message
 
 
 # --- the diagnostics on tiny models with known answers ------------------------------------------------------

@@ -83,6 +83,8 @@ def test_what_predict_py_printed_is_read_back_as_rows():
     printed = "image.png: 7 (99.1%)\nC:/my data: v2/images.npy[0]: T-shirt/top (55.0%)\n"
     assert standalone_predictions(printed) == [("image.png", "7", 99.1), ("C:/my data: v2/images.npy[0]", "T-shirt/top",
                                                                            55.0)]
+    with pytest.raises(NbpruneError, match=r"'usage: python predict.py IMAGE' is not a line predict.py prints"):
+        standalone_predictions("image.png: 7 (99.1%)\nusage: python predict.py IMAGE\n")
 
 
 def standalone_module(folder: Path, name: str):

@@ -275,8 +275,8 @@ def widget_cell(page, slider_widget):
     return cell
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; fail with `what` after `timeout` seconds."""
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = HANG / SECONDS) -> None:
+    """Poll `condition` until it holds; fail with `what` after `timeout` seconds (which only ends a hang)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -293,7 +293,7 @@ def save_and_check_unchanged(page, notebook: Path, original: bytes) -> None:
     select_first_cell(page)
     page.keyboard.press("Control+s")
     page.wait_for_selector(".lm-TabBar-tab.jp-mod-dirty", state="detached", timeout=HANG)
-    wait_until(lambda: notebook.stat().st_mtime_ns != before, 30, f"Ctrl+S did not save {notebook}")
+    wait_until(lambda: notebook.stat().st_mtime_ns != before, f"Ctrl+S did not save {notebook}")
     content = nbformat.read(notebook, as_version=4)
     dirty = [cell.source[:60] for cell in content.cells
              if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
@@ -332,14 +332,14 @@ def test_schedule_sliders_save_the_schedule_they_show(page, lab, workbook, tmp_p
     assert schedule_on_disk(retain) == expected_schedule(hidden, 0.8, iterations)
 
     press(page, q_slider, "ArrowLeft", 5)
-    wait_until(lambda: readout(q_slider) != "0.80", 30, "the q slider did not move")
+    wait_until(lambda: readout(q_slider) != "0.80", "the q slider did not move")
     q = float(readout(q_slider))
     assert q < 0.8
-    wait_until(lambda: schedule_on_disk(retain) == expected_schedule(hidden, q, iterations), 60,
+    wait_until(lambda: schedule_on_disk(retain) == expected_schedule(hidden, q, iterations),
                f"{retain} does not hold the schedule for q = {q}:\n{retain.read_text()}")
     status = page.locator(".widget-html-content", has_text="saved ")
     steps = f"{len(expected_schedule(hidden, q, iterations))} iterations"
-    wait_until(lambda: steps in status.inner_text(), 30, f"the status line does not say {steps!r}")
+    wait_until(lambda: steps in status.inner_text(), f"the status line does not say {steps!r}")
 
     cell = widget_cell(page, q_slider)
     cell.screenshot(path=str(screenshot_path("lab_03_retention.png", tmp_path)))
@@ -359,13 +359,13 @@ def test_iteration_picker_describes_the_chosen_iteration(page, lab, workbook, tm
     key = "ArrowRight" if start < finished[-1] else "ArrowLeft"
 
     press(page, picker, key, 1)
-    wait_until(lambda: int(readout(picker)) != start, 30, f"{key} did not move the iteration slider")
+    wait_until(lambda: int(readout(picker)) != start, f"{key} did not move the iteration slider")
     chosen = int(readout(picker))
     assert chosen == start + (1 if key == "ArrowRight" else -1)
-    wait_until(lambda: summary.inner_text().startswith(f"iteration {chosen}:"), 60,
+    wait_until(lambda: summary.inner_text().startswith(f"iteration {chosen}:"),
                f"the summary does not name iteration {chosen}: {summary.inner_text()!r}")
     choice = workbook.session / "test" / "chosen.json"
-    wait_until(lambda: json.loads(choice.read_text())["iteration"] == chosen, 30,
+    wait_until(lambda: json.loads(choice.read_text())["iteration"] == chosen,
                f"{choice} does not record the slider's iteration {chosen}: 06 would deploy another")
 
     cell = widget_cell(page, picker)

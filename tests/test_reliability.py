@@ -255,7 +255,7 @@ def test_a_kill_between_the_two_renames_of_publishing_keeps_the_old_iteration(ti
     before = snapshot(final)
     shutil.copytree(final, final.with_name("prune_w_retrain.partial"))  # the new result, not yet in place
     os.replace(final, final.with_name("prune_w_retrain.stale"))  # the old one, moved aside: then SIGKILL
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     assert main(prune_argv(session_dir, tiny_root, "--begin-itr", "auto")) == 0
     assert snapshot(final) == before
     assert leftovers(session_dir) == []
@@ -318,7 +318,7 @@ LOADERS: dict[str, Callable] = {
 @pytest.mark.parametrize("loader", list(LOADERS))
 def test_every_loader_refuses_a_pickle_that_would_run_code(form, loader, tiny_root, reference, tmp_path, capsys,
                                                            monkeypatch):
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     marker = tmp_path / "payload_ran"
     path = write_payload(tmp_path / "best_model.pth", marker, form)
     if loader == "cli_evaluate":
@@ -404,7 +404,7 @@ class Context:
 
     def cli(self, *argv: str) -> str:
         """Run the command line in-process; return its one error line after checking exit code 2."""
-        self.monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+        self.monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
         self.capsys.readouterr()
         code = main(list(argv))
         _, err = self.capsys.readouterr()
@@ -781,7 +781,7 @@ CATALOGUE = {
                                      "resume with the data settings of the run", "val_size"]),
     "resume_on_a_split_of_another_seed": Case(lambda ctx: ctx.prune("--begin-itr", "2", "--seed", "1"),
                                               ["iteration 1's model was trained on MNIST standardised with mean",
-                                               "resume with the data settings of the run"]),
+                                               "resume with the data settings of the run", "seed"]),
     "resume_on_another_dataset": Case(lambda ctx: ctx.prune(
         "--begin-itr", "2", "--dataset", "FashionMNIST",
         data_root=make_tiny_mnist(ctx.tmp / "fashion", name="FashionMNIST")),
@@ -1077,7 +1077,7 @@ def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_roo
                 raise io_module.cannot_write(Path(path), OSError(errno.ENOSPC, "No space left on device"))
         return original(path, data)
     monkeypatch.setattr(modelfile_module, "write_bytes_atomic", fills_up)
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     assert main(prune_argv(session, tiny_root)) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -451,7 +451,7 @@ class RayThatCannotStart:
         raise Exception("Timed out waiting for the agent to start")
 
 
-@pytest.mark.parametrize("address, fix", [(None, "a fixed 15 s to start"), ("10.0.0.9:6379", "check the address")])
+@pytest.mark.parametrize("address, fix", [(None, "fixed 15 s to start"), ("10.0.0.9:6379", "check the address")])
 def test_ray_that_cannot_start_or_connect_is_said_in_one_message_with_the_fix(address, fix, monkeypatch):
     from nbprune.sweeps.engine import _start_ray
 

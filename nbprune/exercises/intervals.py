@@ -67,8 +67,8 @@ def _second_input_adjoint() -> tuple[float, float]:
           solver=_second_input_adjoint)
 def input_adjoint(answer) -> Verdict:
     return same_interval(answer, *_second_input_adjoint(), "the adjoint of x2",
-                         why="ā = W2ᵀ · 1 = (1, 1), so z̄1 = z̄2 = [0, 1] · 1 = [0, 1]; x̄2 = W1[0][1] · z̄1 + W1[1][1] · z̄2 "
-                             "= -2 · [0, 1] + 1 · [0, 1] = [-2, 0] + [0, 1].",
+                         why="ā = W2ᵀ · 1 = (1, 1), so z̄1 = z̄2 = [0, 1] · 1 = [0, 1]; "
+                             "x̄2 = W1[0][1] · z̄1 + W1[1][1] · z̄2 = -2 · [0, 1] + 1 · [0, 1] = [-2, 0] + [0, 1].",
                          hint="the transpose: x2 feeds z1 with weight -2 and z2 with weight 1; multiply each "
                               "adjoint interval by its weight (a negative weight swaps the ends) and add.")
 

@@ -66,9 +66,10 @@ def _pixels_kept(schedule: Sequence[RetentionStep], iteration: int, features: in
 def pixels_kept(answer, schedule: Sequence[RetentionStep], features: int) -> Verdict:
     step = next((step for step in schedule if step.iteration == 2), None)
     if step is None:
-        return Verdict(False, "your schedule leaves iteration 2 out (it would keep what iteration 1 kept), so there is "
-                              "nothing to count: rebuild it in 03 with larger layers or a smaller q, or take the "
-                              "default schedule, and ask again.")
+        why = f"ends at iteration {schedule[-1].iteration}" if schedule[-1].iteration < 2 else \
+            "leaves iteration 2 out (it would keep what iteration 1 kept)"
+        return Verdict(False, f"your schedule {why}, so there is nothing to count: rebuild it in 03 with larger "
+                              f"layers, a smaller q or more iterations, or take the default schedule, and ask again.")
     return close(answer, _pixels_kept(schedule, 2, features), "the pixels iteration 2 keeps",
                  why=f"round({features} × {step.percentage:g} / 100): the share perNodesRetained of retain.txt.",
                  hint=f"iteration 2 keeps {step.percentage:g} % of the hidden neurons (perNodesRetained); take "

@@ -48,7 +48,7 @@ def _first_single() -> int:
 @exercise("03.3", "With q = 0.75, at which iteration is a hidden layer of 64 neurons first down to a single neuron?",
           solver=_first_single)
 def single_neuron(answer) -> Verdict:
-    return close(answer, _first_single(), "the first iteration with one neuron in layer 2",
-                 why="64 · 0.75^t falls below 1.5 (and so rounds to 1) first at t = 14: 64 · 0.75¹³ = 1.52 still rounds "
-                     "to 2, 64 · 0.75¹⁴ = 1.14 to 1.",
+    return close(answer, _first_single(), "the first iteration a 64-neuron layer is down to one neuron",
+                 why="64 · 0.75^t falls below 1.5 (and so rounds to 1) first at t = 14: 64 · 0.75¹³ = 1.52 still "
+                     "rounds to 2, 64 · 0.75¹⁴ = 1.14 to 1.",
                  hint="solve 64 · 0.75^t < 1.5 for the smallest whole t.", tolerance=0)

@@ -188,7 +188,8 @@ def _start_ray(ray, address: str | None, workers: int | None) -> bool:
     except Exception as error:  # Ray raises plain Exception and ConnectionError for these
         where = f"connect to the Ray cluster at {address}" if address else "start a local Ray on this machine"
         fix = "check the address (`ray status` on the head node)" if address else \
-            "Ray gives its agents a fixed 15 s to start, too few on a machine this busy; try again when it is quieter"
+            ("on a busy machine Ray's agents can miss their fixed 15 s to start: try again when it is quieter; "
+             "otherwise Ray's logs under /tmp/ray/session_latest/logs say why")
         raise NbpruneError(f"could not {where} ({' '.join(str(error).split())[:200]}): {fix}. The sweep's "
                            f"finished chains are kept; run the same command again to continue.") from None
     return True
