@@ -294,11 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bars():
+    """Return tqdm's bar class once something imported it (papermill, a training loop), else None: the command
+    itself starts without tqdm."""
+    return getattr(sys.modules.get("tqdm.std"), "tqdm", None)
+
+
 def _say(line: str) -> None:
-    """Print the command's one closing line on stderr, after closing the progress bars still open (tqdm's, once
-    imported: papermill's or a training loop's), so the line is one of its own instead of the end of a bar's."""
-    std = sys.modules.get("tqdm.std")
-    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+    """Print the command's one closing line on stderr, after closing the progress bars still open, so the line is
+    one of its own instead of the end of a bar's."""
+    for bar in list(getattr(_bars(), "_instances", ())):
         bar.close()
     print(line, file=sys.stderr)
 
@@ -306,12 +311,11 @@ def _say(line: str) -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Show a warning as a line of its own on stderr, also while progress bars are open: tqdm's `write` clears them,
     prints the line and draws them again below it."""
-    text = f"nbprune: warning: {message}"
-    std = sys.modules.get("tqdm.std")
-    if std is None:
+    text, bars = f"nbprune: warning: {message}", _bars()
+    if bars is None:
         print(text, file=sys.stderr)
     else:
-        std.tqdm.write(text, file=sys.stderr)
+        bars.write(text, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -84,6 +86,31 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str
         assert process.poll() is None, f"the process ended (exit {process.returncode}) before {what}"
         assert time.monotonic() < deadline, f"no {what} after {guard:.0f} s"
         time.sleep(0.02)
+
+
+HOLD_LOCK = """
+import sys
+from nbprune.session import Session
+with Session.for_pruning_dir(sys.argv[1]).lock():  # the lock `nbprune prune` takes
+    print("locked", flush=True)
+    sys.stdin.read()  # held until the test ends the process
+"""
+
+
+@contextlib.contextmanager
+def session_held_elsewhere(pruning_dir: Path, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """Hold the lock of the session whose pruning folder is `pruning_dir` in another process for the block; yield that
+    process (the block may kill it early). Waits for the lock to be taken, not for a time."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(pruning_dir)], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@ notebook, on a tiny synthetic session."""
 
 import copy
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -12,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import session_held_elsewhere
 import nbprune.compare as compare
 from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig, SessionError, SimpleNN, load_data_for
 from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
@@ -55,17 +54,10 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 # --- the comparison ----------------------------------------------------------------------------------------------
 def test_the_comparison_is_refused_while_another_process_holds_the_session(session):
-    holder = ("import sys\nfrom nbprune.session import Session\nwith Session(sys.argv[1]).lock():\n"
-              "    print('held', flush=True)\n    sys.stdin.readline()\n")
     before = files_under(session.root)
-    process = subprocess.Popen([sys.executable, "-c", holder, str(session.root)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "held"  # waits for the lock, not for a time
-        with pytest.raises(SessionError, match=f"in use by another nbprune run \\(PID {process.pid}\\)"):
+    with session_held_elsewhere(session.pruning) as holder:
+        with pytest.raises(SessionError, match=f"in use by another nbprune run \\(PID {holder.pid}\\)"):
             compare_criteria(session, [5], seeds=[0], progress=False)
-    finally:
-        process.communicate("\n", timeout=900)  # the timeout only ends a hang
     assert files_under(session.root) == before
 
 

@@ -1,4 +1,4 @@
-"""The workbook: the committed notebooks' structure, parameters, widgets, and a papermill run of all six."""
+"""The workbook: the committed notebooks' structure, parameters, widgets, and a papermill run of all eight."""
 
 import csv
 import json
@@ -11,7 +11,7 @@ import papermill
 import pytest
 import torch
 
-from conftest import wait_for, write_stand_ins
+from conftest import session_held_elsewhere, wait_for, write_stand_ins
 from nbprune import ConfigError, NbpruneError, ScheduleError, Session, SessionError, read_record
 from nbprune.cli import main
 from nbprune.io import read_table
@@ -426,22 +426,10 @@ def test_a_notebook_refuses_a_dataset_other_than_the_one_02_trained_on(tmp_path)
 def test_a_workbook_on_a_session_a_prune_holds_is_refused_before_any_notebook_runs(tmp_path):
     session = tmp_path / "busy"
     session.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from nbprune.session import Session\n"  # the lock `nbprune prune` takes
-                               "with Session.for_pruning_dir(sys.argv[1]).lock():\n"
-                               "    print('locked', flush=True)\n    sys.stdin.read()\n",
-                               str(session / "iterative_pruning")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with session_held_elsewhere(session / "iterative_pruning") as holder:  # as `nbprune prune` holds it
         with pytest.raises(SessionError, match=f"is in use by another nbprune run \\(PID {holder.pid}\\)"):
             run_workbook(session, parameters=TINY)
         assert not (session / "notebooks").exists()
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdin.close()
-        holder.stdout.close()
 
 
 HOLDS_THE_LOCK = """

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 import nbprune
-from conftest import make_tiny_mnist, wait_for, write_idx, write_stand_ins
+from conftest import make_tiny_mnist, session_held_elsewhere, wait_for, write_idx, write_stand_ins
 from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
                      load_pruned_model)
 from nbprune.cli import main
@@ -973,24 +973,11 @@ def test_a_session_records_what_it_ran_with_and_repeating_it_gives_identical_fil
 
 
 # --- two runs, one session ----------------------------------------------------------------------------------------
-HOLD_LOCK = """
-import sys, time
-from pathlib import Path
-from nbprune.session import Session
-with Session.for_pruning_dir(Path(sys.argv[1])).lock():
-    print("locked", flush=True)
-    sys.stdin.read()  # held until the test closes its end
-"""
-
-
 @pytest.mark.slow
 def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(reference, tiny_root, tmp_path):
     session = tmp_path / "iterative_pruning"
     shutil.copytree(reference, session)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(session)], env=ENV, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with session_held_elsewhere(session, env=ENV) as holder:
         before = snapshot(session)
         for argv in (prune_argv(session, tiny_root, "--begin-itr", "auto"), ["concat", str(session)]):
             done = nbprune_cli(*argv, cwd=tmp_path)
@@ -1002,11 +989,6 @@ def test_a_second_run_on_a_locked_session_is_refused_naming_the_first_ones_pid(r
         holder.wait()
         done = nbprune_cli(*prune_argv(session, tiny_root, "--begin-itr", "auto"), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdin.close()
-        holder.stdout.close()
 
 
 @pytest.mark.slow
