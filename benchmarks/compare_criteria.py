@@ -45,11 +45,12 @@ from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
 from nbprune.evaluation import evaluate, loss_and_accuracy  # noqa: E402
 from nbprune.io import format_table, read_table, save_figure, write_text_atomic  # noqa: E402
-from nbprune.iterative import IterativePruning, is_complete, iteration_dir  # noqa: E402
+from nbprune.iterative import IterativePruning  # noqa: E402
+from nbprune.session import is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.modelfile import load_pruned_model  # noqa: E402
 from nbprune.retention import RetentionStep, schedule  # noqa: E402
-from nbprune.session import RESULT_COLUMNS, Session  # noqa: E402
+from nbprune.session import REFERENCE_COLUMNS, Session  # noqa: E402
 from nbprune.criteria import CRITERIA  # noqa: E402
 from nbprune.training import train  # noqa: E402
 
@@ -230,7 +231,7 @@ class Comparison:
                           val_loader=data.val_loader, progress=False, teacher=teacher, config=self.train_settings)
             results = dict(evaluate(model, data.train_loader, data.test_loader), PercentageRetain=step.percentage)
             write_text_atomic(folder / "validation_results.txt",
-                              format_table(RESULT_COLUMNS, [[results[name] for name in RESULT_COLUMNS]]))
+                              format_table(REFERENCE_COLUMNS, [[results[name] for name in REFERENCE_COLUMNS]]))
             self.record("scratch", seed, folder_record(folder, step, data, time.perf_counter() - started))
 
     def run(self) -> None:

@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (RESULTS_DIR, OtherLoad, command_line, machine_info, machine_section,  # noqa: E402
                      markdown_table, wait_until_quiet)
 
-from nbprune.data import CLASS_NAMES, InputSpec  # noqa: E402
-from nbprune.export import PAD_TO, PUBLISHED_STANDARDISATION, TORCHSCRIPT_FILE, export_model  # noqa: E402
+from nbprune.data import InputSpec  # noqa: E402
+from nbprune.datasets import MNIST  # noqa: E402
+from nbprune.export import PAD_TO, TORCHSCRIPT_FILE, export_model  # noqa: E402
 from nbprune.io import write_text_atomic  # noqa: E402
-from nbprune.iterative import iteration_dir  # noqa: E402
+from nbprune.session import iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.modelfile import load_pruned_model, save_model_file  # noqa: E402
 from nbprune.report import choose_iteration, session_summary  # noqa: E402
@@ -171,7 +172,7 @@ def torchscript(model: nn.Module) -> nn.Module:
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 marks torch.jit deprecated; it still runs
         if model.spec is None:  # a freshly initialised model: MNIST's published standardisation
-            model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], *PUBLISHED_STANDARDISATION["MNIST"], 784)
+            model.spec = InputSpec.published(MNIST)
         model_file = save_model_file(model, Path(folder) / "best_model.pth")
         out = export_model(model_file, Path(folder) / "export", onnx=False)
         return torch.jit.load(str(Path(out) / TORCHSCRIPT_FILE)).eval()

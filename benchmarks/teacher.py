@@ -21,7 +21,7 @@ import torch
 from _common import RESULTS_DIR, OtherLoad, command_line, machine_info, machine_section, markdown_table  # noqa: E402
 from nbprune import SimpleNN, load_data, parameter_count
 from nbprune.config import TrainConfig, data_root
-from nbprune.data import input_box
+from nbprune.criteria import PruningContext
 from nbprune.evaluation import loss_and_accuracy
 from nbprune.io import write_text_atomic
 from nbprune.prune import prune_nodes
@@ -48,9 +48,7 @@ def probe(data, teacher_model, hidden: tuple[int, ...], epochs: int, seed: int, 
     torch.manual_seed(seed)
     dense, dense_seconds, _, _ = measured(train, SimpleNN(), data.train_loader, data.test_loader,
                                           val_loader=data.val_loader, config=settings, seed=seed, progress=False)
-    sample = data.train_loader.dataset
-    start = prune_nodes(dense, hidden, "interval_adjoint", input_box=input_box(data.train_loader),
-                        batch=(sample.data[:8192], sample.targets[:8192]), seed=seed)
+    start = prune_nodes(dense, hidden, "interval_adjoint", PruningContext.of(data.train_loader, seed))
     rows = {"dense model (784-256-64-10)": figures(dense, data) | {"seconds": round(dense_seconds, 1)}}
     for name, teacher in (("student, dense model teaches", dense), ("student, CNN teacher teaches", teacher_model)):
         data.train_loader.reseed(seed)

@@ -17,7 +17,7 @@ _EXPORTS = {
                "SETTINGS"),
     "errors": ("NbpruneError", "ConfigError", "DataError", "InputError", "ModelFileError", "ScheduleError",
                "SessionError", "StorageError", "TrainingError"),
-    "data": ("load_data", "load_data_for", "input_box", "InputSpec", "MNISTData", "TensorLoader"),
+    "data": ("load_data", "load_arrays", "load_data_for", "input_box", "InputSpec", "DataSplits", "TensorLoader"),
     "model": ("SimpleNN", "parameter_count"),
     "modelfile": ("ModelRecord", "load_pruned_model", "read_record", "save_model_file"),
     "epoch": ("Trainer",),

@@ -88,7 +88,7 @@ def _threads(config: RunConfig) -> None:
 # --- commands ---------------------------------------------------------------------------------------------------
 def cmd_retain(args) -> None:
     from .retention import GeneratePruneData
-    from .session import folder_lock
+    from .locks import folder_lock
 
     config = RunConfig.from_flat(given(args, ("hidden", "q", "iterations")))
     folder = Path(args.dir)
@@ -112,9 +112,9 @@ def cmd_prune(args) -> None:
 
     session = Session.open(controls.session_dir)
     _threads(config)
-    planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=not args.no_progress)
-    records = planned.experiment.run(planned.model, planned.steps, session.pruning, begin_itr=controls.begin_itr,
-                                     end_itr=controls.end_itr)
+    experiment, planned = plan_run(config, session, controls.begin_itr, controls.end_itr,
+                                   progress=not args.no_progress)
+    records = experiment.run(planned)
     for record in records:
         print(f"iteration {record['iteration']:>2}: neurons {'+'.join(map(str, record['retained']))}, "
               f"validation accuracy {record.get('Val_Accuracy', float('nan')):.2f}%, "
@@ -132,8 +132,8 @@ def cmd_concat(args) -> None:
 def cmd_evaluate(args) -> None:
     values = given(args, DATA_SETTINGS)
     config = RunConfig.from_flat(values)
-    from .config import DATASETS, resolve_device
-    from .data import load_data_for
+    from .config import resolve_device
+    from .data import OWN_TENSORS, load_data_for
     from .evaluation import evaluate, loss_and_accuracy, own_data_evaluation
     from .export import model_for_file
 
@@ -141,11 +141,11 @@ def cmd_evaluate(args) -> None:
     with warnings.catch_warnings(record=True) as notes:  # said after success: a failure is one line
         warnings.simplefilter("always")
         model, spec = model_for_file(args.model_file, activation=args.activation, dataset=values.get("dataset"))
-    if spec is not None and spec.dataset not in DATASETS:
+    if spec is not None and spec.dataset == OWN_TENSORS:
         raise NbpruneError(f"{args.model_file} was trained on your own tensors, which nbprune evaluate cannot load: "
                            f"evaluate it in Python with your own loaders, e.g. {own_data_evaluation(args.model_file)}")
-    if spec is not None:
-        config = config.replace(dataset=spec.dataset)
+    if spec is not None:  # a data file may have moved: --dataset then says where it is now
+        config = config.replace(dataset=values.get("dataset", spec.dataset))
     _threads(config)
     data = load_data_for(config, standardisation=(spec.mean, spec.std) if spec is not None else None)
     if data.spec.features != model.in_features:

@@ -28,22 +28,21 @@ import torch
 from torch import nn
 
 from .config import PruneConfig, RunConfig, resolve_device
-from .data import MNISTData, load_data_for
+from .data import DataSplits, load_data_for
 from .errors import ConfigError, SessionError
 from .evaluation import loss_and_accuracy
 from .io import write_text_atomic
-from .iterative import IterativePruning
 from .model import SimpleNN, parameter_count
 from .progress import progress_bar
-from .prune import prune_by_scores
+from .prune import prune_nodes
 from .retention import RetentionStep, default_steps, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, Session
-from .criteria import CRITERIA, PruningContext, make_criterion, node_significance
+from .criteria import CRITERIA, PruningContext, make_criterion
 from .teacher import load_teacher
 from .training import fit
 
 METHODS = (*CRITERIA, "scratch")
-TABLE_FILE, FIGURE_FILE = "comparison.csv", "comparison.png"
+TABLE_FILE = "comparison.csv"
 COLUMNS = ("method", "level", "hidden", "percentage", "parameters", "seed", "val_accuracy", "test_accuracy",
            "val_images", "seconds")
 DEFAULT_SHARES = (25.0, 10.0, 5.0)  # % of the dense model's hidden neurons: the default levels
@@ -174,7 +173,7 @@ def compare_criteria(session: Session | str | os.PathLike, levels: Sequence[int]
     return table
 
 
-def teacher_of(plan: ComparisonPlan, data: MNISTData) -> nn.Module | None:
+def teacher_of(plan: ComparisonPlan, data: DataSplits) -> nn.Module | None:
     """Return what the retraining distils from, as in 04's run: its teacher file, else the dense model (None
     without distillation); a teacher file of other data is refused."""
     if not plan.config.train.distill:
@@ -184,12 +183,11 @@ def teacher_of(plan: ComparisonPlan, data: MNISTData) -> nn.Module | None:
     return copy.deepcopy(plan.dense).eval()
 
 
-def run_plan(plan: ComparisonPlan, data: MNISTData, teacher: nn.Module | None, progress: bool = True
+def run_plan(plan: ComparisonPlan, data: DataSplits, teacher: nn.Module | None, progress: bool = True
              ) -> pd.DataFrame:
     """Return the table of every (seed, level, method) of the plan, retrained on `data` (distilling from
     `teacher` when it is given)."""
-    context = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=plan.config,
-                               progress=False).context()  # what 04's criteria looked at
+    context = PruningContext.of(data.train_loader, plan.config.seed)  # what 04's criteria looked at
     runs = [(seed, step, method) for seed in plan.seeds for step in plan.steps for method in plan.methods]
     bar = progress_bar(runs, desc="methods x levels x seeds", unit="model", disable=not progress)
     rows = [retrain(plan, data, dataclasses.replace(context, seed=seed), teacher, method, step, seed)
@@ -202,7 +200,7 @@ def run_seed(seed: int, iteration: int) -> int:
     return 1000 * seed + iteration
 
 
-def retrain(plan: ComparisonPlan, data: MNISTData, context: PruningContext, teacher: nn.Module | None,
+def retrain(plan: ComparisonPlan, data: DataSplits, context: PruningContext, teacher: nn.Module | None,
             method: str, step: RetentionStep, seed: int) -> dict:
     """Return one row of the table: `method` brought to `step`'s size and retrained with `seed`."""
     started = time.perf_counter()
@@ -226,7 +224,7 @@ def starting_model(dense: SimpleNN, method: str, retain: Sequence[int], context:
     if method == "scratch":
         fresh = SimpleNN(retain, dense.in_features, dense.num_classes, dense.activation)
         return fresh.to(dense.fc1.weight.device)
-    return prune_by_scores(dense, node_significance(dense, make_criterion(method, options), context), retain)
+    return prune_nodes(dense, retain, make_criterion(method, options), context)  # hidden neurons, no compensation
 
 
 # --- reading the table -----------------------------------------------------------------------------------------

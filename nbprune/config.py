@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .datasets import DATASETS, DEFAULT, FILE_SUFFIXES, check_dataset_name
 from .errors import ConfigError
 
-DATASETS = ("MNIST", "FashionMNIST")
 ACTIVATIONS = ("relu", "sigmoid")
+CRITERIA = ("interval_adjoint", "magnitude", "taylor", "random")  # each registered under its name in nbprune.criteria
 ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint criterion's options (nbprune.criteria)
 INPUT_BOXES = ("data", "class", "local")
+COMPENSATIONS = ("none", "mean", "midpoint")  # bias compensation (nbprune.prune)
+NORMALISATIONS = ("mean", "rank", "none")  # global allocation's score normalisation (nbprune.prune)
 MAX_ITERATIONS = 1000
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d{1,2})?")
 BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -30,17 +33,15 @@ NONE_WORDS = ("none", "null", "")
 
 
 def setting(default: Any, help: str, *, kind: str, low: float | None = None, high: float | None = None,
-            bounds: str = "[]", choices: tuple[str, ...] | None = None, optional: bool = False,
-            aliases: Mapping[str, str] | None = None):
+            bounds: str = "[]", choices: tuple[str, ...] | None = None, optional: bool = False):
     """Declare one setting: a dataclass field whose metadata says how to parse, check and explain it.
 
-    kind: int, float, str, bool, ints (a list of whole numbers), path, or iteration (a whole number or 'auto').
+    kind: int, float, str, bool, ints (a list of whole numbers), path, iteration (a whole number or 'auto'), or
+    dataset (a declared dataset's name or a data file's path, nbprune.datasets).
     low/high bound numbers (and each of a list's numbers); bounds says whether they are closed '[]' or open '()'.
-    aliases map a choice's old name to its name now, so old records and specs still load.
     """
     return field(default=default, metadata={"help": help, "kind": kind, "low": low, "high": high,
-                                            "bounds": bounds, "choices": choices, "optional": optional,
-                                            "aliases": tuple(sorted((aliases or {}).items()))})
+                                            "bounds": bounds, "choices": choices, "optional": optional})
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class Setting:
     bounds: str
     choices: tuple[str, ...] | None
     optional: bool
-    aliases: tuple[tuple[str, str], ...] = ()
 
     def expected(self) -> str:
         """Return what a value of this setting must be, in words."""
@@ -65,6 +65,8 @@ class Setting:
             words = f"one of {', '.join(self.choices)}"
         elif self.kind == "bool":
             words = "true or false"
+        elif self.kind == "dataset":
+            words = f"one of {', '.join(DATASETS)}, or a file of your own data ({' or '.join(FILE_SUFFIXES)})"
         elif self.kind == "path":
             words = f"a folder or file path (at most {PATH_MAX - 1} bytes, {NAME_MAX} per name)"
         elif self.kind == "str":
@@ -127,7 +129,14 @@ class Setting:
             if not text.strip() or _too_long(text):
                 raise self._refuse(value if len(text) <= 60 else text[:57] + "...")
             return text
-        value = dict(self.aliases).get(value, value) if isinstance(value, str) else value
+        if kind == "dataset":
+            try:
+                name = check_dataset_name(value)
+            except ConfigError:
+                name = None
+            if name is None or _too_long(name):
+                raise self._refuse(value if len(str(value)) <= 60 else str(value)[:57] + "...")
+            return name
         if not isinstance(value, str) or (self.choices and value not in self.choices):
             raise self._refuse(value)
         return value
@@ -141,9 +150,9 @@ class Setting:
 
     def _parse(self, text: str) -> Any:
         stripped = text.strip()
-        if stripped.lower() in NONE_WORDS and (self.optional or self.kind not in ("path", "str")):
+        if stripped.lower() in NONE_WORDS and (self.optional or self.kind not in ("path", "str", "dataset")):
             return self.check(None)
-        if self.kind in ("path", "str") or (self.kind == "iteration" and stripped == "auto"):
+        if self.kind in ("path", "str", "dataset") or (self.kind == "iteration" and stripped == "auto"):
             return self.check(stripped if self.kind != "path" else text)
         if self.kind == "bool":
             if stripped.lower() not in BOOLEANS:
@@ -200,7 +209,7 @@ def _check_fields(instance) -> None:
 class DataConfig:
     """Which data, where it lives, and how it is split and batched."""
 
-    dataset: str = setting("MNIST", "the dataset", kind="str", choices=DATASETS)
+    dataset: str = setting(DEFAULT.name, "the dataset", kind="dataset")
     data_root: str | None = setting(None, "folder holding <dataset>/raw/; None: $NBPRUNE_DATA_ROOT, else "
                                           "<project>/data (downloaded there when missing)", kind="path",
                                     optional=True)
@@ -245,8 +254,7 @@ class TrainConfig:
     """How every iteration (re)trains: AdamW, early stopping on the validation split, distillation."""
 
     recipe: str = setting("default", "default: learning-rate drops on plateaus; reference: the reference workflow's "
-                                     "constant rate", kind="str", choices=("default", "reference"),
-                          aliases={"seed": "reference"})
+                                     "constant rate", kind="str", choices=("default", "reference"))
     lr: float = setting(1e-3, "learning rate of AdamW", kind="float", low=0, high=10, bounds="(]")
     epochs: int = setting(40, "most epochs per iteration (the reference: 300)", kind="int", low=1, high=100_000)
     patience: int = setting(10, "epochs without a better validation loss before training stops", kind="int",
@@ -281,8 +289,7 @@ class TrainConfig:
 class PruneConfig:
     """How neurons are scored and removed."""
 
-    criterion: str = setting("interval_adjoint", "how neurons are scored", kind="str",
-                             choices=("interval_adjoint", "magnitude", "taylor", "random"))
+    criterion: str = setting("interval_adjoint", "how neurons are scored", kind="str", choices=CRITERIA)
     adjoint_seeds: str = setting("ones", "interval_adjoint: one backward pass from 1 on every output (the reference), "
                                          "or one per class, summed (class_sum) or maxed (class_max)", kind="str",
                                  choices=ADJOINT_SEEDS)
@@ -295,7 +302,7 @@ class PruneConfig:
     prune_inputs: bool = setting(False, "prune input features (pixels) too, not only hidden neurons", kind="bool")
     bias_compensation: str = setting("none", "fold a removed node's mean activation (mean) or interval midpoint "
                                              "(midpoint), times its outgoing weights, into the next layer's bias",
-                                     kind="str", choices=("none", "mean", "midpoint"))
+                                     kind="str", choices=COMPENSATIONS)
     allocation: str = setting("layer", "layer: each layer keeps round(h * q**t) (the reference); global: all nodes "
                                        "compete for one budget per iteration", kind="str", choices=("layer", "global"))
     budget: str = setting("neurons", "global allocation's budget: the schedule's total hidden neurons, or the same "
@@ -303,7 +310,7 @@ class PruneConfig:
                           choices=("neurons", "parameters"))
     normalise: str = setting("mean", "global allocation: how scores of different layers are made comparable: over "
                                      "the layer's mean, by rank within the layer (every layer shrinks at the same "
-                                     "rate), or as they are (none)", kind="str", choices=("mean", "rank", "none"))
+                                     "rate), or as they are (none)", kind="str", choices=NORMALISATIONS)
     min_last_hidden: int | None = setting(None, "global allocation: fewest neurons the last hidden layer keeps; "
                                                 "None: the number of classes", kind="int", low=1, high=16_384,
                                           optional=True)
@@ -400,7 +407,7 @@ def _describe(declared: dataclasses.Field, group: str) -> Setting:
     meta = declared.metadata
     default = declared.default if declared.default is not dataclasses.MISSING else None
     return Setting(declared.name, group, default, meta["help"], meta["kind"], meta["low"], meta["high"],
-                   meta["bounds"], meta["choices"], meta["optional"], meta["aliases"])
+                   meta["bounds"], meta["choices"], meta["optional"])
 
 
 def _collect(cls, group: str = "") -> dict[str, Setting]:

@@ -17,14 +17,15 @@ The interval-adjoint criterion (IntervalAdjoint) has two options, PruneConfig.ad
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ADJOINT_SEEDS, INPUT_BOXES, PruneConfig, declared_default
+from .config import ADJOINT_SEEDS, CRITERIA as CRITERION_NAMES, INPUT_BOXES, PruneConfig, declared_default
+from .data import Loader, TensorLoader, input_box
 from .errors import NbpruneError
 from .interval import Interval
 from .model import KeepInputs, hidden_linears, linear_layers, mlp_layers
@@ -34,6 +35,9 @@ __all__ = ["ADJOINT_SEEDS", "CRITERIA", "INPUT_BOXES", "Criterion", "IntervalAdj
            "node_significance", "random_scores", "significance", "taylor_scores", "without_options"]
 
 
+SAMPLE = 8192  # training rows the criteria, the boxes and bias compensation look at
+
+
 @dataclass
 class PruningContext:
     """What a criterion may look at: the input box, a sample of training data, the seed of any sampling."""
@@ -41,7 +45,36 @@ class PruningContext:
     input_box: tuple[torch.Tensor, torch.Tensor] | None = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     seed: int = declared_default("seed")
-    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, train_loader: Loader, seed: int) -> "PruningContext":
+        """Return the context of a run: the training inputs' box, their first SAMPLE rows (or a loader's first
+        batch), and the run's seed."""
+        if isinstance(train_loader, TensorLoader):
+            data = train_loader.dataset
+            batch = (data.data[:SAMPLE], data.targets[:SAMPLE])
+        else:
+            batch = next(iter(train_loader))
+        return cls(input_box=input_box(train_loader), batch=batch, seed=seed)
+
+
+Criterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
+CriterionFactory = Callable[[PruneConfig], Criterion]
+CRITERIA: dict[str, CriterionFactory] = {}  # each criterion's factory by its name, in the order declared
+
+
+def register(name: str, factory: CriterionFactory) -> CriterionFactory:
+    """Register `factory` (options -> criterion) under `name`, which nbprune.config.CRITERIA declares (the choices
+    of the criterion setting in every door); return it."""
+    if name not in CRITERION_NAMES:
+        raise RuntimeError(f"criterion {name!r} is not declared: add it to nbprune.config.CRITERIA first")
+    CRITERIA[name] = factory
+    return factory
+
+
+def without_options(criterion: Criterion) -> CriterionFactory:
+    """Return the registry entry of a criterion that has no options: a factory that returns it as it is."""
+    return lambda options: criterion
 
 
 def _activation_derivative(layer: nn.Module, pre_activation: Interval) -> Interval:
@@ -159,6 +192,9 @@ class IntervalAdjoint:
         return [inputs.mean(dim=0), *hidden]
 
 
+register("interval_adjoint", IntervalAdjoint)
+
+
 @torch.no_grad()
 def magnitude_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
     """Score = L2 norm of a node's incoming weights (and bias) and outgoing weights together (inputs: outgoing)."""
@@ -168,6 +204,9 @@ def magnitude_scores(model: nn.Module, context: PruningContext) -> list[torch.Te
         incoming = layer.weight.pow(2).sum(dim=1) + (layer.bias.pow(2) if layer.bias is not None else 0)
         scores.append((incoming + following.weight.pow(2).sum(dim=0)).sqrt())
     return scores
+
+
+register("magnitude", without_options(magnitude_scores))
 
 
 def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
@@ -189,6 +228,9 @@ def taylor_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
     return [(node * gradient).abs().mean(dim=0).detach() for node, gradient in zip([first, *nodes], gradients)]
 
 
+register("taylor", without_options(taylor_scores))
+
+
 def random_scores(model: nn.Module, context: PruningContext) -> list[torch.Tensor]:
     """Score = uniform random numbers from the context's seed (hidden layers drawn first, then the inputs)."""
     generator = torch.Generator().manual_seed(context.seed)
@@ -196,21 +238,10 @@ def random_scores(model: nn.Module, context: PruningContext) -> list[torch.Tenso
     return [torch.rand(linear_layers(model)[0].in_features, generator=generator), *hidden]
 
 
-Criterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
-CriterionFactory = Callable[[PruneConfig], Criterion]
-
-
-def without_options(criterion: Criterion) -> CriterionFactory:
-    """Return the registry entry of a criterion that has no options: a factory that returns it as it is."""
-    return lambda options: criterion
-
-
-CRITERIA: dict[str, CriterionFactory] = {
-    "interval_adjoint": IntervalAdjoint,
-    "magnitude": without_options(magnitude_scores),
-    "taylor": without_options(taylor_scores),
-    "random": without_options(random_scores),
-}
+register("random", without_options(random_scores))
+_unregistered = [name for name in CRITERION_NAMES if name not in CRITERIA]
+if _unregistered:
+    raise RuntimeError(f"criteria declared in nbprune.config.CRITERIA but not registered here: {_unregistered}")
 
 
 def make_criterion(name: str | None = None, options: PruneConfig | None = None) -> Criterion:

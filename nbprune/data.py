@@ -1,4 +1,5 @@
-"""Data as in-memory tensor loaders: MNIST, Fashion-MNIST or a user's own features, standardised once."""
+"""Data as in-memory tensor loaders: a declared dataset (nbprune.datasets), a user's own data file, or a user's own
+tensors, standardised once with the training split's statistics."""
 
 from __future__ import annotations
 
@@ -15,26 +16,17 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from .config import DATASETS, RunConfig, data_root, or_default, resolve_device
+from .config import RunConfig, data_root, or_default, resolve_device
+from .datafile import read_data_file
+from .datasets import DATASETS, DEFAULT, RAW_FILES, Dataset, is_data_file
 from .errors import DataError
 
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}
-CLASS_NAMES = {
-    "MNIST": tuple(str(digit) for digit in range(10)),
-    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                     "Ankle boot"),
-}
-IMAGE_SHAPE = (28, 28)
+OWN_TENSORS = "custom"  # the dataset name of a user's own tensors (load_arrays)
 
 Loader = Union["TensorLoader", DataLoader]
 
-__all__ = ["CLASS_NAMES", "DATASETS", "InputSpec", "MNISTData", "TensorLoader", "data_root", "input_box",
+__all__ = ["DataSplits", "InputSpec", "OWN_TENSORS", "TensorLoader", "data_root", "input_box", "load_arrays",
            "load_data", "load_data_for", "read_raw"]
 
 
@@ -42,8 +34,9 @@ __all__ = ["CLASS_NAMES", "DATASETS", "InputSpec", "MNISTData", "TensorLoader", 
 class InputSpec:
     """What a model's inputs are: the dataset, its class names, and the standardisation that made them.
 
-    `mean` and `std` are one number each (pixels / 255, as for MNIST) or one per feature (a user's own data);
-    `image_shape` is (28, 28) for images and None for flat features.
+    `mean` and `std` are one number each (pixels / 255, for an image dataset) or one per feature (a user's own
+    data); `image_shape` is the images' (height, width), None for flat features. `dataset` is a declared dataset's
+    name, the resolved path of a user's data file, or "custom" for a user's own tensors.
     """
 
     dataset: str
@@ -51,7 +44,12 @@ class InputSpec:
     mean: float | tuple[float, ...]
     std: float | tuple[float, ...]
     features: int
-    image_shape: tuple[int, ...] | None = IMAGE_SHAPE
+    image_shape: tuple[int, ...] | None = DEFAULT.image_shape
+
+    @classmethod
+    def published(cls, dataset: Dataset) -> "InputSpec":
+        """Return the inputs of a declared dataset standardised with its published mean and std."""
+        return cls(dataset.name, dataset.classes, *dataset.standardisation, dataset.features, dataset.image_shape)
 
     def standardise(self, raw: torch.Tensor) -> torch.Tensor:
         """Return raw inputs (grey levels 0..255 for images, features as given otherwise) as model inputs."""
@@ -59,6 +57,23 @@ class InputSpec:
         if self.image_shape is not None:
             values = values / 255
         return (values - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+
+    @property
+    def standardisation(self) -> tuple[float, ...]:
+        """Return the mean and std values as one tuple: two numbers for images, two per feature otherwise."""
+        return tuple(value for part in (self.mean, self.std) for value in (part if isinstance(part, tuple) else (part,)))
+
+    def same_inputs(self, other: "InputSpec", tolerance: float) -> bool:
+        """Return whether `other` describes inputs of this dataset standardised alike (relative `tolerance`)."""
+        ours, theirs = self.standardisation, other.standardisation
+        return self.dataset == other.dataset and len(ours) == len(theirs) and all(
+            math.isclose(a, b, rel_tol=tolerance) for a, b in zip(ours, theirs))
+
+    def describe(self) -> str:
+        """Return the dataset and its standardisation in words, for messages."""
+        def number(value) -> str:
+            return f"{len(value)} values" if isinstance(value, tuple) else f"{value:.6g}"
+        return f"{self.dataset} standardised with mean {number(self.mean)} and std {number(self.std)}"
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "classes": list(self.classes), "features": self.features,
@@ -132,7 +147,7 @@ class TensorLoader:
 
 
 @dataclass
-class MNISTData:
+class DataSplits:
     """The three loaders and what their inputs are; unpacks as `train_loader, val_loader, test_loader`."""
 
     train_loader: TensorLoader
@@ -159,12 +174,34 @@ class MNISTData:
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
+    @property
+    def images(self) -> bool:
+        """Return whether the inputs are images (False: rows of features, which have no pixels to show)."""
+        return self.spec.image_shape is not None
+
+    def to(self, device: str | torch.device) -> "DataSplits":
+        """Return the splits with their tensors on `device`."""
+        return DataSplits(self.train_loader.to(device), self.val_loader.to(device), self.test_loader.to(device),
+                          self.spec)
+
     def to_pixels(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Return standardised image inputs as 28x28 images with values in [0, 1]."""
+        """Return standardised image inputs as images (height x width) with values in [0, 1]."""
         if self.spec.image_shape is None:
             raise DataError(f"{self.spec.dataset} holds flat features, not images: there are no pixels to show.")
         pixels = inputs * torch.as_tensor(self.spec.std) + torch.as_tensor(self.spec.mean)
         return pixels.reshape(-1, *self.spec.image_shape).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset as read from its files, before the split and the standardisation: train and test rows, labels
+    0..C-1, the class names, and the images' shape (None for flat features, which are not scaled by 255)."""
+
+    name: str
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: tuple[str, ...]
+    image_shape: tuple[int, ...] | None
 
 
 # --- the raw files --------------------------------------------------------------------------------------------
@@ -205,14 +242,15 @@ def _read_idx_file(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _download(root: Path, name: str) -> str:
-    """Let torchvision download `name` into root; return why it failed ('' on success), leaving no new folders."""
+def _download(root: Path, dataset: Dataset) -> str:
+    """Let torchvision download `dataset` into root; return why it failed ('' on success), leaving no new folders."""
     import torchvision
 
+    name = dataset.name
     created = [folder for folder in (root, root / name, root / name / "raw") if not folder.exists()]
     try:
         for train in (True, False):
-            getattr(torchvision.datasets, name)(str(root), train=train, download=True)
+            getattr(torchvision.datasets, dataset.download)(str(root), train=train, download=True)
     except Exception as error:  # no network, a mirror down, a disk full: all end in the same advice
         if created:  # the outermost folder this call made holds only what the failed download left
             shutil.rmtree(created[0], ignore_errors=True)
@@ -240,13 +278,22 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def read_raw(root: str | os.PathLike | None = None, name: str | None = None, download: bool = True):
-    """Return `(train_images, train_labels, test_images, test_labels)` as uint8/int64 tensors (name None: the
-    configuration's dataset)."""
-    name = or_default(name, "dataset")
+def _declared(name: str) -> Dataset:
     if name not in DATASETS:
-        raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}, or pass your "
-                        f"own tensors as load_data(train=(features, labels), test=(features, labels)).")
+        raise DataError(f"dataset {name!r} is not supported: expected one of {', '.join(DATASETS)}, a file of your own "
+                        f"data (.npz or .csv), or your own tensors through load_arrays(train=(features, labels), "
+                        f"test=(features, labels)).")
+    return DATASETS[name]
+
+
+def read_raw(root: str | os.PathLike | None = None, name: str | None = None, download: bool = True) -> RawData:
+    """Return a dataset as its files hold it: a declared dataset from `root` (downloaded when missing, if it can
+    be), or a user's data file (name ending .npz or .csv). None: the configuration's dataset."""
+    name = or_default(name, "dataset")
+    if is_data_file(name):
+        train, test, classes = read_data_file(name)
+        return own_tensors(train, test, classes, name=str(_resolved(Path(name))))
+    dataset = _declared(name)
     root = data_root(root)
     _check_root(root, name)
     raw = root / name / "raw"
@@ -255,32 +302,36 @@ def read_raw(root: str | os.PathLike | None = None, name: str | None = None, dow
                         f"data_root or set NBPRUNE_DATA_ROOT.")
     missing = [f for f in RAW_FILES if not (raw / f).exists()]
     reason = ""
-    if missing and download:
-        reason = _download(root, name)
+    if missing and download and dataset.download is not None:
+        reason = _download(root, dataset)
         missing = [f for f in RAW_FILES if not (raw / f).exists()]
     elif missing:
-        reason = " (download=False)"
+        reason = " (download=False)" if download is False else " (nbprune cannot download it)"
     if missing:
+        fetch = "connect to the internet so torchvision can download it" if dataset.download is not None else \
+            "copy its IDX files there"
         raise DataError(
             f"{name} was not found: set NBPRUNE_DATA_ROOT (or data_root / --data-root) to the folder that holds "
-            f"{name}/raw/, or connect to the internet so torchvision can download it. Looked in {_resolved(raw)}: "
-            f"missing {', '.join(missing)}{reason}.")
+            f"{name}/raw/, or {fetch}. Looked in {_resolved(raw)}: missing {', '.join(missing)}{reason}.")
     train_images, train_labels, test_images, test_labels = (_read_idx_file(raw / file) for file in RAW_FILES)
     if len(train_images) != len(train_labels) or len(test_images) != len(test_labels):
         raise DataError(f"{_resolved(raw)}: image and label files disagree on the number of samples. "
                         f"Delete them and download again.")
+    last = len(dataset.classes) - 1
     for images, labels, split in ((train_images, train_labels, "train"), (test_images, test_labels, "t10k")):
-        if tuple(images.shape[1:]) != IMAGE_SHAPE:
+        if tuple(images.shape[1:]) != dataset.image_shape:
             raise DataError(f"{_resolved(raw) / f'{split}-images-idx3-ubyte'} holds images of shape "
-                            f"{list(images.shape[1:])}, expected [28, 28]. Delete it and download again.")
-        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
-            raise DataError(f"{_resolved(raw) / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
-                            f"{int(labels.min())} to {int(labels.max())}, expected 0 to 9. Delete it and download "
+                            f"{list(images.shape[1:])}, expected {list(dataset.image_shape)}. Delete it and download "
                             f"again.")
-    return train_images, train_labels.long(), test_images, test_labels.long()
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= last:
+            raise DataError(f"{_resolved(raw) / f'{split}-labels-idx1-ubyte'} is corrupt: labels range from "
+                            f"{int(labels.min())} to {int(labels.max())}, expected 0 to {last}. Delete it and "
+                            f"download again.")
+    return RawData(name, (train_images, train_labels.long()), (test_images, test_labels.long()), dataset.classes,
+                   dataset.image_shape)
 
 
-# --- a user's own features ------------------------------------------------------------------------------------
+# --- a user's own tensors ---------------------------------------------------------------------------------------
 def _as_tensors(pair, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Return a (features[N, F], labels[N]) pair as float32 and int64 tensors, checked."""
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -314,40 +365,52 @@ def _numbers(values, split: str, part: str) -> torch.Tensor:
                         f"{' '.join(str(error).split())[:80]}): {fix}.") from None
 
 
+def own_tensors(train, test, classes: Sequence[str] | None = None, name: str = OWN_TENSORS) -> RawData:
+    """Return a user's own (features, labels) pairs as raw data, checked: flat rows, labels 0..C-1 (`classes` names
+    them; default "0", "1", ...)."""
+    train_x, train_y = _as_tensors(train, "train")
+    test_x, test_y = _as_tensors(test, "test")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise DataError(f"train rows have {train_x.shape[1]} features, test rows {test_x.shape[1]}: expected "
+                        f"the same features in both.")
+    count = int(max(train_y.max(), test_y.max())) + 1
+    names = tuple(classes) if classes is not None else tuple(str(k) for k in range(count))
+    if len(names) < count:
+        raise DataError(f"classes names {len(names)} classes, but the labels go up to {count - 1}: expected "
+                        f"one name per class.")
+    return RawData(name, (train_x, train_y), (test_x, test_y), names, None)
+
+
 # --- loaders --------------------------------------------------------------------------------------------------
 def load_data(data_root: str | os.PathLike | None = None, name: str | None = None, batch_size: int | None = None,
-              val_size: int | None = None, seed: int | None = None, device: str | torch.device | None = None,
-              subset: int | None = None, download: bool = True, *, train=None, test=None,
-              classes: Sequence[str] | None = None,
-              standardisation: tuple[float | Sequence[float], float | Sequence[float]] | None = None) -> MNISTData:
+              val_size: int | None = None, seed: int | None = None, subset: int | None = None, *,
+              download: bool = True, standardisation: tuple | None = None) -> DataSplits:
     """Return train, validation and test loaders; unpacks as `train_loader, val_loader, test_loader`.
 
-    MNIST or FashionMNIST from `data_root`, or a user's own data: `train=(features, labels)` and
-    `test=(features, labels)`, tensors or arrays of flat rows with labels 0..C-1 (`classes` names them).
-    The validation split holds `val_size` training rows (default: 1 in 12, i.e. 5,000 of MNIST's 60,000).
-    Inputs are standardised with the training split's statistics, or with `standardisation=(mean, std)`
-    (what a model file records, so a model is evaluated on the inputs it was trained on).
-    None: the configuration's default (dataset `name`, batch_size, seed, device).
+    `name`: a declared dataset (MNIST, FashionMNIST, ...) read from `data_root`, or a file of your own data
+    (.npz with x_train, y_train, x_test, y_test; .csv with a label and a split column). The validation split holds
+    `val_size` training rows (default: 1 in 12, i.e. 5,000 of MNIST's 60,000). Inputs are standardised with the
+    training split's statistics, or with `standardisation=(mean, std)` (what a model file records, so a model is
+    evaluated on the inputs it was trained on). None: the configuration's default (dataset `name`, batch_size,
+    seed). The loaders live on the CPU: `.to(device)` moves them.
     """
-    name, batch_size = or_default(name, "dataset"), or_default(batch_size, "batch_size")
-    seed, device = or_default(seed, "seed"), or_default(device, "device")
-    if (train is None) != (test is None):
-        raise DataError("load_data needs both train=(features, labels) and test=(features, labels), or neither.")
-    if train is not None:
-        train_x, train_y = _as_tensors(train, "train")
-        test_x, test_y = _as_tensors(test, "test")
-        if train_x.shape[1] != test_x.shape[1]:
-            raise DataError(f"train rows have {train_x.shape[1]} features, test rows {test_x.shape[1]}: expected "
-                            f"the same features in both.")
-        count = int(max(train_y.max(), test_y.max())) + 1
-        names = tuple(classes) if classes is not None else tuple(str(k) for k in range(count))
-        if len(names) < count:
-            raise DataError(f"classes names {len(names)} classes, but the labels go up to {count - 1}: expected "
-                            f"one name per class.")
-        dataset, image_shape = "custom", None
-    else:
-        train_x, train_y, test_x, test_y = read_raw(data_root, name, download)
-        names, dataset, image_shape = CLASS_NAMES[name], name, IMAGE_SHAPE
+    return split_data(read_raw(data_root, name, download), batch_size, val_size, seed, subset, standardisation)
+
+
+def load_arrays(train, test, classes: Sequence[str] | None = None, batch_size: int | None = None,
+                val_size: int | None = None, seed: int | None = None, *,
+                standardisation: tuple | None = None) -> DataSplits:
+    """Return loaders over your own tensors or arrays: `train=(features, labels)` and `test=(features, labels)`,
+    flat rows with labels 0..C-1 (`classes` names them), split and standardised per feature as load_data does."""
+    return split_data(own_tensors(train, test, classes), batch_size, val_size, seed, None, standardisation)
+
+
+def split_data(raw: RawData, batch_size: int | None, val_size: int | None, seed: int | None, subset: int | None,
+               standardisation: tuple | None) -> DataSplits:
+    """Return the loaders of raw data: `val_size` training rows held out (seeded), the first `subset` of the rest
+    and of the test rows kept, every split standardised with the training split's statistics (or the given ones)."""
+    batch_size, seed = or_default(batch_size, "batch_size"), or_default(seed, "seed")
+    (train_x, train_y), (test_x, test_y) = raw.train, raw.test
     if val_size is None:
         val_size = len(train_y) // 12
     if not 0 < val_size < len(train_y):
@@ -360,25 +423,24 @@ def load_data(data_root: str | os.PathLike | None = None, name: str | None = Non
             raise DataError(f"subset={subset!r} is not allowed: expected a whole number >= 1, or None.")
         train_index = train_index[:subset]
         test_x, test_y = test_x[:subset], test_y[:subset]
-    scale = 255 if image_shape is not None else 1
+    scale = 255 if raw.image_shape is not None else 1
     values = train_x[train_index].reshape(len(train_index), -1).float().div_(scale)
     if standardisation is not None:
         mean, std = standardisation
-    elif image_shape is not None:  # one mean and std over all pixels, as the reference workflow's normalisation
+    elif raw.image_shape is not None:  # one mean and std over all pixels, as the reference workflow's normalisation
         mean, std = values.mean().item(), values.std().item()
     else:  # features on their own scales: one mean and std per feature
         mean = tuple(values.mean(dim=0).tolist())
         std = tuple(s if s > 0 else 1.0 for s in values.std(dim=0).nan_to_num(1.0).tolist())
-    spec = InputSpec(dataset, names, mean, std, values.shape[1], image_shape)
+    spec = InputSpec(raw.name, raw.classes, mean, std, values.shape[1], raw.image_shape)
     _check_standardisation(spec)
 
     def loader(features, labels, shuffle):
-        inputs = spec.standardise(features)
-        return TensorLoader(inputs.to(device), labels.to(device), batch_size, shuffle, seed, spec)
+        return TensorLoader(spec.standardise(features), labels, batch_size, shuffle, seed, spec)
 
-    return MNISTData(train_loader=loader(train_x[train_index], train_y[train_index], True),
-                     val_loader=loader(train_x[val_index], train_y[val_index], False),
-                     test_loader=loader(test_x, test_y, False), spec=spec)
+    return DataSplits(train_loader=loader(train_x[train_index], train_y[train_index], True),
+                      val_loader=loader(train_x[val_index], train_y[val_index], False),
+                      test_loader=loader(test_x, test_y, False), spec=spec)
 
 
 def _check_standardisation(spec: InputSpec) -> None:
@@ -394,11 +456,12 @@ def _check_standardisation(spec: InputSpec) -> None:
                         f"delete them and download again.")
 
 
-def load_data_for(config: RunConfig, standardisation=None, download: bool = True) -> MNISTData:
+def load_data_for(config: RunConfig, standardisation=None, download: bool = True) -> DataSplits:
     """Return the loaders a configuration asks for (dataset, folder, split, batch size, seed, device)."""
     settings = config.data
-    return load_data(settings.data_root, settings.dataset, settings.batch_size, settings.val_size, config.seed,
-                     resolve_device(config.device), settings.subset, download, standardisation=standardisation)
+    data = load_data(settings.data_root, settings.dataset, settings.batch_size, settings.val_size, config.seed,
+                     settings.subset, download=download, standardisation=standardisation)
+    return data.to(resolve_device(config.device))
 
 
 def iterate_flat(loader: Loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -53,7 +53,7 @@ def evaluate(model: nn.Module, train_loader: Loader, test_loader: Loader) -> dic
 
 def own_data_evaluation(model_file: str) -> str:
     """Return one line of Python that evaluates a model trained on a user's own tensors on that user's data."""
-    return (f"from nbprune import SimpleNN, evaluate, load_data; model = SimpleNN.from_file({str(model_file)!r}); "
-            f"data = load_data(train=(train_features, train_labels), test=(test_features, test_labels), "
+    return (f"from nbprune import SimpleNN, evaluate, load_arrays; model = SimpleNN.from_file({str(model_file)!r}); "
+            f"data = load_arrays(train=(train_features, train_labels), test=(test_features, test_labels), "
             f"standardisation=(model.spec.mean, model.spec.std)); print(evaluate(model, data.train_loader, "
             f"data.test_loader))")

@@ -26,16 +26,16 @@ import torch
 from torch import nn
 
 from .config import or_default
-from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
+from .data import InputSpec
+from .datasets import DATASETS, is_data_file
 from .errors import ModelFileError, NbpruneError, StorageError
 from .io import UMASK, write_bytes_atomic, write_text_atomic
+from .locks import hold
 from .model import SimpleNN
-from .modelfile import ModelRecord, load_pruned_model, read_model_file
-from .session import ITERATION_FILES, RUN_RECORD, STAGE
+from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape
+from .runs import RUN_RECORD
+from .session import ITERATION_FILES, STAGE
 
-# Published standardisation of each dataset (pixels / 255): used only for a plain state_dict without a record.
-PUBLISHED_STANDARDISATION = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
-MNIST_MEAN, MNIST_STD = PUBLISHED_STANDARDISATION["MNIST"]
 TORCHSCRIPT_FILE, ONNX_FILE, MANIFEST_FILE = "model_torchscript.pt", "model.onnx", "export.json"
 # The TorchScript and ONNX programs widen each hidden layer to a multiple of this with zero neurons: the same
 # function, faster, because CPU matrix kernels work in blocks of columns (benchmarks/inference_speed.py measures it).
@@ -77,31 +77,37 @@ def model_for_file(model_file: str | os.PathLike, activation: str | None = None,
     """
     model_file = Path(model_file)
     state, raw = read_model_file(model_file)
+    name = or_default(dataset, "dataset")
+    if raw is None and name not in DATASETS:
+        raise NbpruneError(f"{model_file} is a plain state_dict without nbprune's record, and --dataset {name} is not "
+                           f"a declared dataset ({', '.join(DATASETS)}): nbprune cannot tell its inputs' "
+                           f"standardisation. Export a best_model.pth nbprune wrote.")
     if raw is not None:
         record = ModelRecord.from_dict(raw, model_file)
+        recorded_dataset = record.spec.dataset if record.spec else None
+        moved = dataset is not None and recorded_dataset is not None and is_data_file(dataset) and \
+            is_data_file(recorded_dataset)  # a data file may have moved: --dataset says where it is now
         for flag, given, recorded in (("--activation", activation, record.activation),
-                                      ("--dataset", dataset, record.spec.dataset if record.spec else None)):
+                                      ("--dataset", None if moved else dataset, recorded_dataset)):
             if given is not None and recorded is not None and given != recorded:
                 raise NbpruneError(f"{model_file} records {flag.lstrip('-')} {recorded!r}, but {flag} {given} was "
                                    f"given: leave {flag} out, the file says what it is.")
         return SimpleNN.from_file(model_file), record.spec
-    weights = [value for key, value in state.items() if key.endswith("weight")]
-    if not weights or any(weight.dim() != 2 or weight.numel() == 0 for weight in weights):
-        raise ModelFileError(f"{model_file}: its weights have shapes {[list(w.shape) for w in weights]}, expected "
-                             f"non-empty matrices [out_features, in_features] (a layer without neurons cannot be "
-                             f"deployed).")
-    hidden = tuple(int(weight.shape[0]) for weight in weights[:-1])
+    try:
+        shape = state_shape(state)
+    except ModelFileError as error:
+        raise ModelFileError(f"{model_file}: {error} A layer without neurons cannot be deployed.") from None
+    hidden = shape.hidden
     if not hidden:
         raise ModelFileError(f"{model_file} holds a network without hidden layers: nothing nbprune made.")
-    inputs = 784 if "keep_inputs.index" in state else int(weights[0].shape[1])
-    model = load_pruned_model(SimpleNN(hidden, inputs, int(weights[-1].shape[0]), activation), model_file)
-    name = or_default(dataset, "dataset")
+    declared = DATASETS[name]
+    inputs = declared.features if "keep_inputs.index" in state else shape.inputs
+    model = load_pruned_model(SimpleNN(hidden, inputs, shape.classes, activation), model_file)
     warnings.warn(f"{model_file} is a plain state_dict without nbprune's record: assuming a {model.activation} "
                   f"network for {name} with its published standardisation (use --activation/--dataset if not).")
-    if model.in_features != 784 or model.num_classes != len(CLASS_NAMES[name]):
+    if model.in_features != declared.features or model.num_classes != len(declared.classes):
         return model, None
-    mean, std = PUBLISHED_STANDARDISATION[name]
-    return model, InputSpec(name, CLASS_NAMES[name], mean, std, 784, IMAGE_SHAPE)
+    return model, InputSpec.published(declared)
 
 
 def _standalone(name: str, **constants: str) -> str:
@@ -229,11 +235,11 @@ def _building_folder(out: Path) -> Iterator[Path]:
     building, held = None, None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        guard = _lock_folder(out.parent, wait=True)  # no other export makes or clears a building folder meanwhile
+        guard = hold(out.parent, wait=True)  # no other export makes or clears a building folder meanwhile
         try:
             _remove_abandoned_builds(out.parent)
             building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
-            held = _lock_folder(building, wait=False)
+            held = hold(building, wait=False)
         finally:
             if guard is not None:
                 os.close(guard)
@@ -248,22 +254,6 @@ def _building_folder(out: Path) -> Iterator[Path]:
             os.close(held)
 
 
-def _lock_folder(folder: Path, wait: bool) -> int | None:
-    """Return an open handle holding an exclusive lock on `folder`, or None when another process holds it (or the
-    system has no flock); the lock dies with the process, however it ends."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no folder locks, so no building folder is ever taken for abandoned
-        return None
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        return handle
-    except OSError:
-        os.close(handle)
-        return None
-
-
 def _remove_abandoned_builds(parent: Path) -> None:
     """Remove the building folders of killed exports in `parent`: by name, holding only an export's files, and
     locked by no live process."""
@@ -272,7 +262,7 @@ def _remove_abandoned_builds(parent: Path) -> None:
             continue
         if not all(_is_export_file(path) for path in folder.iterdir()):
             continue
-        handle = _lock_folder(folder, wait=False)
+        handle = hold(folder, wait=False)
         if handle is not None:
             try:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""SimpleNN: the reference's 784-256-64-10 ReLU network, with any number of hidden layers, rebuilt from a model
-file by `SimpleNN.from_file` (reading, checking and loading the file is modelfile's work)."""
+"""SimpleNN: the reference's 784-256-64-10 ReLU network for MNIST, with any number of hidden layers, rebuilt from a
+model file by `SimpleNN.from_file` (reading, checking and loading the file is modelfile's work)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import or_default
 from .data import InputSpec
+from .datasets import DEFAULT
 from .errors import InputError, ModelFileError, NbpruneError
 from .modelfile import INDEX_KEY, ModelRecord, check_record_matches, load_pruned_model, read_model_file
 
@@ -35,12 +36,14 @@ class KeepInputs(nn.Module):
 class SimpleNN(nn.Module):
     """An MLP whose linear layers are named fc1, fc2, ... fcN, as in the reference workflow.
 
-    It takes standardised inputs of shape [batch, in_features] (or [batch, 28, 28]). After input-node pruning,
+    It takes standardised inputs of shape [batch, in_features] (or a batch of images of that many pixels); by
+    default it is the reference's network for MNIST (nbprune.datasets.DEFAULT). After input-node pruning,
     `keep_inputs` selects the kept features itself, so the model still takes whole inputs. `spec` says which data
     and standardisation the model belongs to (None until it is trained on nbprune's loaders or loaded from a file).
     """
 
-    def __init__(self, hidden: Sequence[int] | None = None, in_features: int = 784, num_classes: int = 10,
+    def __init__(self, hidden: Sequence[int] | None = None, in_features: int = DEFAULT.features,
+                 num_classes: int = len(DEFAULT.classes),
                  activation: str | None = None):
         super().__init__()
         hidden, activation = or_default(hidden, "hidden"), or_default(activation, "activation")
@@ -144,7 +147,8 @@ def check_input(x: Any, in_features: int, weight: torch.Tensor, owner: str) -> N
         raise InputError(f"{owner}'s weights are on {weight.device}, the input on {x.device}: move it with "
                          f"x.to('{weight.device}').")
     if x.dim() < 2 or math.prod(x.shape[1:]) != in_features:
-        raise InputError(f"{owner} expects input of shape [batch, {in_features}] (or [batch, 28, 28]), "
+        raise InputError(f"{owner} expects input of shape [batch, {in_features}] (or a batch of images of "
+                         f"{in_features} pixels), "
                          f"got {list(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one sample.")
     if x.shape[0] == 0:
         raise InputError(f"{owner} got an empty batch {list(x.shape)}: expected at least one row.")

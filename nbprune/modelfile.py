@@ -166,6 +166,28 @@ def _spec_from_dict(values: Any, in_features: int, classes: int, corrupt) -> Inp
                      tuple(shape) if shape is not None else None)
 
 
+@dataclass(frozen=True)
+class StateShape:
+    """The widths a model file's weights give: input features read, neurons per hidden layer, classes, and the
+    parameters (weights and biases)."""
+
+    inputs: int
+    hidden: tuple[int, ...]
+    classes: int
+    parameters: int
+
+
+def state_shape(state: dict[str, torch.Tensor]) -> StateShape:
+    """Return the widths of an MLP's state dict (its weight matrices in order, as SimpleNN's fc1, fc2, ... are)."""
+    weights = [value for key, value in state.items() if key.endswith(".weight")]
+    if not weights or any(weight.dim() != 2 or weight.numel() == 0 for weight in weights):
+        raise ModelFileError(f"weights of shapes {[list(w.shape) for w in weights]}: expected non-empty matrices "
+                             f"[out_features, in_features], one per layer.")
+    parameters = sum(int(value.numel()) for key, value in state.items() if key.endswith((".weight", ".bias")))
+    return StateShape(int(weights[0].shape[1]), tuple(int(w.shape[0]) for w in weights[:-1]),
+                      int(weights[-1].shape[0]), parameters)
+
+
 # --- writing --------------------------------------------------------------------------------------------------
 def save_model_file(model: nn.Module | dict, path: str | os.PathLike, *, iteration: int | None = None,
                     criterion: str | None = None, teacher: dict | None = None) -> Path:

@@ -1,7 +1,9 @@
 """Node pruning: choose the most significant nodes and physically shrink the layers.
 
+- prune_nodes: the whole act: score, allocate, compensate, shrink;
 - keep_indices: per layer, the top-k scores (the reference workflow's fixed per-layer counts);
-- global_counts: how many nodes each layer keeps when all nodes compete for one budget (neurons or parameters);
+- allocate / global_counts: how many nodes each layer keeps when all nodes compete for one budget (neurons or
+  parameters);
 - shrink: the surgery, for hidden neurons and for input features, optionally folding what a removed node
   contributed on average into the next layer's bias (bias compensation).
 """
@@ -14,14 +16,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .config import or_default
+from .config import COMPENSATIONS, NORMALISATIONS, PruneConfig, or_default
+from .criteria import Criterion, PruningContext, first_layer_view, interval_forward, make_criterion, node_significance
 from .errors import ScheduleError
 from .interval import Interval
-from .model import KeepInputs, SimpleNN, linear_layers, mlp_layers, mlp_parameters
-from .criteria import Criterion, PruningContext, first_layer_view, interval_forward, node_significance
-
-COMPENSATIONS = ("none", "mean", "midpoint")
-NORMALISATIONS = ("mean", "rank", "none")
+from .model import KeepInputs, SimpleNN, hidden_linears, linear_layers, mlp_layers, mlp_parameters
 
 
 def top(score: torch.Tensor, count: int) -> torch.Tensor:
@@ -175,27 +174,55 @@ def parameters_of(model: nn.Module) -> Callable[[list[int]], int]:
 
 
 def prune_nodes(model: nn.Module, retain: Sequence[int], criterion: str | Criterion | None = None,
-                context: PruningContext | None = None, *, input_box=None, batch=None, seed: int | None = None,
-                inputs: int | None = None, compensation: str | None = None) -> nn.Module:
+                context: PruningContext | None = None, *, inputs: int | None = None, compensation: str | None = None,
+                options: PruneConfig | None = None, budget: int | None = None) -> nn.Module:
     """Return a new, smaller model keeping the `retain[k]` most significant neurons of hidden layer k (and the
-    `inputs` most significant input features, when given), with optional bias compensation (None: the
-    configuration's criterion, seed and bias_compensation)."""
-    seed, compensation = or_default(seed, "seed"), or_default(compensation, "bias_compensation")
-    if context is None:
-        context = PruningContext(input_box=input_box, batch=batch, seed=seed)
-    scores = node_significance(model, criterion, context)
-    if inputs is not None and scores[0] is None:
-        raise ScheduleError("input-node pruning needs input scores, and this criterion gives none.")
-    return prune_by_scores(model, scores, retain, inputs, compensation_constants(model, compensation, context))
+    `inputs` most significant input features, when given), with bias compensation.
 
-
-def prune_by_scores(model: nn.Module, scores: Sequence[torch.Tensor | None], retain: Sequence[int],
-                    inputs: int | None = None, constants: Sequence[torch.Tensor | None] | None = None) -> nn.Module:
-    """Return a copy of `model` keeping the `retain[k]` best-scored neurons of hidden layer k and, when `inputs` is
-    fewer than the features the first layer reads, the `inputs` best-scored features (scores: node_significance)."""
+    `options` (default PruneConfig()) say how: the criterion when `criterion` is None, its own options, the
+    compensation when `compensation` is None, and the allocation: each layer its own count (the reference), or one
+    global budget of sum(retain) neurons or `budget` parameters that all nodes compete for. A step that removes
+    nothing under layer allocation returns a copy without scoring."""
+    options = options or PruneConfig()
+    compensation = options.bias_compensation if compensation is None else compensation
     reads = linear_layers(model)[0].in_features
+    current = [layer.out_features for layer in hidden_linears(model)]
+    if options.allocation == "layer" and list(retain) == current and (inputs is None or inputs >= reads):
+        return copy.deepcopy(model)
+    context = context or PruningContext()
+    scores = node_significance(model, criterion if criterion is not None else make_criterion(options=options),
+                               context)
+    if inputs is not None and scores[0] is None:
+        raise ScheduleError("input-node pruning (prune_inputs) needs a criterion that scores the input features; "
+                            "this one scores hidden neurons only.")
+    if options.allocation == "global":
+        inputs, retain = allocate(model, scores, retain, options, inputs, budget)
+    constants = compensation_constants(model, compensation, context)
     kept_inputs = top(scores[0], inputs) if inputs is not None and inputs < reads else None
     return shrink(model, keep_indices(scores[1:], retain), kept_inputs, constants)
+
+
+def allocate(model: nn.Module, scores: list, retain: Sequence[int], options: PruneConfig, inputs: int | None,
+             budget: int | None) -> tuple[int | None, list[int]]:
+    """Return (inputs, hidden counts) when all nodes compete for one budget: the schedule's sum(retain) hidden
+    neurons (inputs, if pruned, follow their own schedule), or `budget` parameters shared by inputs and neurons."""
+    hidden = [layer.out_features for layer in hidden_linears(model)]
+    classes = linear_layers(model)[-1].out_features
+    minimums = [1] * len(hidden)
+    minimums[-1] = min(options.min_last_hidden or classes, hidden[-1])
+    if options.budget == "neurons":
+        neurons = max(sum(retain), sum(minimums))
+        return inputs, global_counts(scores[1:], minimums, sum, neurons, options.normalise)
+    if budget is None:
+        raise ScheduleError("allocation='global' with budget='parameters' needs each step's parameter budget "
+                            "(the parameterBudget column): build the schedule with default_steps(config).")
+    reads = linear_layers(model)[0].in_features
+    with_inputs = inputs is not None
+    layers = [scores[0], *scores[1:]] if with_inputs else scores[1:]
+    floors = [1, *minimums] if with_inputs else minimums
+    cost = parameters_of(model) if with_inputs else (lambda counts: mlp_parameters(reads, counts, classes))
+    counts = global_counts(layers, floors, cost, max(budget, cost(floors)), options.normalise)
+    return (counts[0], counts[1:]) if with_inputs else (None, counts)
 
 
 def compensation_constants(model: nn.Module, compensation: str, context: PruningContext

@@ -13,10 +13,9 @@ from .errors import NbpruneError
 from .io import format_table, save_figure, write_text_atomic
 from .session import ADDED_COLUMNS, RESULTS, REFERENCE_COLUMNS, Session
 
-RESULTS_DIR = RESULTS
 PERCENT_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)
 
-__all__ = ["RESULTS_DIR", "best_validation", "choose_iteration", "concatenate", "draw_choice", "plot_accuracies",
+__all__ = ["best_validation", "choose_iteration", "concatenate", "draw_choice", "plot_accuracies",
            "plot_losses", "session_summary"]
 
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .config import MAX_ITERATIONS, RunConfig, declared_default, or_default
+from .datasets import dataset_named, is_data_file
 from .errors import ScheduleError
 from .io import format_table, save_figure, write_text_atomic
 
@@ -258,21 +259,30 @@ def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
     return steps
 
 
-def default_steps(config: RunConfig, features: int = 784, classes: int = 10, steps=None) -> list[RetentionStep]:
+def default_steps(config: RunConfig, features: int | None = None, classes: int | None = None, steps=None
+                  ) -> list[RetentionStep]:
     """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
     hidden sizes; with the inputs column (input pruning) and the parameter budget (global parameter allocation)
-    added as its settings need them."""
+    added as its settings need them. `features` and `classes` are the data's, needed for those two columns only
+    (None: the configuration's declared dataset's; a data file's shape is known once it is read)."""
     from .model import mlp_parameters  # model loads torch, which `nbprune retain` does without
 
     options = config.prune
+    by_parameters = options.allocation == "global" and options.budget == "parameters"
+    if (options.prune_inputs or by_parameters) and (features is None or classes is None):
+        if is_data_file(config.data.dataset):
+            raise ScheduleError(f"the schedule of {config.data.dataset} needs the data's number of features and "
+                                f"classes: read the data first and pass them (default_steps(config, features, "
+                                f"classes)).")
+        dataset = dataset_named(config.data.dataset)
+        features, classes = dataset.features, len(dataset.classes)
     if steps is not None or config.schedule.retain is not None:
         steps = as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
         if options.prune_inputs and config.schedule.input_q is None:  # one source: the file's rate, not config's q
             steps = inputs_as_hidden(steps, features)
     else:
         steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
-    parameters = mlp_parameters(features, steps[0].retained, classes) \
-        if options.allocation == "global" and options.budget == "parameters" else None
+    parameters = mlp_parameters(features, steps[0].retained, classes) if by_parameters else None
     return with_budgets(steps, features if options.prune_inputs else None,
                         config.schedule.input_q or config.schedule.q, parameters)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import or_default
-from .data import InputSpec, MNISTData, TensorLoader
+from .data import DataSplits, InputSpec, TensorLoader
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
@@ -73,7 +73,7 @@ class TrainedTeacher:
     settings: dict
 
 
-def train_teacher(data: MNISTData, epochs: int = 8, *, channels: tuple[int, int] = (16, 32), head: int = 128,
+def train_teacher(data: DataSplits, epochs: int = 8, *, channels: tuple[int, int] = (16, 32), head: int = 128,
                   lr: float = 3e-3, weight_decay: float = 1e-4, max_shift: int = 2, batch_size: int = 128,
                   seed: int | None = None, progress: bool = True) -> TrainedTeacher:
     """Return a ConvTeacher trained on `data`'s training split only (AdamW, one-cycle schedule, random shifts of up

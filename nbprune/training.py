@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import TrainConfig, resolve_device
+from .config import TrainConfig
 from .data import Loader, TensorLoader
-from .epoch import Trainer, image_shift, teacher_probabilities
+from .epoch import ImageShift, Trainer, image_shift, shifted_teacher_probabilities, teacher_probabilities
 from .errors import ConfigError, DivergenceWarning
 from .evaluation import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
@@ -67,20 +67,27 @@ class Stopping:
 
 
 class TrainLog:
-    """Where a training run writes: train_results.txt and best_model.pth in `logdir`, and TensorBoard if installed."""
+    """Where a training run writes: train_results.txt and (with `save_model`) best_model.pth in `logdir`, and
+    TensorBoard if installed. `fit` takes one, or a folder for TrainLog(folder)."""
 
-    def __init__(self, logdir: str | os.PathLike | None, save_model: bool, columns: tuple[str, ...] = TRAIN_COLUMNS):
+    def __init__(self, logdir: str | os.PathLike | None, save_model: bool = True,
+                 columns: tuple[str, ...] = TRAIN_COLUMNS):
         self.logdir = Path(logdir) if logdir is not None else None
         self.save_model = save_model and self.logdir is not None
         self.columns = columns
         self.rows: list[list[float]] = []
         self.writer = None
+
+    def open(self, columns: tuple[str, ...]) -> "TrainLog":
+        """Start the log with these result columns (and TensorBoard, if installed); return it."""
+        self.columns = columns
         if self.logdir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.writer = SummaryWriter(str(self.logdir / "tensorboard"))
             except ImportError:  # TensorBoard is optional
                 pass
+        return self
 
     def epoch(self, row: list[float]) -> None:
         self.rows.append(row)
@@ -117,45 +124,64 @@ def train(model: nn.Module, train_loader: Loader, test_loader: Loader, lr: float
     config = training_settings(config, **{k: v for k, v in given.items() if v is not None}, **settings)
     if seed is not None:
         torch.manual_seed(seed)
-    return fit(model, train_loader, val_loader, config, test_loader=test_loader, teacher=teacher, logdir=logdir,
-               save_model=save_model, progress=progress)
+    return fit(model, train_loader, val_loader, config, test_loader=test_loader, teacher=teacher,
+               logdir=TrainLog(logdir, save_model), progress=progress)
+
+
+class Distillation:
+    """What retraining distils from: a teacher network, and its softened outputs for the training rows, computed
+    once per loader and kept. With shifted images (augment_shift), a teacher file's outputs are computed for every
+    offset at once (`every_offset`); other teachers answer each shifted batch as it comes."""
+
+    def __init__(self, teacher: nn.Module, every_offset: bool = False):
+        self.teacher, self.every_offset = teacher, every_offset
+        self._kept: tuple[torch.Tensor, tuple, torch.Tensor] | None = None  # (rows, settings, their targets)
+
+    def soft_targets(self, loader: Loader, temperature: float, augment: ImageShift | None, device: torch.device
+                     ) -> torch.Tensor | None:
+        """Return the teacher's softened outputs for the loader's rows (rows, classes), or for every offset (rows,
+        offsets, classes); None when they are computed batch by batch instead."""
+        if not isinstance(loader, TensorLoader) or loader.device != device or \
+                (augment is not None and not self.every_offset):
+            return None
+        rows, settings = loader.dataset.data, (temperature, None if augment is None else augment.max_shift)
+        if self._kept is None or self._kept[0] is not rows or self._kept[1] != settings:
+            teacher = self.teacher.to(device)
+            targets = teacher_probabilities(teacher, rows, temperature) if augment is None else \
+                shifted_teacher_probabilities(teacher, rows, temperature, augment)
+            self._kept = (rows, settings, targets)
+        return self._kept[2]
 
 
 def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, config: TrainConfig | None = None, *,
-        test_loader: Loader | None = None, teacher: nn.Module | None = None,
-        soft_targets: torch.Tensor | None = None, logdir: str | os.PathLike | None = None, save_model: bool = True,
-        device: str | torch.device | None = None, progress: bool = True) -> nn.Module:
-    """Train `model` under `config` (None: TrainConfig()); return it holding the weights with the lowest validation
-    loss.
+        test_loader: Loader | None = None, teacher: nn.Module | Distillation | None = None,
+        logdir: str | os.PathLike | TrainLog | None = None, progress: bool = True) -> nn.Module:
+    """Train `model` under `config` (None: TrainConfig()) where its parameters are; return it holding the weights
+    with the lowest validation loss.
 
     `val_loader` chooses the best epoch (None: the training loss does, with a warning); `test_loader` is only
-    evaluated and logged, never used to choose. With a `teacher`, the loss also follows the teacher's softened
-    outputs (knowledge distillation), computed here unless `soft_targets` holds them for the training rows already;
-    with augment_shift, every training batch is shifted at random first, and the teacher answers each shifted batch
-    unless `soft_targets` holds its outputs for every offset (epoch.shifted_teacher_probabilities). `logdir` receives train_results.txt and,
-    with `save_model`, best_model.pth; `device` None: where the model is.
+    evaluated and logged, never used to choose. With a `teacher` (a network, or a Distillation that keeps its
+    outputs), the loss also follows the teacher's softened outputs (knowledge distillation); with augment_shift,
+    every training batch is shifted at random first. `logdir` receives train_results.txt and best_model.pth (a
+    TrainLog says whether to save the model).
     """
     settings = config or TrainConfig()
     if val_loader is None:
         warnings.warn("training got no val_loader: early stopping and model selection use the training loss "
                       "(pass val_loader=... from nbprune.load_data to select on held-out data).", stacklevel=2)
-    device = resolve_device(device) if device is not None else next(model.parameters()).device
-    model.to(device)
+    device = next(model.parameters()).device
     if isinstance(model, SimpleNN) and getattr(train_loader, "spec", None) is not None:
         model.spec = train_loader.spec  # the model now belongs to this data and its standardisation
     augment = image_shift(settings.augment_shift, getattr(train_loader, "spec", None))
-    trainer = make_trainer(model, settings.lr, settings.weight_decay, teacher=teacher,
+    distillation = teacher if isinstance(teacher, Distillation) or teacher is None else Distillation(teacher)
+    network = distillation.teacher.to(device) if distillation is not None else None
+    trainer = make_trainer(model, settings.lr, settings.weight_decay, teacher=network,
                            distill_weight=settings.distill_weight, temperature=settings.temperature, augment=augment)
-    if teacher is None or not isinstance(train_loader, TensorLoader) or train_loader.device != device:
-        soft_targets = None
-    elif augment is not None:  # the teacher's outputs for every offset (computed once per run), else for each batch
-        soft_targets = soft_targets if soft_targets is not None and soft_targets.dim() == 3 else None
-    elif soft_targets is None:
-        soft_targets = teacher_probabilities(teacher.to(device), train_loader.dataset.data, settings.temperature)
-    if teacher is not None:
-        teacher.to(device)
+    soft_targets = distillation.soft_targets(train_loader, settings.temperature, augment, device) \
+        if distillation is not None else None
     columns = TRAIN_COLUMNS if test_loader is not None else tuple(c for c in TRAIN_COLUMNS if not c.startswith("Test"))
-    stopping, log = Stopping(settings, trainer.optimizer), TrainLog(logdir, save_model, columns)
+    log = (logdir if isinstance(logdir, TrainLog) else TrainLog(logdir)).open(columns)
+    stopping = Stopping(settings, trainer.optimizer)
     best_state = _snapshot(model)
     bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in range(settings.epochs):

@@ -322,7 +322,7 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
     source = notebooks_path(notebooks_dir)
     check_apart(session, source)
     session.check_free()
-    planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
+    _, planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
     if controls.compare_levels is not None:  # 07's levels are iterations of this schedule: refused now, not in 07
         from .compare import chosen_steps
         chosen_steps(planned.steps, controls.compare_levels)

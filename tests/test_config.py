@@ -8,8 +8,8 @@ import pytest
 
 from nbprune import ConfigError, RunConfig, TrainConfig
 from nbprune.cli import build_parser
-from nbprune.config import CONTROLS, DATASETS, RUN_SETTINGS, SETTINGS, Controls, parse_settings
-from nbprune.data import CLASS_NAMES
+from nbprune.config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, parse_settings
+from nbprune.datasets import DATASETS, DEFAULT, MNIST
 from nbprune.model import ACTIVATIONS
 from nbprune.criteria import CRITERIA
 from nbprune.workbook import NOT_IN_WORKBOOK, NOTEBOOK_PARAMETERS, PARAMETERS, PROFILES
@@ -35,16 +35,11 @@ def test_flat_names_round_trip_through_replace_and_to_dict():
         RunConfig.from_flat(epoch=3)
 
 
-def test_the_recipe_once_named_seed_loads_as_reference():
-    from nbprune.sweeps import expand, spec_from_dict
-    written_before = {**RunConfig().to_dict(), "recipe": "seed"}  # a run.json or record from before the rename
-    assert RunConfig.from_dict(written_before).train.recipe == "reference"
-    assert TrainConfig(recipe="seed") == TrainConfig(recipe="reference")
-    assert parse_settings({"recipe": "seed"}) == {"recipe": "reference"}
-    chains = expand(spec_from_dict({"grid": {"recipe": ["seed", "default"]}}))
-    assert [chain.config.train.recipe for chain in chains] == ["reference", "default"]
+def test_an_unknown_recipe_is_refused_naming_the_choices():
     with pytest.raises(ConfigError, match="recipe='fast' is not allowed: expected one of default, reference "):
         TrainConfig(recipe="fast")
+    with pytest.raises(ConfigError, match="recipe='seed' is not allowed"):  # the old name is not an alias any more
+        RunConfig.from_dict({**RunConfig().to_dict(), "recipe": "seed"})
 
 
 @pytest.mark.parametrize("name, value, expected", [
@@ -105,7 +100,8 @@ def test_parse_settings_types_each_value():
 def test_the_declarations_agree_with_the_registries_they_name():
     assert SETTINGS["criterion"].choices == tuple(CRITERIA)
     assert SETTINGS["activation"].choices == tuple(ACTIVATIONS)
-    assert SETTINGS["dataset"].choices == DATASETS == tuple(CLASS_NAMES)
+    assert SETTINGS["dataset"].kind == "dataset" and SETTINGS["dataset"].default == DEFAULT.name
+    assert all(SETTINGS["dataset"].check(name) == name for name in DATASETS) and DATASETS["MNIST"] is MNIST
     assert set(RUN_SETTINGS).isdisjoint(CONTROLS)
     assert Controls().begin_itr == 0 and TrainConfig().epochs == RunConfig().train.epochs == 40
 

@@ -9,9 +9,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import make_tiny_mnist
-from nbprune import DataError, input_box, load_data
+from nbprune import DataError, input_box, load_arrays, load_data
 from nbprune.config import project_root
-from nbprune.data import CLASS_NAMES, RAW_FILES, TensorLoader, data_root
+from nbprune.data import TensorLoader, data_root
+from nbprune.datasets import DATASETS, MNIST, RAW_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def test_real_mnist_split_sizes_and_statistics(real_data):
 def test_loaders_describe_their_data(tiny_data):
     spec = tiny_data.train_loader.spec
     assert spec is tiny_data.val_loader.spec is tiny_data.test_loader.spec is tiny_data.spec
-    assert (spec.dataset, spec.classes, spec.features, spec.image_shape) == ("MNIST", CLASS_NAMES["MNIST"], 784,
+    assert (spec.dataset, spec.classes, spec.features, spec.image_shape) == ("MNIST", MNIST.classes, 784,
                                                                               (28, 28))
     raw = (tiny_data.to_pixels(tiny_data.test_loader.dataset.data[:3]) * 255).round()
     assert torch.allclose(spec.standardise(raw), tiny_data.test_loader.dataset.data[:3], atol=1e-5)
@@ -123,14 +124,14 @@ def test_a_given_standardisation_is_used_instead_of_the_training_splits(tiny_roo
 
 def tiny_data_pixels(root: Path) -> torch.Tensor:
     from nbprune.data import read_raw
-    return read_raw(root, download=False)[2][0].reshape(-1).float()
+    return read_raw(root, download=False).test[0][0].reshape(-1).float()
 
 
 def test_users_own_features_are_standardised_per_feature_with_the_training_statistics():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(300, 5, generator=generator) * torch.tensor([1.0, 10.0, 100.0, 0.1, 0.0]) + 3
     labels = torch.randint(0, 3, (300,), generator=generator)
-    data = load_data(train=(features[:240].numpy(), labels[:240].numpy()), test=(features[240:], labels[240:]),
+    data = load_arrays(train=(features[:240].numpy(), labels[:240].numpy()), test=(features[240:], labels[240:]),
                      val_size=40, classes=["a", "b", "c"])
     inputs = data.train_loader.dataset.data
     assert inputs.shape == (200, 5) and data.classes == ("a", "b", "c") and data.spec.image_shape is None
@@ -149,7 +150,7 @@ def test_users_own_features_are_standardised_per_feature_with_the_training_stati
 ])
 def test_users_own_data_is_checked(train, message):
     with pytest.raises(DataError, match=message):
-        load_data(train=train, test=(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), val_size=2)
+        load_arrays(train=train, test=(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), val_size=2)
 
 
 def test_a_raw_file_that_is_a_folder_or_a_fifo_is_refused_without_hanging(tmp_path):

@@ -202,6 +202,6 @@ def test_library_functions_without_arguments_follow_the_configuration():
 @pytest.mark.parametrize("setting, registry", [("bias_compensation", "COMPENSATIONS"),
                                                ("normalise", "NORMALISATIONS")])
 def test_choice_lists_are_the_registries(setting, registry):
-    from nbprune import prune
+    from nbprune import config
 
-    assert SETTINGS[setting].choices == getattr(prune, registry)
+    assert SETTINGS[setting].choices == getattr(config, registry)

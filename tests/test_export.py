@@ -19,8 +19,9 @@ from PIL import Image
 
 from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
 from nbprune.cli import main
-from nbprune.data import CLASS_NAMES, InputSpec
-from nbprune.export import (MNIST_MEAN, MNIST_STD, ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers,
+from nbprune.data import InputSpec
+from nbprune.datasets import DATASETS, MNIST
+from nbprune.export import (ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers,
                             standalone_predictions)
 from nbprune.io import UMASK
 from nbprune.modelfile import save_model_file
@@ -31,7 +32,7 @@ WITHOUT_NBPRUNE = ("import runpy, sys; sys.modules['nbprune'] = None; sys.argv =
                    "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
-SPEC = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.2, 0.4, 784)
+SPEC = InputSpec("MNIST", MNIST.classes, 0.2, 0.4, 784)
 
 
 def pruned_model(seed: int = 0) -> SimpleNN:
@@ -123,7 +124,8 @@ def test_a_plain_state_dict_gets_mnists_published_standardisation_with_a_warning
     with pytest.warns(UserWarning, match="plain state_dict without nbprune's record"):
         out = export_model(model_file, tmp_path / "out", onnx=False)
     loader = (out / "loader.py").read_text()
-    assert f"MEAN = {MNIST_MEAN!r}  " in loader and f"STD = {MNIST_STD!r}  " in loader
+    mean, std = MNIST.standardisation
+    assert f"MEAN = {mean!r}  " in loader and f"STD = {std!r}  " in loader
 
 
 @pytest.mark.slow

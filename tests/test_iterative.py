@@ -10,7 +10,8 @@ from nbprune import ModelFileError, ScheduleError, Session, SessionError, Simple
 from nbprune.cli import main
 from nbprune.config import project_root
 from nbprune.io import read_table
-from nbprune.iterative import IterativePruning, iteration_dir
+from nbprune.iterative import IterativePruning
+from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, concatenate, session_summary
 from nbprune.retention import read_retain, schedule
 

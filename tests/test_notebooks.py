@@ -15,7 +15,7 @@ from conftest import session_held_elsewhere, wait_for, write_stand_ins
 from nbprune import ConfigError, NbpruneError, ScheduleError, Session, SessionError, read_record
 from nbprune.cli import main
 from nbprune.io import read_table
-from nbprune.iterative import iteration_dir
+from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, session_summary
 from nbprune.retention import read_retain
 from nbprune.widgets import IterationPicker, ScheduleEditor
@@ -410,12 +410,13 @@ def test_a_missing_step_is_named_with_the_notebook_that_makes_it_and_the_session
 
 def test_a_notebook_refuses_a_dataset_other_than_the_one_02_trained_on(tmp_path):
     from nbprune import RunConfig, SimpleNN
-    from nbprune.data import CLASS_NAMES, InputSpec
+    from nbprune.data import InputSpec
+    from nbprune.datasets import DATASETS
     from nbprune.modelfile import save_model_file
     from nbprune.workbook import trained_model
     session = Session(tmp_path / "s")
     model = SimpleNN()
-    model.spec = InputSpec("FashionMNIST", CLASS_NAMES["FashionMNIST"], 0.286, 0.353, 784)
+    model.spec = InputSpec("FashionMNIST", DATASETS["FashionMNIST"].classes, 0.286, 0.353, 784)
     save_model_file(model, session.dense_model_file)
     assert trained_model(session, RunConfig.from_flat(dataset="FashionMNIST")).spec.dataset == "FashionMNIST"
     with pytest.raises(ConfigError, match="02_model trained this session's model on FashionMNIST, but this "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_mnist
-from nbprune import IterativePruning, SimpleNN, evaluate, load_data, load_pruned_model, read_record, train
+from nbprune import IterativePruning, SimpleNN, evaluate, load_arrays, load_data, load_pruned_model, read_record, train
 from nbprune.cli import main
 from nbprune.export import export_model
 from nbprune.modelfile import save_model_file
@@ -91,7 +91,7 @@ def test_a_users_own_features_go_through_the_whole_workflow(tmp_path):
     centres = torch.randn(4, 12, generator=generator) * 3
     labels = torch.randint(0, 4, (900,), generator=generator)
     features = (centres[labels] + torch.randn(900, 12, generator=generator)) * 50 + 100  # far from standardised
-    data = load_data(train=(features[:700], labels[:700]), test=(features[700:], labels[700:]), val_size=100,
+    data = load_arrays(train=(features[:700], labels[:700]), test=(features[700:], labels[700:]), val_size=100,
                      classes=["north", "east", "south", "west"])
     steps = schedule(hidden=(24, 12), q=0.7)[:3]
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, num_epochs=15,

@@ -32,11 +32,14 @@ from conftest import make_tiny_mnist, session_held_elsewhere, wait_for, write_id
 from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
                      load_pruned_model)
 from nbprune.cli import main
-from nbprune.data import CLASS_NAMES, InputSpec
+from nbprune.data import InputSpec
+from nbprune.datasets import DATASETS, MNIST
 from nbprune.io import read_table
-from nbprune.iterative import IterativePruning, is_complete, iteration_dir
+from nbprune.iterative import IterativePruning
+from nbprune.session import is_complete, iteration_dir
 from nbprune.modelfile import read_model_file, save_model_file
-from nbprune.report import RESULTS_DIR, concatenate, session_summary
+from nbprune.report import concatenate, session_summary
+from nbprune.session import RESULTS as RESULTS_DIR
 from nbprune.retention import schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -594,7 +597,7 @@ def _craft(kind: str, path: Path) -> None:
         return
     else:  # a record that lies: NaN/inf/zero standardisation or an unknown activation
         model = SimpleNN(hidden=HIDDEN)
-        model.spec = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.1307, 0.3081, 784)
+        model.spec = InputSpec("MNIST", MNIST.classes, 0.1307, 0.3081, 784)
         save_model_file(model, path)
         saved = torch.load(path, weights_only=True)
         record = saved._metadata[""]["nbprune"]

@@ -22,9 +22,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nbprune import DataError, ModelFileError, SimpleNN, load_data, load_pruned_model
+from nbprune import DataError, ModelFileError, SimpleNN, load_arrays, load_data, load_pruned_model
 from nbprune.cli import main
-from nbprune.data import CLASS_NAMES, InputSpec
+from nbprune.data import InputSpec
+from nbprune.datasets import DATASETS, MNIST
 from nbprune.export import export_model
 from nbprune.model import KeepInputs
 from nbprune.modelfile import save_model_file
@@ -32,7 +33,7 @@ from test_export import run_predict_here
 from test_reliability import ENV, prune_argv
 
 HIDDEN = (20, 7)
-SPEC = InputSpec("MNIST", CLASS_NAMES["MNIST"], 0.1307, 0.3081, 784)
+SPEC = InputSpec("MNIST", MNIST.classes, 0.1307, 0.3081, 784)
 
 
 def one_error_line(capsys, *argv: str) -> str:
@@ -332,7 +333,7 @@ FEATURES, LABELS = torch.randn(24, 5), torch.arange(24) % 3
 ])
 def test_own_tensors_that_are_not_numbers_get_a_data_error(train, test, says):
     with pytest.raises(DataError) as error:
-        load_data(train=train, test=test)
+        load_arrays(train=train, test=test)
     assert says in str(error.value) and "\n" not in str(error.value)
 
 
@@ -421,7 +422,7 @@ def test_a_workbook_notebook_with_null_metadata_is_saved_stripped(name, change, 
 
 def test_evaluate_on_a_model_of_own_tensors_says_how_to_evaluate_it_in_python(tmp_path, capsys):
     train_features, train_labels, test_features, test_labels = FEATURES, LABELS, FEATURES[:12] + 1, LABELS[:12]
-    data = load_data(train=(train_features, train_labels), test=(test_features, test_labels), val_size=4)
+    data = load_arrays(train=(train_features, train_labels), test=(test_features, test_labels), val_size=4)
     model = SimpleNN(hidden=(4,), in_features=5, num_classes=3)
     model.spec = data.spec
     path = save_model_file(model, tmp_path / "own.pth")

@@ -143,7 +143,7 @@ def test_pruned_model_equals_original_with_dropped_activations_zeroed(model):
     box = (-torch.ones(6), torch.ones(6))
     scores = significance(model, "interval_adjoint", PruningContext(input_box=box))
     kept = keep_indices(scores, retain)
-    pruned = prune_nodes(model, retain, input_box=box)
+    pruned = prune_nodes(model, retain, context=PruningContext(input_box=box))
     assert type(pruned) is type(model)
     assert [layer.out_features for layer in hidden_linears(pruned)] == retain
     linears = [m for m in mlp_layers(pruned) if isinstance(m, nn.Linear)]

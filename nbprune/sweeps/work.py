@@ -23,9 +23,9 @@ def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, 
     from ..iterative import plan_run
 
     torch.set_num_threads(config.threads or 1)
-    planned = plan_run(config, session, "auto", end_itr, progress=False,
-                       download=False)  # the driver made sure the files are in data_root
-    records = planned.experiment.run(planned.model, planned.steps, session.pruning, begin_itr="auto", end_itr=end_itr)
+    experiment, planned = plan_run(config, session, "auto", end_itr, progress=False,
+                                   download=False)  # the driver made sure the files are in data_root
+    records = experiment.run(planned)
     return {record["iteration"]: record["seconds"] for record in records}
 
 
