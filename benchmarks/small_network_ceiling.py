@@ -42,6 +42,7 @@ from nbprune.model import SimpleNN  # noqa: E402
 from nbprune.modelfile import load_pruned_model  # noqa: E402
 from nbprune.retention import schedule  # noqa: E402
 from nbprune.criteria import CRITERIA  # noqa: E402
+from nbprune.training import Distillation  # noqa: E402
 
 LONG_TRAINING = {"num_epochs": 150, "patience": 150, "lr_patience": 5, "lr_drops": 6}
 
@@ -86,7 +87,7 @@ class Study:
             train_kwargs.setdefault("num_epochs", self.args.epochs)
         experiment = IterativePruning(self.data.train_loader, self.data.test_loader, val_loader=self.data.val_loader,
                                       criterion=criterion, progress=False, **train_kwargs)
-        experiment.teacher = self.teacher
+        experiment.distillation = Distillation(self.teacher) if self.teacher is not None else None
         return experiment
 
     def model(self, iteration: int) -> torch.nn.Module:

@@ -198,19 +198,21 @@ def test_pruned_iterations_distil_from_the_teacher_file_and_their_records_name_i
                                                                                    monkeypatch):
     path, _ = teacher_file
     session = Session.open(tmp_path / "session")
-    planned = plan_run(_config(tiny_root, teacher=str(path)), session, progress=False)
-    assert isinstance(planned.experiment.teacher_file.model, ConvTeacher)
+    experiment, planned = plan_run(_config(tiny_root, teacher=str(path)), session, progress=False)
+    assert isinstance(planned.teacher_file.model, ConvTeacher)
     calls, forward = [], ConvTeacher.forward
     monkeypatch.setattr(ConvTeacher, "forward", lambda module, x: calls.append(len(x)) or forward(module, x))
-    planned.experiment.run(planned.model, planned.steps, session.pruning)
+    experiment.run(planned)
     assert calls == [500]  # its outputs on the training rows are computed once per run, not once per iteration
-    assert planned.experiment.teacher is planned.experiment.teacher_file.model
+    assert experiment.distillation.teacher is planned.teacher_file.model
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     records = [read_record(session.model_file(iteration)) for iteration in range(3)]
     assert records[0].teacher is None  # the dense model trains on the labels, as without a teacher
     assert [record.teacher for record in records[1:]] == [{"file": str(path.resolve()), "sha256": digest}] * 2
-    resumed = plan_run(_config(tiny_root, teacher=str(path)), session, begin_itr=2, progress=False)
-    assert resumed.experiment.teacher is resumed.experiment.teacher_file.model  # a resume distils from it too
+    experiment, resumed = plan_run(_config(tiny_root, teacher=str(path)), session, begin_itr=2, progress=False)
+    assert resumed.dense is None  # a resume distils from the teacher file too, not from the dense model
+    experiment.run(resumed)
+    assert calls == [500, 500] and experiment.distillation.teacher is resumed.teacher_file.model
 
 
 def test_with_shifts_the_teachers_outputs_for_every_offset_are_looked_up_for_the_offset_each_row_drew(tiny_data):
@@ -238,10 +240,10 @@ def test_with_shifts_a_teacher_file_answers_once_per_offset_per_run_not_per_batc
                                                                                    monkeypatch):
     path, _ = teacher_file
     session = Session.open(tmp_path / "session")
-    planned = plan_run(_config(tiny_root, teacher=str(path), augment_shift=1), session, progress=False)
+    experiment, planned = plan_run(_config(tiny_root, teacher=str(path), augment_shift=1), session, progress=False)
     calls, forward = [], ConvTeacher.forward
     monkeypatch.setattr(ConvTeacher, "forward", lambda module, x: calls.append(len(x)) or forward(module, x))
-    planned.experiment.run(planned.model, planned.steps, session.pruning)
+    experiment.run(planned)
     assert calls == [500] * 9  # every training row under each of the nine offsets, once for both iterations
 
 
