@@ -323,13 +323,15 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
         standardisation = f"`(pixels / 255 - {spec.mean:.4f}) / {spec.std:.4f}`"
         image_note = f" or [batch, {spec.image_shape[0]}, {spec.image_shape[1]}]"
     else:
-        what = f"rows of {spec.features} features (.npy arrays of shape [rows, {spec.features}])"
-        example = first = "rows.npy"
+        what = (f"rows of {spec.features} features (.npy arrays of shape [rows, {spec.features}], or .csv files of "
+                f"rows, a header line allowed)")
+        example, first = "rows.npy rows.csv", "rows.npy"
         standardisation = "each feature minus its training mean, divided by its training standard deviation"
         image_note = ""
     kept = f" (it reads {model.inputs_kept} of them)" if model.keep_inputs is not None else ""
     return README.format(
-        dataset=spec.dataset, neurons=" + ".join(map(str, model.hidden)),
+        dataset=Path(spec.dataset).name if is_data_file(spec.dataset) else spec.dataset,
+        neurons=" + ".join(map(str, model.hidden)),
         parameters=sum(p.numel() for p in model.parameters()), source=model_file.name, provenance=provenance,
         what=what, example=example, first_example=first,
         classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),

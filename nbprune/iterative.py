@@ -25,7 +25,7 @@ from .modelfile import read_model_file, save_model_file, state_shape
 from .plan import PlannedRun, plan_iterations
 from .progress import progress_bar
 from .prune import prune_nodes
-from .retention import RetentionStep, default_steps, format_retain
+from .retention import RetentionStep, base_steps, default_steps, format_retain
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
 from .teacher import Teacher
 from .training import Distillation, fit, train as default_train
@@ -271,7 +271,7 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
     from .data import load_data_for
 
     resolve_device(config.device)
-    default_steps(config, *_declared_shape(config))  # a bad retain.txt is refused before the data is read
+    base_steps(config)  # a bad retain.txt is refused before the data is read
     data = load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
@@ -281,10 +281,3 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)
 
-
-def _declared_shape(config: RunConfig) -> tuple[int, int] | tuple[()]:
-    """Return a declared dataset's (features, classes), or () for a data file (known once it is read)."""
-    from .datasets import DATASETS
-
-    dataset = DATASETS.get(config.data.dataset)
-    return (dataset.features, len(dataset.classes)) if dataset is not None else ()

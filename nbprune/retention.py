@@ -259,6 +259,14 @@ def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
     return steps
 
 
+def base_steps(config: RunConfig, steps=None) -> list[RetentionStep]:
+    """Return the schedule's rows a configuration asks for, before the columns that need the data's shape: `steps`,
+    else its retain.txt (checked), else round(h * q**t) for its hidden sizes."""
+    if steps is not None or config.schedule.retain is not None:
+        return as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
+    return GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
+
+
 def default_steps(config: RunConfig, features: int | None = None, classes: int | None = None, steps=None
                   ) -> list[RetentionStep]:
     """Return the schedule a configuration asks for: `steps`, else its retain.txt, else round(h * q**t) for its
@@ -276,12 +284,10 @@ def default_steps(config: RunConfig, features: int | None = None, classes: int |
                                 f"classes)).")
         dataset = dataset_named(config.data.dataset)
         features, classes = dataset.features, len(dataset.classes)
-    if steps is not None or config.schedule.retain is not None:
-        steps = as_schedule(steps if steps is not None else config.schedule.retain, config.model.hidden)
-        if options.prune_inputs and config.schedule.input_q is None:  # one source: the file's rate, not config's q
-            steps = inputs_as_hidden(steps, features)
-    else:
-        steps = GeneratePruneData(config.model.hidden, config.schedule.q, range(config.schedule.iterations)).data
+    from_rows = steps is not None or config.schedule.retain is not None
+    steps = base_steps(config, steps)
+    if options.prune_inputs and config.schedule.input_q is None and from_rows:  # one source: the rows' own rate
+        steps = inputs_as_hidden(steps, features)
     parameters = mlp_parameters(features, steps[0].retained, classes) if by_parameters else None
     return with_budgets(steps, features if options.prune_inputs else None,
                         config.schedule.input_q or config.schedule.q, parameters)

@@ -8,6 +8,7 @@ standardisation, how it was trained), written atomically and loaded with weights
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -24,6 +25,7 @@ from torch import nn
 
 from .config import or_default
 from .data import DataSplits, InputSpec, TensorLoader
+from .datasets import DEFAULT
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
@@ -41,8 +43,8 @@ STANDARDISATION_TOLERANCE = 0.02  # another seed's split moves MNIST's mean and 
 class ConvTeacher(nn.Module):
     """Two 3x3 convolutions (each ReLU and 2x2 max-pooling) and a two-layer head, on standardised flat images."""
 
-    def __init__(self, channels: tuple[int, int] = (16, 32), head: int = 128, num_classes: int = 10,
-                 image_shape: tuple[int, int] = (28, 28)):
+    def __init__(self, channels: tuple[int, int] = (16, 32), head: int = 128,
+                 num_classes: int = len(DEFAULT.classes), image_shape: tuple[int, int] = DEFAULT.image_shape):
         super().__init__()
         self.channels, self.head, self.image_shape = tuple(channels), head, tuple(image_shape)
         self.conv1 = nn.Conv2d(1, channels[0], 3, padding=1)
@@ -73,11 +75,27 @@ class TrainedTeacher:
     settings: dict
 
 
-def train_teacher(data: DataSplits, epochs: int = 8, *, channels: tuple[int, int] = (16, 32), head: int = 128,
-                  lr: float = 3e-3, weight_decay: float = 1e-4, max_shift: int = 2, batch_size: int = 128,
-                  seed: int | None = None, progress: bool = True) -> TrainedTeacher:
-    """Return a ConvTeacher trained on `data`'s training split only (AdamW, one-cycle schedule, random shifts of up
-    to `max_shift` pixels), holding the weights of the epoch with the best validation accuracy."""
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How `nbprune teacher` builds and trains its network: channels of the two convolutions, the head's width,
+    AdamW's learning rate and weight decay, random shifts of up to `max_shift` pixels, and the batch size."""
+
+    channels: tuple[int, int] = (16, 32)
+    head: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    max_shift: int = 2
+    batch_size: int = 128
+
+
+def train_teacher(data: DataSplits, epochs: int = 8, recipe: TeacherRecipe | None = None, *, seed: int | None = None,
+                  progress: bool = True, **changes) -> TrainedTeacher:
+    """Return a ConvTeacher trained on `data`'s training split only (AdamW, one-cycle schedule, random shifts),
+    holding the weights of the epoch with the best validation accuracy. `recipe` (default TeacherRecipe()) says how,
+    with any of its fields changed by name (e.g. channels=(4, 8), head=16)."""
+    recipe = dataclasses.replace(recipe or TeacherRecipe(), **changes)
+    channels, head, lr, batch_size = recipe.channels, recipe.head, recipe.lr, recipe.batch_size
+    weight_decay, max_shift = recipe.weight_decay, recipe.max_shift
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise NbpruneError(f"epochs={epochs!r} is not allowed: expected a whole number >= 1 (8 is the default).")
     spec = data.spec

@@ -124,11 +124,13 @@ def standardise(values):
 
 
 def read_inputs(path):
-    """Return the inputs in a PNG or .npy file: images as [N, *IMAGE_SHAPE] in [0, 1], features as [N, features]."""
+    """Return the inputs in a PNG, .npy or (features) .csv file: images as [N, *IMAGE_SHAPE] in [0, 1], features as
+    [N, features]."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".png", ".npy") or (suffix == ".png" and IMAGE_SHAPE is None):
-        kinds = ".png image or a .npy array" if IMAGE_SHAPE is not None else ".npy array of rows of features"
+    if suffix not in ((".png", ".npy") if IMAGE_SHAPE is not None else (".npy", ".csv")):
+        kinds = ".png image or a .npy array" if IMAGE_SHAPE is not None else ".npy array or a .csv file of rows of " \
+                                                                             "features"
         raise ValueError(f"{path}: expected a {kinds}")
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file")
@@ -140,7 +142,7 @@ def read_inputs(path):
             pixels = nn.functional.interpolate(pixels[None, None], size=IMAGE_SHAPE, mode="bilinear",
                                                antialias=True)[0, 0]
         return pixels[None]
-    values = read_npy(path)
+    values = read_npy(path) if suffix == ".npy" else read_csv(path)
     if values.numel() == 0:
         raise ValueError(f"{path} holds an empty array of shape {list(values.shape)}: expected at least one input")
     if IMAGE_SHAPE is None:
@@ -185,6 +187,35 @@ def scale(values, path):
         raise ValueError(f"{path} holds values up to {high:g}, which is ambiguous (fractions stop at 1, grey levels "
                          f"this dark are unlikely): expected fractions in [0, 1], or grey levels 0..255")
     return wide.float()
+
+
+def read_csv(path):
+    """Return the rows of a CSV file of features as a float64 tensor [rows, features]. A first line that is not
+    numbers is a header; the columns it names `label` or `split` (as in a training file) are left out."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as stream:
+        rows = [row for row in csv.reader(stream) if any(field.strip() for field in row)]
+    keep = None
+    if rows and not all(_is_number(field) for field in rows[0]):
+        header, rows = [name.strip() for name in rows[0]], rows[1:]
+        keep = [k for k, name in enumerate(header) if name not in ("label", "split")]
+    values = []
+    for number, row in enumerate(rows, start=2 if keep is not None else 1):
+        fields = [row[k] for k in keep if k < len(row)] if keep is not None else row
+        if values and len(fields) != len(values[0]) or not all(_is_number(field) for field in fields):
+            raise ValueError(f"{path} line {number}: expected {len(values[0]) if values else 'the same number of'} "
+                             f"numbers separated by commas")
+        values.append([float(field) for field in fields])
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def read_npy(path):

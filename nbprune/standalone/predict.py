@@ -16,7 +16,7 @@ from loader import CLASSES, IMAGE_SHAPE, load_pruned_model, read_inputs, standar
 from model import InputError, SimpleNN  # noqa: E402
 
 USAGE = ("usage: python predict.py image.png [images.npy ...]  (grey images like the training data)"
-         if IMAGE_SHAPE is not None else "usage: python predict.py rows.npy [more.npy ...]  (rows of features)")
+         if IMAGE_SHAPE is not None else "usage: python predict.py rows.npy [rows.csv ...]  (rows of features)")
 
 
 def main(paths):

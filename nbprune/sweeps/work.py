@@ -57,9 +57,9 @@ def _copy_dense(dense: Session, session: Session) -> None:
 
 def chain_steps(chain: Chain, end_itr: int | None) -> list[int]:
     """Return the iterations a chain runs: its schedule up to end_itr."""
-    from ..retention import default_steps
+    from ..retention import base_steps
 
-    return [step.iteration for step in default_steps(chain.config)
+    return [step.iteration for step in base_steps(chain.config)
             if end_itr is None or step.iteration <= end_itr]
 
 
