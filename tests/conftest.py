@@ -29,6 +29,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def tree_bytes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes | None]:
+    """Return every path under `root`, relative, with its bytes (None for a folder), leaving out names in `skip`;
+    {} when `root` does not exist. Two equal snapshots prove nothing was written, moved or removed."""
+    if not root.exists():
+        return {}
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
+            for path in sorted(root.rglob("*")) if path.name not in skip}
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file (magic 0x0801 for labels, 0x0803 for images)."""
     path.parent.mkdir(parents=True, exist_ok=True)

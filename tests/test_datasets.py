@@ -1,0 +1,170 @@
+"""Datasets: one declaration makes a new IDX dataset usable by every door, and a user's own data file (.npz, .csv)
+goes through prune, evaluate and export, with bad files refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tree_bytes, write_idx
+from nbprune.cli import main
+from nbprune.data import load_data
+from nbprune.datasets import DATASETS, Dataset, declare
+from nbprune.export import run_standalone, standalone_predictions
+from nbprune.session import Session
+
+TINY_SHAPE = (6, 5)  # a dataset of another shape than MNIST's, so nothing can lean on 28x28 or 784
+
+
+@pytest.fixture
+def tiny_letters(tmp_path):
+    """Declare a three-class IDX dataset of 6x5 images (in the test, as a user would in their own code) and write
+    its files; yield its data root, then forget the declaration."""
+    declare(Dataset("TinyLetters", ("a", "b", "c"), TINY_SHAPE, (0.3, 0.3)))
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "data" / "TinyLetters" / "raw"
+    for split, count in (("train", 300), ("t10k", 90)):
+        labels = rng.integers(0, 3, size=count)
+        images = rng.integers(0, 50, size=(count, *TINY_SHAPE))
+        for image, label in zip(images, labels):
+            image[:, label:label + 2] += 180  # each class lights its own columns
+        write_idx(raw / f"{split}-images-idx3-ubyte", np.clip(images, 0, 255))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    yield tmp_path / "data"
+    DATASETS.pop("TinyLetters")
+
+
+@pytest.mark.slow
+def test_a_dataset_declared_once_runs_through_prune_evaluate_and_export(tiny_letters, tmp_path, capsys):
+    data = load_data(tiny_letters, "TinyLetters", val_size=30, download=False)
+    assert data.spec.image_shape == TINY_SHAPE and data.spec.features == 30 and data.classes == ("a", "b", "c")
+    session = tmp_path / "session"
+    assert main(["prune", "--dataset", "TinyLetters", "--data-root", str(tiny_letters), "--session-dir",
+                 str(session), "--hidden", "12", "6", "--epochs", "2", "--val-size", "30", "--end-itr", "2",
+                 "--prune-inputs", "--no-progress"]) == 0
+    model_file = Session(session).model_file(2)
+    capsys.readouterr()
+    assert main(["evaluate", str(model_file), "--data-root", str(tiny_letters)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["dataset"] == "TinyLetters"
+    assert main(["export", str(model_file), str(tmp_path / "out"), "--no-onnx"]) == 0
+    images = np.frombuffer((tiny_letters / "TinyLetters" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[16:],
+                           dtype=np.uint8).reshape(-1, *TINY_SHAPE)
+    labels = np.frombuffer((tiny_letters / "TinyLetters" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()[8:],
+                           dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    rows = standalone_predictions(run_standalone(tmp_path / "out", tmp_path / "images.npy"))
+    accuracy = 100 * np.mean([label == "abc"[k] for (_, label, _), k in zip(rows, labels)])
+    assert len(rows) == len(images) == 90
+    assert round(accuracy, 2) == round(evaluated["Test_Accuracy"], 2)
+
+
+def write_npz(path, rows: int = 400, features: int = 7, count: int = 3, seed: int = 0, **changes):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features)).astype(np.float32) * np.arange(1, features + 1) + 5
+    y = (x[:, :count] / np.arange(1, count + 1)).argmax(axis=1)
+    arrays = {"x_train": x[:rows * 3 // 4], "y_train": y[:rows * 3 // 4], "x_test": x[rows * 3 // 4:],
+              "y_test": y[rows * 3 // 4:], **changes}
+    np.savez(path, **{name: value for name, value in arrays.items() if value is not None})
+    return path
+
+
+@pytest.mark.slow
+def test_a_users_npz_runs_through_prune_evaluate_and_export_which_agree_on_the_test_accuracy(tmp_path, capsys,
+                                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_npz(tmp_path / "my.npz", rows=800)
+    assert main(["prune", "--dataset", "my.npz", "--session-dir", "s", "--hidden", "16", "8", "--epochs", "3",
+                 "--end-itr", "2", "--no-progress"]) == 0
+    model_file = Session(tmp_path / "s").model_file(2)
+    capsys.readouterr()
+    assert main(["evaluate", str(model_file)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["dataset"] == str(tmp_path / "my.npz")
+    assert main(["export", str(model_file), "out", "--no-onnx"]) == 0
+    arrays = np.load(tmp_path / "my.npz")
+    np.save(tmp_path / "test.npy", arrays["x_test"])
+    with open(tmp_path / "test.csv", "w", newline="") as stream:  # the same rows as CSV, with a header and labels
+        writer = csv.writer(stream)
+        writer.writerow([*(f"x{k}" for k in range(7)), "label"])
+        writer.writerows([*map(float, row), int(label)] for row, label in zip(arrays["x_test"], arrays["y_test"]))
+    for inputs in ("test.npy", "test.csv"):
+        rows = standalone_predictions(run_standalone(tmp_path / "out", tmp_path / inputs))
+        accuracy = 100 * np.mean([label == str(k) for (_, label, _), k in zip(rows, arrays["y_test"])])
+        assert f"{accuracy:.2f}" == f"{evaluated['Test_Accuracy']:.2f}", inputs
+
+
+def test_a_users_csv_is_read_with_its_split_column(tmp_path):
+    path = tmp_path / "mine.csv"
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["height", "label", "width", "split"])
+        writer.writerows([[k, k % 2, 2 * k, "train" if k < 40 else "test"] for k in range(50)])
+    data = load_data(name=str(path), val_size=5)
+    assert data.spec.features == 2 and data.classes == ("0", "1") and data.spec.image_shape is None
+    assert len(data.train_loader.dataset) == 35 and len(data.test_loader.dataset) == 10
+    assert data.name == str(path.resolve())
+
+
+BAD_NPZ = [
+    ({"x_test": None}, r"lacks the array\(s\) x_test"),
+    ({"y_train": np.arange(300) % 3 + 1}, "no training row has label 0.*counted from 1"),
+    ({"y_train": -(np.arange(300) % 3)}, "includes -2"),
+    ({"y_train": np.arange(300) % 3 * 1.0}, "y_train holds float64 values"),
+    ({"x_train": np.full((300, 7), np.nan)}, "NaN or infinite values"),
+    ({"x_test": np.ones((100, 6))}, "training rows have 7 features, test rows 6"),
+    ({"y_test": np.arange(99) % 3}, r"y_test has shape \[99\]: expected \[100\]"),
+    ({"classes": np.array(["a", "b"])}, "labels go up to 2 but `classes` names 2"),
+    ({"x_train": np.array([["a"] * 7] * 300)}, "x_train holds <U1 values"),
+]
+
+
+@pytest.mark.parametrize("changes, says", BAD_NPZ, ids=[says[:30] for _, says in BAD_NPZ])
+def test_a_bad_npz_is_refused_in_one_line_before_anything_is_written(changes, says, tmp_path, capsys):
+    path = write_npz(tmp_path / "bad.npz", **changes)
+    before = tree_bytes(tmp_path)
+    assert main(["prune", "--dataset", str(path), "--session-dir", str(tmp_path / "s"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and err.startswith("nbprune: error:") and err.count("\n") == 1, err
+    assert tree_bytes(tmp_path) == before
+
+
+BAD_CSV = [
+    ("a,b,label\n1,2,0\n", r"lacks the column\(s\) split"),
+    ("a,label,split\n1,0,train\n2,1\n", "line 3 has 2 fields, the header 3"),
+    ("a,label,split\n1,0,train\nx,1,test\n", "line 3: .* not a number"),
+    ("a,label,split\n1,0,train\n2,1,validation\n", "split 'validation' is not allowed"),
+    ("a,label,split\n1,0,train\n2,1,train\n", "has no 'test' rows"),
+    ("a,label,split\nnan,0,train\n2,0,test\n", "NaN or infinite values"),
+]
+
+
+@pytest.mark.parametrize("text, says", BAD_CSV, ids=[says[:30] for _, says in BAD_CSV])
+def test_a_bad_csv_is_refused_in_one_line_before_anything_is_written(text, says, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    before = tree_bytes(tmp_path)
+    assert main(["prune", "--dataset", str(path), "--session-dir", str(tmp_path / "s"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and err.startswith("nbprune: error:") and err.count("\n") == 1, err
+    assert tree_bytes(tmp_path) == before
+
+
+def test_a_dataset_that_is_neither_declared_nor_a_data_file_is_refused_by_name(capsys):
+    assert main(["prune", "--dataset", "KMNIST", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset='KMNIST' is not allowed: expected one of MNIST, FashionMNIST, or a file of your own data" in err
+
+
+def test_declaring_a_dataset_twice_differently_or_with_a_file_name_is_refused():
+    with pytest.raises(ValueError, match="declared twice"):
+        declare(Dataset("MNIST", ("x",), (2, 2), (0.5, 0.5)))
+    with pytest.raises(ValueError, match="looks like a file"):
+        declare(Dataset("mine.npz", ("x",), (2, 2), (0.5, 0.5)))
+    assert declare(DATASETS["MNIST"]) is DATASETS["MNIST"]  # the same declaration again is harmless
+    assert torch.Size(DATASETS["FashionMNIST"].image_shape).numel() == DATASETS["FashionMNIST"].features
