@@ -61,7 +61,8 @@ class InputSpec:
     @property
     def standardisation(self) -> tuple[float, ...]:
         """Return the mean and std values as one tuple: two numbers for images, two per feature otherwise."""
-        return tuple(value for part in (self.mean, self.std) for value in (part if isinstance(part, tuple) else (part,)))
+        parts = (self.mean, self.std)
+        return tuple(value for part in parts for value in (part if isinstance(part, tuple) else (part,)))
 
     def same_inputs(self, other: "InputSpec", tolerance: float) -> bool:
         """Return whether `other` describes inputs of this dataset standardised alike (relative `tolerance`)."""
