@@ -179,3 +179,33 @@ def test_the_checks_catch_a_circle_and_an_upward_import():
     assert [str(edge) for edge in upward_edges(edges, layers)] == ["a -> c (line 2)"]
     assert {edge.where for edge in find_cycle(edges)} == {"line 1", "line 2", "line 3"}
     assert find_cycle(edges[:2]) == []
+
+
+# --- the method's core stays lean (issue 28) ------------------------------------------------------------------------
+CORE = [name for name in package_graph()[0] if name.count(".") == 1 and not name.startswith(
+    ("nbprune.course", "nbprune.sweeps", "nbprune.cli", "nbprune.workbook", "nbprune.widgets", "nbprune.figures",
+     "nbprune.diagnostics", "nbprune.primer", "nbprune.exercises", "nbprune.compare", "nbprune.lab"))]
+MAX_PARAMETERS = 8
+REFERENCE_SHAPED = {("nbprune.training", "train")}  # train(model, train_loader, test_loader, lr, num_epochs, ...)
+
+
+def named_parameters(function: ast.FunctionDef) -> list[str]:
+    """Return a function's parameters by name, without self/cls, *args and **kwargs."""
+    arguments = function.args
+    return [argument.arg for argument in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
+            if argument.arg not in ("self", "cls")]
+
+
+def test_no_function_of_the_core_takes_more_than_eight_parameters_but_the_reference_shaped_train():
+    modules = package_modules()
+    crowded = [f"{module}.{node.name} ({len(named_parameters(node))})" for module in CORE
+               for node in ast.walk(ast.parse(modules[module].read_text(encoding="utf-8")))
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and len(named_parameters(node)) > MAX_PARAMETERS and (module, node.name) not in REFERENCE_SHAPED]
+    assert not crowded, f"functions with more than {MAX_PARAMETERS} parameters: {', '.join(crowded)}"
+
+
+def test_the_pruning_loop_is_a_small_class():
+    tree = ast.parse(package_modules()["nbprune.iterative"].read_text(encoding="utf-8"))
+    loop = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "IterativePruning")
+    assert loop.end_lineno - loop.lineno + 1 <= 150
