@@ -1,10 +1,13 @@
 """The questionnaire closing each notebook: registered in nbprune.exercises, shown by `questionnaire("NN")`, every
 answer opened by `solution("NN.qK")`."""
 
+import nbformat
 import pytest
 
 from nbprune import exercises
 from nbprune.exercises import ask, questionnaire, questions_of, solution
+from nbprune.lab import NOTEBOOKS
+from nbprune.workbook import notebooks_path
 
 
 def test_questions_register_once_show_in_order_and_open_their_answers(monkeypatch):
@@ -25,3 +28,20 @@ def test_questions_register_once_show_in_order_and_open_their_answers(monkeypatc
     with pytest.raises(KeyError, match="has no questionnaire"):
         questionnaire("yy")
 
+
+def questionnaire_notebooks() -> list[str]:
+    """Return the workbook notebooks that close with a questionnaire."""
+    return [name for name in NOTEBOOKS if any(cell.source.startswith("## Questionnaire") for cell in
+                                              nbformat.read(notebooks_path() / f"{name}.ipynb", as_version=4).cells)]
+
+
+@pytest.mark.parametrize("name", questionnaire_notebooks())
+def test_a_questionnaire_has_eight_to_ten_answered_questions_and_its_notebook_shows_it(name):
+    number = name[:2]
+    keys = questions_of(number)
+    assert 8 <= len(keys) <= 10, f"{name}: {len(keys)} questions"
+    for key in keys:
+        assert len(solution(key).split()) >= 5, f"{key}: answer it in a sentence or more"
+    cells = nbformat.read(notebooks_path() / f"{name}.ipynb", as_version=4).cells
+    heading = next(index for index, cell in enumerate(cells) if cell.source.startswith("## Questionnaire"))
+    assert any(cell.cell_type == "code" and f'questionnaire("{number}")' in cell.source for cell in cells[heading:])
