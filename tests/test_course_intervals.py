@@ -288,7 +288,8 @@ def context_of(key: str) -> dict:
     return {name: tiny_session_inputs()[name] for name in NEEDS.get(key, ())}
 
 
-WRONG = {"00.build": (forward_without_relu, interval_adjoint_by_hand), "00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5),
+WRONG = {"00.build": (forward_without_relu, interval_adjoint_by_hand),
+         "00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5),
          "04.1": 1234.5, "04.2": 3, "04.3": "B", "04.4": 257}
 NEEDS = {"00.build": ("model", "box"), "04.1": ("model",), "04.2": ("box",), "04.4": ("schedule", "features")}
 
@@ -427,7 +428,8 @@ def test_the_primer_runs_headless_and_its_copy_shows_its_figure_and_the_build_ch
     nbformat.write(solved, tmp_path / "solved.ipynb")
     parameters = {"data_root": str(tiny_root), "val_size": 100}
     verdicts = {}
-    for name, notebook in (("committed", notebooks_path() / "00_intervals.ipynb"), ("solved", tmp_path / "solved.ipynb")):
+    runs = (("committed", notebooks_path() / "00_intervals.ipynb"), ("solved", tmp_path / "solved.ipynb"))
+    for name, notebook in runs:
         executed = tmp_path / f"{name}_run.ipynb"
         papermill.execute_notebook(str(notebook), str(executed), kernel_name="python3", progress_bar=False,
                                    parameters={**parameters, "session_dir": str(tmp_path / name)})

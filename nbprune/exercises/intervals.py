@@ -15,7 +15,7 @@ from ..criteria import PruningContext, first_layer_view, interval_adjoint, inter
 from ..data import MNISTData
 from ..config import RunConfig
 from ..interval import Interval
-from ..model import SimpleNN, linear_layers
+from ..model import SimpleNN, linear_layers, mlp_layers
 from ..primer import primer_box, primer_network
 from ..session import Session
 from ..training import fit, training_settings
@@ -179,6 +179,9 @@ def _first_difference(mine, library: list[Interval], what: str, names: list[str]
     if len(mine) != len(library):
         return f"{what} returned {len(mine)} pairs, expected {len(library)}: one (lower, upper) per linear layer"
     for name, pair, interval in zip(names, mine, library):
+        pair = tuple(pair)
+        if len(pair) != 2:
+            return f"{what} gave {len(pair)} tensors for {name}, expected a pair (lower, upper)"
         for end, value, expected in zip(("lower", "upper"), pair, (interval.lower, interval.upper)):
             value = torch.as_tensor(value).to(expected.dtype)
             if value.shape != expected.shape:
@@ -208,8 +211,8 @@ def _built(model: nn.Module | None = None, box=None) -> WorkedCode:
                       "(forward, adjoint), checked against nbprune on `model` over `box`.", solver=_built)
 def build_it_yourself(answer, model: nn.Module, box) -> Verdict:
     forward, adjoint = answer
-    if getattr(model, "activation", "relu") != "relu":
-        return Verdict(False, f"this network uses {model.activation}; the functions are for a ReLU network.")
+    if any(isinstance(layer, nn.Sigmoid) for layer in mlp_layers(model)):
+        return Verdict(False, "this network uses sigmoid; the functions are for a ReLU network.")
     weights, biases = linears_of(model)
     rows = _box_of(model, box)
     sizes = "-".join(str(size) for size in [weights[0].shape[1], *(weight.shape[0] for weight in weights)])

@@ -114,8 +114,8 @@ ask("02.q3", "Why is a pruned network still an ordinary, smaller SimpleNN, and w
     "only special sparse kernels turn into speed.")
 ask("02.q4", "What does the validation loss decide while a network trains?",
     "Which epoch's weights are kept (the lowest validation loss so far), when the learning rate drops (×0.2 once "
-    "more than lr_patience epochs in a row brought no improvement, in the default recipe) and when training stops (patience epochs without improvement, or lr_drops drops "
-    "without one).")
+    "more than lr_patience epochs in a row brought no improvement, in the default recipe) and when training "
+    "stops (patience epochs without improvement, or lr_drops drops without one).")
 ask("02.q5", "Why is the test accuracy printed during training but never used to decide anything?",
     "So that it stays an honest estimate of accuracy on unseen images. If it chose the epoch or the learning rate, "
     "the reported figure would belong to a model picked for doing well on the test images, and would be "
@@ -131,9 +131,9 @@ ask("02.q7", "Which network does notebook 04 prune: the one this notebook traine
     "03 and 04 read only the architecture and activation from this notebook's best_model.pth.")
 ask("02.q8", "What does a model file record, and why is that enough to rebuild the network?",
     "Its weights (and, after input pruning, which inputs are kept) together with a record of the architecture "
-    "(input size, hidden sizes, classes), the activation, the dataset and the standardisation. SimpleNN.from_file builds a network of that shape and loads "
-    "the weights into it, and the standardisation lets it read new images the way it was trained: no other file or "
-    "flag is needed.")
+    "(input size, hidden sizes, classes), the activation, the dataset and the standardisation. SimpleNN.from_file "
+    "builds a network of that shape and loads the weights into it, and the standardisation lets it read new images "
+    "the way it was trained: no other file or flag is needed.")
 ask("02.q9", "Halving every hidden layer of a 784-256-64-10 network removes half its hidden neurons. Does it remove "
              "half its parameters?",
     "About half of the first layer's (its weights scale with the first hidden size), but the weights between two "
