@@ -111,9 +111,9 @@ ask("01.q7", "What does the seed decide in this notebook, and what stays the sam
     "same, image for image; so are the mean and the standard deviation.")
 ask("01.q8", "Why does every model file record the standardisation (mean and std)?",
     "A network's weights only make sense for inputs standardised the way it was trained. To predict on new images "
-    "(notebooks 05 and 06, `nbprune predict`) they must be standardised with the training split's mean and std, "
-    "which depend on the dataset, subset and split; the file carries them so the model reads new images correctly "
-    "without the training data.")
+    "(notebooks 05 and 06, the exported folder's predict.py) they must be standardised with the training split's "
+    "mean and std, which depend on the dataset, subset and split; the file carries them so the model reads new "
+    "images correctly without the training data.")
 ask("01.q9", "What is notebook 04's input box, and why is it narrower than the range from a black to a white pixel?",
     "For each pixel, the interval from its smallest to its largest standardised value over the training images. "
     "Many pixels never reach white in any image, and some (near the corners) are black in every one, so their "

@@ -109,9 +109,10 @@ ask("02.q2", "What does removing neuron j of a hidden layer remove from the weig
     "layer's weight matrix (where the next layer reads it).")
 ask("02.q3", "Why is a pruned network still an ordinary, smaller SimpleNN, and why does that matter for speed?",
     "Removing whole neurons (structured pruning) leaves dense layers of fewer rows and columns, so the pruned "
-    "network is a SimpleNN with smaller hidden sizes and runs as fast as its size allows with ordinary matrix "
-    "products. Removing single weights (unstructured pruning) leaves matrices of the same shape full of zeros, which "
-    "only special sparse kernels turn into speed.")
+    "network is a SimpleNN with smaller hidden sizes, computed with the same ordinary matrix products on smaller "
+    "matrices (faster, though not always in proportion: docs/results.md measures it). Removing single weights "
+    "(unstructured pruning) leaves matrices of the same shape full of zeros, which only special sparse kernels turn "
+    "into speed.")
 ask("02.q4", "What does the validation loss decide while a network trains?",
     "Which epoch's weights are kept (the lowest validation loss so far), when the learning rate drops (×0.2 once "
     "more than lr_patience epochs in a row brought no improvement, in the default recipe) and when training "
