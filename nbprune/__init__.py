@@ -45,7 +45,7 @@ _EXPORTS = {
                     "outside_box", "constant_features", "constant_feature_shift", "neuron_costs"),
     "figures": ("plot_primer_ranges", "plot_width_against_range", "plot_significance_distribution",
                 "plot_comparison"),
-    "exercises": ("check", "solution", "question"),
+    "exercises": ("check", "solution", "question", "questionnaire"),
     "compare": ("compare_criteria", "plan_comparison", "level_summary", "winners", "conclusion"),
 }
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 # --- 00_intervals and 04_iterative_pruning (the interval primer, the criterion's diagnostics) ----------------------
-def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, path=None):
-    """Return the primer's picture: the hidden pre-activations the sampled inputs produce inside the interval box
-    [z1] x [z2], and the sampled outputs against the output's interval; save it when `path` is given."""
+def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, output_network: str = "",
+                       path=None):
+    """Return the primer's picture: the hidden pre-activations (z1, z2) the sampled inputs produce inside the
+    interval box [z1] x [z2], and the outputs of a network (`output_network` says which, e.g. "W2 = (1, 1)") over
+    the same inputs against its interval; save it when `path` is given."""
     import seaborn as sns
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -18,13 +20,17 @@ def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, p
     low, high = hidden_box.lower.reshape(-1).tolist(), hidden_box.upper.reshape(-1).tolist()
     plane.add_patch(Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1], fill=False, color="tab:red",
                               linewidth=2, label="interval box [z1] x [z2]"))
-    plane.scatter(hidden_samples[:, 0], hidden_samples[:, 1], s=1, alpha=0.3, label="sampled inputs")
+    plane.scatter(hidden_samples[:, 0], hidden_samples[:, 1], s=1, alpha=0.3,
+                  label=f"(z1, z2) of {len(hidden_samples):,} sampled inputs")
     plane.set(xlabel="z1", ylabel="z2", title="hidden pre-activations", aspect="equal")
-    plane.legend(fontsize=8, loc="upper right", markerscale=8)
-    sns.histplot(x=output_samples.reshape(-1).tolist(), ax=line, bins=60, stat="density", color="tab:blue")
-    for bound in (output_box.lower.item(), output_box.upper.item()):
-        line.axvline(bound, color="tab:red", linewidth=2)
-    line.set(xlabel="output y", title="sampled outputs; red: the interval bound")
+    plane.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), markerscale=8)  # below: off the points
+    sns.histplot(x=output_samples.reshape(-1).tolist(), ax=line, bins=60, stat="density", color="tab:blue",
+                 label="y of the sampled inputs")
+    for position, bound in enumerate((output_box.lower.item(), output_box.upper.item())):
+        line.axvline(bound, color="tab:red", linewidth=2, label="interval [y]" if position == 0 else None)
+    network = f" of the network with {output_network}" if output_network else ""
+    line.set(xlabel="output y", title=f"output y{network}")
+    line.legend(fontsize=8, loc="upper right")
     if path is not None:
         save_figure(figure, path)
     return figure

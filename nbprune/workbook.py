@@ -33,7 +33,7 @@ _TRAINING = ("batch_size", "recipe", "lr", "epochs", "patience", "lr_patience", 
 # The settings each notebook's parameters cell declares, in order. Everything else comes from the session:
 # 03 reads the architecture from the model 02 trained, 04 the schedule 03 saved, 05 and 06 the model files' records.
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "00_intervals": ("session_dir",),
+    "00_intervals": ("session_dir", *_DATA, "threads"),
     "01_data": ("session_dir", *_DATA),
     "02_model": ("session_dir", *_DATA, "device", "threads", "hidden", "activation", "demo_epochs", "batch_size",
                  "lr"),

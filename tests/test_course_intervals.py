@@ -1,5 +1,6 @@
-"""The interval primer (00_intervals) and the corrected 04: the hand numbers against the library, both activations'
-rules against sampling, the exercises' solutions, the diagnostics on tiny models, input_q, and 00 run headless."""
+"""The interval primer (00_intervals) and the corrected 04: the hand numbers against the library (ReLU and sigmoid),
+both activations' rules against sampling, the build-it-yourself solution against the library, the exercises'
+solutions, the diagnostics on tiny models, input_q, and 00 run headless."""
 
 import math
 
@@ -16,7 +17,9 @@ from nbprune import (Interval, PruneConfig, PruningContext, RunConfig, SimpleNN,
                      plot_significance_distribution, plot_width_against_range, primer_box, primer_network,
                      rank_correlation, sample_box, sampled_range, seed_correlations, significance, solution,
                      width_table)
-from nbprune.exercises import exercises_of
+from nbprune.exercises import exercises_of, questions_of
+from nbprune.exercises.intervals import (interval_adjoint_by_hand, interval_forward_by_hand, linears_of,
+                                         network_to_check)
 from nbprune.retention import GeneratePruneData, read_retain
 from nbprune.workbook import notebooks_path
 
@@ -112,6 +115,162 @@ def test_sampling_shows_the_dependency_problem():
     assert pairs(interval_forward(summing, box)[-1]) == [(0.0, 4.5)] and outputs.max().item() == pytest.approx(3.0)
 
 
+def test_the_rules_of_interval_arithmetic_worked_in_00():
+    a, b = Interval(torch.tensor(1.0), torch.tensor(2.0)), Interval(torch.tensor(-3.0), torch.tensor(1.0))
+    assert pairs(a + b) == [(-2.0, 3.0)] and pairs(-2 * b) == [(-2.0, 6.0)] and pairs(a * b) == [(-6.0, 2.0)]
+
+
+def flat(interval: Interval) -> list[float]:
+    return [value for pair in pairs(interval) for value in pair]
+
+
+def test_the_sigmoid_primers_hand_numbers_are_the_librarys():
+    network, box = primer_network(activation="sigmoid"), primer_box()
+    z, y = interval_forward(network, box)
+    sigma = torch.sigmoid(torch.tensor([-2.0, 3.0, -1.0, 1.5], dtype=torch.float64)).tolist()
+    slope = [s * (1 - s) for s in sigma]  # sigma' at -2, 3, -1, 1.5
+    assert flat(z.sigmoid()) == pytest.approx(sigma)
+    assert flat(y) == pytest.approx([sigma[0] - sigma[3], sigma[1] - sigma[2]])
+    assert [round(v, 4) for v in flat(y)] == [-0.6984, 0.6836]
+    z_bar = interval_adjoint(network, [z, y])[0]
+    assert flat(z_bar) == pytest.approx([slope[1], 0.25, -0.25, -slope[3]])  # sigma'(3) < sigma'(-2)
+    with torch.no_grad():
+        x_bar = z_bar @ network.fc1.weight
+    assert flat(x_bar) == pytest.approx([slope[1] - 0.125, 0.25 - 0.5 * slope[3], -0.75, -2 * slope[1] - slope[3]])
+    assert [round(v, 4) for v in flat(x_bar)] == [-0.0798, 0.1754, -0.75, -0.2395]
+    assert significance(network, "interval_adjoint", primer_context())[0].tolist() == [1.25, 0.625]
+    inputs = node_significance(network, "interval_adjoint", primer_context())[0].tolist()
+    assert inputs == pytest.approx([0.25 - 0.5 * slope[3], 1.5]) and round(inputs[0], 4) == 0.1754
+    changes = [largest_change(network, sample_box(box, 2000), j, z[0, j]) for j in range(2)]
+    assert changes == pytest.approx([sigma[1] - sigma[0], sigma[3] - sigma[2]])
+    assert [round(change, 4) for change in changes] == [0.8334, 0.5486]
+
+
+# --- build it yourself (00.build) ---------------------------------------------------------------------------------
+def trained_mlp() -> SimpleNN:
+    """Return a small ReLU MLP trained a few steps on random data (weights no longer at their initial values)."""
+    torch.manual_seed(0)
+    model = SimpleNN((16, 8), in_features=5, num_classes=3)
+    inputs, targets = torch.randn(200, 5), torch.randint(0, 3, (200,))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(50):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimiser.step()
+    return model
+
+
+def random_box(features: int) -> Interval:
+    inputs = torch.randn(100, features, generator=torch.Generator().manual_seed(1))
+    return Interval(inputs.min(dim=0).values.reshape(1, -1), inputs.max(dim=0).values.reshape(1, -1))
+
+
+@pytest.mark.parametrize("case", ["primer", "trained MLP"])
+def test_the_built_interval_forward_and_adjoint_are_the_librarys(case):
+    model, box = (primer_network(), primer_box()) if case == "primer" else (trained_mlp(), random_box(5))
+    weights, biases = linears_of(model)
+    mine = interval_forward_by_hand(weights, biases, box.lower, box.upper)
+    library = interval_forward(model, box)
+    assert len(mine) == len(library) == len(weights)
+    for (lower, upper), interval in zip(mine, library):
+        assert torch.allclose(lower, interval.lower, rtol=1e-6, atol=1e-6)
+        assert torch.allclose(upper, interval.upper, rtol=1e-6, atol=1e-6)
+    for (lower, upper), interval in zip(interval_adjoint_by_hand(weights, mine), interval_adjoint(model, library)):
+        assert torch.equal(lower, interval.lower) and torch.equal(upper, interval.upper)
+    assert check("00.build", solution("00.build"), model=model, box=box).right
+    if case == "primer":
+        assert [pairs(Interval(*pair)) for pair in mine] == [[(-2.0, 3.0), (-1.0, 1.5)], [(-1.5, 3.0)]]
+
+
+def scaffold_forward(weights, biases, lower, upper):  # the notebook's cell, blanks unfilled
+    bounds = []
+    for k, (weight, bias) in enumerate(zip(weights, biases)):
+        if k > 0:
+            lower, upper = ..., ...
+        centre, radius = (lower + upper) / 2, (upper - lower) / 2
+        centre, radius = ..., ...
+        lower, upper = centre - radius, centre + radius
+        bounds.append((lower, upper))
+    return bounds
+
+
+def scaffold_adjoint(weights, bounds):
+    lower = upper = torch.ones_like(bounds[-1][0])
+    adjoints = [(lower, upper)]
+    for k in reversed(range(len(weights) - 1)):
+        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]
+        centre, radius = ..., ...
+        lower, upper = centre - radius, centre + radius
+        slope_lower, slope_upper = ..., ...
+        ends = torch.stack([...])
+        lower, upper = ends.min(dim=0).values, ends.max(dim=0).values
+        adjoints.insert(0, (lower, upper))
+    return adjoints
+
+
+def forward_without_relu(weights, biases, lower, upper):
+    bounds = []
+    for weight, bias in zip(weights, biases):
+        centre, radius = (lower + upper) / 2 @ weight.T + bias, (upper - lower) / 2 @ weight.abs().T
+        lower, upper = centre - radius, centre + radius
+        bounds.append((lower, upper))
+    return bounds
+
+
+def adjoint_without_transpose_abs(weights, bounds):  # the radius through W instead of |W|
+    lower = upper = torch.ones_like(bounds[-1][0])
+    adjoints = [(lower, upper)]
+    for k in reversed(range(len(weights) - 1)):
+        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]
+        centre, radius = (lower + upper) / 2 @ weight, ((upper - lower) / 2 @ weight).abs()
+        lower, upper = centre - radius, centre + radius
+        slope_lower, slope_upper = (z_lower > 0).to(lower.dtype), (z_upper > 0).to(lower.dtype)
+        ends = torch.stack([slope_lower * lower, slope_lower * upper, slope_upper * lower, slope_upper * upper])
+        lower, upper = ends.min(dim=0).values, ends.max(dim=0).values
+        adjoints.insert(0, (lower, upper))
+    return adjoints
+
+
+def test_the_build_check_says_not_yet_for_blanks_and_names_the_first_wrong_layer():
+    model, box = trained_mlp(), random_box(5)
+    blanks = check("00.build", (scaffold_forward, scaffold_adjoint), model=model, box=box)
+    assert not blanks.right and "your forward still has blanks (...)" in blanks.message
+    half = check("00.build", (interval_forward_by_hand, scaffold_adjoint), model=model, box=box)
+    assert not half.right and "your forward agrees" in half.message and "your adjoint still has blanks" in half.message
+    no_relu = check("00.build", (forward_without_relu, interval_adjoint_by_hand), model=model, box=box)
+    assert not no_relu.right and "the lower bound of hidden layer 2 differs" in no_relu.message
+    no_abs = check("00.build", (interval_forward_by_hand, adjoint_without_transpose_abs), model=model, box=box)
+    assert not no_abs.right and "your adjoint" in no_abs.message and "hidden layer 1" in no_abs.message
+
+    def raising(weights, biases, lower, upper):
+        raise RuntimeError("my bug")
+    broken = check("00.build", (raising, interval_adjoint_by_hand), model=model, box=box)
+    assert not broken.right and "your forward raised RuntimeError: my bug" in broken.message
+    sigmoid = SimpleNN((4,), in_features=5, num_classes=3, activation="sigmoid")
+    assert "for a ReLU network" in check("00.build", solution("00.build"), model=sigmoid, box=box).message
+    assert "def interval_forward_by_hand" in solution("00.build")._repr_markdown_()
+
+
+def test_the_network_to_check_is_the_sessions_relu_model_or_one_trained_here(tmp_path, tiny_data):
+    from nbprune import RunConfig, Session, input_box
+    from nbprune.modelfile import save_model_file
+    config = RunConfig.from_flat({"hidden": (8,)})
+    session = Session(tmp_path / "session")
+    trained, origin = network_to_check(session, tiny_data, config)
+    assert trained.hidden == (8,) and "trained here for 1 epoch" in origin
+    assert not session.dense_model_file.exists()  # nothing written
+    assert check("00.build", solution("00.build"), model=trained, box=input_box(tiny_data.train_loader)).right
+    own = SimpleNN((6,))
+    own.spec = tiny_data.spec
+    save_model_file(own, session.dense_model_file)
+    found, origin = network_to_check(session, tiny_data, config)
+    assert found.hidden == (6,) and "02_model trained" in origin
+    own = SimpleNN((6,), activation="sigmoid")
+    own.spec = tiny_data.spec
+    save_model_file(own, session.dense_model_file)
+    assert network_to_check(session, tiny_data, config)[0].activation == "relu"  # a sigmoid model: one trained here
+
+
 # --- exercises ------------------------------------------------------------------------------------------------
 def tiny_session_inputs():
     torch.manual_seed(0)
@@ -123,22 +282,35 @@ def tiny_session_inputs():
     return {"model": model, "box": box, "schedule": schedule, "features": 784}
 
 
-WRONG = {"00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5),
+def context_of(key: str) -> dict:
+    if key == "00.build":
+        return {"model": trained_mlp(), "box": random_box(5)}
+    return {name: tiny_session_inputs()[name] for name in NEEDS.get(key, ())}
+
+
+WRONG = {"00.build": (forward_without_relu, interval_adjoint_by_hand),
+         "00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5),
          "04.1": 1234.5, "04.2": 3, "04.3": "B", "04.4": 257}
-NEEDS = {"04.1": ("model",), "04.2": ("box",), "04.4": ("schedule", "features")}
+NEEDS = {"00.build": ("model", "box"), "04.1": ("model",), "04.2": ("box",), "04.4": ("schedule", "features")}
 
 
 @pytest.mark.parametrize("key", [*exercises_of("00"), *exercises_of("04")])
 def test_every_solution_is_accepted_and_a_wrong_answer_refused(key):
-    context = {name: tiny_session_inputs()[name] for name in NEEDS.get(key, ())}
+    context = context_of(key)
     assert check(key, solution(key, **context), **context).right, key
     refused = check(key, WRONG[key], **context)
     assert not refused.right and refused.message, key
     assert not check(key, None, **context).right  # an unanswered exercise says "not yet" and does not raise
 
 
+def numbered(notebook: str) -> list[str]:
+    """Return a notebook's numbered exercises (its closing Exercises section; 00.build sits in its step 8)."""
+    return [key for key in exercises_of(notebook) if key.split(".")[1].isdigit()]
+
+
 def test_the_notebooks_have_three_to_five_exercises_each():
-    assert 3 <= len(exercises_of("00")) <= 5 and 3 <= len(exercises_of("04")) <= 5
+    assert 3 <= len(numbered("00")) <= 5 and 3 <= len(numbered("04")) <= 5
+    assert "00.build" in exercises_of("00")
     assert tiny_session_inputs()["schedule"][5].retained == (43, 11)
     assert solution("04.4", schedule=tiny_session_inputs()["schedule"], features=784) == round(784 * 48.75 / 100)
 
@@ -241,14 +413,49 @@ def test_input_q_none_follows_the_schedule_read_from_retain_txt(tmp_path):
 
 # --- 00 headless --------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_the_primer_runs_headless_and_its_copy_shows_its_figure(tmp_path):
-    executed = tmp_path / "00_intervals.ipynb"
-    papermill.execute_notebook(str(notebooks_path() / "00_intervals.ipynb"), str(executed), kernel_name="python3",
-                               parameters={"session_dir": str(tmp_path / "session")}, progress_bar=False)
-    cells = [cell for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
-    outputs = [output for cell in cells for output in cell.outputs]
-    assert not [output for output in outputs if output.output_type == "error"]
+def test_the_primer_runs_headless_and_its_copy_shows_its_figure_and_the_build_checks(tmp_path, tiny_root):
+    """Run 00 headless twice: as committed (the scaffold's blanks say "not yet", the notebook runs on) and with the
+    scaffold's cells filled by the worked solution (both checks say "right")."""
+    source = nbformat.read(notebooks_path() / "00_intervals.ipynb", as_version=4)
+    scaffolds = [cell for cell in source.cells if cell.source.startswith("def my_interval_")]
+    assert len(scaffolds) == 2 and all("..." in cell.source for cell in scaffolds)
+    solved = nbformat.from_dict(source)
+    for cell in solved.cells:
+        if cell.source.startswith("def my_interval_forward"):
+            cell.source = "from nbprune.exercises.intervals import interval_forward_by_hand as my_interval_forward"
+        elif cell.source.startswith("def my_interval_adjoint"):
+            cell.source = "from nbprune.exercises.intervals import interval_adjoint_by_hand as my_interval_adjoint"
+    nbformat.write(solved, tmp_path / "solved.ipynb")
+    parameters = {"data_root": str(tiny_root), "val_size": 100}
+    verdicts = {}
+    runs = (("committed", notebooks_path() / "00_intervals.ipynb"), ("solved", tmp_path / "solved.ipynb"))
+    for name, notebook in runs:
+        executed = tmp_path / f"{name}_run.ipynb"
+        papermill.execute_notebook(str(notebook), str(executed), kernel_name="python3", progress_bar=False,
+                                   parameters={**parameters, "session_dir": str(tmp_path / name)})
+        cells = [cell for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
+        outputs = [output for cell in cells for output in cell.outputs]
+        assert not [output for output in outputs if output.output_type == "error"]
+        verdicts[name] = [output.data["text/plain"] for cell in cells if 'check("00.build"' in cell.source
+                          for output in cell.outputs if output.output_type == "execute_result"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
-    assert (tmp_path / "session" / "intervals" / "primer.png").is_file()
+    assert (tmp_path / "solved" / "intervals" / "primer.png").is_file()
     printed = "".join(output.get("text", "") for output in outputs)
     assert "significance of the hidden neurons [5.0, 2.5]" in printed
+    assert "significance of the hidden neurons [1.25, 0.625], of the inputs [0.1754, 1.5]" in printed
+    assert "checking on a 784-256-64-10 ReLU network trained here for 1 epoch on MNIST" in printed
+    assert len(verdicts["committed"]) == len(verdicts["solved"]) == 2
+    assert all(verdict.startswith("not yet: your forward still has blanks") for verdict in verdicts["committed"])
+    assert verdicts["solved"][0].startswith("right") and "2-2-1 network" in verdicts["solved"][0]
+    assert verdicts["solved"][1].startswith("right") and "784-256-64-10 network" in verdicts["solved"][1]
+    shown = [output.data["text/plain"] for output in outputs if output.output_type == "execute_result"
+             and 'solution("00.q10")' in output.data.get("text/plain", "")]
+    assert len(shown) == 1 and 'solution("00.q1")' in shown[0]
+
+
+def test_the_first_four_notebooks_close_with_a_questionnaire():
+    """tests/test_questionnaire.py checks every notebook with a Questionnaire section; here: 00-03 have one."""
+    for name in ("00_intervals", "01_data", "02_model", "03_retention"):
+        cells = nbformat.read(notebooks_path() / f"{name}.ipynb", as_version=4).cells
+        assert any(cell.source.startswith("## Questionnaire") for cell in cells), name
+        assert 8 <= len(questions_of(name[:2])) <= 10, name

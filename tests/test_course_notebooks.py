@@ -28,7 +28,8 @@ def context(key: str) -> dict:
     standardisation = {"mean": 0.1307, "std": 0.3081}
     image = {"image": torch.linspace(-0.4, 2.8, 784), "classes": [str(k) for k in range(10)]}
     return {"01.1": standardisation, "01.2": standardisation, "02.2": {"model": SimpleNN((256, 64))},
-            "02.3": {"model": SimpleNN((256, 64))}, "05.3": {"records": undertrained_dense()},
+            "02.3": {"model": SimpleNN((256, 64))}, "02.4": {"losses": [0.30, 0.25, 0.26]},
+            "03.4": {"hidden": (256, 64)}, "05.3": {"records": undertrained_dense()},
             "06.1": {"model": TINY_MODEL}, "06.2": {"model": TINY_MODEL, "dense_parameters": 218_058},
             "06.3": {"model": TINY_MODEL, **image}}.get(key, {})
 
@@ -67,7 +68,7 @@ def test_the_solutions_are_the_numbers_worked_by_hand():
     assert solution("01.2", mean=0.1307, std=0.3081) == pytest.approx((1 - 0.1307) / 0.3081)
     assert solution("01.3") == "validation"
     assert solution("02.1") == 784 * 100 + 100 + 100 * 10 + 10 == 79_510
-    assert solution("02.2", model=SimpleNN((256, 64))) == 218_058
+    assert solution("02.2", model=SimpleNN((256, 64))) == 784 * 128 + 128 + 128 * 32 + 32 + 32 * 10 + 10 == 104_938
     assert solution("02.3", model=SimpleNN((256, 64))) == 784 + 1 + 64 == 849
     assert solution("03.1") == 61  # 256 * 0.7**4 = 61.47
     assert solution("03.2") == [26, 28, 30, 31]
@@ -75,6 +76,16 @@ def test_the_solutions_are_the_numbers_worked_by_hand():
     assert (solution("05.1"), solution("05.2")) == (3, 5)
     assert solution("06.1", model=TINY_MODEL) == 784 * 43 + 43 + 43 * 11 + 11 + 11 * 10 + 10
     assert solution("06.2", model=TINY_MODEL, dense_parameters=218_058) == pytest.approx(100 * 34_359 / 218_058)
+
+
+def test_the_exercises_that_replaced_01_to_03s_questions_to_think_about():
+    assert solution("01.4") == [5000, 5000, 5000]  # validation drawn first from all 60,000: subset leaves it alone
+    assert solution("02.4", losses=[0.30, 0.25, 0.26]) == 2 and solution("02.4", losses=[0.3, 0.2, 0.1]) == 3
+    assert solution("02.4", losses=[0.30, 0.29995, 0.2]) == 3  # 0.29995 is not better by min_delta = 1e-4
+    assert "nothing to choose" in check("02.4", 1, losses=[0.3]).message
+    assert solution("03.4", hidden=(256, 64)) == 49  # 256 * 0.9**48 = 1.63 rounds to 2, 256 * 0.9**49 = 1.47 to 1
+    assert "23 at q = 0.8" in check("03.4", 49, hidden=(256, 64)).message  # retain.txt's rows at q = 0.8: 0..21, 24
+    assert solution("03.4", hidden=(16, 8)) == 23  # 16 * 0.9**23 = 1.42
 
 
 # --- 05's rule ----------------------------------------------------------------------------------------------

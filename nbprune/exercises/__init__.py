@@ -4,6 +4,8 @@ A notebook's exercise cell reads `check("00.2", my_answer)`; `solution("00.2")` 
 accepts (a test runs every solution through its checker). Checkers that need the student's own model or session
 take it as keyword arguments, and so does the solution: `check("04.1", 17, model=dense)`.
 Each notebook's exercises live in a module of this package, named for the notebook's topic, and register here.
+Questions answered in words (a notebook's closing questionnaire, "00.q1", and its "to think about" questions) register
+with `ask`; `solution(key)` shows their answer too, and `questionnaire("00")` shows a notebook's questionnaire.
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ def check(key: str, answer: Any, **context: Any) -> Verdict:
 
 
 def solution(key: str, **context: Any) -> Any:
-    """Return the answer to exercise `key` that its checker accepts."""
+    """Return the answer to exercise `key` that its checker accepts (or the answer to question `key`, see `ask`)."""
+    _load_all(key.split(".", 1)[0])
+    if key in QUESTIONS:
+        return QUESTIONS[key].answer
     return _load(key).solver(**context)
 
 
@@ -100,6 +105,66 @@ def _load_all(notebook: str) -> None:
     if notebook in MODULES:
         importlib.import_module(f".{MODULES[notebook]}", __name__)
 
+
+
+# --- questions answered in words: the questionnaire closing each notebook (fastbook's habit) ------------------------
+class Answer(str):
+    """A question's answer: text that a notebook shows as markdown."""
+
+    __repr__ = str.__str__
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question answered in words: its key ("00.q1"), its text and its answer."""
+
+    key: str
+    text: str
+    answer: Answer
+
+
+QUESTIONS: dict[str, Question] = {}
+
+
+def ask(key: str, text: str, answer: str) -> None:
+    """Register question `key` with its answer: "NN.qK" for notebook NN's questionnaire, "NN.K" for a "to think
+    about" question among its exercises."""
+    if key in QUESTIONS or key in EXERCISES:
+        raise ValueError(f"question {key} is registered twice")
+    QUESTIONS[key] = Question(key, text, Answer(answer))
+
+
+def questions_of(notebook: str) -> list[str]:
+    """Return the keys of one notebook's questionnaire ("00" -> "00.q1", "00.q2", ...), in order."""
+    _load_all(notebook)
+    keys = [key for key in QUESTIONS if key.startswith(f"{notebook}.q")]
+    return sorted(keys, key=lambda key: int(key.rsplit("q", 1)[1]))
+
+
+class Questionnaire:
+    """A notebook's questionnaire, numbered, each question with the call that opens its answer."""
+
+    def __init__(self, notebook: str):
+        self.keys = questions_of(notebook)
+        if not self.keys:
+            raise KeyError(f"notebook {notebook!r} has no questionnaire: expected one of {', '.join(MODULES)}.")
+
+    def lines(self) -> list[str]:
+        return [f"{key[key.index('q') + 1:]}. {QUESTIONS[key].text} (`solution(\"{key}\")`)" for key in self.keys]
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(self.lines())
+
+
+def questionnaire(notebook: str) -> Questionnaire:
+    """Return notebook `notebook`'s questionnaire ("00"), shown as a numbered list; `solution("00.q1")` answers."""
+    return Questionnaire(notebook)
 
 # --- helpers for checkers -----------------------------------------------------------------------------------------
 def _near(value: float, expected: float, tolerance: float) -> bool:

@@ -1,9 +1,13 @@
-"""Exercises of 03_retention: the schedule n_t = max(1, round(h q^t)) by hand, checked against nbprune.schedule."""
+"""Exercises of 03_retention: the schedule n_t = max(1, round(h q^t)) by hand, checked against nbprune.schedule,
+and the notebook's questionnaire."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from ..config import MAX_ITERATIONS, or_default
 from ..retention import schedule
-from . import Verdict, close, exercise
+from . import Verdict, ask, close, exercise
 
 SKIP_SIZES, SKIP_Q, LAST = (256, 64), 0.85, 32  # 03.2's layers and factor, and where its schedule reaches 1 + 1
 SINGLE_SIZE, SINGLE_Q = 64, 0.75  # 03.3's layer and factor: the questions' own numbers, not the configuration's
@@ -52,3 +56,69 @@ def single_neuron(answer) -> Verdict:
                  why="64 · 0.75^t falls below 1.5 (and so rounds to 1) first at t = 14: 64 · 0.75¹³ = 1.52 still "
                      "rounds to 2, 64 · 0.75¹⁴ = 1.14 to 1.",
                  hint="solve 64 · 0.75^t < 1.5 for the smallest whole t.", tolerance=0)
+
+
+GENTLE_Q, DEFAULT_Q = 0.9, 0.8  # 03.4: the gentler factor it asks about, and the one it compares with
+
+
+def _to_one(hidden: Sequence[int], q: float) -> list:
+    """Return the whole schedule at factor q, down to the row where every layer keeps one neuron."""
+    return schedule(tuple(hidden), q, range(MAX_ITERATIONS))
+
+
+@exercise("03.4", "With q = 0.9 and as many iterations as it takes, at which iteration does every hidden layer of "
+                  "your model first keep a single neuron?",
+          solver=lambda hidden=None: _to_one(or_default(hidden, "hidden"), GENTLE_Q)[-1].iteration)
+def gentler_schedule(answer, hidden: Sequence[int] | None = None) -> Verdict:
+    hidden = or_default(hidden, "hidden")
+    gentle, default = _to_one(hidden, GENTLE_Q), _to_one(hidden, DEFAULT_Q)
+    widest = max(hidden)
+    return close(answer, gentle[-1].iteration, f"the iteration where {'+'.join(map(str, hidden))} reaches one neuron "
+                                               f"per layer at q = {GENTLE_Q}",
+                 why=f"The widest layer decides: {widest} · {GENTLE_Q}^t first falls below 1.5 at t = "
+                     f"{gentle[-1].iteration}; at q = {DEFAULT_Q} that happens at iteration {default[-1].iteration}. "
+                     f"retain.txt then holds {len(gentle)} rows (the iterations that are trained, iteration 0 "
+                     f"included) against {len(default)} at q = {DEFAULT_Q}, so with the same epochs per iteration "
+                     f"notebook 04 takes about {len(gentle) / len(default):.1f} times as long, each retraining "
+                     f"repairing a smaller cut. (To see it on the sliders, raise iterations to "
+                     f"{gentle[-1].iteration + 1} or more.)",
+                 hint=f"solve {widest} · {GENTLE_Q}^t < 1.5 for the smallest whole t: the widest layer is the last "
+                      f"to reach one neuron.", tolerance=0)
+
+
+# --- the questionnaire -------------------------------------------------------------------------------------------
+ask("03.q1", "Why does nbprune prune in many small steps, retraining after each, rather than removing all the "
+             "neurons at once?",
+    "Each step removes only a fraction 1 - q of what is left, so the network retrained afterwards is close to one "
+    "that worked, and retraining has only a little damage to repair. Removing everything at once leaves one large "
+    "cut to recover from, and the scores that chose it were computed on a network very different from the result.")
+ask("03.q2", "What does the factor q trade off?",
+    "Time against gentleness. A larger q removes less per iteration, so each retraining repairs a smaller cut but "
+    "more iterations (and retrainings) are needed to reach a given size; a smaller q gets there in fewer, rougher "
+    "steps.")
+ask("03.q3", "Why is the schedule's size rounded, and why is it at least 1?",
+    "A layer can only keep a whole number of neurons, so h q^t is rounded to the nearest one. A layer of zero "
+    "neurons would cut the network in two (no signal could reach the outputs), so every hidden layer keeps at "
+    "least one.")
+ask("03.q4", "Why does the schedule skip some iterations?",
+    "Once a layer is small, h q^t can change by less than a neuron from one iteration to the next, so both round to "
+    "the same sizes in every layer. Retraining the same sizes again would only repeat work, so such an iteration is "
+    "left out of retain.txt.")
+ask("03.q5", "What is iteration 0 of the schedule?",
+    "The dense network itself: every layer keeps all its neurons (q^0 = 1). Notebook 04 trains it as its first "
+    "iteration, and every later iteration starts from the one before.")
+ask("03.q6", "Why can the sliders not go beyond the sizes of the model notebook 02 trained?",
+    "A schedule can only keep neurons the model has: pruning removes neurons, it never adds them. So each size "
+    "slider stops at its layer's size in best_model.pth.")
+ask("03.q7", "Why is the schedule saved to a file (retain.txt) instead of being recomputed by notebook 04?",
+    "So that what notebook 04 runs is exactly what the sliders showed when it was saved, including sizes moved by "
+    "hand; the file is the one statement of the schedule that both notebooks, and a later resume, read.")
+ask("03.q8", "Python rounds halves to the even neighbour (round(2.5) = 2, round(3.5) = 4). When does that matter "
+             "here?",
+    "Only when h q^t is exactly a half: h = 5 and q = 0.5 give 2.5 at t = 1, and the layer keeps 2, not 3. With "
+    "q = 0.8 and 256 + 64 neurons it never happens (256 · 0.8^t = 2^(8+2t) / 5^t is never a half). Where it does, "
+    "your hand computation agrees with nbprune.schedule only if both round the same way.")
+ask("03.q9", "Every hidden layer shrinks by the same factor q. Is that the only way to allocate the cut?",
+    "No. The reference workflow and this schedule cut each layer by q (allocation = 'layer'). Notebook 04 also "
+    "offers allocation = 'global', where all hidden neurons compete for one budget per iteration, so a layer whose "
+    "neurons score low loses more of them than another.")
