@@ -16,7 +16,8 @@ SKIPPED = {
     "standalone": "the exported folder's files, which run with torch alone; export fills in their constants",
 }
 OWN_VALUES = {  # (file, function or constant) -> why its literals are not the configuration's defaults
-    ("teacher.py", "train_teacher"): "the convolutional teacher's own recipe (8 epochs, lr 3e-3, batches of 128)",
+    ("teacher.py", "train_teacher"): "the convolutional teacher's own recipe (8 epochs)",
+    ("teacher.py", "TeacherRecipe"): "the convolutional teacher's own recipe (lr 3e-3, batches of 128)",
     ("primer.py", "primer_network"): "the primer's 2-2-1 ReLU network, worked out by hand in notebook 00",
     ("session.py", "RETAIN"): "the name of a session's retain/ folder, not the retain setting (a file to follow)",
 }
@@ -121,7 +122,7 @@ def literal_defaults(source: str, file: str = "<string>", exempt=OWN_VALUES) -> 
             f"disagrees with the configuration's default {setting.default!r}"
         findings.append(Finding(file, node.lineno, setting.name, f"{where} {name}={ast.unparse(node)}", verdict))
 
-    def visit(node: ast.AST, function: str | None, body_of_scope: bool) -> None:
+    def visit(node: ast.AST, function: str | None, body_of_scope: bool, owner_class: str | None = None) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             name = getattr(node, "name", "<lambda>")
             arguments = node.args
@@ -137,11 +138,13 @@ def literal_defaults(source: str, file: str = "<string>", exempt=OWN_VALUES) -> 
             for name, value in _bound(node.targets, node.value):
                 check(name, value, "constant", name)
         if body_of_scope and isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            check(node.target.id, node.value, "field", node.target.id)
+            where = f"field of {owner_class}:" if owner_class else "field"
+            check(node.target.id, node.value, where, owner_class or node.target.id)  # a class's fields: its own
         if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and isinstance(node.values[0], ast.Name):
             check(node.values[0].id, node.values[-1], f"in {function}(): default by `or`,", function)  # x or 64
         for child in ast.iter_child_nodes(node):
-            visit(child, function, isinstance(node, (ast.Module, ast.ClassDef)))
+            visit(child, function, isinstance(node, (ast.Module, ast.ClassDef)),
+                  node.name if isinstance(node, ast.ClassDef) else None)
 
     visit(tree, None, True)
     return findings

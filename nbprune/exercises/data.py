@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import Verdict, ask, close, exercise
-from ..data import load_data
+from ..data import own_tensors, split_data
 
 
 def _standardised(pixel: float, mean: float, std: float) -> float:
@@ -60,8 +60,9 @@ ASKED_SUBSET, TRAIN_IMAGES, TEST_IMAGES = 5000, 60_000, 10_000  # 01.4 asks abou
 
 def _split_sizes() -> list[int]:
     """Return [train, validation, test] as load_data makes them from MNIST-sized data with subset = 5000."""
-    data = load_data(train=(torch.zeros(TRAIN_IMAGES, 1), torch.arange(TRAIN_IMAGES) % 10),
-                     test=(torch.zeros(TEST_IMAGES, 1), torch.arange(TEST_IMAGES) % 10), subset=ASKED_SUBSET)
+    shaped_like_mnist = own_tensors((torch.zeros(TRAIN_IMAGES, 1), torch.arange(TRAIN_IMAGES) % 2),
+                                    (torch.zeros(TEST_IMAGES, 1), torch.arange(TEST_IMAGES) % 2))
+    data = split_data(shaped_like_mnist, None, None, None, ASKED_SUBSET, None)
     return [len(loader.dataset.targets) for loader in data]
 
 

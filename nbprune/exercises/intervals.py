@@ -12,7 +12,7 @@ from torch import nn
 
 from . import Verdict, ask, close, exercise, same_interval
 from ..criteria import PruningContext, first_layer_view, interval_adjoint, interval_forward, significance
-from ..data import MNISTData
+from ..data import DataSplits
 from ..config import RunConfig
 from ..interval import Interval
 from ..model import SimpleNN, linear_layers, mlp_layers
@@ -241,7 +241,7 @@ def build_it_yourself(answer, model: nn.Module, box) -> Verdict:
 QUICK_EPOCHS = 1  # enough for a network whose bounds are a trained model's, in about a second
 
 
-def network_to_check(session: Session, data: MNISTData, config: RunConfig) -> tuple[SimpleNN, str]:
+def network_to_check(session: Session, data: DataSplits, config: RunConfig) -> tuple[SimpleNN, str]:
     """Return a trained ReLU network for `data` to check 00.build on, and where it comes from: the session's dense
     model (02_model trained it) when there is one, else a network of the configuration's hidden sizes trained here
     for one epoch (not saved)."""
@@ -255,7 +255,7 @@ def network_to_check(session: Session, data: MNISTData, config: RunConfig) -> tu
     torch.manual_seed(config.seed)
     model = SimpleNN(config.model.hidden, data.spec.features, len(data.classes), "relu")
     fit(model, data.train_loader, data.val_loader, training_settings(config.train, epochs=QUICK_EPOCHS),
-        save_model=False, progress=False)
+        progress=False)  # no logdir: nothing is written
     sizes = "-".join(map(str, (model.in_features, *model.hidden, model.num_classes)))
     return model, (f"a {sizes} ReLU network trained here for {QUICK_EPOCHS} epoch on {data.name} (this session has "
                    f"no model from 02_model yet; after notebook 02, rerun this cell to check on that one)")
