@@ -58,13 +58,17 @@ class Session:
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None) -> "Session":
-        """Return the session at `path`: a session folder, or its iterative_pruning folder; None: the default."""
+        """Return the session at `path`: a session folder, or its pruning folder (iterative_pruning, or any folder
+        that holds iteration folders <i>/prune_w_retrain or a run.json: the reference workflow's my_dir, which
+        `IterativePruning.run(model, data, my_dir)` fills); None: the default."""
         if path is None:
             return cls.default()
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise SessionError(f"session folder {path} is a file: choose a folder (--session-dir / session_dir).")
-        return cls.for_pruning_dir(path) if path.name == PRUNING else cls(path)
+        if path.name == PRUNING or (not (path / PRUNING).is_dir() and is_pruning_folder(path)):
+            return cls.for_pruning_dir(path)
+        return cls(path)
 
     @classmethod
     def for_pruning_dir(cls, pruning: str | os.PathLike) -> "Session":
@@ -245,16 +249,18 @@ class Session:
         return target
 
     # --- writing safely -------------------------------------------------------------------------------------
-    def check_writable(self, folder: Path | None = None) -> None:
-        """Raise SessionError unless `folder` (default: the pruning folder) can be created and written."""
+    def check_writable(self, folder: Path | None = None, what: str = "session folder",
+                       option: str = "session_dir=... or --session-dir") -> None:
+        """Raise SessionError unless `folder` (default: the pruning folder) can be created and written; the message
+        calls it `what` and names the `option` that chooses it."""
         folder = folder or self.pruning
         blocker = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
         if blocker is not None and not blocker.is_dir():
-            raise SessionError(f"session folder {folder} cannot be created: {blocker} is a file. Choose a folder "
-                               f"you can write to (session_dir=... or --session-dir).")
+            raise SessionError(f"{what} {folder} cannot be created: {blocker} is a file. Choose a folder you can "
+                               f"write to ({option}).")
         if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
-            raise SessionError(f"session folder {folder} cannot be written ({blocker} is read-only): choose a "
-                               f"folder you can write to (session_dir=... or --session-dir).")
+            raise SessionError(f"{what} {folder} cannot be written ({blocker} is read-only): choose a folder you can "
+                               f"write to ({option}).")
 
     @property
     def lock_folder(self) -> Path:
@@ -269,8 +275,9 @@ class Session:
         with folder_lock(self.lock_folder, "session folder"):
             yield
 
-    def check_free(self) -> None:
-        """Raise SessionError if another process holds the session's lock; create nothing."""
+    def check_free(self, what: str = "session folder") -> None:
+        """Raise SessionError if another process holds the session's lock (`what` names the folder); create
+        nothing."""
         path = self.lock_folder / LOCK_FILE
         try:
             handle = os.open(path, os.O_RDWR)  # Windows locks only what a handle may write
@@ -278,7 +285,7 @@ class Session:
             return
         try:
             if not _try_lock(handle):
-                _refuse_unless_shared(handle, self.lock_folder, "session folder")
+                _refuse_unless_shared(handle, self.lock_folder, what)
         finally:
             os.close(handle)
 
@@ -316,6 +323,17 @@ class Session:
     def partial_dir(self, iteration: int) -> Path:
         """Return the folder an iteration is built in before it is published."""
         return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
+
+
+def is_pruning_folder(path: Path) -> bool:
+    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
+    <i>/prune_w_retrain (finished, partial or moved aside)."""
+    if not path.is_dir():
+        return False
+    if (path / RUN_RECORD).is_file():
+        return True
+    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
+        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
 
 
 def _run_number(run: dict, position: int) -> int:
@@ -394,7 +412,7 @@ def _refuse_unless_shared(handle: int, folder: Path, what: str) -> None:
     if token and token in os.environ.get(LOCK_TOKENS, "").split(","):
         return
     raise SessionError(f"{what} {folder} is in use by another nbprune run (PID {holder}): wait for it to "
-                       f"finish, or choose another session folder.")
+                       f"finish, or choose another {what}.")
 
 
 @contextmanager
