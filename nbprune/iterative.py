@@ -284,10 +284,11 @@ class IterativePruning:
                 f"subset, val_size, seed; run.json in {session.pruning} records them).")
 
     def run(self, model: nn.Module, data, session_dir: str | os.PathLike | None = None,
-            begin_itr: int | str | None = None, end_itr: int | None = None) -> list[dict]:
+            begin_itr: int | str | None = None, end_itr: int | None = None,
+            on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
         """Run every iteration of the schedule from `begin_itr` (None: the configuration's) into `session_dir` (the
         reference's my_dir, the iterative_pruning folder); return one record per iteration run. Nothing is written if
-        a check fails."""
+        a check fails. `on_iteration` is called with each iteration's record as soon as its folder is published."""
         begin_itr = or_default(begin_itr, "begin_itr")
         session = Session.for_pruning_dir(session_dir) if session_dir is not None else Session.default()
         steps, position, start = self.plan(model, data, session, begin_itr, end_itr)
@@ -301,7 +302,7 @@ class IterativePruning:
             if first is not None:
                 self._set_aside(session, first)
             session.record_run(self._run_record(model, steps, first, begin_itr, end_itr))
-            return self._iterate(start, steps, position, session)
+            return self._iterate(start, steps, position, session, on_iteration)
 
     @staticmethod
     def _set_aside(session: Session, first: int) -> None:
@@ -316,8 +317,11 @@ class IterativePruning:
         config = self.config
         if isinstance(model, SimpleNN):
             config = config.replace(hidden=steps[0].retained, activation=model.activation)
+        if self.teacher_file is not None:  # where it is, wherever the run was started from (07 reads it there)
+            config = config.replace(teacher=str(self.teacher_file.file))
         spec = getattr(self.train_loader, "spec", None)
         return {"begin_itr": begin_itr, "first_iteration": first, "end_itr": end_itr, "config": config.to_dict(),
+                "teacher": self.teacher_file.record() if self.teacher_file is not None else None,
                 "criterion_function": getattr(self.criterion_function, "__name__", None),
                 "input": spec.to_dict() if spec is not None else None,
                 "samples": {name: _samples(loader) for name, loader in (
@@ -325,7 +329,8 @@ class IterativePruning:
                 "schedule": [[step.iteration, list(step.retained), step.percentage] for step in steps],
                 "environment": environment_record()}
 
-    def _iterate(self, model: nn.Module, steps: list[RetentionStep], position: int, session: Session) -> list[dict]:
+    def _iterate(self, model: nn.Module, steps: list[RetentionStep], position: int, session: Session,
+                 on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
         records, kept = [], self._kept_so_far(session, steps[:position])
         bar = progress_bar(steps[position:], desc="pruning iterations", unit="iteration", disable=not self.progress)
         for step in bar:
@@ -364,6 +369,8 @@ class IterativePruning:
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
                             "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
                             "seconds": time.perf_counter() - started, **dict(zip(header, rows[0]))})
+            if on_iteration is not None:
+                on_iteration(records[-1])
             if diverged:
                 bar.close()
                 raise TrainingError(
@@ -416,17 +423,17 @@ class PlannedRun:
 
 
 def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = None, end_itr: int | None = None,
-             progress: bool = True, download: bool = True) -> PlannedRun:
+             progress: bool = True, download: bool = True, data=None) -> PlannedRun:
     """Return the run a configuration asks for in `session`, after every check that needs no write: the device,
-    the schedule, the data (read, or downloaded when missing unless `download` is False) and the iterations a
-    resume starts from (begin_itr None: the configuration's)."""
+    the schedule, the data (read, or downloaded when missing unless `download` is False; `data`: loaders already
+    read for this configuration) and the iterations a resume starts from (begin_itr None: the configuration's)."""
     from .config import resolve_device
     from .data import load_data_for
 
     begin_itr = or_default(begin_itr, "begin_itr")
     resolve_device(config.device)
     default_steps(config)  # a bad retain.txt is refused before the data is read
-    data = load_data_for(config, download=download)
+    data = data if data is not None else load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
     model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
