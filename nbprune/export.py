@@ -28,7 +28,7 @@ from torch import nn
 from .config import or_default
 from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, write_bytes_atomic, write_text_atomic
+from .io import UMASK, check_fits, write_bytes_atomic, write_text_atomic
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file
 from .session import ITERATION_FILES, RUN_RECORD, STAGE
@@ -196,6 +196,7 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
     force=True replaces an earlier export in `out_dir`; anything else there is refused.
     """
     model_file, out = Path(model_file), Path(out_dir)
+    check_fits(out, "OUT_DIR", spare=len("..XXXXXXXX.export"))  # the folder is built beside it under a longer name
     model, spec = model_for_file(model_file, activation, dataset)
     if onnx and not _onnx_available():
         raise NbpruneError("ONNX export needs the onnx and onnxscript packages: pip install 'nbprune[onnx]', "

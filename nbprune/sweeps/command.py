@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from ..config import CONTROLS
@@ -45,6 +46,9 @@ def add_command(commands) -> None:
     sweep.set_defaults(func=run_command)
 
 
+RESUME = " Run the same command again to continue the unfinished chains."  # after `nbprune: interrupted.`
+
+
 def run_command(args: argparse.Namespace) -> None:
     if args.words[:1] == ["report"]:
         if len(args.words) != 2:
@@ -60,7 +64,8 @@ def run_command(args: argparse.Namespace) -> None:
         raise NbpruneError("nbprune sweep needs --dir DIR: the folder its sessions and results.csv go in.")
     if args.workers is not None and args.workers < 1:
         raise NbpruneError(f"--workers {args.workers} is not allowed: expected a whole number from 1.")
-    from .engine import STATE_FILE, SweepFolder, failed_chains, sweep
+    from . import engine
+    from .engine import STATE_FILE, ChainsFailedWarning, SweepFolder, failed_chains, sweep
     from .spec import grid_values, parse_assignment
 
     grid = {}
@@ -68,8 +73,12 @@ def run_command(args: argparse.Namespace) -> None:
         name, values = parse_assignment(text, "--grid")
         grid[name] = grid_values(name, values)
     fixed = dict(parse_assignment(text, "--set") for text in args.fixed)
-    table = sweep(args.words[0] if args.words else None, args.dir, grid=grid, seeds=args.seeds, fixed=fixed,
-                  end_itr=args.end_itr, address=args.address, workers=args.workers, progress=not args.no_progress)
+    engine.INTERRUPTED_LINE = "nbprune: interrupted." + RESUME  # Ctrl-C while Ray starts ends the command at once
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChainsFailedWarning)  # said below, in the command's one error line
+        table = sweep(args.words[0] if args.words else None, args.dir, grid=grid, seeds=args.seeds, fixed=fixed,
+                      end_itr=args.end_itr, address=args.address, workers=args.workers,
+                      progress=not args.no_progress)
     print(f"results in {table}; compare them with `nbprune sweep report {args.dir}`")
     failed = failed_chains(SweepFolder(args.dir).load_state(None))
     if failed:
