@@ -544,3 +544,42 @@ def test_a_signal_while_ray_starts_ends_in_one_line_and_writes_nothing(number, m
     assert process.returncode == 130, error
     assert error.strip() == INTERRUPTED, error  # one line: no segmentation fault, stack dump or traceback
     assert not folder.exists()  # Ray starts before the first write: the rerun starts afresh
+
+
+# --- the command's own lines -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, said", [
+    (["sweep", "--dir", "d"], INTERRUPTED),
+    (["sweep", "report", "d"], "nbprune: interrupted."),  # a report has no chains to continue: it is written anew
+    (["sweep", "--no-progress", "report", "d"], "nbprune: interrupted.")])
+def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch, capsys):
+    import nbprune.sweeps.command as command
+    import nbprune.sweeps.report as report_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(report_module, "sweep_report", interrupted)
+    monkeypatch.setattr("nbprune.sweeps.engine.sweep", interrupted)
+    assert command.RESUME in INTERRUPTED
+    assert main(argv) == 130
+    assert capsys.readouterr().err == said + "\n"
+
+
+def test_failed_chains_are_said_in_the_commands_one_error_line_only(tmp_path, monkeypatch, capsys):
+    """The library warns (ChainsFailedWarning); the command line says it in its error line, with nothing before."""
+    from nbprune.sweeps import engine
+
+    def failed_sweep(spec, dir, **options):
+        folder = SweepFolder(dir)
+        folder.save_state({"format": 2, "spec": {}, "dense": {},
+                           "chains": {"c--0123456789abcdef": {"status": "failed", "error": "TrainingError: NaN"}}})
+        warnings.warn("1 chain(s) failed (errors in sweep.json); run the sweep again to retry them",
+                      engine.ChainsFailedWarning)
+        return folder.table_file
+    monkeypatch.setattr(engine, "sweep", failed_sweep)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    assert main(["sweep", "--dir", str(tmp_path / "sweep")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"nbprune: error: 1 chain(s) failed (c--0123456789abcdef; their errors are in {tmp_path / 'sweep' / 'sweep.json'})"
+        f": run the same command again to retry them."]
+    with pytest.warns(engine.ChainsFailedWarning):  # the library's own note, for a Python caller
+        failed_sweep(None, tmp_path / "again")

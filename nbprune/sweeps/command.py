@@ -15,7 +15,9 @@ SPEC is a TOML file: seeds = [0, 1, 2]; end_itr = 8; [set] NAME = VALUE (every c
 setting of `nbprune prune` by its flat name. The command line adds to (and replaces parts of) the file. Each chain
 is a session under DIR/chains/; the dense model of each (data, architecture, training, seed) is trained once under
 DIR/dense/ and shared. Rerun the same command to retry failed chains and continue unfinished ones. Data: the files
-must lie in data_root on a file system every Ray node sees (the driver downloads them there once), as must DIR."""
+must lie in data_root on a file system every Ray node sees (the driver downloads them there once), as must DIR. A
+cluster whose head uses token authentication needs RAY_AUTH_MODE=token and its token on every node and here
+(docs/sweep.md)."""
 
 
 def add_command(commands) -> None:
