@@ -28,7 +28,7 @@ from torch import nn
 from .config import or_default
 from .data import CLASS_NAMES, IMAGE_SHAPE, InputSpec
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, check_fits, write_bytes_atomic, write_text_atomic
+from .io import UMASK, check_fits, write_bytes_atomic, write_fix, write_text_atomic
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file
 from .session import ITERATION_FILES, RUN_RECORD, STAGE
@@ -215,10 +215,11 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
             if out.is_dir():
                 out.rmdir()
             os.replace(building, out)
-        except (OSError, StorageError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            raise NbpruneError(f"could not write the export to {out} ({reason}): free some space or choose "
-                               f"another OUT_DIR; nothing was left behind.") from None
+        except StorageError as error:  # its message names the file, the reason and the fix
+            raise NbpruneError(f"could not write the export to {out}: {error} Nothing was left behind.") from None
+        except OSError as error:
+            raise NbpruneError(f"could not write the export to {out} ({error.strerror or type(error).__name__}): "
+                               f"{write_fix(error)}; nothing was left behind.") from None
     return out
 
 
@@ -240,8 +241,8 @@ def _building_folder(out: Path) -> Iterator[Path]:
                 os.close(guard)
         yield building
     except OSError as error:
-        raise NbpruneError(f"could not write the export to {out} ({error.strerror}): choose an OUT_DIR you can "
-                           f"write to; nothing was left behind.") from None
+        raise NbpruneError(f"could not write the export to {out} ({error.strerror or type(error).__name__}): "
+                           f"{write_fix(error)}; nothing was left behind.") from None
     finally:
         if building is not None and building.exists():
             shutil.rmtree(building, ignore_errors=True)

@@ -30,11 +30,15 @@ FIXES = {errno.ENOSPC: "make room on the disk", errno.EDQUOT: "make room on the 
                                                                           "to itself: choose another path"}
 
 
+def write_fix(error: OSError) -> str:
+    """Return what to do about a write the file system refused, for its reason."""
+    return FIXES.get(error.errno, "check the path and that the disk has room")
+
+
 def cannot_write(path: Path, error: OSError) -> StorageError:
     """Return the one-line error for a write that the file system refused, with the fix for its reason."""
     reason = error.strerror or type(error).__name__
-    fix = FIXES.get(error.errno, "check the path and that the disk has room")
-    return StorageError(f"could not write {path} ({reason}): {fix}; the file is as it was before.")
+    return StorageError(f"could not write {path} ({reason}): {write_fix(error)}; the file is as it was before.")
 
 
 def check_fits(path: str | os.PathLike, what: str, spare: int = 0, below: str = "") -> None:

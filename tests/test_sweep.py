@@ -568,12 +568,22 @@ class RayThatCannotStart:
             Exception("Timed out waiting for the agent to start")
 
 
+@pytest.fixture
+def signal_handlers():
+    """Put SIGINT's and SIGTERM's handlers back after a test that starts Ray in-process (_start_ray makes both
+    KeyboardInterrupts)."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
 @pytest.mark.parametrize("address, native, fix", [
     (None, "", "fixed 15 s to start"), ("10.0.0.9:6379", "", "check the address"),
     ("10.0.0.9:6379", "[W gcs_client.cc:210] Unauthenticated: RPC error: InvalidAuthToken: Authentication token is "
                       "missing or incorrect\n" * 3, "it uses token authentication")])
 def test_ray_that_cannot_start_or_connect_is_said_in_one_message_with_the_fix(address, native, fix, monkeypatch,
-                                                                              capfd):
+                                                                              capfd, signal_handlers):
     from nbprune.sweeps import engine
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
