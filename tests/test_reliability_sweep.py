@@ -13,7 +13,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Callable
 import pytest
 import torch
 
-from conftest import session_held_elsewhere, wait_for
+from conftest import session_held_elsewhere
 from nbprune import load_data
 from nbprune.cli import main
 from nbprune.session import Session
