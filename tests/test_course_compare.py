@@ -147,6 +147,7 @@ def session_taught_by(folder: Path, root: Path, teacher: str, end_itr: int) -> S
     return session
 
 
+@pytest.mark.slow
 def test_07_distils_from_the_teacher_file_04_used_wherever_it_runs_and_refuses_another(tiny_root, tmp_path,
                                                                                         monkeypatch):
     started, elsewhere = tmp_path / "started_here", tmp_path / "elsewhere"
@@ -189,6 +190,7 @@ def test_07_refuses_a_teacher_file_whose_outputs_overflow(session, tmp_path):
         compare.teacher_of(taught, data)
 
 
+@pytest.mark.slow
 def test_a_run_recorded_before_run_json_held_the_teacher_is_read_from_its_models_records(tiny_root, tmp_path,
                                                                                         monkeypatch):
     import json

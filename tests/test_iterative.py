@@ -117,7 +117,7 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
     assert choose_iteration(summary) == max(within)  # the smallest of them: sizes fall with the iteration here
 
 
-@pytest.mark.parametrize("name", ["my_dir", "run 7", "iterative_pruning_old"])
+@pytest.mark.parametrize("name", ["my_dir", "iterative_pruning_old"])
 def test_the_reference_workflows_my_dir_of_any_name_works_for_run_and_concatenate(session, name, tmp_path, capsys):
     """experiment.run(model, data, my_dir) writes my_dir/<i>/...; concatenate(my_dir) reads the same folder."""
     import shutil

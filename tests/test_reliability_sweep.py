@@ -434,6 +434,7 @@ def test_the_report_looks_at_each_row_once_per_budget():
 
 
 # --- the chains' own work, without Ray -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_retain_file_whose_first_row_prunes_gives_the_chain_the_dense_model_prune_trains(tiny_root, tmp_path,
                                                                                           capsys):
     """The sweep copied a 16+8 dense model where `nbprune prune` trains 12+6, and rewrote retain.txt's row 0."""
