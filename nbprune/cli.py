@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 
 from .config import ACTIVATIONS, CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, Setting  # noqa: E402
 from .errors import NbpruneError  # noqa: E402
-from .sweeps.command import add_command as add_sweep_command  # noqa: E402
+from .sweeps.command import RESUME as SWEEP_RESUME, add_command as add_sweep_command  # noqa: E402
 
 EPILOG = "Data: --data-root, else $NBPRUNE_DATA_ROOT, else <project>/data (downloaded there when missing)."
 DATA_SETTINGS = ("dataset", "data_root", "subset", "val_size", "batch_size", "seed", "device", "threads")
@@ -176,15 +176,19 @@ def cmd_workbook(args) -> None:
 def cmd_teacher(args) -> None:
     from .data import load_data_for
     from .evaluation import loss_and_accuracy
+    from .io import TEMPORARY_SPARE, check_fits
     from .teacher import save_teacher, train_teacher
 
     config = RunConfig.from_flat(given(args, TEACHER_DATA_SETTINGS))
     out = Path(args.out_file)
+    check_fits(out, "OUT_FILE", spare=TEMPORARY_SPARE)  # refused now, not after minutes of training
     if out.is_dir():
         raise NbpruneError(f"OUT_FILE {out} is a folder: expected the path of the teacher file to write, e.g. "
                            f"{out / 'teacher.pth'}.")
     folder = next(parent for parent in out.absolute().parents if parent.exists())
-    if not os.access(folder, os.W_OK):  # refused now, not after minutes of training
+    if not folder.is_dir():
+        raise NbpruneError(f"cannot write {out}: {folder} is a file, not a folder; choose a path in a folder.")
+    if not os.access(folder, os.W_OK):
         raise NbpruneError(f"cannot write {out}: {folder} is not writable; choose a folder you can write to.")
     _threads(config)
     data = load_data_for(config)
@@ -333,9 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         words = argv if argv is not None else sys.argv[1:]
         command = next((word for word in words if word in ("prune", "workbook", "sweep")), None)
+        if command == "sweep" and "report" in words[words.index("sweep") + 1:]:
+            command = "sweep report"  # nothing to continue: the report is written again from the start
         resume = {"prune": " Run the same command with --begin-itr auto to continue.",
                   "workbook": " Run the same command with -p begin_itr auto to continue.",
-                  "sweep": " Run the same command again to continue the unfinished chains."}.get(command, "")
+                  "sweep": SWEEP_RESUME}.get(command, "")
         _say(f"nbprune: interrupted.{resume}")
         return 130
     except SystemExit:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -33,6 +35,7 @@ from .errors import ConfigError, SessionError
 from .evaluation import loss_and_accuracy
 from .io import write_text_atomic
 from .model import SimpleNN, parameter_count
+from .modelfile import read_record
 from .progress import progress_bar
 from .prune import prune_nodes
 from .retention import RetentionStep, default_steps, read_retain
@@ -62,6 +65,7 @@ class ComparisonPlan:
     steps: tuple[RetentionStep, ...]
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
+    teacher_sha256: str | None = None  # the content of the teacher file 04's run distilled from, as it recorded it
 
     def __str__(self) -> str:
         levels = ", ".join(f"{step.iteration} ({'+'.join(map(str, step.retained))})" for step in self.steps)
@@ -91,9 +95,45 @@ def plan_comparison(session: Session, levels: Sequence[int] | None = None, seeds
                            f"{MADE_BY[PRUNING]} again for this session.")
     dense = SimpleNN.from_file(dense_file)
     config = run_configuration(runs[-1], dense, epochs, data_root, device)
+    teacher = run_teacher(session, runs[-1])
+    if teacher is not None:
+        check_teacher_file(teacher)
+        config = config.replace(teacher=teacher["file"])
     steps = chosen_steps(session_schedule(session, config, dense), levels)
     return ComparisonPlan(dense.to(resolve_device(config.device)), config, steps, checked_seeds(seeds),
-                          checked_methods(methods))
+                          checked_methods(methods), teacher["sha256"] if teacher is not None else None)
+
+
+def run_teacher(session: Session, run: dict) -> dict | None:
+    """Return the teacher file 04's run distilled from, {"file": its resolved path, "sha256": its content's hash}
+    (None: the run used none): as run.json records it, or for a run recorded before run.json did (with the path as
+    given, relative to wherever the run started), as its pruned iterations' model records name it."""
+    given = (run.get("config") or {}).get("teacher")
+    if given is None:
+        return None
+    recorded = run.get("teacher")
+    if isinstance(recorded, dict) and isinstance(recorded.get("file"), str):
+        return {"file": recorded["file"], "sha256": recorded.get("sha256")}
+    for iteration in reversed(session.iterations()):
+        record = read_record(session.model_file(iteration)) if iteration else None
+        if record is not None and record.teacher is not None:
+            return {"file": record.teacher["file"], "sha256": record.teacher["sha256"]}
+    return {"file": str(given), "sha256": None}
+
+
+def check_teacher_file(teacher: dict) -> None:
+    """Refuse a teacher file that is missing, or whose content is not the one 04's run distilled from."""
+    path = Path(teacher["file"])
+    if not path.is_file():
+        raise SessionError(f"04's pruning run distilled from the teacher file {path}, which is not there any more: "
+                           f"put that file back there (07 retrains as 04 did), or run 04 again with a teacher "
+                           f"file that exists.")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if teacher["sha256"] is not None and actual != teacher["sha256"]:
+        raise SessionError(f"04's pruning run distilled from the teacher file {path} with sha256 "
+                           f"{teacher['sha256'][:16]}..., but that file now holds other content (sha256 "
+                           f"{actual[:16]}...): put the run's teacher file back there, or run 04 again with this "
+                           f"one, so 07 retrains as 04 did.")
 
 
 def run_configuration(run: dict, dense: SimpleNN, epochs: int | None, data_root, device: str | None) -> RunConfig:
@@ -179,7 +219,10 @@ def teacher_of(plan: ComparisonPlan, data: DataSplits) -> nn.Module | None:
     if not plan.config.train.distill:
         return None
     if plan.config.train.teacher is not None:
-        return load_teacher(plan.config.train.teacher, data.spec).model
+        teacher = load_teacher(plan.config.train.teacher, data.spec)
+        if plan.teacher_sha256 is not None:
+            check_teacher_file({"file": str(teacher.file), "sha256": plan.teacher_sha256})  # unchanged since planned
+        return teacher.model
     return copy.deepcopy(plan.dense).eval()
 
 

@@ -29,7 +29,7 @@ from .config import or_default
 from .data import InputSpec
 from .datasets import DATASETS, is_data_file
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, write_bytes_atomic, write_text_atomic
+from .io import UMASK, check_fits, write_bytes_atomic, write_fix, write_text_atomic
 from .locks import hold
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape
@@ -202,6 +202,7 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
     force=True replaces an earlier export in `out_dir`; anything else there is refused.
     """
     model_file, out = Path(model_file), Path(out_dir)
+    check_fits(out, "OUT_DIR", spare=len("..XXXXXXXX.export"))  # the folder is built beside it under a longer name
     model, spec = model_for_file(model_file, activation, dataset)
     if onnx and not _onnx_available():
         raise NbpruneError("ONNX export needs the onnx and onnxscript packages: pip install 'nbprune[onnx]', "
@@ -220,10 +221,11 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
             if out.is_dir():
                 out.rmdir()
             os.replace(building, out)
-        except (OSError, StorageError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            raise NbpruneError(f"could not write the export to {out} ({reason}): free some space or choose "
-                               f"another OUT_DIR; nothing was left behind.") from None
+        except StorageError as error:  # its message names the file, the reason and the fix
+            raise NbpruneError(f"could not write the export to {out}: {error} Nothing was left behind.") from None
+        except OSError as error:
+            raise NbpruneError(f"could not write the export to {out} ({error.strerror or type(error).__name__}): "
+                               f"{write_fix(error)}; nothing was left behind.") from None
     return out
 
 
@@ -245,8 +247,8 @@ def _building_folder(out: Path) -> Iterator[Path]:
                 os.close(guard)
         yield building
     except OSError as error:
-        raise NbpruneError(f"could not write the export to {out} ({error.strerror}): choose an OUT_DIR you can "
-                           f"write to; nothing was left behind.") from None
+        raise NbpruneError(f"could not write the export to {out} ({error.strerror or type(error).__name__}): "
+                           f"{write_fix(error)}; nothing was left behind.") from None
     finally:
         if building is not None and building.exists():
             shutil.rmtree(building, ignore_errors=True)

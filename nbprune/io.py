@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from .config import NAME_MAX, PATH_MAX
 from .errors import NbpruneError, StorageError
 
 if TYPE_CHECKING:
@@ -18,11 +20,45 @@ UMASK = os.umask(0o022)  # read the process umask (the only way is to set it), t
 os.umask(UMASK)
 
 
+TEMPORARY_SPARE = len("..XXXXXXXX.tmp")  # what an atomic write's temporary file adds to the name it replaces
+FIXES = {errno.ENOSPC: "make room on the disk", errno.EDQUOT: "make room on the disk (your quota is full)",
+         errno.EROFS: "choose a folder you can write to", errno.EACCES: "choose a folder you can write to",
+         errno.EPERM: "choose a folder you can write to",
+         errno.EISDIR: "a folder of that name is in the way: move it, or choose another name",
+         errno.ENOTDIR: "a file is in the way where the path needs a folder: choose another path",
+         errno.ENAMETOOLONG: "choose a shorter name or path", errno.ELOOP: "a symbolic link in the path leads back "
+                                                                          "to itself: choose another path"}
+
+
+def write_fix(error: OSError) -> str:
+    """Return what to do about a write the file system refused, for its reason."""
+    return FIXES.get(error.errno, "check the path and that the disk has room")
+
+
 def cannot_write(path: Path, error: OSError) -> StorageError:
-    """Return the one-line error for a write that the file system refused."""
+    """Return the one-line error for a write that the file system refused, with the fix for its reason."""
     reason = error.strerror or type(error).__name__
-    return StorageError(f"could not write {path} ({reason}): make room on the disk or choose a folder you can "
-                        f"write to; the file is as it was before.")
+    return StorageError(f"could not write {path} ({reason}): {write_fix(error)}; the file is as it was before.")
+
+
+def check_fits(path: str | os.PathLike, what: str, spare: int = 0, below: str = "") -> None:
+    """Raise StorageError unless the file system takes `path` (at most PATH_MAX - 1 bytes, NAME_MAX per name),
+    with `spare` bytes more in its last name (the temporary name beside it) and, with `below`, the longest path a
+    command writes inside it. Checked before anything is written (a longer path fails in the first open)."""
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    full = Path(os.path.abspath(os.fspath(path)))
+    longest = max((size(name) for name in full.parts[1:]), default=0)
+    total = size(str(full)) + (1 + size(below) if below else 0) + spare
+    if total < PATH_MAX and longest <= NAME_MAX and size(full.name) + spare <= NAME_MAX:
+        return
+    shown = os.fspath(path)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    room = f" with room for what nbprune writes {'inside it' if below else 'beside it'}" if below or spare else ""
+    raise StorageError(f"{what} {shown!r} is too long ({size(str(full))} bytes, names up to {longest}): the file "
+                       f"system takes at most {PATH_MAX - 1} bytes and {NAME_MAX} per name{room}; choose a shorter "
+                       f"path.")
 
 
 @contextmanager

@@ -130,10 +130,12 @@ class IterativePruning:
                                or_default(begin_itr, "begin_itr"), end_itr)
 
     def run(self, model: nn.Module | PlannedRun, data=None, session_dir: Session | str | os.PathLike | None = None,
-            begin_itr: int | str | None = None, end_itr: int | None = None) -> list[dict]:
+            begin_itr: int | str | None = None, end_itr: int | None = None,
+            on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
         """Run every iteration of the schedule `data` from `begin_itr` (None: the configuration's) into
         `session_dir` (the reference's my_dir, the iterative_pruning folder; or a Session); or run a PlannedRun
-        made by `plan`. Return one record per iteration run. Nothing is written if a check fails."""
+        made by `plan`. Return one record per iteration run; `on_iteration` gets each as soon as its folder is
+        published. Nothing is written if a check fails."""
         planned = model if isinstance(model, PlannedRun) else self.plan(model, data, session_dir, begin_itr, end_itr)
         session = planned.session
         if self.config.threads is not None:  # the configuration's threads hold for the run, from every door
@@ -142,9 +144,9 @@ class IterativePruning:
             if session.clean_leftovers() and planned.begin_itr == "auto":  # an iteration put back counts as done
                 planned = self.plan(planned.model, planned.steps, session, "auto", planned.end_itr)
             begin_run(session, planned, run_record(self, planned))
-            return self._iterate(planned)
+            return self._iterate(planned, on_iteration)
 
-    def _iterate(self, planned: PlannedRun) -> list[dict]:
+    def _iterate(self, planned: PlannedRun, on_iteration: Callable[[dict], None] | None) -> list[dict]:
         session, steps, model = planned.session, planned.steps, planned.start
         self.dense_hidden = steps[0].retained
         self.distillation = _distillation(planned, planned.dense) if planned.position else None
@@ -179,6 +181,8 @@ class IterativePruning:
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
                             "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
                             "seconds": time.perf_counter() - started, **row})
+            if on_iteration is not None:
+                on_iteration(records[-1])
             if diverged:
                 bar.close()
                 raise TrainingError(
@@ -240,12 +244,15 @@ def kept_so_far(session: Session, done: list[RetentionStep]) -> dict[int, Retent
 def run_record(experiment: IterativePruning, planned: PlannedRun) -> dict:
     """Return what run.json records of a run: its settings (with the network it was given), the data, the schedule
     and the environment."""
-    config, model = experiment.config, planned.model
+    config, model, teacher = experiment.config, planned.model, planned.teacher_file
     if isinstance(model, SimpleNN):
         config = config.replace(hidden=planned.steps[0].retained, activation=model.activation)
+    if teacher is not None:  # where it is, wherever the run was started from (07 reads it there)
+        config = config.replace(teacher=str(teacher.file))
     spec = getattr(experiment.train_loader, "spec", None)
     return {"begin_itr": planned.begin_itr, "first_iteration": planned.first, "end_itr": planned.end_itr,
-            "config": config.to_dict(), "criterion_function": getattr(experiment.criterion_function, "__name__", None),
+            "config": config.to_dict(), "teacher": teacher.record() if teacher is not None else None,
+            "criterion_function": getattr(experiment.criterion_function, "__name__", None),
             "input": spec.to_dict() if spec is not None else None,
             "samples": {name: _samples(loader) for name, loader in (
                 ("train", experiment.train_loader), ("validation", experiment.val_loader),
@@ -263,16 +270,17 @@ def _samples(loader) -> int | None:
 
 
 def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = None, end_itr: int | None = None,
-             progress: bool = True, download: bool = True) -> tuple[IterativePruning, PlannedRun]:
+             progress: bool = True, download: bool = True, data=None) -> tuple[IterativePruning, PlannedRun]:
     """Return the experiment a configuration asks for and its run in `session`, after every check that needs no
-    write: the device, the schedule, the data (read, or downloaded when missing unless `download` is False) and the
-    iterations a resume starts from (begin_itr None: the configuration's). `experiment.run(planned)` runs it."""
+    write: the device, the schedule, the data (read, or downloaded when missing unless `download` is False; `data`:
+    loaders already read for this configuration) and the iterations a resume starts from (begin_itr None: the
+    configuration's). `experiment.run(planned)` runs it."""
     from .config import resolve_device
     from .data import load_data_for
 
     resolve_device(config.device)
     base_steps(config)  # a bad retain.txt is refused before the data is read
-    data = load_data_for(config, download=download)
+    data = data if data is not None else load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
     model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),

@@ -101,7 +101,7 @@ def refuse_unless_shared(handle: int, folder: Path, what: str) -> None:
     if token and token in os.environ.get(LOCK_TOKENS, "").split(","):
         return
     raise SessionError(f"{what} {folder} is in use by another nbprune run (PID {holder}): wait for it to "
-                       f"finish, or choose another session folder.")
+                       f"finish, or choose another {what}.")
 
 
 @contextmanager

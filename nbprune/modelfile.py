@@ -11,12 +11,14 @@ This module lies below model.py, whose `SimpleNN.from_file` calls it: it knows t
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
 import pickle
 import pickletools
 import re
+import stat
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -315,8 +317,7 @@ def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """Return a model file's tensors and its nbprune record (None for a plain state dict), both checked."""
     file = Path(file)
     if not file.is_file():
-        kind = "is a folder" if file.is_dir() else "does not exist"
-        raise ModelFileError(f"model file {file} {kind}: expected a best_model.pth written by nbprune.")
+        raise ModelFileError(f"model file {file} {_not_a_file(file)}: expected a best_model.pth written by nbprune.")
     state = _torch_load(file)
     if isinstance(state, nn.Module):
         state = state.state_dict()
@@ -330,6 +331,20 @@ def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     record = metadata.get("", {}).get(RECORD_KEY) if isinstance(metadata, dict) and \
         isinstance(metadata.get(""), dict) else None
     return dict(state), record
+
+
+def _not_a_file(file: Path) -> str:
+    """Return what a path that is not a regular file is, in words."""
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        return "is a symbolic link to nothing" if os.path.islink(file) else "does not exist"
+    except OSError as error:
+        loop = " (a symbolic link that leads back to itself)" if error.errno == errno.ELOOP else ""
+        return f"cannot be opened: {error.strerror}{loop}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    return "is not a regular file (a pipe, socket or device)"
 
 
 def read_record(file: str | os.PathLike) -> ModelRecord | None:

@@ -52,13 +52,17 @@ class Session:
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None) -> "Session":
-        """Return the session at `path`: a session folder, or its iterative_pruning folder; None: the default."""
+        """Return the session at `path`: a session folder, or its pruning folder (iterative_pruning, or any folder
+        that holds iteration folders <i>/prune_w_retrain or a run.json: the reference workflow's my_dir, which
+        `IterativePruning.run(model, data, my_dir)` fills); None: the default."""
         if path is None:
             return cls.default()
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise SessionError(f"session folder {path} is a file: choose a folder (--session-dir / session_dir).")
-        return cls.for_pruning_dir(path) if path.name == PRUNING else cls(path)
+        if path.name == PRUNING or (not (path / PRUNING).is_dir() and is_pruning_folder(path)):
+            return cls.for_pruning_dir(path)
+        return cls(path)
 
     @classmethod
     def for_pruning_dir(cls, pruning: str | os.PathLike) -> "Session":
@@ -104,7 +108,18 @@ class Session:
         """Return the pruning run's own retain.txt: what each iteration actually kept."""
         return self.pruning / RETAIN_FILE
 
-    def iteration_dir(self, iteration: int) -> Path:
+    def is_pruning_folder(path: Path) -> bool:
+    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
+    <i>/prune_w_retrain (finished, partial or moved aside)."""
+    if not path.is_dir():
+        return False
+    if (path / RUN_RECORD).is_file():
+        return True
+    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
+        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
+
+
+def iteration_dir(self, iteration: int) -> Path:
         """Return <pruning>/<iteration>/prune_w_retrain."""
         return self.pruning / str(iteration) / STAGE
 
@@ -188,16 +203,18 @@ class Session:
         return target
 
     # --- writing safely -------------------------------------------------------------------------------------
-    def check_writable(self, folder: Path | None = None) -> None:
-        """Raise SessionError unless `folder` (default: the pruning folder) can be created and written."""
+    def check_writable(self, folder: Path | None = None, what: str = "session folder",
+                       option: str = "session_dir=... or --session-dir") -> None:
+        """Raise SessionError unless `folder` (default: the pruning folder) can be created and written; the message
+        calls it `what` and names the `option` that chooses it."""
         folder = folder or self.pruning
         blocker = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
         if blocker is not None and not blocker.is_dir():
-            raise SessionError(f"session folder {folder} cannot be created: {blocker} is a file. Choose a folder "
-                               f"you can write to (session_dir=... or --session-dir).")
+            raise SessionError(f"{what} {folder} cannot be created: {blocker} is a file. Choose a folder you can "
+                               f"write to ({option}).")
         if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
-            raise SessionError(f"session folder {folder} cannot be written ({blocker} is read-only): choose a "
-                               f"folder you can write to (session_dir=... or --session-dir).")
+            raise SessionError(f"{what} {folder} cannot be written ({blocker} is read-only): choose a folder you can "
+                               f"write to ({option}).")
 
     @property
     def lock_folder(self) -> Path:
@@ -210,9 +227,10 @@ class Session:
         PID. Processes the holder starts (the workbook's kernels) share its lock."""
         return folder_lock(self.lock_folder, "session folder")
 
-    def check_free(self) -> None:
-        """Raise SessionError if another process holds the session's lock; create nothing."""
-        check_free(self.lock_folder, "session folder")
+    def check_free(self, what: str = "session folder") -> None:
+        """Raise SessionError if another process holds the session's lock (`what` names the folder); create
+        nothing."""
+        check_free(self.lock_folder, what)
 
     def clean_leftovers(self) -> bool:
         """Undo what an interrupted run left: put back a moved-aside iteration, remove its partial folders and
@@ -252,6 +270,17 @@ class Session:
     def partial_dir(self, iteration: int) -> Path:
         """Return the folder an iteration is built in before it is published."""
         return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
+
+
+def is_pruning_folder(path: Path) -> bool:
+    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
+    <i>/prune_w_retrain (finished, partial or moved aside)."""
+    if not path.is_dir():
+        return False
+    if (path / RUN_RECORD).is_file():
+        return True
+    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
+        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
 
 
 def iteration_dir(pruning_dir: str | os.PathLike, iteration: int) -> Path:

@@ -31,7 +31,7 @@ from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
 from .io import write_bytes_atomic
 from .model import SimpleNN
-from .modelfile import _spec_from_dict, read_model_file
+from .modelfile import PROBE_RADIUS, _spec_from_dict, read_model_file
 from .progress import progress_bar
 
 TEACHER_KEY = "nbprune_teacher"
@@ -189,6 +189,7 @@ def load_teacher(file: str | os.PathLike, spec: InputSpec | None = None) -> Teac
             raise ModelFileError(f"{file} holds no record of the data it was trained on (a plain state_dict): "
                                  f"expected a best_model.pth nbprune wrote or a file `nbprune teacher` wrote.")
         model, teacher_spec = _conv_teacher(file, state, teacher_record)
+        _refuse_overflow(file, model)
         training = teacher_record.get("training") if isinstance(teacher_record.get("training"), dict) else {}
     teacher = Teacher(model.eval(), teacher_spec, file.resolve(), hashlib.sha256(file.read_bytes()).hexdigest(),
                       training)
@@ -231,6 +232,26 @@ def _conv_teacher(file: Path, state: dict[str, torch.Tensor], record: dict[str, 
     except RuntimeError as error:
         raise damaged(f"its weights do not fit: {str(error).splitlines()[-1].strip()[:160]}") from None
     return model, spec
+
+
+def _refuse_overflow(file: Path, model: ConvTeacher) -> None:
+    """Refuse weights so large that some input within PROBE_RADIUS of the mean gets Inf or NaN outputs, as model
+    files are refused: each layer's outputs are bounded by |W| (summed over a kernel) times the bound of its inputs
+    plus |b|; ReLU and max-pooling keep the bound. Finite weights of 3e38 pass the finite check but overflow."""
+    limit = torch.finfo(torch.promote_types(model.fc1.weight.dtype, torch.float32)).max
+    bound = torch.full((1,), PROBE_RADIUS, dtype=torch.float64)
+    pooled = (model.image_shape[0] // 4) * (model.image_shape[1] // 4)
+    for layer in (model.conv1, model.conv2, model.fc1, model.fc2):
+        weight = layer.weight.detach().double().abs()
+        if layer is model.fc1:
+            bound = bound.repeat_interleave(pooled)  # flatten(1) keeps each channel's positions together
+        bound = (weight.sum(dim=(2, 3)) if weight.dim() == 4 else weight) @ bound + layer.bias.detach().double().abs()
+        if not float(bound.max()) <= limit:  # NaN (Inf times a zero weight) fails this too
+            largest = max(float(each.detach().abs().max()) for each in model.parameters())
+            raise ModelFileError(f"teacher {file} holds weights so large (up to {largest:.3g}) that its outputs "
+                                 f"overflow to Inf or NaN for inputs within {PROBE_RADIUS:g} standard deviations of "
+                                 f"the mean: the network it came from diverged. Train the teacher again (`nbprune "
+                                 f"teacher {file}`), or leave teacher out.")
 
 
 def check_teacher_fits(teacher: Teacher, spec: InputSpec) -> None:

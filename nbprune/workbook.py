@@ -323,6 +323,11 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
     check_apart(session, source)
     session.check_free()
     _, planned = plan_run(config, session, controls.begin_itr, controls.end_itr, progress=False)
+    run = [step.iteration for step in planned.steps if controls.end_itr is None or step.iteration <= controls.end_itr]
+    if controls.chosen_itr is not None and controls.chosen_itr not in run:  # 05's choice: refused now, not in 05
+        shown = ", ".join(map(str, run[:12])) + (", ..." if len(run) > 12 else "")
+        raise ConfigError(f"chosen_itr={controls.chosen_itr} is not an iteration 04 runs: expected one of {shown}; "
+                          f"choose one of them, or leave chosen_itr out (05 then chooses on validation).")
     if controls.compare_levels is not None:  # 07's levels are iterations of this schedule: refused now, not in 07
         from .compare import chosen_steps
         chosen_steps(planned.steps, controls.compare_levels)

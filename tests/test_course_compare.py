@@ -3,6 +3,7 @@ notebook, on a tiny synthetic session."""
 
 import copy
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import nbformat
@@ -130,6 +131,85 @@ def test_the_retraining_distils_from_what_04_distilled_from(session, tmp_path):
     assert torch.equal(compare.teacher_of(taught, data).fc1.weight, other.fc1.weight)
     assert "distilling from " + str(tmp_path / "teacher.pth") in str(taught)
     assert compare.teacher_of(dataclasses.replace(plan, config=plan.config.replace(distill=False)), data) is None
+
+
+def session_taught_by(folder: Path, root: Path, teacher: str, end_itr: int) -> Session:
+    """Return a session whose 04 ran to `end_itr` distilling from the teacher file `teacher` (as given: relative to
+    the working folder)."""
+    session = Session(folder)
+    config = RunConfig.from_flat(data_root=str(root), val_size=100, hidden=HIDDEN, epochs=1, patience=1, threads=1,
+                                 teacher=teacher)
+    data = load_data_for(config, download=False)
+    steps = GeneratePruneData(HIDDEN, 0.7, range(8), dir=session.retain_file.parent).generate_data()
+    torch.manual_seed(0)
+    IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                     progress=False).run(SimpleNN(HIDDEN), steps, session.pruning, end_itr=end_itr)
+    return session
+
+
+@pytest.mark.slow
+def test_07_distils_from_the_teacher_file_04_used_wherever_it_runs_and_refuses_another(tiny_root, tmp_path,
+                                                                                        monkeypatch):
+    started, elsewhere = tmp_path / "started_here", tmp_path / "elsewhere"
+    for folder in (started, elsewhere):
+        folder.mkdir()
+    data = load_data_for(RunConfig.from_flat(data_root=str(tiny_root), val_size=100), download=False)
+    teacher, impostor = SimpleNN(HIDDEN), SimpleNN(HIDDEN)
+    teacher.spec = impostor.spec = data.spec
+    save_model_file(teacher, started / "teacher.pth")
+    save_model_file(impostor, elsewhere / "teacher.pth")  # the same relative name, another file
+    monkeypatch.chdir(started)
+    session = session_taught_by(tmp_path / "session", tiny_root, "teacher.pth", end_itr=0)
+    assert session.runs()[-1]["config"]["teacher"] == str(started / "teacher.pth")  # stored resolved
+    monkeypatch.chdir(elsewhere)
+    plan = plan_comparison(session, [5])
+    assert plan.config.train.teacher == str(started / "teacher.pth")
+    assert torch.equal(compare.teacher_of(plan, data).fc1.weight, teacher.fc1.weight)
+    save_model_file(impostor, started / "teacher.pth")  # replaced by another file of the same name
+    with pytest.raises(SessionError, match="now holds other content .*put the run's teacher file back"):
+        plan_comparison(session, [5])
+    with pytest.raises(SessionError, match="now holds other content"):  # changed after the plan: still refused
+        compare.teacher_of(plan, data)
+    (started / "teacher.pth").unlink()
+    with pytest.raises(SessionError, match="distilled from the teacher file .*teacher.pth, which is not there"):
+        compare_criteria(session, [5], progress=False)
+    assert not (session.root / "compare").exists()
+
+
+def test_07_refuses_a_teacher_file_whose_outputs_overflow(session, tmp_path):
+    from nbprune import ModelFileError
+    from nbprune.teacher import ConvTeacher, TrainedTeacher, save_teacher
+    plan = plan_comparison(session, [5])
+    data = load_data_for(plan.config, download=False)
+    model = ConvTeacher((4, 8), 16)
+    with torch.no_grad():
+        model.fc1.weight[0, 0] = 3e38
+    save_teacher(TrainedTeacher(model, 1, 0.0, 0.0, {}), data.spec, tmp_path / "teacher.pth")
+    taught = dataclasses.replace(plan, config=plan.config.replace(teacher=str(tmp_path / "teacher.pth")))
+    with pytest.raises(ModelFileError, match="weights so large"):
+        compare.teacher_of(taught, data)
+
+
+@pytest.mark.slow
+def test_a_run_recorded_before_run_json_held_the_teacher_is_read_from_its_models_records(tiny_root, tmp_path,
+                                                                                        monkeypatch):
+    import json
+    data = load_data_for(RunConfig.from_flat(data_root=str(tiny_root), val_size=100), download=False)
+    teacher = SimpleNN(HIDDEN)
+    teacher.spec = data.spec
+    (tmp_path / "started_here").mkdir()
+    save_model_file(teacher, tmp_path / "started_here" / "teacher.pth")
+    monkeypatch.chdir(tmp_path / "started_here")
+    session = session_taught_by(tmp_path / "session", tiny_root, "teacher.pth", end_itr=1)
+    record = json.loads((session.pruning / "run.json").read_text())
+    for run in record["runs"]:  # as an older nbprune wrote it: the path as given, no hash
+        run["config"]["teacher"] = "teacher.pth"
+        run.pop("teacher")
+    (session.pruning / "run.json").write_text(json.dumps(record))
+    monkeypatch.chdir(tmp_path)
+    plan = plan_comparison(session, [5])
+    assert plan.config.train.teacher == str(tmp_path / "started_here" / "teacher.pth")
+    assert plan.teacher_sha256 == hashlib.sha256((tmp_path / "started_here" / "teacher.pth").read_bytes()).hexdigest()
 
 
 def test_a_session_whose_04_has_not_run_is_refused_before_anything_is_written(tmp_path, tiny_root):

@@ -63,6 +63,39 @@ def test_every_solution_is_accepted_and_a_wrong_answer_refused(key):
     assert not unanswered.right
 
 
+UNREADABLE = {"huge": 10 ** 400, "inf": float("inf"), "minus_inf": -float("inf"), "nan": float("nan"),
+              "text": "abc", "huge_list": [10 ** 400], "object": object(), "fractions": [26.9, 28.9, 30.9, 31.9]}
+
+
+@pytest.mark.parametrize("answer", list(UNREADABLE))
+@pytest.mark.parametrize("key", keys())
+def test_an_answer_that_is_no_number_of_the_kind_asked_is_a_verdict_never_an_exception(key, answer):
+    verdict = check(key, UNREADABLE[answer], **context(key))
+    assert not verdict.right and str(verdict).startswith("not yet"), f"{key}: {verdict}"
+
+
+def test_a_fraction_is_not_a_whole_iteration_and_a_whole_float_is():
+    assert not check("03.2", [26.9, 28.9, 30.9, 31.9])  # int() would truncate them to the solution
+    assert "26.9 is not a whole number" in str(check("03.2", [26.9, 28.9, 30.9, 31.9]))
+    assert check("03.2", [26.0, 28.0, 30.0, 31.0]) and check("03.2", ["26", "28", "30", "31"])
+
+
+def test_an_infinite_expected_value_is_met_by_that_infinity_only():
+    from nbprune.exercises import close, same_interval
+    assert not close(5, float("inf"), "the bound") and not close(float("-inf"), float("inf"), "the bound")
+    assert close(float("inf"), float("inf"), "the bound")
+    assert not same_interval((0, 1), float("-inf"), float("inf"), "the box")
+    assert same_interval((float("-inf"), float("inf")), float("-inf"), float("inf"), "the box")
+
+
+@pytest.mark.parametrize("key", [None, "99.1", "3.1", 3.1, ""])
+def test_an_unknown_exercise_is_a_verdict_naming_the_known_ones(key):
+    verdict = check(key, 61)
+    assert not verdict.right and f"no exercise {key!r}: expected a key like '04.2' (known: 00.1," in str(verdict)
+    with pytest.raises(NbpruneError, match="no exercise"):
+        solution(key)
+
+
 def test_the_solutions_are_the_numbers_worked_by_hand():
     assert solution("01.1", mean=0.1307, std=0.3081) == pytest.approx(-0.1307 / 0.3081)
     assert solution("01.2", mean=0.1307, std=0.3081) == pytest.approx((1 - 0.1307) / 0.3081)

@@ -118,6 +118,29 @@ def test_concatenate_writes_one_row_per_iteration_and_plots(session):
     assert choose_iteration(summary) == max(within)  # the smallest of them: sizes fall with the iteration here
 
 
+@pytest.mark.parametrize("name", ["my_dir", "iterative_pruning_old"])
+def test_the_reference_workflows_my_dir_of_any_name_works_for_run_and_concatenate(session, name, tmp_path, capsys):
+    """experiment.run(model, data, my_dir) writes my_dir/<i>/...; concatenate(my_dir) reads the same folder."""
+    import shutil
+    session_dir, _ = session
+    my_dir = tmp_path / name
+    shutil.copytree(session_dir, my_dir)
+    out = concatenate(my_dir)
+    assert out == my_dir / "prune_w_retrain_results" and (out / "validations.txt").is_file()
+    assert read_table(out / "validations.txt") == read_table(concatenate(session_dir) / "validations.txt")
+    assert [record["iteration"] for record in session_summary(my_dir)] == [0, 1, 2]
+    assert main(["concat", str(my_dir)]) == 0 and "prune_w_retrain_results" in capsys.readouterr().out
+    assert not (my_dir / "iterative_pruning").exists()
+    assert Session.open(my_dir.parent).pruning == my_dir.parent / "iterative_pruning"  # a folder that holds none
+
+
+def test_a_session_folder_and_a_pruning_folder_still_open_as_before(session, tmp_path):
+    session_dir, _ = session
+    assert Session.open(session_dir.parent).pruning == session_dir  # holds iterative_pruning/
+    assert Session.open(session_dir).pruning == session_dir
+    assert Session.open(tmp_path / "new").pruning == tmp_path / "new" / "iterative_pruning"  # nothing there yet
+
+
 def test_a_stray_folder_in_the_session_is_ignored(session, tmp_path):
     import shutil
     session_dir, _ = session

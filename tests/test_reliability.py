@@ -667,6 +667,18 @@ def _workbook(*parameters: str, session: str | None = None) -> Callable[[Context
     return case
 
 
+def _no_notebook_runs(case: Callable[[Context], str]) -> Callable[[Context], str]:
+    """Fail at once, not after minutes, if the workbook starts its notebooks instead of refusing."""
+    def guarded(ctx: Context) -> str:
+        import papermill
+
+        def never(*args, **kwargs):
+            raise AssertionError("the workbook ran a notebook before refusing")
+        ctx.monkeypatch.setattr(papermill, "execute_notebook", never)
+        return case(ctx)
+    return guarded
+
+
 def _no_cuda(ctx: Context) -> str:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: device cuda is allowed")
@@ -700,6 +712,67 @@ def _runs_that_do_not_continue_each_other(ctx: Context) -> None:
     first = {key: value for key, value in record["runs"][0].items() if key not in ("run", "first_iteration")}
     record["runs"] = [first, dict(first, schedule=first["schedule"][:2])]
     (ctx.session / "run.json").write_text(json.dumps(record))
+
+
+def _teacher(ctx: Context, layer: str | None = None) -> Path:
+    """Write a ConvTeacher file for the tiny data (built, not trained); with `layer`, one of its weights 3e38."""
+    from nbprune.teacher import ConvTeacher, TrainedTeacher, save_teacher
+    torch.manual_seed(0)
+    model = ConvTeacher((4, 8), 16)
+    if layer is not None:
+        with torch.no_grad():
+            getattr(model, layer).weight.view(-1)[0] = 3e38
+    path = ctx.tmp / "teacher.pth"
+    save_teacher(TrainedTeacher(model.eval(), 1, 0.0, 0.0, {}), load_data(ctx.data_root, download=False).spec, path)
+    return path
+
+
+def _teacher_that_is(kind: str) -> Callable[[Context], str]:
+    """Give --teacher a FIFO or a symbolic link that leads back to itself."""
+    def case(ctx: Context) -> str:
+        path = ctx.tmp / "teacher.pth"
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to(ctx.tmp / "loop.pth")
+            (ctx.tmp / "loop.pth").symlink_to(path)
+        message = ctx.prune("--teacher", str(path))
+        assert "does not exist" not in message
+        return message
+    return case
+
+
+def _retain_txt_is_a_folder(ctx: Context) -> str:
+    (ctx.tmp / "r" / "retain.txt").mkdir(parents=True)
+    message = ctx.cli("retain", "--dir", str(ctx.tmp / "r"))
+    assert "make room" not in message and (ctx.tmp / "r" / "retain.txt").is_dir()
+    return message
+
+
+def _teacher_out(name: str, in_a_file: bool = False) -> Callable[[Context], str]:
+    """`nbprune teacher OUT`: refused before any training (a test of training would take minutes, not this)."""
+    def case(ctx: Context) -> str:
+        import nbprune.teacher as teacher_module
+
+        def never(*args, **kwargs):
+            raise AssertionError("the teacher was trained before OUT_FILE was checked")
+        ctx.monkeypatch.setattr(teacher_module, "train_teacher", never)
+        folder = ctx.tmp / "a_file" if in_a_file else ctx.tmp
+        if in_a_file:
+            folder.write_text("mine")
+        message = ctx.cli("teacher", str(folder / name), "--data-root", str(ctx.data_root), "--no-progress")
+        assert not in_a_file or folder.read_text() == "mine"
+        return message
+    return case
+
+
+def _export_out(length: int) -> Callable[[Context], str]:
+    def case(ctx: Context) -> str:
+        out = ctx.tmp / ("e" * length)
+        message = ctx.cli("export", str(iteration_dir(ctx.session, 3) / "best_model.pth"), str(out))
+        assert not [path for path in ctx.tmp.iterdir() if path.name.startswith(".e")]  # no building folder left
+        return message
+    return case
 
 
 LONG_PATH = "/tmp/" + "a" * 5000
@@ -907,6 +980,31 @@ CATALOGUE = {
                                                   ["data_root='/tmp/aaaa", "at most 4095 bytes, 255 per name"]),
     "prune_session_path_of_5000_characters": Case(lambda ctx: ctx.prune(session=Path(LONG_PATH)),
                                                   ["session_dir='/tmp/aaaa", "at most 4095 bytes"]),
+    # round four: teacher files checked like model files, in every door; names too long; write errors' fixes
+    **{f"teacher_with_a_weight_of_3e38_in_{layer}": Case(
+        lambda ctx, layer=layer: ctx.prune("--teacher", str(_teacher(ctx, layer))),
+        ["weights so large (up to 3e+38)", "outputs overflow to Inf or NaN", "Train the teacher again"])
+       for layer in ("conv1", "conv2", "fc1", "fc2")},
+    "teacher_with_a_weight_of_3e38_in_the_workbook": Case(
+        lambda ctx: _workbook("teacher", str(_teacher(ctx, "conv1")))(ctx), ["weights so large (up to 3e+38)"]),
+    "teacher_a_fifo": Case(_teacher_that_is("fifo"), ["teacher.pth is not a regular file (a pipe, socket or "
+                                                       "device)"]),
+    "teacher_a_symlink_loop": Case(_teacher_that_is("loop"), ["a symbolic link that leads back to itself"]),
+    "workbook_chosen_itr_not_in_the_schedule": Case(_no_notebook_runs(_workbook("chosen_itr", "99")),
+                                                    ["chosen_itr=99 is not an iteration 04 runs",
+                                                     "expected one of 0, 1, 2,", "leave chosen_itr out"]),
+    "workbook_chosen_itr_skipped_by_the_schedule": Case(  # 10+5 at q 0.7: iterations 0-4, then 6 (5 keeps 2+1)
+        _no_notebook_runs(_workbook("hidden", "10,5", "q", "0.7", "iterations", "7", "chosen_itr", "5")),
+        ["chosen_itr=5 is not an iteration 04 runs", "expected one of 0, 1, 2, 3, 4, 6;"]),
+    "teacher_out_in_a_file": Case(_teacher_out("t.pth", in_a_file=True), ["a_file is a file, not a folder"]),
+    "teacher_out_name_of_300_bytes": Case(_teacher_out("t" * 296 + ".pth"),
+                                          ["OUT_FILE", "is too long", "255 per name"]),
+    "teacher_out_name_of_250_bytes": Case(_teacher_out("t" * 246 + ".pth"),  # its temporary file's would be 264
+                                          ["OUT_FILE", "is too long", "with room for what nbprune writes beside it"]),
+    "export_out_name_of_300_bytes": Case(_export_out(300), ["OUT_DIR", "is too long", "255 per name"]),
+    "export_out_name_of_245_bytes": Case(_export_out(245), ["OUT_DIR", "is too long", "beside it"]),
+    "retain_txt_is_a_folder": Case(_retain_txt_is_a_folder, ["retain.txt (Is a directory)",
+                                                             "a folder of that name is in the way"]),
     "concat_runs_that_do_not_continue_each_other": Case(
         lambda ctx: ctx.cli("concat", str(ctx.session)),
         ["mixes two runs that do not continue each other: iterations 0, 1 from run 2, iterations 2, 3 from the "

@@ -8,7 +8,9 @@ The command-line cases use the tiny IDX dataset from conftest.py and models that
 from __future__ import annotations
 
 import copy
+import errno
 import logging
+import os
 import shutil
 import signal
 import struct
@@ -434,3 +436,26 @@ def test_evaluate_on_a_model_of_own_tensors_says_how_to_evaluate_it_in_python(tm
     printed = capsys.readouterr().out
     assert "'Test_Accuracy'" in printed and "'Train_Loss'" in printed
 
+
+
+# --- 14. A refused write says the fix for its reason (round four) --------------------------------------------------
+
+@pytest.mark.parametrize("number, fix", [(errno.ENOSPC, "make room on the disk"),
+                                         (errno.EROFS, "choose a folder you can write to"),
+                                         (errno.EACCES, "choose a folder you can write to"),
+                                         (errno.EISDIR, "a folder of that name is in the way"),
+                                         (errno.ENOTDIR, "a file is in the way"),
+                                         (errno.ENAMETOOLONG, "choose a shorter name")])
+def test_a_refused_write_says_the_fix_for_its_reason(number, fix, tmp_path, monkeypatch):
+    from nbprune.errors import StorageError
+    from nbprune.io import write_text_atomic
+
+    def refused(source, target):
+        raise OSError(number, os.strerror(number))
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(StorageError) as caught:
+        write_text_atomic(tmp_path / "validations.txt", "x")
+    said = str(caught.value)
+    assert said.startswith(f"could not write {tmp_path / 'validations.txt'} ({os.strerror(number)}): {fix}")
+    assert ("make room" in said) == (number == errno.ENOSPC)  # every write error said it, "Is a directory" too
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone

@@ -8,18 +8,25 @@ import csv
 import fcntl
 import json
 import os
+import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 from nbprune.cli import main
 from nbprune.errors import NbpruneError
 from nbprune.session import LOCK_FILE, Session
 from nbprune.sweeps import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
+from nbprune.sweeps.engine import ChainsFailedWarning
 from nbprune.sweeps.report import pick_per_budget
 from nbprune.sweeps.spec import grid_values
 
@@ -42,6 +49,8 @@ allocation = "global"
 """
 SMALL = ["--grid", "criterion=magnitude,random", "--seeds", "0", "1", "--end-itr", "2", "--set", "epochs=1",
          "--set", "patience=1", "--set", "val_size=100"]
+HANG = 900  # seconds a subprocess may take before the test calls it hung: an end to a hang, never a measure
+ENV_SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def ray_or_skip():
@@ -57,15 +66,36 @@ def runs(chain: Path) -> list[dict]:
     return Session(chain).runs()
 
 
+def readable(name: str) -> str:
+    """Return the readable part of a chain's or dense model's folder name (before '--' and the settings' hash)."""
+    part, _, digest = name.rpartition("--")
+    assert len(digest) == 16 and int(digest, 16) >= 0, name
+    return part
+
+
+def folder_of(parent: Path, name: str) -> Path:
+    """Return the one folder in `parent` whose readable name is `name`."""
+    found = [folder for folder in parent.iterdir() if readable(folder.name) == name]
+    assert len(found) == 1, (name, sorted(os.listdir(parent)))
+    return found[0]
+
+
+def chain_folder(spec: Path, sweep_dir: Path, name: str) -> Path:
+    """Return the folder of a sweep's chain (it need not exist yet) by its readable name."""
+    return next(SweepFolder(sweep_dir).chain_dir(chain) for chain in expand(read_spec(spec))
+                if readable(chain.name) == name)
+
+
 # --- the spec -----------------------------------------------------------------------------------------------------
 def test_a_toml_spec_expands_into_chains_that_share_their_dense_models(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(SPEC)
     chains = expand(read_spec(path))
     assert len(chains) == 2 * 2 * 2  # cases x criteria x seeds
-    assert chains[0].name == "prune_inputs=False__allocation=layer__criterion=interval_adjoint__seed=0"
-    assert chains[-1].name == "prune_inputs=True__allocation=global__criterion=magnitude__seed=1"
-    assert {chain.dense for chain in chains} == {"seed=0", "seed=1"}  # pruning settings do not change the dense
+    assert readable(chains[0].name) == "prune_inputs=False__allocation=layer__criterion=interval_adjoint__seed=0"
+    assert readable(chains[-1].name) == "prune_inputs=True__allocation=global__criterion=magnitude__seed=1"
+    assert len({chain.dense for chain in chains}) == 2  # pruning settings do not change the dense model
+    assert {readable(chain.dense) for chain in chains} == {"seed=0", "seed=1"}
     assert all(chain.config.train.epochs == 2 and chain.config.data.subset == 500 for chain in chains)
     assert all(chain.config.threads == 1 for chain in chains)  # one CPU per chain unless threads is set
     assert chains[0].varied == {"prune_inputs": False, "allocation": "layer", "criterion": "interval_adjoint"}
@@ -73,7 +103,8 @@ def test_a_toml_spec_expands_into_chains_that_share_their_dense_models(tmp_path)
 
 def test_a_varied_training_setting_gets_its_own_dense_model():
     chains = expand(build_spec(grid={"epochs": [1, 2], "criterion": ["magnitude", "random"]}))
-    assert sorted({chain.dense for chain in chains}) == ["epochs=1__seed=0", "epochs=2__seed=0"]
+    assert sorted({readable(chain.dense) for chain in chains}) == ["epochs=1__seed=0", "epochs=2__seed=0"]
+    assert len({chain.dense for chain in chains}) == 2
 
 
 def test_each_chain_asks_ray_for_its_threads_and_a_gpu_when_it_runs_on_cuda():
@@ -99,7 +130,9 @@ def test_command_line_values_are_parsed_as_the_settings_declare():
     ({"set": {"lr": "fast"}}, "lr='fast' is not allowed"),
     ({"set": {"colour": "red"}}, "unknown setting 'colour'"),
     ({"set": {"seed": 3}}, "list the seeds as seeds = "),
-    ({"set": {"end_itr": 3}}, "decided by the sweep itself"),
+    ({"set": {"end_itr": 3}}, "end_itr is not a setting of the chains: give it at the top of the spec "
+                              "(end_itr = 8, before any [table]) or as --end-itr 8"),
+    ({"set": {"begin_itr": 3}}, "unknown setting 'begin_itr' (it is decided by the sweep itself)"),
     ({"grid": {"q": 0.5}}, "expected a non-empty list of values"),
     ({"grid": {"q": [0.5]}, "set": {"q": 0.7}}, "q given in more than one of set, grid and cases"),
     ({"seeds": [0, 0]}, "expected distinct whole numbers"),
@@ -110,7 +143,7 @@ def test_command_line_values_are_parsed_as_the_settings_declare():
 ])
 def test_bad_specs_are_refused_before_any_write(tmp_path, values, message):
     folder = tmp_path / "sweep"
-    with pytest.raises(SweepError, match=message):
+    with pytest.raises(SweepError, match=re.escape(message)):
         sweep(values, folder)
     assert not folder.exists()
 
@@ -206,49 +239,122 @@ def quick_ray_start(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
 
-@pytest.fixture
-def two_node_cluster(quick_ray_start, monkeypatch):
-    """A Ray head and a second node on this machine, one CPU each, that do not see $NBPRUNE_DATA_ROOT."""
-    from ray.cluster_utils import Cluster
-
-    monkeypatch.delenv("NBPRUNE_DATA_ROOT", raising=False)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+def free_ports(count: int) -> list[int]:
+    """Return ports nothing listens on now, on 127.0.0.1 (held together while chosen, so all differ)."""
+    sockets = [socket.socket() for _ in range(count)]
     try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        yield cluster
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        return [each.getsockname()[1] for each in sockets]
     finally:
-        cluster.shutdown()
+        for each in sockets:
+            each.close()
+
+
+@contextlib.contextmanager
+def ray_start_node(args: list[str], env: dict, log: Path):
+    """Run `ray start --block ARGS` as a process group of our own until `Ray runtime started.` (an event, not a
+    time); on leaving, SIGTERM it (it stops the Ray processes it started), then end whatever is left of its group.
+    Nothing else is touched: other Ray clusters on this machine (another engineer's, another test's) stay."""
+    ray = Path(sys.executable).with_name("ray")
+    with open(log, "wb") as output:
+        node = subprocess.Popen([str(ray), "start", "--block", "--disable-usage-stats", *args], env=env, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: b"Ray runtime started." in log.read_bytes(), node, f"ray start {' '.join(args)}")
+        yield node
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=HANG)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(node.pid, signal.SIGKILL)  # the group it started in: ours alone
+
+
+def node_ports() -> list[str]:
+    """Return a node's own ports, chosen free, so that its agents never meet another cluster's."""
+    listen, grpc, runtime_env, metrics = free_ports(4)
+    return ["--dashboard-agent-listen-port", str(listen), "--dashboard-agent-grpc-port", str(grpc),
+            "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics)]
+
+
+@pytest.fixture
+def ray_start_cluster(quick_ray_start, tmp_path):
+    """docs/sweep.md's recipe on 127.0.0.1: token authentication on every node, `ray start --head` and a second
+    node with `ray start --address`, one CPU each, neither seeing $NBPRUNE_DATA_ROOT. Yields (address, the
+    environment every node and the driver share)."""
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {key: value for key, value in os.environ.items() if key not in ("NBPRUNE_DATA_ROOT", "RAY_AUTH_TOKEN")}
+    env.update(ENV_SINGLE_THREAD, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    env.pop("NBPRUNE_DATA_ROOT", None)
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's sockets need a short path
+    port, = free_ports(1)
+    address = f"127.0.0.1:{port}"
+    try:
+        with ray_start_node(["--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false",
+                             "--temp-dir", temp, *node_ports()],
+                            env, tmp_path / "head.log") as head, \
+                ray_start_node(["--address", address, "--num-cpus", "1", "--temp-dir", temp, *node_ports()], env,
+                               tmp_path / "worker.log"):
+            status = [str(Path(sys.executable).with_name("ray")), "status", "--address", address]
+            wait_for(lambda: subprocess.run(status, env=env, capture_output=True, text=True).stdout.count(
+                " node_") == 2, head, "both nodes in `ray status`")
+            yield address, env
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def sweep_cli(*argv: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nbprune.cli", "sweep", *argv], env=env, capture_output=True,
+                          text=True, timeout=HANG)
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_two_node_cluster_gives_the_rows_and_models_of_a_local_one(two_node_cluster, tiny_root,
-                                                                                tmp_path, monkeypatch, capsys):
-    assert len(two_node_cluster.list_all_nodes()) == 2
-    monkeypatch.setenv("NBPRUNE_DATA_ROOT", str(tiny_root))  # the driver's only: workers get data_root from it
+def test_the_documented_cluster_recipe_gives_the_rows_and_models_of_a_local_sweep(ray_start_cluster, tiny_root,
+                                                                                  tmp_path):
+    address, env = ray_start_cluster
+    driver = dict(env, NBPRUNE_DATA_ROOT=str(tiny_root))  # the driver's only: workers get data_root from it
     on_cluster, local = tmp_path / "cluster", tmp_path / "local"
-    assert main(["sweep", "--dir", str(on_cluster), *SMALL, "--address", two_node_cluster.address]) == 0
-    assert main(["sweep", "--dir", str(local), *SMALL, "--workers", "2"]) == 0
+
+    without_token = {key: value for key, value in driver.items() if not key.startswith("RAY_AUTH")}
+    refused = sweep_cli("--dir", str(on_cluster), *SMALL, "--address", address, env=without_token)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"nbprune: error: could not connect to the Ray cluster at {address}: it uses "
+                                     f"token authentication")
+    assert "RAY_AUTH_MODE=token" in refused.stderr and "docs/sweep.md" in refused.stderr
+    too_big = sweep_cli("--dir", str(on_cluster), *SMALL, "--set", "threads=2", "--address", address, env=driver)
+    assert too_big.returncode == 2 and too_big.stderr.count("\n") == 1, too_big.stderr
+    assert f"no node of the Ray cluster at {address} has that (the largest: 1 CPUs, 0 GPUs)" in too_big.stderr
+    assert not on_cluster.exists()  # both refused before the first write
+
+    done = sweep_cli("--dir", str(on_cluster), *SMALL, "--address", address, env=driver)
+    assert done.returncode == 0 and "nbprune: " not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert sweep_cli("--dir", str(local), *SMALL, "--workers", "2", env=driver).returncode == 0
 
     rows = table(on_cluster)
     assert [(row["criterion"], row["seed"], row["iteration"]) for row in rows] == [
         (criterion, seed, iteration) for criterion in ("magnitude", "random") for seed in "01" for iteration in "012"]
     assert [{**row, "seconds": None} for row in rows] == [{**row, "seconds": None} for row in table(local)]
+    assert all(float(row["seconds"]) > 0 for row in rows)
     for row in rows:
         assert (on_cluster / row["model_file"]).read_bytes() == (local / row["model_file"]).read_bytes()
-    assert sorted(os.listdir(on_cluster / "dense")) == ["seed=0", "seed=1"]  # one dense model per seed, shared
-    dense = Session(on_cluster / "dense" / "seed=0").model_file(0).read_bytes()
+    assert sorted(readable(name) for name in os.listdir(on_cluster / "dense")) == ["seed=0", "seed=1"]  # shared
+    dense = Session(folder_of(on_cluster / "dense", "seed=0")).model_file(0).read_bytes()
     assert all(Session(chain).model_file(0).read_bytes() == dense
-               for chain in (on_cluster / "chains").glob("*seed=0"))
-    chain = on_cluster / "chains" / "criterion=magnitude__seed=0"
+               for chain in (on_cluster / "chains").glob("*seed=0--*"))
+    chain = folder_of(on_cluster / "chains", "criterion=magnitude__seed=0")
     assert runs(chain)[0]["config"]["data_root"] == str(tiny_root.resolve())  # reached the nodes by data_root
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("chain ")]
-    assert len(lines) == 8 and all(": finished, 3 models in " in line for line in lines)  # one per chain, per sweep
+    assert json.loads((chain / "settings.json").read_text())["criterion"] == "magnitude"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("chain ")]
+    assert len(lines) == 4 and all(": finished, 3 models in " in line for line in lines)  # one per chain
 
-    assert main(["sweep", "--dir", str(on_cluster), *SMALL]) == 0  # finished: nothing runs again
-    assert len(runs(chain)) == 1
-    assert main(["sweep", "--dir", str(on_cluster), *SMALL, "--set", "epochs=2"]) == 2
-    assert "set: saved" in capsys.readouterr().err
+    again = sweep_cli("--dir", str(on_cluster), *SMALL, "--address", address, env=driver)
+    assert again.returncode == 0 and len(runs(chain)) == 1  # finished: nothing runs again
+    changed = sweep_cli("--dir", str(on_cluster), *SMALL, "--set", "epochs=2", env=driver)
+    assert changed.returncode == 2 and "set: saved" in changed.stderr
 
     assert main(["sweep", "report", str(on_cluster), "--budgets", "200000", "150000"]) == 0
     report = (on_cluster / "report.md").read_text()
@@ -314,8 +420,8 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
                     f'lr_patience = 100\nlr_drops = 100\n[[cases]]\ncriterion = "magnitude"\nepochs = 1\n'
                     f'[[cases]]\ncriterion = "random"\nepochs = 60\n')
     folder = tmp_path / "sweep"
-    quick, victim = folder / "chains" / "criterion=magnitude__epochs=1__seed=0", \
-        folder / "chains" / "criterion=random__epochs=60__seed=0"
+    quick, victim = chain_folder(spec, folder, "criterion=magnitude__epochs=1__seed=0"), \
+        chain_folder(spec, folder, "criterion=random__epochs=60__seed=0")
     driver = subprocess.Popen([sys.executable, "-m", "nbprune.cli", "sweep", str(spec), "--dir", str(folder),
                                "--workers", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -326,7 +432,8 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 2, error
-    assert "1 chain(s) failed (criterion=random__epochs=60__seed=0;" in error
+    assert f"nbprune: error: 1 chain(s) failed ({victim.name};" in error
+    assert [line for line in error.splitlines() if line.strip()][-1].startswith("nbprune: error: ")
     state = json.loads((folder / "sweep.json").read_text())
     assert state["chains"][quick.name]["status"] == "finished"
     assert state["chains"][victim.name]["status"] == "failed" and state["chains"][victim.name]["error"]
@@ -344,20 +451,22 @@ def test_a_killed_chain_is_recorded_failed_and_the_rerun_finishes_only_what_is_m
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_fails_alone(quick_ray_start,
+def test_sigterm_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_fails_alone(quick_ray_start,
                                                                                              tiny_root, tmp_path):
+    """SIGTERM while chains run (Ctrl-C takes the same way): ray.init had replaced its handler, and Ray's native
+    one dumped a stack and aborted (exit 134) without a line of nbprune's."""
     spec = tmp_path / "sweep.toml"
     spec.write_text(f'seeds = [0, 1]\nend_itr = 2\n[set]\ndata_root = "{tiny_root}"\nval_size = 100\nepochs = 60\n'
                     f'patience = 60\nlr_patience = 100\nlr_drops = 100\n[grid]\ncriterion = ["random"]\n')
     folder = tmp_path / "sweep"
-    watched = folder / "chains" / "criterion=random__seed=0"
+    watched = chain_folder(spec, folder, "criterion=random__seed=0")
     driver = subprocess.Popen([sys.executable, "-m", "nbprune.cli", "sweep", str(spec), "--dir", str(folder),
                                "--workers", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     worker = None
     try:
-        worker = stop_between_iterations(watched, driver)  # frozen mid-chain while Ctrl-C reaches the driver
-        driver.send_signal(signal.SIGINT)
+        worker = stop_between_iterations(watched, driver)  # frozen mid-chain while SIGTERM reaches the driver
+        driver.send_signal(signal.SIGTERM)
         out, error = driver.communicate(timeout=900)
     finally:
         if driver.poll() is None:
@@ -366,14 +475,13 @@ def test_ctrl_c_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_f
             with contextlib.suppress(ProcessLookupError):  # Ray ends it with the sweep; never leave it stopped
                 os.kill(worker, signal.SIGKILL)
     assert driver.returncode == 130, error
-    assert error.strip().endswith("nbprune: interrupted. Run the same command again to continue the unfinished "
-                                  "chains.")
+    assert error.strip() == "nbprune: interrupted. Run the same command again to continue the unfinished chains."
     state = json.loads((folder / "sweep.json").read_text())
     assert state["chains"][watched.name]["status"] == "unfinished"
     assert Session(watched).is_complete(1) and not Session(watched).is_complete(2)
 
-    with holding(lock_file(watched)):  # another run has the session: the sweep takes each chain's lock
-        sweep(spec, folder, workers=2, progress=False)
+    with holding(lock_file(watched)), pytest.warns(ChainsFailedWarning, match=r"1 chain\(s\) failed"):
+        sweep(spec, folder, workers=2, progress=False)  # another run has the session: each chain takes its lock
     record = json.loads((folder / "sweep.json").read_text())["chains"][watched.name]
     assert record["status"] == "failed" and record["error"].startswith("SessionError: session folder")
     assert f"in use by another nbprune run (PID {os.getpid()})" in record["error"]
@@ -410,10 +518,14 @@ def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
     from nbprune.sweeps.spec import with_paths_resolved
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBPRUNE_DATA_ROOT", "data")
-    (tmp_path / "retain.txt").write_text("iteration fc1 fc2\n0 256 64\n1 200 50\n")
-    chain, = with_paths_resolved(expand(build_spec(fixed={"retain": "retain.txt"})))
+    (tmp_path / "retain.txt").write_text("Iteration h1NodesRetained h2NodesRetained perNodesRetained\n"
+                                         "0 256 64 100\n1 200 50 78.125\n")
+    (tmp_path / "teacher.pth").write_bytes(b"a teacher")
+    chain, = expand(build_spec(fixed={"retain": "retain.txt", "teacher": "teacher.pth"}))
     assert chain.config.data.data_root == str(tmp_path / "data")  # a worker's environment and folder play no part
     assert chain.config.schedule.retain == str(tmp_path / "retain.txt")
+    assert chain.config.train.teacher == str(tmp_path / "teacher.pth")
+    assert with_paths_resolved([chain]) == [chain]
 
 
 @pytest.mark.slow
@@ -440,24 +552,66 @@ def test_compare_criteria_chains_run_as_a_sweep_give_its_own_records(quick_ray_s
 
 
 class RayThatCannotStart:
-    """Stands in for the ray module where ray.init fails, as it does when the raylet's agents miss their start."""
+    """Stands in for the ray module where ray.init fails, as it does when the raylet's agents miss their start (or,
+    saying so on its native stderr as Ray's C++ client does, when the cluster wants a token)."""
 
-    @staticmethod
-    def is_initialized():
+    native = ""
+
+    @classmethod
+    def is_initialized(cls):
         return False
 
-    @staticmethod
-    def init(**options):
-        raise Exception("Timed out waiting for the agent to start")
+    @classmethod
+    def init(cls, **options):
+        cls.attempts = os.environ.get("RAY_gcs_server_port_wait_time_s")  # Ray's attempts to reach the GCS
+        os.write(2, cls.native.encode())
+        raise ConnectionError("Failed to connect to Ray cluster") if cls.native else \
+            Exception("Timed out waiting for the agent to start")
 
 
-@pytest.mark.parametrize("address, fix", [(None, "fixed 15 s to start"), ("10.0.0.9:6379", "check the address")])
-def test_ray_that_cannot_start_or_connect_is_said_in_one_message_with_the_fix(address, fix, monkeypatch):
-    from nbprune.sweeps.engine import _start_ray
+@pytest.fixture
+def signal_handlers():
+    """Put SIGINT's and SIGTERM's handlers back after a test that starts Ray in-process (_start_ray makes both
+    KeyboardInterrupts)."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+@pytest.mark.parametrize("address, native, fix", [
+    (None, "", "fixed 15 s to start"), ("10.0.0.9:6379", "", "check the address"),
+    ("10.0.0.9:6379", "[W gcs_client.cc:210] Unauthenticated: RPC error: InvalidAuthToken: Authentication token is "
+                      "missing or incorrect\n" * 3, "it uses token authentication")])
+def test_ray_that_cannot_start_or_connect_is_said_in_one_message_with_the_fix(address, native, fix, monkeypatch,
+                                                                              capfd, signal_handlers):
+    from nbprune.sweeps import engine
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(engine, "_probe", lambda address: None)  # something answers there
+    monkeypatch.setattr(RayThatCannotStart, "native", native)
     with pytest.raises(NbpruneError) as refused:
-        _start_ray(RayThatCannotStart, address, workers=1)
+        engine._start_ray(RayThatCannotStart, address, workers=1)
     said = str(refused.value)
-    assert said.startswith("could not") and "Timed out waiting for the agent" in said and fix in said
-    assert "run the same command again to continue" in said
+    assert said.startswith("could not") and fix in said and "run the same command again to continue" in said
+    assert "Timed out waiting for the agent" in said or native
+    assert "InvalidAuthToken" not in capfd.readouterr().err  # Ray's native lines are kept off the terminal
+    assert RayThatCannotStart.attempts == ("3" if address else None)  # a few, not Ray's 20 of up to 40 s each
+    assert "RAY_gcs_server_port_wait_time_s" not in os.environ  # for the start only
+
+
+def test_chains_no_node_can_run_are_refused_naming_the_largest_node():
+    from nbprune.sweeps.engine import _check_resources
+
+    class Cluster:
+        @staticmethod
+        def nodes():
+            return [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 1.0}},
+                    {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    _check_resources(Cluster, expand(build_spec(fixed={"threads": 2})), "the cluster")
+    _check_resources(Cluster, expand(build_spec(fixed={"device": "cuda"})), "the cluster")
+    with pytest.raises(SweepError, match=r"asks Ray for 3 CPU\(s\) on one node, but no node of the cluster has that "
+                                         r"\(the largest: 2 CPUs, 1 GPUs\)"):
+        _check_resources(Cluster, expand(build_spec(fixed={"threads": 3})), "the cluster")
+    with pytest.raises(SweepError, match=r"2 CPU\(s\) and a GPU .* or set device=cpu"):
+        _check_resources(Cluster, expand(build_spec(fixed={"threads": 2, "device": "cuda"})), "the cluster")

@@ -145,12 +145,21 @@ def _edited(source, target, change):
     (lambda state, record: record.update(head="many"), "damaged teacher record \\(channels"),
     (lambda state, record: record["input"].update(std=0), "damaged teacher record \\(std 0"),
     (lambda state, record: state.__setitem__("fc2.bias", torch.full((10,), float("nan"))), "NaN or Inf"),
+    *[(lambda state, record, key=key: state[key].view(-1).__setitem__(0, 3e38),
+       r"weights so large \(up to 3e\+38\) that its outputs overflow to Inf or NaN .*Train the teacher again")
+      for key in ("conv1.weight", "conv2.bias", "fc1.weight", "fc2.weight")],
 ])
 def test_a_damaged_teacher_file_is_refused_in_one_line(teacher_file, tmp_path, change, message):
     damaged = _edited(teacher_file[0], tmp_path / "damaged.pth", change)
     with pytest.raises(ModelFileError, match=message) as caught:
         load_teacher(damaged)
     assert "\n" not in str(caught.value)
+
+
+def test_large_but_safe_teacher_weights_still_load_and_give_finite_outputs(teacher_file, tmp_path):
+    scaled = _edited(teacher_file[0], tmp_path / "scaled.pth", lambda state, record: state["fc2.weight"].mul_(1e6))
+    teacher = load_teacher(scaled)
+    assert torch.isfinite(teacher.model(torch.full((2, 784), 10.0))).all()
 
 
 def test_foreign_files_are_refused(tmp_path):

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import ConfigError
+
 # notebook -> the module holding its exercises (loaded on first use, so importing nbprune stays light)
 MODULES = {"00": "intervals", "01": "data", "02": "model", "03": "retention", "04": "pruning", "05": "testing",
            "06": "deploy", "07": "compare"}
@@ -62,24 +64,36 @@ def exercise(key: str, question: str, solver: Callable[..., Any]):
     return register
 
 
+class UnknownExercise(ConfigError, LookupError):
+    """An exercise key that names no exercise."""
+
+
 def _load(key: str) -> Exercise:
-    notebook = key.split(".", 1)[0]
-    if notebook in MODULES:
-        importlib.import_module(f".{MODULES[notebook]}", __name__)
-    if key not in EXERCISES:
-        known = ", ".join(sorted(EXERCISES)) or "none loaded"
-        raise KeyError(f"no exercise {key!r}: expected a key like '04.2' (known: {known}).")
+    if isinstance(key, str):
+        notebook = key.split(".", 1)[0]
+        if notebook in MODULES:
+            importlib.import_module(f".{MODULES[notebook]}", __name__)
+    if not isinstance(key, str) or key not in EXERCISES:
+        for module in MODULES.values():  # name them all
+            importlib.import_module(f".{module}", __name__)
+        raise UnknownExercise(f"no exercise {key!r}: expected a key like '04.2' (known: "
+                              f"{', '.join(sorted(EXERCISES))}).")
     return EXERCISES[key]
 
 
 def check(key: str, answer: Any, **context: Any) -> Verdict:
-    """Return whether `answer` solves exercise `key`, and why."""
-    if answer is None:
-        return Verdict(False, f"no answer yet. {question(key)}")
+    """Return whether `answer` solves exercise `key`, and why (a wrong key or an unreadable answer is a verdict
+    too, never an exception)."""
     try:
-        return _load(key).checker(answer, **context)
-    except (TypeError, ValueError) as error:
-        return Verdict(False, f"the answer could not be read ({error}); {question(key)}")
+        found = _load(key)
+    except UnknownExercise as error:
+        return Verdict(False, str(error))
+    if answer is None:
+        return Verdict(False, f"no answer yet. {found.question}")
+    try:
+        return found.checker(answer, **context)
+    except (TypeError, ValueError, ArithmeticError) as error:  # OverflowError: 10**400 or inf as a whole number
+        return Verdict(False, f"the answer could not be read ({error}); {found.question}")
 
 
 def solution(key: str, **context: Any) -> Any:
@@ -168,7 +182,24 @@ def questionnaire(notebook: str) -> Questionnaire:
 
 # --- helpers for checkers -----------------------------------------------------------------------------------------
 def _near(value: float, expected: float, tolerance: float) -> bool:
+    if not math.isfinite(expected):  # an infinite bound is met by that infinity only, not by every number
+        return value == expected
     return math.isfinite(value) and abs(value - expected) <= tolerance * max(1.0, abs(expected))
+
+
+def whole(value: Any) -> int:
+    """Return `value` as a whole number, refusing a fraction (26.9 is not 26) and what is not a number."""
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a whole number")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("+-").isdigit() or len(value) > 40:
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(value)
+    number = float(value)  # OverflowError for 10**400, ValueError for text
+    if not math.isfinite(number) or not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
 
 
 def close(answer: Any, expected: float, what: str, why: str = "", hint: str = "", tolerance: float = 1e-3) -> Verdict:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..config import MAX_ITERATIONS, or_default
 from ..retention import schedule
-from . import Verdict, ask, close, exercise
+from . import Verdict, ask, close, exercise, whole
 
 SKIP_SIZES, SKIP_Q, LAST = (256, 64), 0.85, 32  # 03.2's layers and factor, and where its schedule reaches 1 + 1
 SINGLE_SIZE, SINGLE_Q = 64, 0.75  # 03.3's layer and factor: the questions' own numbers, not the configuration's
@@ -35,7 +35,7 @@ def _skipped() -> list[int]:
           solver=_skipped)
 def skipped_iterations(answer) -> Verdict:
     expected = _skipped()
-    given = sorted(int(t) for t in answer)
+    given = sorted(whole(t) for t in answer)
     if given == expected:
         return Verdict(True, f"iterations {expected}: layer 2 is at one neuron from iteration 24 on, and at each of "
                              f"these round(256 · 0.85^t) equals the iteration before's (e.g. 256 · 0.85^26 = 3.7 and "

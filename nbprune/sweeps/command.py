@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from ..config import CONTROLS
@@ -14,7 +15,9 @@ SPEC is a TOML file: seeds = [0, 1, 2]; end_itr = 8; [set] NAME = VALUE (every c
 setting of `nbprune prune` by its flat name. The command line adds to (and replaces parts of) the file. Each chain
 is a session under DIR/chains/; the dense model of each (data, architecture, training, seed) is trained once under
 DIR/dense/ and shared. Rerun the same command to retry failed chains and continue unfinished ones. Data: the files
-must lie in data_root on a file system every Ray node sees (the driver downloads them there once), as must DIR."""
+must lie in data_root on a file system every Ray node sees (the driver downloads them there once), as must DIR. A
+cluster whose head uses token authentication needs RAY_AUTH_MODE=token and its token on every node and here
+(docs/sweep.md)."""
 
 
 def add_command(commands) -> None:
@@ -45,6 +48,9 @@ def add_command(commands) -> None:
     sweep.set_defaults(func=run_command)
 
 
+RESUME = " Run the same command again to continue the unfinished chains."  # after `nbprune: interrupted.`
+
+
 def run_command(args: argparse.Namespace) -> None:
     if args.words[:1] == ["report"]:
         if len(args.words) != 2:
@@ -60,7 +66,8 @@ def run_command(args: argparse.Namespace) -> None:
         raise NbpruneError("nbprune sweep needs --dir DIR: the folder its sessions and results.csv go in.")
     if args.workers is not None and args.workers < 1:
         raise NbpruneError(f"--workers {args.workers} is not allowed: expected a whole number from 1.")
-    from .engine import STATE_FILE, SweepFolder, failed_chains, sweep
+    from . import engine
+    from .engine import STATE_FILE, ChainsFailedWarning, SweepFolder, failed_chains, sweep
     from .spec import grid_values, parse_assignment
 
     grid = {}
@@ -68,8 +75,12 @@ def run_command(args: argparse.Namespace) -> None:
         name, values = parse_assignment(text, "--grid")
         grid[name] = grid_values(name, values)
     fixed = dict(parse_assignment(text, "--set") for text in args.fixed)
-    table = sweep(args.words[0] if args.words else None, args.dir, grid=grid, seeds=args.seeds, fixed=fixed,
-                  end_itr=args.end_itr, address=args.address, workers=args.workers, progress=not args.no_progress)
+    engine.INTERRUPTED_LINE = "nbprune: interrupted." + RESUME  # Ctrl-C while Ray starts ends the command at once
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChainsFailedWarning)  # said below, in the command's one error line
+        table = sweep(args.words[0] if args.words else None, args.dir, grid=grid, seeds=args.seeds, fixed=fixed,
+                      end_itr=args.end_itr, address=args.address, workers=args.workers,
+                      progress=not args.no_progress)
     print(f"results in {table}; compare them with `nbprune sweep report {args.dir}`")
     failed = failed_chains(SweepFolder(args.dir).load_state(None))
     if failed:

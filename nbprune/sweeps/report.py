@@ -4,35 +4,88 @@ per parameter budget made on validation accuracy, and a Markdown summary beside 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
 import statistics
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import NbpruneError
-from .engine import STATE_FILE, TABLE_FILE, failed_chains
+from ..io import check_fits
+from .engine import FORMAT, STATE_FILE, TABLE_FILE, failed_chains, read_state
+from .work import COLUMNS
 
 REPORT_FILE, PARAMETERS_FIGURE, RETAINED_FIGURE = "report.md", "accuracy_vs_parameters.png", "accuracy_vs_retained.png"
 BUDGET_SHARES = (0.5, 0.2, 0.1, 0.05)  # default budgets: these shares of the dense model's parameters
 NUMBERS = {"seed": int, "iteration": int, "inputs": int, "parameters": int, "retained": float, "val_acc": float,
            "test_acc": float, "seconds": float}
+OPTIONAL = ("retained", "val_acc", "seconds")  # may be empty: no validation split, seconds or share not known
 
 
 def read_results(sweep_dir: str | os.PathLike) -> tuple[list[dict], list[str], dict]:
-    """Return results.csv's rows (numbers as numbers), the varied settings' names and sweep.json's record."""
+    """Return results.csv's rows (numbers as numbers), the varied settings' names and sweep.json's record, both
+    files checked: a damaged one is refused in one line naming the line and the value."""
     folder = Path(sweep_dir)
+    check_fits(folder, "sweep folder", below=f".{PARAMETERS_FIGURE}.XXXXXXXX.tmp")
     table, state_file = folder / TABLE_FILE, folder / STATE_FILE
     if not table.is_file() or not state_file.is_file():
         raise NbpruneError(f"{folder} holds no sweep results ({TABLE_FILE} and {STATE_FILE}): run `nbprune sweep "
                            f"--dir {folder}` first, or give the folder a sweep ran in.")
-    with table.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = list(reader.fieldnames or [])
-        rows = [{key: NUMBERS[key](value) if key in NUMBERS and value != "" else value for key, value in row.items()}
-                for row in reader]
-    varied = header[1:header.index("seed")] if "seed" in header else []
-    return rows, varied, json.loads(state_file.read_text(encoding="utf-8"))
+    state = read_state(state_file, formats=(1, FORMAT))
+    header, rows = _read_table(table)
+    return rows, header[1:header.index("seed")], state
+
+
+def _read_table(path: Path) -> tuple[list[str], list[dict]]:
+    """Return results.csv's header and rows, every value checked and numbers converted."""
+    def damaged(what: str) -> NbpruneError:
+        return NbpruneError(f"{path} is damaged ({what}): it is not the table a sweep writes; run the same `nbprune "
+                            f"sweep` command again to write it anew from the chains' sessions.")
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text: a binary file or another encoding") from None
+    except OSError as error:
+        raise NbpruneError(f"{path} cannot be read ({error.strerror}): check the file.") from None
+    if "\0" in text:
+        raise damaged("it holds NUL bytes: a binary file")
+    try:
+        lines = [values for values in csv.reader(io.StringIO(text)) if values]
+    except csv.Error as error:
+        raise damaged(f"not CSV: {error}") from None
+    header = lines[0] if lines else []
+    required = ["chain", "seed", "iteration", *COLUMNS]
+    if header[:1] != ["chain"] or any(name not in header for name in required) or len(set(header)) != len(header) \
+            or header.index("seed") > header.index("iteration"):
+        shown = ", ".join(header)[:100] or "empty"
+        raise damaged(f"header {shown!r}, expected chain, the settings that vary, seed, iteration, "
+                      f"{', '.join(COLUMNS)}")
+    rows = []
+    for number, values in enumerate(lines[1:], start=2):
+        if len(values) != len(header):
+            raise damaged(f"line {number} has {len(values)} fields, expected {len(header)}")
+        row = dict(zip(header, values))
+        for name, kind in NUMBERS.items():
+            row[name] = _number(row[name], kind, name in OPTIONAL, lambda what: damaged(f"line {number}: {what}"),
+                                name)
+        rows.append(row)
+    return header, rows
+
+
+def _number(text: str, kind, optional: bool, damaged, name: str):
+    """Return a table's text as the number its column holds ('' where the column may be empty)."""
+    if optional and text in ("", "nan"):
+        return ""
+    try:
+        value = kind(text) if len(text) <= 40 else None
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < 0:
+        raise damaged(f"{name} {text[:40]!r} is not a {'whole number' if kind is int else 'finite number'} >= 0")
+    return value
 
 
 def method_of(row: dict, varied: Sequence[str]) -> str:
@@ -42,16 +95,22 @@ def method_of(row: dict, varied: Sequence[str]) -> str:
 
 def pick_per_budget(rows: list[dict], varied: Sequence[str], budgets: Sequence[int]) -> list[dict]:
     """Return, per budget and method, each seed's best-validation model within the budget, averaged over seeds;
-    the method with the best mean validation accuracy is the budget's pick (the test accuracy only reports)."""
+    the method with the best mean validation accuracy is the budget's pick (the test accuracy only reports).
+    Each row is looked at once per budget: the rows are grouped by method and seed first."""
+    groups: dict[str, dict[int, list[dict]]] = {}
+    for row in rows:
+        seeds = groups.setdefault(method_of(row, varied), {})
+        if row["val_acc"] != "":
+            seeds.setdefault(row["seed"], []).append(row)
     picks = []
-    methods = list(dict.fromkeys(method_of(row, varied) for row in rows))
     for budget in budgets:
         entries = []
-        for method in methods:
-            ours = [row for row in rows if method_of(row, varied) == method and row["parameters"] <= budget
-                    and row["val_acc"] != ""]
-            chosen = [max((row for row in ours if row["seed"] == seed), key=lambda r: (r["val_acc"], -r["parameters"]))
-                      for seed in sorted({row["seed"] for row in ours})]
+        for method, seeds in groups.items():
+            chosen = []
+            for seed in sorted(seeds):
+                within = [row for row in seeds[seed] if row["parameters"] <= budget]
+                if within:
+                    chosen.append(max(within, key=lambda r: (r["val_acc"], -r["parameters"])))
             if chosen:
                 entries.append({"budget": budget, "method": method, "seeds": len(chosen),
                                 "val": statistics.fmean(row["val_acc"] for row in chosen),

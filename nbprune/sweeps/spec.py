@@ -21,8 +21,10 @@ far each chain prunes; and its expansion into chains, each pruning one shared de
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..config import CONTROLS, RUN_SETTINGS, RunConfig, data_root
-from ..errors import ConfigError
+from ..errors import ConfigError, NbpruneError
 
 SPEC_KEYS = ("seeds", "end_itr", "set", "grid", "cases")
 # Settings that do not decide the dense model (iteration 0): every chain differing only in these shares one.
@@ -71,12 +73,16 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class Chain:
-    """One pruning chain: its folder name, the settings that vary in the sweep, and its whole configuration."""
+    """One pruning chain: its folder name, the settings that vary in the sweep, its whole configuration, and its
+    dense model's folder name and configuration."""
 
     name: str
     varied: dict[str, Any]
     config: RunConfig
     dense: str
+    dense_config: RunConfig | None = None  # what its dense model is trained with (see dense_config)
+    settings: dict = field(default_factory=dict)  # what its name is the hash of, recorded in its folder
+    dense_settings: dict = field(default_factory=dict)  # the same for its dense model's folder
 
     @property
     def seed(self) -> int:
@@ -145,6 +151,9 @@ def _setting_value(name: str, value: Any, source: str) -> Any:
     """Return one setting's value checked by its declaration (text is parsed as the command line does)."""
     if name == "seed":
         raise SweepError(f"{source}: seed is not set here: list the seeds as seeds = [0, 1, 2].")
+    if name == "end_itr":
+        raise SweepError(f"{source}: end_itr is not a setting of the chains: give it at the top of the spec "
+                         f"(end_itr = 8, before any [table]) or as --end-itr 8.")
     if name not in RUN_SETTINGS:
         hint = " (it is decided by the sweep itself)" if name in CONTROLS else ""
         raise SweepError(f"{source}: unknown setting {name!r}{hint}: expected one of "
@@ -202,32 +211,58 @@ def grid_values(name: str, text: str) -> list[str]:
 
 
 # --- expansion ----------------------------------------------------------------------------------------------------
+MAX_CHAINS = 10_000  # one sweep runs at most this many chains (a folder each): more is a typo or a split sweep
+NAME_LENGTH = 80  # the readable part of a folder name; the hash after it makes the name exact
+SETTINGS_FILE = "settings.json"  # in every chain's and dense model's folder: the settings its name is the hash of
+
+
+def chain_count(spec: SweepSpec) -> int:
+    """Return how many chains the spec asks for: cases x grid combinations x seeds."""
+    return len(spec.cases) * math.prod(len(values) for values in spec.grid.values()) * len(spec.seeds)
+
+
 def expand(spec: SweepSpec) -> list[Chain]:
-    """Return every chain of the spec, in a fixed order; each configuration is checked here, before any write."""
+    """Return every chain of the spec, in a fixed order, each configuration checked and its paths resolved (so
+    every worker reads the same files, whatever its working folder and environment); in time linear in the chains,
+    refusing more than MAX_CHAINS before building any."""
+    count = chain_count(spec)
+    if count > MAX_CHAINS:
+        combinations = math.prod(len(values) for values in spec.grid.values())
+        raise SweepError(f"the sweep asks for {count:,} chains ({len(spec.cases)} case(s) x {combinations:,} grid "
+                         f"combination(s) x {len(spec.seeds)} seed(s)), more than the {MAX_CHAINS:,} one sweep runs: "
+                         f"vary fewer settings or values, or split it into several sweeps (each its own --dir).")
     names = spec.varied()
-    combinations = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())]
-    chains = []
+    hashes: dict[str, str | None] = {}  # the files' contents, hashed once per path
+    chains: list[Chain] = []
+    seen: dict[str, int] = {}
     for case in spec.cases:
-        for point in combinations:
+        for values in itertools.product(*spec.grid.values()):
+            point = dict(zip(spec.grid, values))
             for seed in spec.seeds:
                 settings = {**spec.fixed, **case, **point, "seed": seed}
-                config = _config(settings, len(chains) + 1)
+                number = len(chains) + 1
+                config = _config(settings, number)
                 flat = config.flat()
                 varied = {name: flat[name] for name in names}
-                chains.append(Chain(folder_name({**varied, "seed": seed}), varied, config,
-                                    folder_name({**_dense_part(varied), "seed": seed})))
-    duplicate = next((chain.name for k, chain in enumerate(chains) if chain.name in
-                      {other.name for other in chains[:k]}), None)
-    if duplicate:
-        raise SweepError(f"the sweep asks for chain {duplicate} more than once: list each combination once.")
+                dense = _dense_config(config, number)
+                chain_settings, dense_settings = identity_settings(config, hashes), identity_settings(dense, hashes)
+                name = folder_name({**varied, "seed": seed}, chain_settings)
+                if name in seen:
+                    raise SweepError(f"chains {seen[name]} and {number} of the sweep have the same settings "
+                                     f"({readable_name({**varied, 'seed': seed})}): list each combination once.")
+                seen[name] = number
+                chains.append(Chain(name, varied, config, folder_name({**_dense_part(varied), "seed": seed},
+                                                                      dense_settings),
+                                    dense, chain_settings, dense_settings))
     return chains
 
 
 def _config(settings: dict, number: int) -> RunConfig:
     try:
-        return RunConfig.from_flat({"threads": 1, **settings})
+        config = RunConfig.from_flat({"threads": 1, **settings})
     except ConfigError as error:
-        raise SweepError(f"chain {number} ({folder_name(settings)}): {error}") from None
+        raise SweepError(f"chain {number} ({readable_name(settings)}): {error}") from None
+    return config.replace(**_resolved(config))
 
 
 def _dense_part(varied: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,22 +270,73 @@ def _dense_part(varied: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dense_config(config: RunConfig) -> RunConfig:
-    """Return the configuration the chain's dense model is trained with: its own, pruning settings at defaults."""
+    """Return the configuration the chain's dense model (iteration 0) is trained with: its own, with the pruning
+    settings at their defaults and no teacher file (iteration 0 prunes nothing and the teacher teaches pruned
+    iterations only), so chains that differ in those alone share it; unless the schedule's first row already
+    prunes (a retain.txt whose row 0 keeps fewer neurons or inputs than the model has): then iteration 0 is the
+    chain's own, trained as `nbprune prune` trains it."""
+    if _first_row_prunes(config):
+        return config
     defaults = RunConfig()
-    return dataclasses.replace(config, prune=defaults.prune, schedule=defaults.schedule)
+    return dataclasses.replace(config, prune=defaults.prune, schedule=defaults.schedule,
+                               train=dataclasses.replace(config.train, teacher=None))
+
+
+def _dense_config(config: RunConfig, number: int) -> RunConfig:
+    try:
+        return dense_config(config)
+    except NbpruneError as error:  # a retain.txt that cannot be read: prune's own refusal, naming the chain
+        raise SweepError(f"chain {number}: {' '.join(str(error).split())}") from None
+
+
+def _first_row_prunes(config: RunConfig) -> bool:
+    """Return whether iteration 0 of the configuration's schedule keeps fewer neurons (or inputs) than the model
+    has: only a retain.txt can say so (round(h * q**0) = h)."""
+    if config.schedule.retain is None:
+        return False
+    from ..datasets import DATASETS
+    from ..retention import base_steps
+
+    first = base_steps(config)[0]
+    declared = DATASETS.get(config.data.dataset)  # a data file's width is known once it is read: a given inputs
+    features = declared.features if declared is not None else None  # count then counts as pruning (no sharing)
+    fewer_inputs = config.prune.prune_inputs and first.inputs is not None and (features is None or
+                                                                                first.inputs < features)
+    return tuple(first.retained) != tuple(config.model.hidden) or fewer_inputs
 
 
 def with_paths_resolved(chains: list[Chain]) -> list[Chain]:
-    """Return the chains with data_root (and a retain.txt) resolved here, so every worker reads the same files
-    whatever its working folder and environment."""
+    """Return the chains with data_root, retain and teacher resolved here (expand already does it)."""
     return [dataclasses.replace(chain, config=chain.config.replace(**_resolved(chain.config))) for chain in chains]
 
 
 def _resolved(config: RunConfig) -> dict[str, str]:
     paths = {"data_root": str(data_root(config.data.data_root).resolve())}
-    if config.schedule.retain is not None:
-        paths["retain"] = str(Path(config.schedule.retain).resolve())
+    for name in ("retain", "teacher"):
+        path = config.flat()[name]
+        if path is not None:
+            paths[name] = str(Path(path).resolve())
     return paths
+
+
+def identity_settings(config: RunConfig, hashes: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """Return every setting of a configuration as JSON values, with the sha256 of the retain and teacher files'
+    contents (None where a file cannot be read; the checks before the first write refuse it): what decides the
+    models of a folder, so what its name is the hash of."""
+    settings = config.to_dict()
+    for name in ("retain", "teacher"):
+        if settings[name] is not None:
+            settings[f"{name}_sha256"] = _file_hash(settings[name], {} if hashes is None else hashes)
+    return settings
+
+
+def _file_hash(path: str, hashes: dict[str, str | None]) -> str | None:
+    if path not in hashes:
+        try:
+            hashes[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            hashes[path] = None
+    return hashes[path]
 
 
 def value_text(value: Any) -> str:
@@ -258,7 +344,16 @@ def value_text(value: Any) -> str:
     return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def folder_name(values: Mapping[str, Any]) -> str:
-    """Return a folder name for settings: name=value pairs joined by '__', unsafe characters replaced by '_'."""
+def readable_name(values: Mapping[str, Any]) -> str:
+    """Return name=value pairs joined by '__', unsafe characters replaced by '_', cut to NAME_LENGTH: readable,
+    not exact (folder_name adds the hash that makes it exact)."""
     text = "__".join(f"{name}={value_text(value)}" for name, value in values.items())
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)[:200]
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)[:NAME_LENGTH]
+
+
+def folder_name(values: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """Return a folder's exact name: the readable name of `values` (the settings that vary, and the seed), then
+    '--' and 16 hex digits of the sha256 of every setting in `settings` (JSON, keys sorted). Two folders share a
+    name only when every setting that decides their models is the same."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return f"{readable_name(values)}--{digest}"

@@ -3,21 +3,25 @@ as table rows. Plain functions of a configuration and folders, so they run the s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
+from ..io import write_text_atomic
 from ..session import Session
-from .spec import Chain, dense_config, value_text
+from .spec import Chain, value_text
 
 COLUMNS = ("hidden", "inputs", "parameters", "retained", "val_acc", "test_acc", "model_file", "seconds")
+SECONDS_FILE = "seconds.json"  # in a chain's or dense model's folder: each iteration's seconds, as it is published
 
 
 def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, float]:
     """Prune along the configuration's schedule from where the session stopped, up to end_itr, on one torch thread
-    unless the configuration says otherwise; return each new iteration's seconds."""
+    unless the configuration says otherwise; record each iteration's seconds in the folder as it is published (so
+    an interrupted chain keeps them); return each new iteration's seconds."""
     import torch
 
     from ..iterative import plan_run
@@ -25,13 +29,35 @@ def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, 
     torch.set_num_threads(config.threads or 1)
     experiment, planned = plan_run(config, session, "auto", end_itr, progress=False,
                                    download=False)  # the driver made sure the files are in data_root
-    records = experiment.run(planned)
+
+    def record_seconds(record: dict) -> None:
+        seconds = read_seconds(session.root)
+        seconds[str(record["iteration"])] = round(record["seconds"], 3)
+        write_text_atomic(session.root / SECONDS_FILE, json.dumps(seconds, indent=1, sort_keys=True) + "
+")
+
+    records = experiment.run(planned, on_iteration=record_seconds)
     return {record["iteration"]: record["seconds"] for record in records}
 
 
+def read_seconds(folder: str | os.PathLike) -> dict[str, float]:
+    """Return the seconds each iteration of a chain's (or dense model's) folder took, as recorded there ({} when
+    none are, or the file is damaged: the seconds only inform)."""
+    try:
+        seconds = json.loads((Path(folder) / SECONDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(seconds, dict):
+        return {}
+    return {key: value for key, value in seconds.items()
+            if isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == value and abs(value) != float("inf")}
+
+
 def train_dense(config: RunConfig, folder: str) -> dict[int, float]:
-    """Train the dense model (iteration 0) of `config` into the session `folder` unless it is there already."""
-    return _run(dense_config(config), Session(folder), end_itr=0)
+    """Train the dense model (iteration 0) of `config` (a chain's dense_config) into the session `folder` unless it
+    is there already."""
+    return _run(config, Session(folder), end_itr=0)
 
 
 def prune_chain(chain: Chain, folder: str, dense_folder: str, end_itr: int | None, *dense_done: Any
@@ -70,7 +96,8 @@ def is_finished(chain: Chain, folder: Path, end_itr: int | None) -> bool:
 
 
 def chain_rows(chain: Chain, folder: Path, sweep_dir: Path, seconds: dict[str, float]) -> list[dict]:
-    """Return one table row per complete model of the chain: varied settings, seed, iteration, size, accuracy."""
+    """Return one table row per complete model of the chain: varied settings, seed, iteration, size, accuracy,
+    the model file and its seconds (empty when unknown)."""
     rows = []
     for record in Session(folder).summary():
         iteration = record["iteration"]
@@ -81,5 +108,5 @@ def chain_rows(chain: Chain, folder: Path, sweep_dir: Path, seconds: dict[str, f
                      "retained": record["PercentageRetain"], "val_acc": record.get("Val_Accuracy", ""),
                      "test_acc": record["Test_Accuracy"],
                      "model_file": os.path.relpath(model_file, sweep_dir),
-                     "seconds": round(seconds.get(str(iteration), float("nan")), 3)})
+                     "seconds": round(seconds[str(iteration)], 3) if str(iteration) in seconds else ""})
     return rows
