@@ -108,18 +108,7 @@ class Session:
         """Return the pruning run's own retain.txt: what each iteration actually kept."""
         return self.pruning / RETAIN_FILE
 
-    def is_pruning_folder(path: Path) -> bool:
-    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
-    <i>/prune_w_retrain (finished, partial or moved aside)."""
-    if not path.is_dir():
-        return False
-    if (path / RUN_RECORD).is_file():
-        return True
-    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
-        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
-
-
-def iteration_dir(self, iteration: int) -> Path:
+    def iteration_dir(self, iteration: int) -> Path:
         """Return <pruning>/<iteration>/prune_w_retrain."""
         return self.pruning / str(iteration) / STAGE
 
@@ -270,6 +259,17 @@ def iteration_dir(self, iteration: int) -> Path:
     def partial_dir(self, iteration: int) -> Path:
         """Return the folder an iteration is built in before it is published."""
         return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
+
+
+def is_pruning_folder(path: Path) -> bool:
+    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
+    <i>/prune_w_retrain (finished, partial or moved aside)."""
+    if not path.is_dir():
+        return False
+    if (path / RUN_RECORD).is_file():
+        return True
+    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
+        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
 
 
 def is_pruning_folder(path: Path) -> bool:

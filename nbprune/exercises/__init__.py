@@ -98,9 +98,10 @@ def check(key: str, answer: Any, **context: Any) -> Verdict:
 
 def solution(key: str, **context: Any) -> Any:
     """Return the answer to exercise `key` that its checker accepts (or the answer to question `key`, see `ask`)."""
-    _load_all(key.split(".", 1)[0])
-    if key in QUESTIONS:
-        return QUESTIONS[key].answer
+    if isinstance(key, str):
+        _load_all(key.split(".", 1)[0])
+        if key in QUESTIONS:
+            return QUESTIONS[key].answer
     return _load(key).solver(**context)
 
 
@@ -118,7 +119,6 @@ def exercises_of(notebook: str) -> list[str]:
 def _load_all(notebook: str) -> None:
     if notebook in MODULES:
         importlib.import_module(f".{MODULES[notebook]}", __name__)
-
 
 
 # --- questions answered in words: the questionnaire closing each notebook (fastbook's habit) ------------------------

@@ -33,8 +33,7 @@ def _run(config: RunConfig, session: Session, end_itr: int | None) -> dict[int, 
     def record_seconds(record: dict) -> None:
         seconds = read_seconds(session.root)
         seconds[str(record["iteration"])] = round(record["seconds"], 3)
-        write_text_atomic(session.root / SECONDS_FILE, json.dumps(seconds, indent=1, sort_keys=True) + "
-")
+        write_text_atomic(session.root / SECONDS_FILE, json.dumps(seconds, indent=1, sort_keys=True) + "\n")
 
     records = experiment.run(planned, on_iteration=record_seconds)
     return {record["iteration"]: record["seconds"] for record in records}
