@@ -168,3 +168,24 @@ def test_declaring_a_dataset_twice_differently_or_with_a_file_name_is_refused():
         declare(Dataset("mine.npz", ("x",), (2, 2), (0.5, 0.5)))
     assert declare(DATASETS["MNIST"]) is DATASETS["MNIST"]  # the same declaration again is harmless
     assert torch.Size(DATASETS["FashionMNIST"].image_shape).numel() == DATASETS["FashionMNIST"].features
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_a_users_npz_and_its_models_evaluate_as_the_sweep_reports(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ray", reason="the sweep runs its chains on Ray: pip install 'ray>=2.9'")
+    from nbprune.sweeps import sweep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    write_npz(tmp_path / "my.npz", rows=600)
+    table = sweep({"set": {"dataset": "my.npz", "hidden": [12, 6], "epochs": 2},
+                   "grid": {"criterion": ["interval_adjoint", "magnitude"]}, "end_itr": 2}, tmp_path / "sw",
+                  workers=2, progress=False)
+    rows = list(csv.DictReader(open(table)))
+    assert {row["criterion"] for row in rows} == {"interval_adjoint", "magnitude"} and len(rows) == 6
+    last = next(row for row in rows if row["iteration"] == "2" and row["criterion"] == "magnitude")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "sw" / last["model_file"])]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["dataset"] == str(tmp_path / "my.npz")
+    assert f"{evaluated['Test_Accuracy']:.4f}" == f"{float(last['test_acc']):.4f}"

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..config import CONTROLS, RUN_SETTINGS, RunConfig, data_root
+from ..datasets import is_data_file
 from ..errors import ConfigError, NbpruneError
 
 SPEC_KEYS = ("seeds", "end_itr", "set", "grid", "cases")
@@ -312,20 +313,23 @@ def with_paths_resolved(chains: list[Chain]) -> list[Chain]:
 
 def _resolved(config: RunConfig) -> dict[str, str]:
     paths = {"data_root": str(data_root(config.data.data_root).resolve())}
-    for name in ("retain", "teacher"):
+    for name in FILE_SETTINGS:
         path = config.flat()[name]
-        if path is not None:
+        if path is not None and (name != "dataset" or is_data_file(path)):
             paths[name] = str(Path(path).resolve())
     return paths
 
 
+FILE_SETTINGS = ("dataset", "retain", "teacher")  # settings that may name a file whose contents decide the models
+
+
 def identity_settings(config: RunConfig, hashes: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """Return every setting of a configuration as JSON values, with the sha256 of the retain and teacher files'
-    contents (None where a file cannot be read; the checks before the first write refuse it): what decides the
-    models of a folder, so what its name is the hash of."""
+    """Return every setting of a configuration as JSON values, with the sha256 of the contents of the files it
+    names (a data file, a retain.txt, a teacher; None where a file cannot be read: the checks before the first write
+    refuse it): what decides the models of a folder, so what its name is the hash of."""
     settings = config.to_dict()
-    for name in ("retain", "teacher"):
-        if settings[name] is not None:
+    for name in FILE_SETTINGS:
+        if settings[name] is not None and (name != "dataset" or is_data_file(settings[name])):
             settings[f"{name}_sha256"] = _file_hash(settings[name], {} if hashes is None else hashes)
     return settings
 
