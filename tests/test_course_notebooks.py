@@ -179,18 +179,42 @@ def test_the_picker_describes_against_the_runs_best():
 
 
 # --- executed copies: finished bars, static pictures ------------------------------------------------------------
-def test_a_headless_bar_prints_one_finished_line(capsys, monkeypatch):
+def test_a_headless_bar_prints_one_finished_line_in_one_write_and_an_inner_bar_nothing(capsys, monkeypatch):
+    import io
     monkeypatch.setenv(HEADLESS, "1")
-    bar = progress_bar(total=3, desc="epochs", unit="epoch", leave=False)
+    bar = progress_bar(total=3, desc="iterations", unit="iteration")
     assert isinstance(bar, FinishedLine)
     for _ in range(2):
         bar.update()
     assert capsys.readouterr().out == ""  # nothing while it runs
+    writes = []
+    monkeypatch.setattr(bar, "fp", type("Stream", (io.StringIO,), {"write": lambda self, text: writes.append(text)})())
     bar.close()
+    writes = [text for text in writes if text]
+    assert len(writes) == 1 and writes[0].endswith("\n") and writes[0].count("\n") == 1  # one output, no blank line
+    assert "iterations (stopped after 2 of 3): 100%" in writes[0] and "\r" not in writes[0]
+    outer = progress_bar(range(2), desc="iterations")
+    for _ in outer:  # leave=None: an inner bar disappears when done, a bar on its own stays
+        inner = progress_bar(total=3, desc="epochs", unit="epoch", leave=None)
+        inner.update()
+        inner.close()
     printed = capsys.readouterr().out
-    assert printed.count("\n") == 1 and "epochs (stopped after 2 of 3): 100%" in printed
+    assert "epochs" not in printed and printed.count("\n") == 1 and "iterations: 100%" in printed
+    alone = progress_bar(total=1, desc="epochs", leave=None)
+    alone.update()
+    alone.close()
+    assert "epochs: 100%" in capsys.readouterr().out
     monkeypatch.setenv(HEADLESS, "0")
     assert not isinstance(progress_bar(range(2), disable=True), FinishedLine)
+
+
+def test_a_live_inner_bar_that_stops_early_closes_as_finished_so_tqdm_hides_it(monkeypatch):
+    import io
+    monkeypatch.delenv(HEADLESS, raising=False)
+    bar = progress_bar(total=5, desc="epochs", leave=False, file=io.StringIO())
+    bar.update(2)
+    bar.close()  # tqdm.notebook leaves a red bar for a total not reached, and hides a finished one
+    assert (bar.n, bar.total) == (2, 2) and bar.desc.startswith("epochs (stopped after 2 of 5)")
 
 
 def test_headless_kernels_mark_only_the_block():
