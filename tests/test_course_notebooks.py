@@ -171,6 +171,33 @@ def test_the_plot_shades_the_band_and_zooms_to_the_choice():
     assert axes.get_xlim()[1] > records[-1]["PercentageRetain"]
 
 
+def test_iteration_labels_never_overlap_however_close_the_iterations_lie():
+    records = [{**record, "PercentageRetain": share} for record, share in
+               zip(undertrained_dense(), (100, 80, 64, 51, 41, 2.19, 1.88, 1.87, 1.56))]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    figure = plot_accuracies(records)
+    FigureCanvasAgg(figure).draw()  # lay the labels out where a saved picture has them
+    top = figure.axes[0].child_axes[0]
+    labels = [label for label in top.get_xticklabels() if label.get_text()]
+    boxes = [label.get_window_extent() for label in labels]
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:])), [label.get_text() for label in labels]
+    assert "7" not in [label.get_text() for label in labels]  # 1.87% lies on 1.88%'s label: left out
+    assert {"0", "5", "6", "8"} <= {label.get_text() for label in labels}
+
+
+def test_the_picker_shows_no_test_curve_or_accuracy_until_the_choice_is_saved(tmp_path):
+    records = undertrained_dense()
+    with pytest.warns(UserWarning):
+        picker = IterationPicker(records, choose_iteration(records))
+    assert "test accuracy" not in picker.summary.value.replace("test accuracy shown once the choice is written", "")
+    for figure in picker.figures():
+        assert "test" not in [line.get_label() for line in figure.axes[0].get_lines()]
+    picker.save(tmp_path)  # the choice made: now the test curves are drawn, and saved
+    assert all("test" in [line.get_label() for line in figure.axes[0].get_lines()]
+               for figure in picker.figures(test=True))
+    assert (tmp_path / "chosen_accuracies.png").is_file()
+
+
 def test_the_picker_describes_against_the_runs_best():
     records = undertrained_dense()
     with pytest.warns(UserWarning):

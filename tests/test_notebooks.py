@@ -255,7 +255,7 @@ def test_iteration_picker_describes_and_marks_the_chosen_iteration(tmp_path):
     picker = IterationPicker(fake_records(), 1)
     assert "iteration 1: 128 + 32 hidden neurons" in picker.summary.value
     assert "validation accuracy 96.50% (the run's best 97.50% at iteration 0; dense 97.50%)" in picker.summary.value
-    assert "reported only: never used to choose" in picker.summary.value
+    assert "test accuracy shown once the choice is written" in picker.summary.value  # validation chooses
     before = [bytes(plot.value) for plot in picker.plots]
     picker.slider.value = 4
     assert all(bytes(plot.value) != old for plot, old in zip(picker.plots, before))
