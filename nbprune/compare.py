@@ -45,7 +45,7 @@ from .retention import RetentionStep, default_steps, read_retain
 from .session import COMPARE, MADE_BY, PRUNING, TRAIN_FILE, Session
 from .criteria import CRITERIA, PruningContext, make_criterion
 from .teacher import load_teacher
-from .training import fit
+from .training import Distillation, fit
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE = "comparison.csv"
@@ -270,6 +270,7 @@ def run_plan(plan: ComparisonPlan, data: DataSplits, teacher: nn.Module | None, 
     """Return the table of every (seed, level, method) of the plan, retrained on `data` (distilling from
     `teacher` when it is given)."""
     context = PruningContext.of(data.train_loader, plan.config.seed)  # what 04's criteria looked at
+    teacher = Distillation(teacher) if teacher is not None else None  # its outputs computed once, for every run
     runs = [(seed, step, method) for seed in plan.seeds for step in plan.steps for method in plan.methods]
     bar = progress_bar(runs, desc="methods x levels x seeds", unit="model", disable=not progress)
     rows = [retrain(plan, data, dataclasses.replace(context, seed=seed), teacher, method, step, seed)
@@ -282,15 +283,15 @@ def run_seed(seed: int, iteration: int) -> int:
     return 1000 * seed + iteration
 
 
-def retrain(plan: ComparisonPlan, data: DataSplits, context: PruningContext, teacher: nn.Module | None,
+def retrain(plan: ComparisonPlan, data: DataSplits, context: PruningContext, teacher: Distillation | None,
             method: str, step: RetentionStep, seed: int) -> dict:
     """Return one row of the table: `method` brought to `step`'s size and retrained with `seed`."""
     started = time.perf_counter()
     torch.manual_seed(run_seed(seed, step.iteration))
     data.train_loader.reseed(run_seed(seed, step.iteration))
     model = starting_model(plan.dense, method, step.retained, context, plan.config.prune)
-    model = fit(model, data.train_loader, data.val_loader, plan.train_config(method), test_loader=data.test_loader,
-                teacher=teacher, progress=False)
+    model = fit(model, data.train_loader, data.val_loader, plan.train_config(method), teacher=teacher,
+                progress=False)  # the test set is evaluated once, below: it chooses nothing
     return {"method": method, "level": step.iteration, "hidden": "+".join(map(str, step.retained)),
             "percentage": step.percentage, "parameters": parameter_count(model), "seed": seed,
             "val_accuracy": loss_and_accuracy(model, data.val_loader)[1],
