@@ -21,8 +21,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +54,12 @@ TABLE_FILE = "comparison.csv"
 COLUMNS = ("method", "level", "hidden", "percentage", "parameters", "seed", "val_accuracy", "test_accuracy",
            "val_images", "seconds")
 DEFAULT_SHARES = (25.0, 10.0, 5.0)  # % of the dense model's hidden neurons: the default levels
+# the project's full study (benchmarks/compare_criteria.py), in a checkout of nbprune
+BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "compare_criteria.json"
 NOISE_FACTOR = 2  # a margin counts as clear when it exceeds twice the noise (a rule of thumb, not a test)
 
-__all__ = ["METHODS", "ComparisonPlan", "TrainingBudget", "compare_criteria", "conclusion", "default_levels",
-           "level_summary", "plan_comparison", "starting_model", "winners"]
+__all__ = ["METHODS", "ComparisonPlan", "TrainingBudget", "against_benchmark", "compare_criteria", "conclusion",
+           "default_levels", "level_summary", "plan_comparison", "starting_model", "winners"]
 
 
 @dataclass(frozen=True)
@@ -416,3 +420,49 @@ def gap_verdict(gaps: pd.DataFrame, other: str, question: str) -> str:
               "not shown here: every gap is within the noise")
     return (f"{question} {answer} {numbers}; clearly ahead at {ahead}, clearly behind at {behind}, within the noise "
             f"at {len(gaps) - ahead - behind} of {len(gaps)} levels).")
+
+
+# --- against the project's benchmark ------------------------------------------------------------------------------
+def benchmark_gap(results: dict, method: str, other: str, hidden: str) -> tuple[float, float, int] | None:
+    """Return the benchmark's mean test accuracy of `method` minus `other`'s at the level of `hidden` neurons
+    ("14+4"), the larger of their standard deviations over seeds, and the seeds; None where it has no such level."""
+    def accuracies(name: str) -> list[float]:
+        return [record["Test_Accuracy"] for levels in results["results"].get(name, {}).values()
+                for record in levels.values() if "+".join(map(str, record["hidden"])) == hidden]
+    ours, theirs = accuracies(method), accuracies(other)
+    if not ours or not theirs:
+        return None
+    spreads = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in (ours, theirs)]
+    return statistics.fmean(ours) - statistics.fmean(theirs), max(spreads), min(len(ours), len(theirs))
+
+
+def against_benchmark(table: pd.DataFrame, results: dict | str | os.PathLike | None = None) -> str:
+    """Return, for each level of `table` whose shape the project's benchmark also ran, interval_adjoint's gaps to
+    magnitude and to scratch here (validation, with this table's verdict) beside the benchmark's (test accuracy, mean
+    over its seeds, with its spread), and whether they agree: a clear verdict here disagrees only with a benchmark
+    gap of the other sign larger than its spread. `results`: the benchmark's JSON (default BENCHMARK_RESULTS)."""
+    if not isinstance(results, dict):
+        path = Path(results) if results is not None else BENCHMARK_RESULTS
+        if not path.is_file():
+            return f"The project's benchmark results ({path}) are not in this installation: nothing to compare with."
+        results = json.loads(path.read_text(encoding="utf-8"))
+    lines, agree, compared = [], 0, 0
+    for other in ("magnitude", "scratch"):
+        if not {"interval_adjoint", other} <= set(table["method"]):
+            continue
+        for row in method_gap(table, "interval_adjoint", other).itertuples():
+            theirs = benchmark_gap(results, "interval_adjoint", other, row.hidden)
+            if theirs is None:
+                continue
+            gap, spread, seeds = theirs
+            settled = abs(gap) > spread and seeds > 1  # the benchmark's sign, where its spread does not hide it
+            fits = row.verdict != "clear" or not settled or (gap > 0) == (row.gap > 0)
+            agree, compared = agree + fits, compared + 1
+            lines.append(f"- interval_adjoint minus {other} at {row.hidden}: here {row.gap:+.2f} ({row.verdict}); "
+                         f"the benchmark {gap:+.2f} ± {spread:.2f} over {seeds} seeds: "
+                         f"{'agrees' if fits else 'DISAGREES'}.")
+    if not compared:
+        return "The project's benchmark ran none of these shapes: nothing to compare with."
+    return "\n".join([f"Against the project's benchmark (benchmarks/results/compare_criteria.md): {agree} of "
+                      f"{compared} comparisons agree (a clear verdict here against a benchmark gap of the other sign "
+                      f"beyond its spread would disagree; a gap within the noise here claims no sign)."] + lines)
