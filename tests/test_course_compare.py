@@ -4,6 +4,7 @@ notebook, on a tiny synthetic session."""
 import copy
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import nbformat
@@ -14,8 +15,8 @@ import torch
 from conftest import session_held_elsewhere
 import nbprune.compare as compare
 from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig, SessionError, SimpleNN, load_data_for
-from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
-                             winners)
+from nbprune.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison, standard_error,
+                             starting_model, winners)
 from nbprune.exercises import check, exercises_of, solution
 from nbprune.model import mlp_parameters
 from nbprune.modelfile import save_model_file
@@ -315,6 +316,33 @@ def test_the_conclusion_on_the_tiny_session_names_every_level_and_compares_with_
     assert "interval_adjoint minus scratch" in text
 
 
+def benchmark_of(accuracies: dict[str, list[float]], hidden=(3, 1)) -> dict:
+    """Return a benchmark results file's content: per method, per seed, one level of `hidden` neurons."""
+    return {"results": {method: {str(seed): {"3": {"hidden": list(hidden), "Test_Accuracy": value}}
+                                 for seed, value in enumerate(values)} for method, values in accuracies.items()}}
+
+
+def test_the_comparison_is_set_beside_the_benchmark_and_a_clear_verdict_of_the_other_sign_disagrees(tmp_path):
+    table = made_up([(method, 3, seed, val, 90.0) for seed in (0, 1) for method, val in
+                     (("interval_adjoint", 95.0), ("magnitude", 90.0), ("scratch", 95.1 - seed * 0.2))])
+    agreeing = benchmark_of({"interval_adjoint": [94.0, 94.2], "magnitude": [93.0, 93.2], "scratch": [92.0, 95.0]})
+    text = against_benchmark(table, agreeing)
+    assert "2 of 2 comparisons agree" in text
+    assert "interval_adjoint minus magnitude at 3+1: here +5.00 (clear); the benchmark +1.00 ± 0.14 over 2 seeds" in text
+    opposite = benchmark_of({"interval_adjoint": [94.0, 94.2], "magnitude": [96.0, 96.2], "scratch": [94.0, 94.2]})
+    assert "1 of 2 comparisons agree" in against_benchmark(table, opposite) and "DISAGREES" in \
+        against_benchmark(table, opposite)
+    assert "ran none of these shapes" in against_benchmark(table, benchmark_of({"magnitude": [1.0]}, hidden=(9, 9)))
+    assert "are not in this installation" in against_benchmark(table, tmp_path / "none.json")
+
+
+def test_the_projects_benchmark_file_is_read_at_the_shapes_it_ran():
+    from nbprune.compare import BENCHMARK_RESULTS, benchmark_gap
+    results = json.loads(BENCHMARK_RESULTS.read_text())
+    gap, spread, seeds = benchmark_gap(results, "interval_adjoint", "scratch", "14+4")
+    assert gap == pytest.approx(94.02 - 92.93, abs=0.01) and seeds == 2  # the table of compare_criteria.md
+
+
 # --- exercises ---------------------------------------------------------------------------------------------------
 def test_every_solution_of_07_is_accepted_and_a_wrong_answer_refused(table):
     keys = exercises_of("07")
@@ -388,3 +416,8 @@ def test_the_comparison_figure_is_saved_with_bands_over_several_seeds(table, tmp
     single = plot_comparison(table[table["seed"] == 0])
     assert "one seed: no bands" in single.get_suptitle()
     assert len(figure.axes[0].collections) == len(METHODS) and not single.axes[0].collections  # a band per method
+    lines = [line for line in single.axes[0].get_lines() if len(line.get_xdata()) and line.get_marker() != "None"]
+    assert len(lines) == len(METHODS) and len({line.get_marker() for line in lines}) == len(METHODS)  # its own marker
+    assert len({round(float(line.get_xdata()[0])) for line in lines}) == len(METHODS)  # set apart: none hides another
+    low, high = figure.axes[1].get_ylim()
+    assert low < 40.0 < high and low < 50.0 < high  # the dense lines inside the frame

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from . import Verdict, close, exercise
+from . import Verdict, ask, close, exercise
 
 
 def _smallest_level(table: pd.DataFrame) -> int:
@@ -113,3 +113,54 @@ def test_choice(answer, table: pd.DataFrame) -> Verdict:
                      "count only shows whether the test set would have changed the choice this time.",
                  hint="for each level, compare the method with the best mean val_accuracy with the one with the best "
                       "mean test_accuracy.", tolerance=0)
+
+
+ask("07.5", "Do the levels the conclusion called clear stay clear with a third seed, and would you expect them to?",
+    "Not necessarily. With two or three seeds the sample standard deviation is a rough estimate: a third seed moves "
+    "the means and usually the spread, so a margin just above twice the noise can fall inside it (and one just "
+    "inside can come out). A margin far beyond the noise should keep its sign. That is why the conclusion calls "
+    "its rule a rule of thumb, not a significance test: more seeds estimate the spread better.")
+
+# --- the questionnaire --------------------------------------------------------------------------------------------
+ask("07.q1", "Why does `scratch` train for more epochs than a pruned network in this comparison?",
+    "Because the budget is counted from random weights: a pruned network inherits the epochs the dense model "
+    "trained, then retrains. Giving `scratch` only the retraining's epochs would compare a well-trained network with "
+    "a barely trained one, and the gap would measure the budget, not the method.")
+ask("07.q2", "Why do all methods of one seed and one level start from the same random state?",
+    "So that they are paired: the same shuffles of the training images (and, for `scratch`, weights drawn from "
+    "the same state). What still differs between them is the method, so their difference is less noisy than two "
+    "independent runs would be.")
+ask("07.q3", "What does the `random` criterion tell you that `scratch` does not?",
+    "Whether a criterion knows anything about which neurons matter. Random selection gets the same start, "
+    "retraining and budget as the criteria; a criterion that does not beat it has learned nothing about the "
+    "network, whatever it computes. `scratch` asks another question: whether starting from the dense model's "
+    "weights helps at all.")
+ask("07.q4", "Why is the best method of a level chosen on validation accuracy and not on test accuracy?",
+    "Because whatever chooses is optimistic about what it chose: the best of several noisy numbers overstates the "
+    "winner. The test set must choose nothing, so that its accuracy stays an honest report on new images.")
+ask("07.q5", "Why does a comparison with one seed draw no verdict?",
+    "Because the retraining's luck, the spread over seeds, is then unknown. The sampling error of the validation "
+    "set does not include it, so any margin, however large, could be one lucky shuffle; two seeds or more measure "
+    "it, roughly.")
+ask("07.q6", "What does the sampling error $\\sqrt{p(100-p)/n}$ measure, and what does it leave out?",
+    "How much an accuracy of $p$ % would move from one sample of $n$ validation images to another (a binomial "
+    "standard error). It leaves out the retraining's luck, and it overstates the noise of a difference between "
+    "two methods measured on the same images, whose errors partly coincide.")
+ask("07.q7", "Why does the criterion matter more here than along notebook 04's chain of small steps?",
+    "Here each level is reached in one cut from the dense model, so the criterion chooses most neurons to remove at "
+    "once, with no retraining in between to repair the damage and no rescoring of the survivors. Along 04's chain "
+    "every small cut is followed by retraining, which makes up for many poor choices.")
+ask("07.q8", "Why can magnitude pruning, which looks at no data, do as well as the interval adjoint?",
+    "Over the whole training box the intervals are wide, nearly all hold 0, and the ReLU derivative intervals are "
+    "[0, 1]: the significance is then built from the weights and the pixel ranges alone, a weight-based score "
+    "(notebook 04 measured how closely it follows magnitude's order, layer by layer, on your model). Retraining "
+    "then repairs much of what either choice breaks.")
+ask("07.q9", "Why can the benchmark's advantage of pruning over `scratch` not be read as the method's alone?",
+    "Because the benchmark does not share one budget: `scratch` trains each shape for at most 40 epochs, while a "
+    "pruned chain has retrained at every step before it, many more epochs in all. Its gap mixes the budget with the "
+    "method, as 07's quick comparison did before every method got one budget.")
+ask("07.q10", "With `distill` on, `scratch` learns from the dense model's softened outputs too. What does the "
+              "comparison with `scratch` then ask?",
+    "Whether the dense model's weights are a better start than random weights, given that both learn from the "
+    "dense model's outputs. The knowledge in the dense model reaches `scratch` through distillation; only the "
+    "starting point differs.")
