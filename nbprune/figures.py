@@ -85,6 +85,36 @@ def plot_significance_distribution(scores, path=None):
     return figure
 
 
+def plot_removal_against_significance(effects, significance, layer: str = "the last hidden layer", path=None):
+    """Return, for each neuron of one layer, the change of the validation loss and accuracy its removal alone causes
+    (nbprune.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in each
+    panel's title; save it when `path` is given."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    from .diagnostics import rank_correlation
+    from .io import save_figure
+
+    import torch
+
+    scores = torch.as_tensor(significance).reshape(-1).double()
+    shown = effects.assign(significance=scores.tolist())
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
+    for axes, column in zip(figure.subplots(1, 2), ("loss change", "accuracy change")):
+        sns.scatterplot(data=shown, x="significance", y=column, s=18, ax=axes, linewidth=0)
+        axes.axhline(0, color="gray", linewidth=0.8)
+        correlation = rank_correlation(scores, torch.tensor(shown[column].to_numpy(), dtype=torch.float64))
+        axes.set(xscale="log" if (scores > 0).all() else "linear", xlabel="significance",
+                 ylabel=f"validation {column.replace(' change', '')} change" + (" (points)" if "accuracy" in column
+                                                                                  else ""),
+                 title=f"Spearman's rank correlation {correlation:.2f}")
+        axes.grid(True, alpha=0.3)
+    figure.suptitle(f"Each neuron of {layer} removed alone (activation fixed at 0, no retraining)", fontsize=10)
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
 # --- 07_compare (the criteria compared) ------------------------------------------------------------------------
 def plot_comparison(table, dense=None, path=None):
     """Return validation and test accuracy against parameters, one line per method (nbprune.compare's table),

@@ -5,8 +5,8 @@ what a saved file can show: papermill stores a widget as it was first drawn, so 
 image widget is lost. `nbprune workbook` sets NBPRUNE_HEADLESS=1 for its kernels (set it yourself around a bare
 `papermill` call); then each bar that stays (`leave=True`, tqdm's default: an outer loop) prints its finished state
 as one text line when it closes, a bar with `leave=False` (an inner loop, such as the epochs of each pruning
-iteration) prints nothing, and each control shows static pictures of what its widget drew. Live, an inner bar that stops early (early
-stopping) closes as finished, so tqdm hides it instead of leaving a red bar behind.
+iteration) prints nothing, and each control shows static pictures of what its widget drew. Live, an inner bar that
+stops early (early stopping) closes as finished, so tqdm hides it instead of leaving a red bar behind.
 """
 
 from __future__ import annotations
