@@ -107,8 +107,8 @@ def test_the_solutions_are_the_numbers_worked_by_hand():
     assert solution("03.2") == [26, 28, 30, 31]
     assert solution("03.3") == 14  # 64 * 0.75**14 = 1.14
     assert (solution("05.1"), solution("05.2")) == (3, 5)
-    assert solution("06.1", model=TINY_MODEL) == 784 * 43 + 43 + 43 * 11 + 11 + 11 * 10 + 10
-    assert solution("06.2", model=TINY_MODEL, dense_parameters=218_058) == pytest.approx(100 * 34_359 / 218_058)
+    assert solution("06.1", model=TINY_MODEL) == 784 * 48 + 48 + 48 * 16 + 16 + 16 * 10 + 10  # 43+11 padded: 48+16
+    assert solution("06.2", model=TINY_MODEL, dense_parameters=218_058) == pytest.approx(100 * 35_210 / 218_058)
 
 
 def test_the_exercises_that_replaced_01_to_03s_questions_to_think_about():
