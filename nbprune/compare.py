@@ -414,10 +414,10 @@ def gap_verdict(gaps: pd.DataFrame, other: str, question: str) -> str:
         return f"{question} No verdict: one seed, the spread is unknown {numbers})."
     clear = gaps["verdict"] == "clear"
     ahead, behind = int((clear & (gaps["gap"] > 0)).sum()), int((clear & (gaps["gap"] < 0)).sum())
-    answer = ("yes here: clearly ahead at some level and clearly behind at none" if ahead and not behind else
-              "no here: clearly behind at some level and clearly ahead at none" if behind and not ahead else
-              "mixed: clearly ahead at some levels, clearly behind at others" if ahead else
-              "not shown here: every gap is within the noise")
+    answer = ("Yes here: clearly ahead at some level and clearly behind at none" if ahead and not behind else
+              "No here: clearly behind at some level and clearly ahead at none" if behind and not ahead else
+              "Mixed: clearly ahead at some levels, clearly behind at others" if ahead else
+              "Not shown here: every gap is within the noise")
     return (f"{question} {answer} {numbers}; clearly ahead at {ahead}, clearly behind at {behind}, within the noise "
             f"at {len(gaps) - ahead - behind} of {len(gaps)} levels).")
 

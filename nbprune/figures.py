@@ -98,18 +98,18 @@ def plot_removal_against_significance(effects, significance, layer: str = "the l
     import torch
 
     scores = torch.as_tensor(significance).reshape(-1).double()
-    shown = effects.assign(significance=scores.tolist())
+    shown = effects.assign(significance=scores.tolist(), **{"accuracy drop": -effects["accuracy change"]})
     figure = Figure(figsize=(9, 3.8), layout="constrained")
-    for axes, column in zip(figure.subplots(1, 2), ("loss change", "accuracy change")):
+    for axes, column, label in zip(figure.subplots(1, 2), ("loss change", "accuracy drop"),
+                                   ("validation loss increase", "validation accuracy drop (points)")):
         sns.scatterplot(data=shown, x="significance", y=column, s=18, ax=axes, linewidth=0)
         axes.axhline(0, color="gray", linewidth=0.8)
         correlation = rank_correlation(scores, torch.tensor(shown[column].to_numpy(), dtype=torch.float64))
-        axes.set(xscale="log" if (scores > 0).all() else "linear", xlabel="significance",
-                 ylabel=f"validation {column.replace(' change', '')} change" + (" (points)" if "accuracy" in column
-                                                                                  else ""),
+        axes.set(xscale="log" if (scores > 0).all() else "linear", xlabel="significance", ylabel=label,
                  title=f"Spearman's rank correlation {correlation:.2f}")
         axes.grid(True, alpha=0.3)
-    figure.suptitle(f"Each neuron of {layer} removed alone (activation fixed at 0, no retraining)", fontsize=10)
+    figure.suptitle(f"Each neuron of {layer} removed alone (activation fixed at 0, no retraining): above 0, the "
+                    f"removal hurts", fontsize=10)
     if path is not None:
         save_figure(figure, path)
     return figure

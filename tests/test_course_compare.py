@@ -291,11 +291,11 @@ def test_a_margin_is_clear_only_above_twice_the_seed_spread_and_the_sampling_err
                      + [("interval_adjoint", 3, seed, 95.0, 90.0) for seed in (0, 1)])
     row = winners(spread).iloc[0]
     assert row["noise"] == pytest.approx(2 ** 0.5) and not row["clear"]  # sd of 96 and 94
-    assert "clearly behind at 0" in conclusion(spread) and "not shown here: every gap is within the noise" in \
+    assert "clearly behind at 0" in conclusion(spread) and "Not shown here: every gap is within the noise" in \
         conclusion(spread)
     ahead = made_up([("magnitude", 3, seed, 90.0, 90.0) for seed in (0, 1)]
                     + [("interval_adjoint", 3, seed, 95.0 + seed / 10, 95.0) for seed in (0, 1)])
-    assert "worth it against magnitude pruning (which needs no interval analysis)? yes here" in conclusion(ahead)
+    assert "worth it against magnitude pruning (which needs no interval analysis)? Yes here" in conclusion(ahead)
 
 
 def test_one_seed_draws_no_verdict_however_large_the_margin():
@@ -304,7 +304,7 @@ def test_one_seed_draws_no_verdict_however_large_the_margin():
     assert winners(table)["clear"].tolist() == [False] and winners(table)["noise"].isna().all()
     text = conclusion(table)
     assert "one seed: the retraining's luck (the spread over seeds) is unknown" in text
-    assert "the spread is unknown (one seed)" in text and "clear;" not in text and "yes here" not in text
+    assert "the spread is unknown (one seed)" in text and "clear;" not in text and "Yes here" not in text
     assert text.count("No verdict: one seed") == 2  # against magnitude and against scratch
 
 
