@@ -371,3 +371,12 @@ def run_standalone(folder: str | os.PathLike, *inputs: str | os.PathLike) -> str
         last_line = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise NbpruneError(f"the standalone folder {folder} failed (exit {result.returncode}): {last_line}")
     return result.stdout
+
+
+def program_hidden(folder: str | os.PathLike) -> list[int]:
+    """Return the hidden layers' widths in an exported folder's TorchScript program: the model's, each padded with
+    zero neurons to a multiple of PAD_TO."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, yet what C++ and mobile read
+        program = torch.jit.load(str(Path(folder) / TORCHSCRIPT_FILE))
+    return [weight.shape[0] for name, weight in program.named_parameters() if name.endswith("weight")][:-1]

@@ -464,3 +464,10 @@ def test_the_exported_loader_refuses_a_pickle_that_would_run_code(exported, tmp_
     with pytest.raises(ValueError, match="sent_to_me.pth"):
         loader.load_pruned_model(model_py.SimpleNN(), tmp_path / "sent_to_me.pth")
     assert not marker.exists(), "the payload ran"
+
+
+def test_the_torchscript_programs_hidden_layers_are_read_back_padded(exported):
+    from nbprune.export import program_hidden
+    hidden = SimpleNN.from_file(exported / "best_model.pth").hidden
+    assert program_hidden(exported) == [-(-width // PAD_TO) * PAD_TO for width in hidden]
+    assert any(width % PAD_TO for width in hidden)  # the session's model has a layer to pad

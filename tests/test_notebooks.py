@@ -365,7 +365,39 @@ def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its
         rows = list(csv.DictReader(file))
     assert {row["method"] for row in rows} == {"interval_adjoint", "magnitude", "taylor", "random", "scratch"}
     assert sorted({int(row["level"]) for row in rows}) == [6, 10, 13]  # nearest 25%, 10% and 5% of the neurons
-    assert len(rows) == 15 and (workbook / "compare" / "comparison.png").is_file()
+    assert len(rows) == 30 and (workbook / "compare" / "comparison.png").is_file()  # two seeds by default
+    printed = executed_text(workbook, "07_compare")
+    assert "one budget of at most 2 epochs from random weights for every network: the pruned ones inherit the " \
+           "dense model's 1 and retrain for at most 1, scratch trains for at most 2" in printed
+    assert "mean over 2 seeds" in printed and "Against the project's benchmark" in printed
+
+
+def executed_text(workbook, name: str) -> str:
+    """Return everything an executed notebook's code cells printed, one output after another."""
+    notebook = nbformat.read(workbook / "notebooks" / f"{name}.ipynb", as_version=4)
+    return "\n".join(output.get("text", "") or output.get("data", {}).get("text/plain", "")
+                     for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+@pytest.mark.mnist
+def test_executed_copies_keep_no_finished_inner_bar_and_no_blank_output(workbook):
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(workbook / "notebooks" / f"{name}.ipynb", as_version=4)
+        streams = [output.text for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+                   if output.output_type == "stream"]
+        assert not [text for text in streams if not text.strip()], f"{name}: an output holding only a newline"
+    printed = executed_text(workbook, "04_iterative_pruning")
+    assert printed.count("pruning iterations: 100%") == 1 and "epochs" not in printed  # the inner bars are gone
+    assert "epochs: 100%" in executed_text(workbook, "02_model")  # a bar on its own stays
+
+
+@pytest.mark.mnist
+def test_04_measures_what_removing_each_last_layer_neuron_costs_and_where_constant_pixels_lie(workbook):
+    printed = executed_text(workbook, "04_iterative_pruning")
+    assert "Spearman's rank correlation of the significance with the loss increase each removal causes" in printed
+    assert "in the four corner squares" in printed and "rank correlation with weight magnitude: hidden layer 1" in printed
+    assert (workbook / "iterative_pruning" / "removal_against_significance.png").is_file()
+    assert "its TorchScript copy: 208+64" in executed_text(workbook, "06_deploy")  # 205+51 padded to 16s
 
 
 @pytest.mark.mnist
