@@ -395,7 +395,8 @@ def test_executed_copies_keep_no_finished_inner_bar_and_no_blank_output(workbook
 def test_04_measures_what_removing_each_last_layer_neuron_costs_and_where_constant_pixels_lie(workbook):
     printed = executed_text(workbook, "04_iterative_pruning")
     assert "Spearman's rank correlation of the significance with the loss increase each removal causes" in printed
-    assert "in the four corner squares" in printed and "rank correlation with weight magnitude: hidden layer 1" in printed
+    assert "in the four corner squares" in printed
+    assert "rank correlation with weight magnitude: hidden layer 1" in printed
     assert (workbook / "iterative_pruning" / "removal_against_significance.png").is_file()
     assert "its TorchScript copy: 208+64" in executed_text(workbook, "06_deploy")  # 205+51 padded to 16s
 
