@@ -373,10 +373,8 @@ def run_standalone(folder: str | os.PathLike, *inputs: str | os.PathLike) -> str
     return result.stdout
 
 
-def program_hidden(folder: str | os.PathLike) -> list[int]:
-    """Return the hidden layers' widths in an exported folder's TorchScript program: the model's, each padded with
-    zero neurons to a multiple of PAD_TO."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, yet what C++ and mobile read
-        program = torch.jit.load(str(Path(folder) / TORCHSCRIPT_FILE))
-    return [weight.shape[0] for name, weight in program.named_parameters() if name.endswith("weight")][:-1]
+
+def padded_hidden(model: SimpleNN) -> list[int]:
+    """Return the hidden layers' widths in the TorchScript (and ONNX) program export_model writes for `model`: each
+    padded with zero neurons to a multiple of PAD_TO."""
+    return [layer.out_features for layer in padded_layers(model.sequence()) if isinstance(layer, nn.Linear)][:-1]

@@ -466,8 +466,12 @@ def test_the_exported_loader_refuses_a_pickle_that_would_run_code(exported, tmp_
     assert not marker.exists(), "the payload ran"
 
 
-def test_the_torchscript_programs_hidden_layers_are_read_back_padded(exported):
-    from nbprune.export import program_hidden
-    hidden = SimpleNN.from_file(exported / "best_model.pth").hidden
-    assert program_hidden(exported) == [-(-width // PAD_TO) * PAD_TO for width in hidden]
-    assert any(width % PAD_TO for width in hidden)  # the session's model has a layer to pad
+def test_the_padded_widths_06_prints_are_the_torchscript_programs(exported):
+    from nbprune.export import padded_hidden
+    model = SimpleNN.from_file(exported / "best_model.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated; the file is what C++ reads
+        program = torch.jit.load(str(exported / TORCHSCRIPT_FILE))  # the test's own export, read back
+    widths = [weight.shape[0] for name, weight in program.named_parameters() if name.endswith("weight")][:-1]
+    assert padded_hidden(model) == widths == [-(-width // PAD_TO) * PAD_TO for width in model.hidden]
+    assert any(width % PAD_TO for width in model.hidden)  # the session's model has a layer to pad
