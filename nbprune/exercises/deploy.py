@@ -103,8 +103,10 @@ ask("06.q5", "Why does the notebook prove the export in a fresh Python process t
     "because something from nbprune was already imported. A fresh isolated interpreter shows the folder needs torch "
     "only, and its predictions are compared with the library's.")
 ask("06.q6", "Why does predict.py accept both grey levels 0-255 and fractions in [0, 1], and what can it not know?",
-    "Applications hand images over in either scale, and both are easy to tell apart when values exceed 1. It cannot "
-    "know a scale mistake that still lands in a valid range, such as an image divided by 255 twice.")
+    "Applications hand images over in either scale, and one rule tells them apart: integers are grey levels, floats "
+    "are fractions when all lie in [0, 1] and grey levels when the largest is 2 or more (in between is refused as "
+    "ambiguous). It cannot know a scale mistake that still lands in a valid range, such as an image divided by 255 "
+    "twice.")
 ask("06.q7", "Why is the chosen model's test accuracy, not its validation accuracy, the number to quote next to "
              "the deployed model?",
     "Validation chose the epochs, the learning-rate drops and the iteration, so it is optimistic about the chosen "
