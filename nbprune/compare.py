@@ -6,7 +6,10 @@ and retrains it: the criteria (interval_adjoint, magnitude, taylor, random) keep
 - one pruning step from the dense model to each level (not 04's chain of small steps), hidden neurons only, each
   layer keeping the schedule's count;
 - retraining as the session's pruning run retrained (its run.json: learning rate, early stopping, distillation from
-  the dense model or its teacher file), at most `epochs` epochs;
+  the dense model or its teacher file);
+- one training budget for every method (TrainingBudget): at most as many epochs in total, counted from random
+  weights. A pruned network inherits the dense model's epochs and retrains for at most `epochs`; scratch trains for
+  at most both together;
 - every method of one (seed, level) retrains from the same random state, so the seeds pair the methods;
 - validation chooses everything (each retraining's best epoch, the best method per level); the test set is only
   reported.
@@ -18,8 +21,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,30 +34,57 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import PruneConfig, RunConfig, resolve_device
+from .config import PruneConfig, RunConfig, TrainConfig, resolve_device
 from .data import DataSplits, load_data_for
 from .errors import ConfigError, SessionError
 from .evaluation import loss_and_accuracy
-from .io import write_text_atomic
+from .io import read_table, write_text_atomic
 from .model import SimpleNN, parameter_count
 from .modelfile import read_record
 from .progress import progress_bar
 from .prune import prune_nodes
 from .retention import RetentionStep, default_steps, read_retain
-from .session import COMPARE, MADE_BY, PRUNING, Session
+from .session import COMPARE, MADE_BY, PRUNING, TRAIN_FILE, Session
 from .criteria import CRITERIA, PruningContext, make_criterion
 from .teacher import load_teacher
-from .training import fit
+from .training import Distillation, fit
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE = "comparison.csv"
 COLUMNS = ("method", "level", "hidden", "percentage", "parameters", "seed", "val_accuracy", "test_accuracy",
            "val_images", "seconds")
 DEFAULT_SHARES = (25.0, 10.0, 5.0)  # % of the dense model's hidden neurons: the default levels
+# the project's full study (benchmarks/compare_criteria.py), in a checkout of nbprune
+BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "compare_criteria.json"
 NOISE_FACTOR = 2  # a margin counts as clear when it exceeds twice the noise (a rule of thumb, not a test)
 
-__all__ = ["METHODS", "ComparisonPlan", "compare_criteria", "conclusion", "default_levels", "level_summary",
-           "plan_comparison", "starting_model", "winners"]
+__all__ = ["METHODS", "ComparisonPlan", "TrainingBudget", "against_benchmark", "compare_criteria", "conclusion",
+           "default_levels", "level_summary", "plan_comparison", "starting_model", "winners"]
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """The one training budget of a comparison: every network it reports trained for at most `total` epochs, counted
+    from random weights. A pruned network inherits the dense model's `dense` epochs (the epochs iteration 0 ran) and
+    retrains for at most `retrain`; scratch starts from random weights and trains for at most all of them. Early
+    stopping on the validation split may end any training sooner, by the same rule for every method."""
+
+    dense: int
+    retrain: int
+
+    @property
+    def total(self) -> int:
+        """Return the most epochs any network of the comparison trains for, counted from random weights."""
+        return self.dense + self.retrain
+
+    def epochs(self, method: str) -> int:
+        """Return the most epochs `method` trains for in the comparison, after its starting point."""
+        return self.total if method == "scratch" else self.retrain
+
+    def __str__(self) -> str:
+        return (f"one budget of at most {self.total} epochs from random weights for every network: the pruned ones "
+                f"inherit the dense model's {self.dense} and retrain for at most {self.retrain}, scratch trains for "
+                f"at most {self.total}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,7 @@ class ComparisonPlan:
     steps: tuple[RetentionStep, ...]
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
+    budget: TrainingBudget
     teacher_sha256: str | None = None  # the content of the teacher file 04's run distilled from, as it recorded it
 
     def __str__(self) -> str:
@@ -74,7 +107,11 @@ class ComparisonPlan:
         teacher = self.config.train.teacher or f"the dense model ({'+'.join(map(str, self.dense.hidden))} neurons)"
         distill = f"distilling from {teacher}" if self.config.train.distill else "without distillation"
         return (f"{len(self.methods)} methods x {len(self.steps)} levels (iterations {levels}) x {seeds} = {runs} "
-                f"retrainings of at most {self.config.train.epochs} epochs, {distill}")
+                f"trainings, {distill}; {self.budget}")
+
+    def train_config(self, method: str) -> TrainConfig:
+        """Return how `method` trains: the session's pruning run's settings, for the epochs the budget gives it."""
+        return dataclasses.replace(self.config.train, epochs=self.budget.epochs(method))
 
 
 # --- checking, before anything is written --------------------------------------------------------------------------
@@ -100,8 +137,9 @@ def plan_comparison(session: Session, levels: Sequence[int] | None = None, seeds
         check_teacher_file(teacher)
         config = config.replace(teacher=teacher["file"])
     steps = chosen_steps(session_schedule(session, config, dense), levels)
+    budget = TrainingBudget(dense_epochs(session), config.train.epochs)
     return ComparisonPlan(dense.to(resolve_device(config.device)), config, steps, checked_seeds(seeds),
-                          checked_methods(methods), teacher["sha256"] if teacher is not None else None)
+                          checked_methods(methods), budget, teacher["sha256"] if teacher is not None else None)
 
 
 def run_teacher(session: Session, run: dict) -> dict | None:
@@ -134,6 +172,11 @@ def check_teacher_file(teacher: dict) -> None:
                            f"{teacher['sha256'][:16]}..., but that file now holds other content (sha256 "
                            f"{actual[:16]}...): put the run's teacher file back there, or run 04 again with this "
                            f"one, so 07 retrains as 04 did.")
+
+
+def dense_epochs(session: Session) -> int:
+    """Return how many epochs the dense model (iteration 0) trained: the rows of its train_results.txt."""
+    return len(read_table(session.iteration_dir(0) / TRAIN_FILE)[1])
 
 
 def run_configuration(run: dict, dense: SimpleNN, epochs: int | None, data_root, device: str | None) -> RunConfig:
@@ -231,6 +274,7 @@ def run_plan(plan: ComparisonPlan, data: DataSplits, teacher: nn.Module | None, 
     """Return the table of every (seed, level, method) of the plan, retrained on `data` (distilling from
     `teacher` when it is given)."""
     context = PruningContext.of(data.train_loader, plan.config.seed)  # what 04's criteria looked at
+    teacher = Distillation(teacher) if teacher is not None else None  # its outputs computed once, for every run
     runs = [(seed, step, method) for seed in plan.seeds for step in plan.steps for method in plan.methods]
     bar = progress_bar(runs, desc="methods x levels x seeds", unit="model", disable=not progress)
     rows = [retrain(plan, data, dataclasses.replace(context, seed=seed), teacher, method, step, seed)
@@ -243,15 +287,15 @@ def run_seed(seed: int, iteration: int) -> int:
     return 1000 * seed + iteration
 
 
-def retrain(plan: ComparisonPlan, data: DataSplits, context: PruningContext, teacher: nn.Module | None,
+def retrain(plan: ComparisonPlan, data: DataSplits, context: PruningContext, teacher: Distillation | None,
             method: str, step: RetentionStep, seed: int) -> dict:
     """Return one row of the table: `method` brought to `step`'s size and retrained with `seed`."""
     started = time.perf_counter()
     torch.manual_seed(run_seed(seed, step.iteration))
     data.train_loader.reseed(run_seed(seed, step.iteration))
     model = starting_model(plan.dense, method, step.retained, context, plan.config.prune)
-    model = fit(model, data.train_loader, data.val_loader, plan.config.train, test_loader=data.test_loader,
-                teacher=teacher, progress=False)
+    model = fit(model, data.train_loader, data.val_loader, plan.train_config(method), teacher=teacher,
+                progress=False)  # the test set is evaluated once, below: it chooses nothing
     return {"method": method, "level": step.iteration, "hidden": "+".join(map(str, step.retained)),
             "percentage": step.percentage, "parameters": parameter_count(model), "seed": seed,
             "val_accuracy": loss_and_accuracy(model, data.val_loader)[1],
@@ -287,81 +331,138 @@ def standard_error(accuracy: float, images: int) -> float:
 
 def noise(first: pd.Series, second: pd.Series) -> float:
     """Return what a margin between two methods' mean validation accuracies (level_summary rows) must beat: the
-    larger of their seed spreads and the validation sampling error at the higher accuracy."""
-    spreads = [spread for spread in (first["val_sd"], second["val_sd"]) if not math.isnan(spread)]
-    error = standard_error(max(first["val_mean"], second["val_mean"]), int(first["val_images"]))
-    return max([error, *spreads])
+    larger of their seed spreads and the validation sampling error at the higher accuracy; NaN when a seed spread
+    is unknown (one seed), since the retraining's luck is then not measured."""
+    spreads = [first["val_sd"], second["val_sd"]]
+    if any(math.isnan(spread) for spread in spreads):
+        return float("nan")
+    return max([standard_error(max(first["val_mean"], second["val_mean"]), int(first["val_images"])), *spreads])
+
+
+def verdict(margin: float, noise_: float) -> str:
+    """Return what a margin (points) says against the noise it must beat: "clear" (beyond NOISE_FACTOR x the noise),
+    "within the noise", or "unknown" (no seed spread: one seed)."""
+    if math.isnan(noise_):
+        return "unknown"
+    return "clear" if abs(margin) > NOISE_FACTOR * noise_ else "within the noise"
 
 
 def winners(table: pd.DataFrame) -> pd.DataFrame:
     """Return per level the method with the best mean validation accuracy, the runner-up, the margin between them
-    (points), the noise it must beat (see `noise`), whether the margin is clear (over NOISE_FACTOR x the noise),
-    and the winner's test accuracy (reported, never used to choose)."""
+    (points), the noise it must beat (see `noise`), whether the margin is clear (over NOISE_FACTOR x the noise; never
+    with one seed), and the winner's test accuracy (reported, never used to choose)."""
     rows = []
     for level, group in level_summary(table).groupby("level", sort=True):
         ranked = group.sort_values("val_mean", ascending=False, kind="stable")
         best, second = ranked.iloc[0], ranked.iloc[min(1, len(ranked) - 1)]
-        margin = best["val_mean"] - second["val_mean"]
+        margin, spread = best["val_mean"] - second["val_mean"], noise(best, second)
         rows.append({"level": level, "hidden": best["hidden"], "parameters": best["parameters"],
                      "best": best["method"], "val_accuracy": best["val_mean"], "runner_up": second["method"],
-                     "margin": margin, "noise": noise(best, second),
-                     "clear": bool(margin > NOISE_FACTOR * noise(best, second)), "test_accuracy": best["test_mean"]})
+                     "margin": margin, "noise": spread, "clear": verdict(margin, spread) == "clear",
+                     "test_accuracy": best["test_mean"]})
     return pd.DataFrame(rows)
 
 
 def method_gap(table: pd.DataFrame, method: str, other: str) -> pd.DataFrame:
-    """Return per level the mean validation accuracy of `method` minus `other`'s (points) and the noise the gap
-    must beat (see `noise`)."""
+    """Return per level the mean validation accuracy of `method` minus `other`'s (points), the noise the gap must
+    beat (see `noise`) and its verdict (see `verdict`)."""
     summary = level_summary(table).set_index(["level", "method"])
     rows = []
     for level in sorted(table["level"].unique()):
         ours, theirs = summary.loc[(level, method)], summary.loc[(level, other)]
-        rows.append({"level": level, "hidden": ours["hidden"], "gap": ours["val_mean"] - theirs["val_mean"],
-                     "noise": noise(ours, theirs)})
+        gap, spread = ours["val_mean"] - theirs["val_mean"], noise(ours, theirs)
+        rows.append({"level": level, "hidden": ours["hidden"], "gap": gap, "noise": spread,
+                     "verdict": verdict(gap, spread)})
     return pd.DataFrame(rows)
 
 
 def conclusion(table: pd.DataFrame) -> str:
-    """Return the comparison's answer in words, every number computed from `table` (validation chooses)."""
+    """Return the comparison's answer in words, every number and every verdict computed from `table` (validation
+    chooses; a verdict needs the spread over seeds, so one seed draws none)."""
     seeds = table["seed"].nunique()
-    lines = [f"Chosen on validation accuracy (mean over {seeds} seed{'s' if seeds > 1 else ''}). A margin counts as "
-             f"clear when it exceeds {NOISE_FACTOR}x the noise: the larger of the two methods' seed spreads (sample "
-             f"standard deviation{', unknown with one seed' if seeds == 1 else ''}) and the validation set's "
-             f"sampling error. A rule of thumb, not a significance test."]
+    if seeds == 1:
+        lines = ["Chosen on validation accuracy, one seed: the retraining's luck (the spread over seeds) is unknown, "
+                 "so no margin is called clear and no verdict is drawn. Run two seeds or more (compare_seeds)."]
+    else:
+        lines = [f"Chosen on validation accuracy (mean over {seeds} seeds). A margin counts as clear when it exceeds "
+                 f"{NOISE_FACTOR}x the noise: the larger of the two methods' seed spreads (sample standard deviation) "
+                 f"and the validation set's sampling error. A rule of thumb, not a significance test."]
     for row in winners(table).itertuples():
-        verdict = "clear" if row.clear else "within the noise"
+        said = verdict(row.margin, row.noise)
+        said = "the spread is unknown (one seed)" if said == "unknown" else said
         lines.append(f"- iteration {row.level} ({row.hidden}, {row.parameters:,} parameters): {row.best} is best "
-                     f"({row.val_accuracy:.2f}%), {row.margin:.2f} points ahead of {row.runner_up}: {verdict}; "
+                     f"({row.val_accuracy:.2f}%), {row.margin:.2f} points ahead of {row.runner_up}: {said}; "
                      f"its test accuracy {row.test_accuracy:.2f}%.")
     methods = set(table["method"])
     if {"interval_adjoint", "magnitude"} <= methods:
-        lines.append(adjoint_verdict(method_gap(table, "interval_adjoint", "magnitude")))
-    pruning = sorted(methods - {"scratch"})
-    if "scratch" in methods and pruning:
-        lines.append(scratch_verdict(table, pruning))
+        lines.append(gap_verdict(method_gap(table, "interval_adjoint", "magnitude"), "magnitude",
+                                 "Was the interval adjoint worth it against magnitude pruning (which needs no "
+                                 "interval analysis)?"))
+    if {"interval_adjoint", "scratch"} <= methods:
+        lines.append(gap_verdict(method_gap(table, "interval_adjoint", "scratch"), "scratch",
+                                 "Did pruning with it beat training the same shapes from scratch on the same "
+                                 "budget?"))
     return "\n".join(lines)
 
 
-def adjoint_verdict(gaps: pd.DataFrame) -> str:
-    """Return whether interval_adjoint beat magnitude (which needs no interval analysis), level by level."""
-    ahead = int(((gaps["gap"] > NOISE_FACTOR * gaps["noise"])).sum())
-    behind = int(((gaps["gap"] < -NOISE_FACTOR * gaps["noise"])).sum())
+def gap_verdict(gaps: pd.DataFrame, other: str, question: str) -> str:
+    """Return the answer to `question` from interval_adjoint's gaps to `other`, level by level (method_gap): yes
+    when clearly ahead somewhere and clearly behind nowhere, no verdict without a seed spread."""
     each = ", ".join(f"{row.gap:+.2f} at {row.hidden}" for row in gaps.itertuples())
-    answer = ("yes here: clearly ahead at some level and clearly behind at none" if ahead and not behind else
-              "not here: never clearly ahead" if not ahead else "mixed: clearly ahead at some levels, behind at others")
-    return (f"Was the interval adjoint worth it against magnitude pruning? {answer} (interval_adjoint minus "
-            f"magnitude, validation points: {each}; clearly ahead at {ahead}, clearly behind at {behind} of "
-            f"{len(gaps)} levels).")
+    numbers = f"(interval_adjoint minus {other}, validation points: {each}"
+    if (gaps["verdict"] == "unknown").any():
+        return f"{question} No verdict: one seed, the spread is unknown {numbers})."
+    clear = gaps["verdict"] == "clear"
+    ahead, behind = int((clear & (gaps["gap"] > 0)).sum()), int((clear & (gaps["gap"] < 0)).sum())
+    answer = ("Yes here: clearly ahead at some level and clearly behind at none" if ahead and not behind else
+              "No here: clearly behind at some level and clearly ahead at none" if behind and not ahead else
+              "Mixed: clearly ahead at some levels, clearly behind at others" if ahead else
+              "Not shown here: every gap is within the noise")
+    return (f"{question} {answer} {numbers}; clearly ahead at {ahead}, clearly behind at {behind}, within the noise "
+            f"at {len(gaps) - ahead - behind} of {len(gaps)} levels).")
 
 
-def scratch_verdict(table: pd.DataFrame, pruning: list[str]) -> str:
-    """Return how the best pruning criterion of each level compares with training the same shape from scratch."""
-    summary = level_summary(table)
-    ahead = []
-    for level, group in summary.groupby("level", sort=True):
-        best = group[group["method"].isin(pruning)]["val_mean"].max()
-        ahead.append(best - group[group["method"] == "scratch"]["val_mean"].iloc[0])
-    each = ", ".join(f"{gap:+.2f}" for gap in ahead)
-    return (f"Pruning against training from scratch: the best criterion minus scratch is {each} validation points "
-            f"at the {len(ahead)} levels ({sum(gap > 0 for gap in ahead)} in favour of pruning).")
+# --- against the project's benchmark ------------------------------------------------------------------------------
+def benchmark_gap(results: dict, method: str, other: str, hidden: str) -> tuple[float, float, int] | None:
+    """Return the benchmark's mean test accuracy of `method` minus `other`'s at the level of `hidden` neurons
+    ("14+4"), the larger of their standard deviations over seeds, and the seeds; None where it has no such level."""
+    def accuracies(name: str) -> list[float]:
+        return [record["Test_Accuracy"] for levels in results["results"].get(name, {}).values()
+                for record in levels.values() if "+".join(map(str, record["hidden"])) == hidden]
+    ours, theirs = accuracies(method), accuracies(other)
+    if not ours or not theirs:
+        return None
+    spreads = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in (ours, theirs)]
+    return statistics.fmean(ours) - statistics.fmean(theirs), max(spreads), min(len(ours), len(theirs))
 
+
+def against_benchmark(table: pd.DataFrame, results: dict | str | os.PathLike | None = None) -> str:
+    """Return, for each level of `table` whose shape the project's benchmark also ran, interval_adjoint's gaps to
+    magnitude and to scratch here (validation, with this table's verdict) beside the benchmark's (test accuracy, mean
+    over its seeds, with its spread), and whether they agree: a clear verdict here disagrees only with a benchmark
+    gap of the other sign larger than its spread. `results`: the benchmark's JSON (default BENCHMARK_RESULTS)."""
+    if not isinstance(results, dict):
+        path = Path(results) if results is not None else BENCHMARK_RESULTS
+        if not path.is_file():
+            return f"The project's benchmark results ({path}) are not in this installation: nothing to compare with."
+        results = json.loads(path.read_text(encoding="utf-8"))
+    lines, agree, compared = [], 0, 0
+    for other in ("magnitude", "scratch"):
+        if not {"interval_adjoint", other} <= set(table["method"]):
+            continue
+        for row in method_gap(table, "interval_adjoint", other).itertuples():
+            theirs = benchmark_gap(results, "interval_adjoint", other, row.hidden)
+            if theirs is None:
+                continue
+            gap, spread, seeds = theirs
+            settled = abs(gap) > spread and seeds > 1  # the benchmark's sign, where its spread does not hide it
+            fits = row.verdict != "clear" or not settled or (gap > 0) == (row.gap > 0)
+            agree, compared = agree + fits, compared + 1
+            lines.append(f"- interval_adjoint minus {other} at {row.hidden}: here {row.gap:+.2f} ({row.verdict}); "
+                         f"the benchmark {gap:+.2f} ± {spread:.2f} over {seeds} seeds: "
+                         f"{'agrees' if fits else 'DISAGREES'}.")
+    if not compared:
+        return "The project's benchmark ran none of these shapes: nothing to compare with."
+    return "\n".join([f"Against the project's benchmark (benchmarks/results/compare_criteria.md): {agree} of "
+                      f"{compared} comparisons agree (a clear verdict here against a benchmark gap of the other sign "
+                      f"beyond its spread would disagree; a gap within the noise here claims no sign)."] + lines)

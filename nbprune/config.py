@@ -395,9 +395,10 @@ class Controls:
     compare_levels: tuple[int, ...] | None = setting(
         None, "07's levels: iterations of 03's schedule to prune the dense model to; None: the rows nearest 25%, "
               "10% and 5% of the hidden neurons", kind="ints", low=1, high=MAX_ITERATIONS, optional=True)
-    compare_seeds: int = setting(1, "07's seeds: how many times each method retrains (2 or more show the spread "
-                                    "over seeds)", kind="int", low=1, high=100)
-    compare_epochs: int | None = setting(None, "07's retraining: most epochs per model; None: as the session's "
+    compare_seeds: int = setting(2, "07's seeds: how many times each method retrains (the spread over seeds needs "
+                                    "2 or more; with 1, 07 draws no verdict)", kind="int", low=1, high=100)
+    compare_epochs: int | None = setting(None, "07's retraining of each pruned model: most epochs (scratch trains "
+                                               "the dense model's epochs more: one budget); None: as the session's "
                                                "pruning run", kind="int", low=1, high=100_000, optional=True)
 
     __post_init__ = _check_fields

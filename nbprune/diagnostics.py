@@ -9,6 +9,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
 from .interval import Interval
 from .model import hidden_linears, linear_layers, mlp_layers
 from .config import PruneConfig
@@ -153,3 +155,92 @@ def neuron_costs(model: nn.Module) -> list[int]:
     linears = linear_layers(model)
     return [layer.in_features + (layer.bias is not None) + following.out_features
             for layer, following in zip(linears, linears[1:])]
+
+
+def constant_feature_places(box: tuple[torch.Tensor, torch.Tensor], shape: Sequence[int] = (28, 28)
+                            ) -> dict[str, int]:
+    """Return where an image's constant features (box width 0) lie: how many in the four corner squares (a quarter
+    of the side each way), how many elsewhere on the two outermost rows and columns, and how many further in."""
+    rows, columns = shape
+    places = {"corners": 0, "border": 0, "inside": 0}
+    for feature in constant_features(box).tolist():
+        row, column = divmod(feature, columns)
+        from_edge = (min(row, rows - 1 - row), min(column, columns - 1 - column))
+        if from_edge[0] < rows // 4 and from_edge[1] < columns // 4:
+            places["corners"] += 1
+        elif min(from_edge) < 2:
+            places["border"] += 1
+        else:
+            places["inside"] += 1
+    return places
+
+
+def correlation_words(value: float) -> str:
+    """Return how alike two rankings are, in words, for Spearman's rank correlation `value`."""
+    size = abs(value)
+    words = ("nearly the same order" if size >= 0.9 else "much the same order" if size >= 0.7 else
+             "a moderate likeness" if size >= 0.4 else "a weak likeness" if size >= 0.2 else "hardly related")
+    return f"{words}{', reversed' if value < 0 and size >= 0.2 else ''}"
+
+
+@torch.no_grad()
+def removal_effects(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, layer: int = -1):
+    """Return a table (pandas), one row per neuron of hidden layer `layer` (1 for the first; -1 for the last): how
+    much the mean cross-entropy and the accuracy (points) on `inputs` change when that neuron alone is removed, its
+    activation fixed at 0 as pruning does (no bias compensation, no retraining)."""
+    import pandas as pd
+
+    layers = mlp_layers(model)
+    activations = [index for index, module in enumerate(layers) if isinstance(module, (nn.ReLU, nn.Sigmoid))]
+    chosen = activations[layer - 1 if layer > 0 else layer]
+    weight = linear_layers(model)[0].weight
+    value = inputs.reshape(len(inputs), -1).to(weight.device, weight.dtype)
+    targets = targets.to(weight.device)
+    for module in layers[:chosen + 1]:
+        value = module(value)
+
+    def loss_and_accuracy(hidden: torch.Tensor) -> tuple[float, float]:
+        for module in layers[chosen + 1:]:
+            hidden = module(hidden)
+        return (F.cross_entropy(hidden, targets).item(),
+                100.0 * (hidden.argmax(dim=1) == targets).double().mean().item())
+
+    loss, accuracy = loss_and_accuracy(value)
+    rows = []
+    for neuron in range(value.shape[1]):
+        removed = value.clone()
+        removed[:, neuron] = 0
+        changed_loss, changed_accuracy = loss_and_accuracy(removed)
+        rows.append({"neuron": neuron, "loss change": changed_loss - loss,
+                     "accuracy change": changed_accuracy - accuracy})
+    return pd.DataFrame(rows)
+
+
+def _signed(value: float, digits: int) -> str:
+    """Return `value` with its sign and `digits` decimals, never "-0.000"."""
+    return f"{round(float(value), digits) + 0.0:+.{digits}f}"
+
+
+def removal_summary(effects, significance: torch.Tensor) -> str:
+    """Return what removing each neuron alone measured (a removal_effects table) says about its significance
+    scores, in words and numbers computed from both."""
+    scores = significance.reshape(-1).double()
+    loss = torch.tensor(effects["loss change"].to_numpy(), dtype=torch.float64)
+    correlation = rank_correlation(scores, loss)
+    order = torch.argsort(scores, descending=True, stable=True)
+    rank_of = torch.empty_like(order)
+    rank_of[order] = torch.arange(1, len(order) + 1)
+    worst, top = int(torch.argmax(loss)), int(order[0])
+    lowest, others = order[-max(1, len(order) // 4):], order[:len(order) - max(1, len(order) // 4)]
+    meaning = ("so on this layer the score's order does follow, to a degree, what removing a neuron costs"
+               if correlation >= 0.4 else
+               "so on this layer the score says little about which single neuron can go: it bounds how far the sum "
+               "of the logits can move over the whole box, not what removing the neuron does to the loss on real "
+               "images")
+    return (f"Spearman's rank correlation of the significance with the loss increase each removal causes: "
+            f"{correlation:.2f} ({correlation_words(correlation)}), {meaning}. The neuron whose removal costs most "
+            f"({_signed(loss[worst], 4)} loss, {_signed(effects['accuracy change'].iloc[worst], 2)} accuracy "
+            f"points) ranks {int(rank_of[worst])} of {len(order)} by significance; removing the most significant "
+            f"one changes the loss by {_signed(loss[top], 4)}. {int((loss <= 1e-3).sum())} of {len(order)} "
+            f"neurons raise the loss by at most 0.001 when removed alone; the quarter the score ranks lowest change "
+            f"it by {_signed(loss[lowest].mean(), 4)} on average, the others by {_signed(loss[others].mean(), 4)}.")

@@ -371,3 +371,10 @@ def run_standalone(folder: str | os.PathLike, *inputs: str | os.PathLike) -> str
         last_line = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise NbpruneError(f"the standalone folder {folder} failed (exit {result.returncode}): {last_line}")
     return result.stdout
+
+
+
+def padded_hidden(model: SimpleNN) -> list[int]:
+    """Return the hidden layers' widths in the TorchScript (and ONNX) program export_model writes for `model`: each
+    padded with zero neurons to a multiple of PAD_TO."""
+    return [layer.out_features for layer in padded_layers(model.sequence()) if isinstance(layer, nn.Linear)][:-1]

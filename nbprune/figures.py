@@ -85,11 +85,42 @@ def plot_significance_distribution(scores, path=None):
     return figure
 
 
+def plot_removal_against_significance(effects, significance, layer: str = "the last hidden layer", path=None):
+    """Return, for each neuron of one layer, the change of the validation loss and accuracy its removal alone causes
+    (nbprune.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in each
+    panel's title; save it when `path` is given."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    from .diagnostics import rank_correlation
+    from .io import save_figure
+
+    import torch
+
+    scores = torch.as_tensor(significance).reshape(-1).double()
+    shown = effects.assign(significance=scores.tolist(), **{"accuracy drop": -effects["accuracy change"]})
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
+    for axes, column, label in zip(figure.subplots(1, 2), ("loss change", "accuracy drop"),
+                                   ("validation loss increase", "validation accuracy drop (points)")):
+        sns.scatterplot(data=shown, x="significance", y=column, s=18, ax=axes, linewidth=0)
+        axes.axhline(0, color="gray", linewidth=0.8)
+        correlation = rank_correlation(scores, torch.tensor(shown[column].to_numpy(), dtype=torch.float64))
+        axes.set(xscale="log" if (scores > 0).all() else "linear", xlabel="significance", ylabel=label,
+                 title=f"Spearman's rank correlation {correlation:.2f}")
+        axes.grid(True, alpha=0.3)
+    figure.suptitle(f"Each neuron of {layer} removed alone (activation fixed at 0, no retraining): above 0, the "
+                    f"removal hurts", fontsize=10)
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
 # --- 07_compare (the criteria compared) ------------------------------------------------------------------------
 def plot_comparison(table, dense=None, path=None):
     """Return validation and test accuracy against parameters, one line per method (nbprune.compare's table),
     with 95% confidence bands over seeds when there are several; `dense` (a Session.summary() record) draws the
-    dense model's accuracy; save it when `path` is given."""
+    dense model's accuracy; save it when `path` is given. The methods' points are spread a little sideways around
+    each level, so that no marker hides another."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -99,29 +130,36 @@ def plot_comparison(table, dense=None, path=None):
     from .io import save_figure
 
     seeds = table["seed"].nunique()
-    long = pd.concat([table.assign(split=split, accuracy=table[column])
+    order = [method for method in METHODS if method in set(table["method"])]
+    shift = {method: 10 ** (0.02 * (position - (len(order) - 1) / 2)) for position, method in enumerate(order)}
+    placed = table.assign(x=table["parameters"] * table["method"].map(shift))
+    long = pd.concat([placed.assign(split=split, accuracy=placed[column])
                       for split, column in (("validation (chooses)", "val_accuracy"),
                                             ("test (only reported)", "test_accuracy"))])
-    order = [method for method in METHODS if method in set(table["method"])]
-    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    markers = dict(zip(METHODS, ("o", "X", "s", "P", "D")))
+    figure = Figure(figsize=(10, 4.4), layout="constrained")
     panels = figure.subplots(1, 2, sharey=True)
+    levels = table.drop_duplicates("parameters").sort_values("parameters")
     for axes, (split, rows) in zip(panels, long.groupby("split", sort=False)):
-        sns.lineplot(data=rows, x="parameters", y="accuracy", hue="method", hue_order=order, style="method",
-                     style_order=order, markers=True, dashes=False, errorbar=("ci", 95) if seeds > 1 else None,
-                     seed=0, ax=axes, legend=axes is panels[0])
+        sns.lineplot(data=rows, x="x", y="accuracy", hue="method", hue_order=order, style="method",
+                     style_order=order, markers=markers, dashes=False, errorbar=("ci", 95) if seeds > 1 else None,
+                     seed=0, ax=axes, legend=axes is panels[0], markersize=7, alpha=0.85)
         if dense is not None:
             key = "Val_Accuracy" if split.startswith("validation") else "Test_Accuracy"
             axes.axhline(dense[key], color="gray", linestyle=":", label="dense model (iteration 0)")
         axes.set(xscale="log", xlabel="parameters (log scale) and hidden neurons", ylabel="accuracy (%)",
                  title=split)
-        levels = table.drop_duplicates("parameters").sort_values("parameters")
         axes.set_xticks(levels["parameters"], [f"{count:,}\n{hidden}" for count, hidden in
                                                zip(levels["parameters"], levels["hidden"])], minor=False)
         axes.xaxis.set_minor_locator(NullLocator())
         axes.grid(True, alpha=0.3)
+    shown = [*long["accuracy"], *([dense["Val_Accuracy"], dense["Test_Accuracy"]] if dense is not None else [])]
+    spread = (max(shown) - min(shown)) or 1.0
+    panels[0].set_ylim(min(shown) - 0.08 * spread, max(shown) + 0.08 * spread)  # the dense line inside the frame
     panels[0].legend(fontsize=8)
     bands = f"bands: 95% confidence interval over {seeds} seeds" if seeds > 1 else "one seed: no bands"
-    figure.suptitle(f"Each method pruned from the same dense model and retrained ({bands})", fontsize=10)
+    figure.suptitle(f"Each method from the same dense model, on one training budget ({bands});\nat each level the "
+                    f"methods' points are set a little apart, so that none hides another", fontsize=10)
     if path is not None:
         save_figure(figure, path)
     return figure

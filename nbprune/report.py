@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullLocator
 
 from .errors import NbpruneError
 from .io import format_table, save_figure, write_text_atomic
@@ -42,37 +43,54 @@ def percent_axis(axes, values) -> None:
     axes.set_xlim(high * 1.1, low / 1.1)
 
 
-def _plot(records: list[dict], metric: str, label: str) -> Figure:
-    figure = Figure(figsize=(7, 4.4), layout="constrained")
+def iteration_axis(axes, records: list[dict], gap: float = 0.025) -> None:
+    """Label the top of `axes` (x: % retained, from percent_axis) with each record's iteration, in black, leaving out
+    a label closer than `gap` (a share of the log axis's width) to the one before it, so that labels never overlap."""
+    low, high = sorted(axes.get_xlim())
+    span = math.log10(high / low)
+    shown, last = [], None
+    for record in records:
+        x = record["PercentageRetain"]
+        if last is None or abs(math.log10(last / x)) >= gap * span:
+            shown.append(record)
+            last = x
+    top = axes.secondary_xaxis("top")
+    top.xaxis.set_major_locator(FixedLocator([record["PercentageRetain"] for record in shown]))
+    top.xaxis.set_minor_locator(NullLocator())
+    top.xaxis.set_major_formatter(FixedFormatter([str(record["iteration"]) for record in shown]))
+    top.tick_params(labelsize=7, length=3)
+    top.set_xlabel("iteration", fontsize=8)
+
+
+def _plot(records: list[dict], metric: str, label: str, test: bool = True) -> Figure:
+    figure = Figure(figsize=(7, 4.6), layout="constrained")
     axes = figure.add_subplot()
     retained = [record["PercentageRetain"] for record in records]
-    splits = [("Train", "o-"), ("Val", "^:"), ("Test", "s--")]
+    splits = [("Train", "o-"), ("Val", "^:")] + ([("Test", "s--")] if test else [])
     for split, style in splits:
         if all(f"{split}_{metric}" in record for record in records):
             axes.plot(retained, [record[f"{split}_{metric}"] for record in records], style, markersize=4,
                       label={"Val": "validation"}.get(split, split.lower()))
-    for position, record in enumerate(records):  # alternate above and below so that close labels do not collide
-        above = position % 2 == 0
-        axes.annotate(str(record["iteration"]), (record["PercentageRetain"], record[f"Test_{metric}"]),
-                      textcoords="offset points", xytext=(0, 7 if above else -13), fontsize=7, ha="center",
-                      color="tab:green")
     percent_axis(axes, retained)
+    iteration_axis(axes, records)
     axes.set(xlabel="hidden nodes retained (log scale)", ylabel=label,
-             title=f"{label.capitalize()} after pruning and retraining (green numbers: iteration)")
+             title=f"{label.capitalize()} after pruning and retraining")
     axes.margins(y=0.12)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
     return figure
 
 
-def plot_accuracies(records: list[dict]) -> Figure:
-    """Return train, validation and test accuracy against % of nodes retained, iterations labelled."""
-    return _plot(records, "Accuracy", "accuracy (%)")
+def plot_accuracies(records: list[dict], test: bool = True) -> Figure:
+    """Return train, validation and (unless `test` is False) test accuracy against % of nodes retained, the
+    iterations labelled along the top."""
+    return _plot(records, "Accuracy", "accuracy (%)", test)
 
 
-def plot_losses(records: list[dict]) -> Figure:
-    """Return train, validation and test loss against % of nodes retained, iterations labelled."""
-    return _plot(records, "Loss", "cross-entropy loss")
+def plot_losses(records: list[dict], test: bool = True) -> Figure:
+    """Return train, validation and (unless `test` is False) test loss against % of nodes retained, the iterations
+    labelled along the top."""
+    return _plot(records, "Loss", "cross-entropy loss", test)
 
 
 def concatenate(session_dir: str | os.PathLike | Session) -> Path:
@@ -143,9 +161,11 @@ def choose_iteration(records: list[dict], tolerance: float = 1.0) -> int:
     return min(good, key=lambda record: (record["parameters"], -record["iteration"]))["iteration"]
 
 
-def draw_choice(figure: Figure, records: list[dict], tolerance: float = 1.0, shown: dict | None = None) -> Figure:
+def draw_choice(figure: Figure, records: list[dict], tolerance: float = 1.0, shown: dict | None = None,
+                test: bool = True) -> Figure:
     """Return an accuracy figure of plot_accuracies with the band choose_iteration accepts shaded, zoomed to the
-    iterations around the choice (and to `shown`, a record that must stay in view)."""
+    iterations around the choice (and to `shown`, a record that must stay in view); `test` False: the figure has no
+    test line, and the zoom ignores the test accuracies."""
     _require_tolerance(tolerance)
     axes = figure.axes[0]
     best = best_validation(records)
@@ -157,11 +177,14 @@ def draw_choice(figure: Figure, records: list[dict], tolerance: float = 1.0, sho
     last = max([inside[-1] + 2, *([records.index(shown)] if shown in records else [])])
     near = records[:last + 1]
     percent_axis(axes, [record["PercentageRetain"] for record in near])
-    values = [record[key] for record in near for key in ("Train_Accuracy", "Val_Accuracy", "Test_Accuracy")
-              if key in record] + [low]
+    for child in list(axes.child_axes):  # the iteration labels, thinned again for the zoomed range
+        child.remove()
+    iteration_axis(axes, near)
+    keys = ("Train_Accuracy", "Val_Accuracy", "Test_Accuracy") if test else ("Train_Accuracy", "Val_Accuracy")
+    values = [record[key] for record in near for key in keys if key in record] + [low]
     spread = max(values) - min(values) or 1.0
     axes.set_ylim(min(values) - 0.08 * spread, max(values) + 0.12 * spread)
-    axes.set_title(f"Accuracy near the choice (iterations {near[0]['iteration']} to {near[-1]['iteration']}; "
-                   f"green: iteration)", fontsize=10)
+    axes.set_title(f"Accuracy near the choice (iterations {near[0]['iteration']} to {near[-1]['iteration']})",
+                   fontsize=10)
     axes.legend(fontsize=8)
     return figure

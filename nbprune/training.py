@@ -183,7 +183,8 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     log = (logdir if isinstance(logdir, TrainLog) else TrainLog(logdir)).open(columns)
     stopping = Stopping(settings, trainer.optimizer)
     best_state = _snapshot(model)
-    bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress, leave=False)
+    bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress,
+                       leave=None)  # stays on its own (02), disappears inside a loop's bar (04, 07)
     for epoch in range(settings.epochs):
         train_loss, train_accuracy = trainer.epoch(train_loader, device, soft_targets)
         if not math.isfinite(train_loss):

@@ -133,19 +133,22 @@ class ScheduleEditor(_Control):
         return generator
 
 
-def describe_iteration(record: dict, records: list[dict]) -> str:
+def describe_iteration(record: dict, records: list[dict], test: bool = True) -> str:
     """Return one line on an iteration of `records`: neurons per layer, parameters, and its validation accuracy
-    against the run's best (what the choice rests on), with the test accuracy as the report."""
+    against the run's best (what the choice rests on), with the test accuracy as the report (unless `test` is
+    False: while the choice is being made)."""
     neurons = " + ".join(map(str, record["hidden"]))
     dense = records[0]
     validation = ""
     if all("Val_Accuracy" in each for each in records):
         best = best_validation(records)
         validation = (f"validation accuracy {record['Val_Accuracy']:.2f}% (the run's best {best['Val_Accuracy']:.2f}% "
-                      f"at iteration {best['iteration']}; dense {dense['Val_Accuracy']:.2f}%), ")
+                      f"at iteration {best['iteration']}; dense {dense['Val_Accuracy']:.2f}%)")
+    reported = (f"test accuracy {record['Test_Accuracy']:.2f}% (reported only: never used to choose)" if test else
+                "test accuracy shown once the choice is written")
     return (f"iteration {record['iteration']}: {neurons} hidden neurons ({record['PercentageRetain']:.3g}% of the "
             f"dense model's), {record['parameters']:,} parameters ({record['parameters'] / dense['parameters']:.1%}); "
-            f"{validation}test accuracy {record['Test_Accuracy']:.2f}% (reported only: never used to choose)")
+            f"{validation}{', ' if validation else ''}{reported}")
 
 
 def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
@@ -153,7 +156,7 @@ def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
     axes = figure.axes[0]
     x = record["PercentageRetain"]
     axes.axvline(x, color="tab:red", linestyle=":", linewidth=1)
-    split = "Val" if f"Val_{metric}" in record else "Test"
+    split = "Val" if f"Val_{metric}" in record else "Train"  # what chooses; the test line may not be drawn
     axes.plot([x], [record[f"{split}_{metric}"]], "o", markersize=12, markerfacecolor="none",
               markeredgecolor="tab:red", label=f"iteration {record['iteration']}")
     axes.legend()
@@ -161,7 +164,9 @@ def mark_iteration(figure: Figure, record: dict, metric: str) -> Figure:
 
 
 class IterationPicker(_Control):
-    """A slider over the finished iterations; shows the chosen one's size and accuracies and marks it on the curves.
+    """A slider over the finished iterations; shows the chosen one's size and validation accuracy and marks it on the
+    training and validation curves. It never shows the test set: `save` draws the test curves once the choice is
+    made, so that validation chooses and the test set only reports.
 
     With `choice_file`, every move also writes the choice there (as 05 does for 06), so what the slider shows is
     always what is deployed."""
@@ -200,19 +205,19 @@ class IterationPicker(_Control):
         """Return the results of the iteration the slider is on."""
         return self.records[self.value]
 
-    def figures(self) -> tuple[Figure, Figure]:
+    def figures(self, test: bool = False) -> tuple[Figure, Figure]:
         """Return the accuracy curves (with choose_iteration's band, zoomed to the choice, unless tolerance is None)
-        and the loss curves, the chosen iteration marked on both."""
+        and the loss curves, the chosen iteration marked on both; the test curves only with `test`."""
         records = list(self.records.values())
-        accuracies = plot_accuracies(records)
+        accuracies = plot_accuracies(records, test=test)
         if self.tolerance is not None and all("Val_Accuracy" in record for record in records):
-            draw_choice(accuracies, records, self.tolerance, shown=self.record)
+            draw_choice(accuracies, records, self.tolerance, shown=self.record, test=test)
         return (mark_iteration(accuracies, self.record, "Accuracy"),
-                mark_iteration(plot_losses(records), self.record, "Loss"))
+                mark_iteration(plot_losses(records, test=test), self.record, "Loss"))
 
     def redraw(self, change=None) -> None:
-        """Describe the chosen iteration, mark it on the accuracy and loss curves, and record the choice."""
-        self.summary.value = f"<b>{describe_iteration(self.record, list(self.records.values()))}</b>"
+        """Describe the chosen iteration, mark it on the training and validation curves, and record the choice."""
+        self.summary.value = f"<b>{describe_iteration(self.record, list(self.records.values()), test=False)}</b>"
         for plot, figure in zip(self.plots, self.figures()):
             plot.value = _png(figure)
         if self.choice_file is not None:
@@ -227,6 +232,7 @@ class IterationPicker(_Control):
         return write_text_atomic(self.choice_file, json.dumps(choice, indent=2) + "\n")
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
-        """Write the marked curves as chosen_accuracies.png and chosen_losses.png into `folder`; return the paths."""
+        """Write the marked curves, test curves included (the choice is made), as chosen_accuracies.png and
+        chosen_losses.png into `folder`; return the paths."""
         names = ("chosen_accuracies.png", "chosen_losses.png")
-        return [save_figure(figure, Path(folder) / name) for figure, name in zip(self.figures(), names)]
+        return [save_figure(figure, Path(folder) / name) for figure, name in zip(self.figures(test=True), names)]

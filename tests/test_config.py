@@ -128,7 +128,7 @@ def test_the_workbook_takes_every_setting_but_the_ones_its_notebooks_make():
         RunConfig.from_flat({name: value for name, value in profile.items() if name in RUN_SETTINGS})
         Controls(**{name: value for name, value in profile.items() if name in CONTROLS})
     assert PROFILES["full"] == {"epochs": 300, "patience": 10}
-    assert PROFILES["quick"] == {"epochs": 3, "patience": 1, "compare_epochs": 1}
+    assert PROFILES["quick"] == {"epochs": 3, "patience": 1, "compare_epochs": 2}
 
 
 def test_the_configuration_page_names_every_setting():

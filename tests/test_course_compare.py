@@ -4,6 +4,7 @@ notebook, on a tiny synthetic session."""
 import copy
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import nbformat
@@ -14,8 +15,8 @@ import torch
 from conftest import session_held_elsewhere
 import nbprune.compare as compare
 from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig, SessionError, SimpleNN, load_data_for
-from nbprune.compare import (METHODS, compare_criteria, conclusion, plan_comparison, standard_error, starting_model,
-                             winners)
+from nbprune.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison, standard_error,
+                             starting_model, winners)
 from nbprune.exercises import check, exercises_of, solution
 from nbprune.model import mlp_parameters
 from nbprune.modelfile import save_model_file
@@ -81,14 +82,14 @@ def test_every_criterion_prunes_the_same_dense_model_and_scratch_draws_fresh_wei
     dense = SimpleNN.from_file(session.model_file(0))
     started = []
 
-    def spy(model, train_loader, val_loader, config, *, test_loader, **options):
-        started.append((copy.deepcopy(model), val_loader, test_loader))
+    def spy(model, train_loader, val_loader, config, **options):
+        started.append((copy.deepcopy(model), val_loader, options.get("test_loader")))
         return model
     monkeypatch.setattr(compare, "fit", spy)
     compare_criteria(session, [5], seeds=[0], progress=False)
     assert len(started) == len(METHODS)
     for method, (model, val_loader, test_loader) in zip(METHODS, started):
-        assert len(val_loader.dataset) == 100 and val_loader is not test_loader  # early stopping on validation
+        assert len(val_loader.dataset) == 100 and test_loader is None  # stops on validation; test chooses nothing
         first = [int(torch.nonzero((dense.fc1.weight == row).all(dim=1))[0]) if (dense.fc1.weight == row).all(
             dim=1).any() else None for row in model.fc1.weight]
         if method == "scratch":
@@ -101,6 +102,26 @@ def test_every_criterion_prunes_the_same_dense_model_and_scratch_draws_fresh_wei
         assert torch.equal(model.fc3.weight, dense.fc3.weight[:, second])
         assert torch.equal(model.fc3.bias, dense.fc3.bias)
     assert session.model_file(0).read_bytes() == dense_bytes  # the dense model is only read
+
+
+def test_every_method_gets_one_training_budget_counted_from_random_weights(session, monkeypatch):
+    from nbprune.io import read_table
+    dense_ran = len(read_table(session.iteration_dir(0) / "train_results.txt")[1])  # epochs iteration 0 ran
+    trained = {}
+
+    def spy(model, train_loader, val_loader, config, **options):
+        trained[len(trained)] = config
+        return model
+    monkeypatch.setattr(compare, "fit", spy)
+    compare_criteria(session, [5], seeds=[0], epochs=3, progress=False)
+    epochs = {method: trained[position].epochs for position, method in enumerate(METHODS)}
+    assert {epochs[method] for method in METHODS if method != "scratch"} == {3}  # each retrains for compare_epochs
+    assert epochs["scratch"] == dense_ran + 3  # from random weights: the dense model's epochs, then the same 3
+    plan = plan_comparison(session, [5], epochs=3)
+    assert plan.budget.total == dense_ran + 3 == plan.budget.dense + epochs["interval_adjoint"]
+    assert f"one budget of at most {dense_ran + 3} epochs from random weights for every network" in str(plan)
+    others = {name: getattr(trained[0], name) for name in ("lr", "patience", "distill", "weight_decay")}
+    assert all({name: getattr(config, name) for name in others} == others for config in trained.values())
 
 
 def test_the_same_seed_and_level_give_the_same_numbers_whatever_else_runs(session, table):
@@ -270,15 +291,56 @@ def test_a_margin_is_clear_only_above_twice_the_seed_spread_and_the_sampling_err
                      + [("interval_adjoint", 3, seed, 95.0, 90.0) for seed in (0, 1)])
     row = winners(spread).iloc[0]
     assert row["noise"] == pytest.approx(2 ** 0.5) and not row["clear"]  # sd of 96 and 94
-    assert "clearly behind at 0" in conclusion(spread) and "not here: never clearly ahead" in conclusion(spread)
-    assert "yes here" in conclusion(made_up([("magnitude", 3, 0, 90.0, 90.0), ("interval_adjoint", 3, 0, 95.0, 95.0)]))
+    assert "clearly behind at 0" in conclusion(spread) and "Not shown here: every gap is within the noise" in \
+        conclusion(spread)
+    ahead = made_up([("magnitude", 3, seed, 90.0, 90.0) for seed in (0, 1)]
+                    + [("interval_adjoint", 3, seed, 95.0 + seed / 10, 95.0) for seed in (0, 1)])
+    assert "worth it against magnitude pruning (which needs no interval analysis)? Yes here" in conclusion(ahead)
+
+
+def test_one_seed_draws_no_verdict_however_large_the_margin():
+    table = made_up([("magnitude", 3, 0, 80.0, 80.0), ("interval_adjoint", 3, 0, 95.0, 95.0),
+                     ("scratch", 3, 0, 50.0, 50.0)])
+    assert winners(table)["clear"].tolist() == [False] and winners(table)["noise"].isna().all()
+    text = conclusion(table)
+    assert "one seed: the retraining's luck (the spread over seeds) is unknown" in text
+    assert "the spread is unknown (one seed)" in text and "clear;" not in text and "Yes here" not in text
+    assert text.count("No verdict: one seed") == 2  # against magnitude and against scratch
 
 
 def test_the_conclusion_on_the_tiny_session_names_every_level_and_compares_with_scratch(table):
     text = conclusion(table)
     assert all(f"iteration {level} (" in text for level in LEVELS)
     assert "mean over 2 seeds" in text and "interval_adjoint minus magnitude" in text
-    assert "best criterion minus scratch" in text
+    assert "beat training the same shapes from scratch on the same budget?" in text
+    assert "interval_adjoint minus scratch" in text
+
+
+def benchmark_of(accuracies: dict[str, list[float]], hidden=(3, 1)) -> dict:
+    """Return a benchmark results file's content: per method, per seed, one level of `hidden` neurons."""
+    return {"results": {method: {str(seed): {"3": {"hidden": list(hidden), "Test_Accuracy": value}}
+                                 for seed, value in enumerate(values)} for method, values in accuracies.items()}}
+
+
+def test_the_comparison_is_set_beside_the_benchmark_and_a_clear_verdict_of_the_other_sign_disagrees(tmp_path):
+    table = made_up([(method, 3, seed, val, 90.0) for seed in (0, 1) for method, val in
+                     (("interval_adjoint", 95.0), ("magnitude", 90.0), ("scratch", 95.1 - seed * 0.2))])
+    agreeing = benchmark_of({"interval_adjoint": [94.0, 94.2], "magnitude": [93.0, 93.2], "scratch": [92.0, 95.0]})
+    text = against_benchmark(table, agreeing)
+    assert "2 of 2 comparisons agree" in text
+    assert "minus magnitude at 3+1: here +5.00 (clear); the benchmark +1.00 ± 0.14 over 2 seeds" in text
+    opposite = benchmark_of({"interval_adjoint": [94.0, 94.2], "magnitude": [96.0, 96.2], "scratch": [94.0, 94.2]})
+    assert "1 of 2 comparisons agree" in against_benchmark(table, opposite) and "DISAGREES" in \
+        against_benchmark(table, opposite)
+    assert "ran none of these shapes" in against_benchmark(table, benchmark_of({"magnitude": [1.0]}, hidden=(9, 9)))
+    assert "are not in this installation" in against_benchmark(table, tmp_path / "none.json")
+
+
+def test_the_projects_benchmark_file_is_read_at_the_shapes_it_ran():
+    from nbprune.compare import BENCHMARK_RESULTS, benchmark_gap
+    results = json.loads(BENCHMARK_RESULTS.read_text())
+    gap, spread, seeds = benchmark_gap(results, "interval_adjoint", "scratch", "14+4")
+    assert gap == pytest.approx(94.02 - 92.93, abs=0.01) and seeds == 2  # the table of compare_criteria.md
 
 
 # --- exercises ---------------------------------------------------------------------------------------------------
@@ -289,22 +351,23 @@ def test_every_solution_of_07_is_accepted_and_a_wrong_answer_refused(table):
         answer = solution(key, table=table)
         assert check(key, answer, table=table), f"{key}: {check(key, answer, table=table)}"
         assert not check(key, None, table=table)
-    means = table[table["level"] == 5].groupby("method")["val_accuracy"].mean()
-    assert not check("07.1", means[means < means.max()].index[0], table=table)
-    assert not check("07.1", "pruning", table=table)
-    assert not check("07.2", solution("07.2", table=table) + 1, table=table)
-    assert not check("07.3", 2 * solution("07.3", table=table) + 0.1, table=table)
-    assert not check("07.4", solution("07.4", table=table) + 1, table=table)
+        assert not check(key, answer + 0.5, table=table)
+    one_seed = table[table["seed"] == 0]
+    verdict = check("07.1", 0.0, table=one_seed)
+    assert not verdict and "needs two seeds or more: set compare_seeds = 2" in verdict.message
+    assert not check("07.2", 0.0, table=one_seed)
 
 
 def test_the_exercise_numbers_are_what_a_student_computes_by_hand():
     table = made_up([("interval_adjoint", 3, 0, 90.0, 95.0), ("magnitude", 3, 0, 92.0, 91.0),
-                     ("interval_adjoint", 3, 1, 91.0, 95.0), ("magnitude", 3, 1, 93.0, 91.0),
-                     ("magnitude", 6, 0, 97.0, 97.0), ("interval_adjoint", 6, 0, 96.0, 96.0)])
-    assert solution("07.1", table=table) == "magnitude"
-    assert solution("07.2", table=table) == pytest.approx(-2.0)
+                     ("interval_adjoint", 3, 1, 91.0, 95.0), ("magnitude", 3, 1, 95.0, 91.0),
+                     ("magnitude", 6, 0, 97.0, 97.0), ("interval_adjoint", 6, 0, 96.0, 96.0),
+                     ("magnitude", 6, 1, 97.0, 96.0), ("interval_adjoint", 6, 1, 96.0, 97.0)])
+    assert solution("07.1", table=table) == pytest.approx(0.5 ** 0.5)  # 90 and 91: sqrt(0.5 / 1)
+    assert solution("07.2", table=table) == pytest.approx(4.5 ** 0.5)  # 92, 95: above sqrt(93.5 * 6.5 / 5000)
+    assert "the gap is -3.00 points, not more than twice it" in check("07.2", 4.5 ** 0.5, table=table).message
     assert solution("07.3", table=table) == pytest.approx((90.5 * 9.5 / 5000) ** 0.5)
-    assert solution("07.4", table=table) == 1
+    assert solution("07.4", table=table) == 1  # level 3: magnitude on validation, interval_adjoint on test
 
 
 # --- the notebook ------------------------------------------------------------------------------------------------
@@ -322,10 +385,10 @@ def test_the_notebook_runs_headless_on_a_tiny_session(tmp_path, tiny_root, monke
                for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     text = "".join(output.get("text", "") for output in outputs)
-    assert "10 retrainings" in text and "Was the interval adjoint worth it against magnitude pruning?" in text
+    assert "20 trainings" in text and "Was the interval adjoint worth it against magnitude pruning" in text
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the figure is in the executed copy
     assert (session.root / "compare" / "comparison.png").is_file()
-    assert len(pd.read_csv(session.root / "compare" / "comparison.csv")) == len(METHODS) * 2
+    assert len(pd.read_csv(session.root / "compare" / "comparison.csv")) == len(METHODS) * 2 * 2  # two seeds
 
 
 def test_the_notebook_has_the_course_shape_and_a_checked_cell_for_every_exercise():
@@ -353,3 +416,8 @@ def test_the_comparison_figure_is_saved_with_bands_over_several_seeds(table, tmp
     single = plot_comparison(table[table["seed"] == 0])
     assert "one seed: no bands" in single.get_suptitle()
     assert len(figure.axes[0].collections) == len(METHODS) and not single.axes[0].collections  # a band per method
+    lines = [line for line in single.axes[0].get_lines() if len(line.get_xdata()) and line.get_marker() != "None"]
+    assert len(lines) == len(METHODS) and len({line.get_marker() for line in lines}) == len(METHODS)  # its own marker
+    assert len({round(float(line.get_xdata()[0])) for line in lines}) == len(METHODS)  # set apart: none hides another
+    low, high = figure.axes[1].get_ylim()
+    assert low < 40.0 < high and low < 50.0 < high  # the dense lines inside the frame

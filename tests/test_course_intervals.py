@@ -285,16 +285,14 @@ def tiny_session_inputs():
 def context_of(key: str) -> dict:
     if key == "00.build":
         return {"model": trained_mlp(), "box": random_box(5)}
-    return {name: tiny_session_inputs()[name] for name in NEEDS.get(key, ())}
+    return {}
 
 
 WRONG = {"00.build": (forward_without_relu, interval_adjoint_by_hand),
-         "00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5),
-         "04.1": 1234.5, "04.2": 3, "04.3": "B", "04.4": 257}
-NEEDS = {"00.build": ("model", "box"), "04.1": ("model",), "04.2": ("box",), "04.4": ("schedule", "features")}
+         "00.1": (-2.0, 3.0), "00.2": (0.0, 0.25), "00.3": 5.0, "00.4": (-3.0, 0.0), "00.5": (3.0, -0.5)}
 
 
-@pytest.mark.parametrize("key", [*exercises_of("00"), *exercises_of("04")])
+@pytest.mark.parametrize("key", exercises_of("00"))  # 04's: tests/test_course_pruning.py
 def test_every_solution_is_accepted_and_a_wrong_answer_refused(key):
     context = context_of(key)
     assert check(key, solution(key, **context), **context).right, key

@@ -107,8 +107,8 @@ def test_the_solutions_are_the_numbers_worked_by_hand():
     assert solution("03.2") == [26, 28, 30, 31]
     assert solution("03.3") == 14  # 64 * 0.75**14 = 1.14
     assert (solution("05.1"), solution("05.2")) == (3, 5)
-    assert solution("06.1", model=TINY_MODEL) == 784 * 43 + 43 + 43 * 11 + 11 + 11 * 10 + 10
-    assert solution("06.2", model=TINY_MODEL, dense_parameters=218_058) == pytest.approx(100 * 34_359 / 218_058)
+    assert solution("06.1", model=TINY_MODEL) == 784 * 48 + 48 + 48 * 16 + 16 + 16 * 10 + 10  # 43+11 padded: 48+16
+    assert solution("06.2", model=TINY_MODEL, dense_parameters=218_058) == pytest.approx(100 * 35_210 / 218_058)
 
 
 def test_the_exercises_that_replaced_01_to_03s_questions_to_think_about():
@@ -171,6 +171,33 @@ def test_the_plot_shades_the_band_and_zooms_to_the_choice():
     assert axes.get_xlim()[1] > records[-1]["PercentageRetain"]
 
 
+def test_iteration_labels_never_overlap_however_close_the_iterations_lie():
+    records = [{**record, "PercentageRetain": share} for record, share in
+               zip(undertrained_dense(), (100, 80, 64, 51, 41, 2.19, 1.88, 1.87, 1.56))]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    figure = plot_accuracies(records)
+    FigureCanvasAgg(figure).draw()  # lay the labels out where a saved picture has them
+    top = figure.axes[0].child_axes[0]
+    labels = [label for label in top.get_xticklabels() if label.get_text()]
+    boxes = [label.get_window_extent() for label in labels]
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:])), [label.get_text() for label in labels]
+    assert "7" not in [label.get_text() for label in labels]  # 1.87% lies on 1.88%'s label: left out
+    assert {"0", "5", "6", "8"} <= {label.get_text() for label in labels}
+
+
+def test_the_picker_shows_no_test_curve_or_accuracy_until_the_choice_is_saved(tmp_path):
+    records = undertrained_dense()
+    with pytest.warns(UserWarning):
+        picker = IterationPicker(records, choose_iteration(records))
+    assert "test accuracy" not in picker.summary.value.replace("test accuracy shown once the choice is written", "")
+    for figure in picker.figures():
+        assert "test" not in [line.get_label() for line in figure.axes[0].get_lines()]
+    picker.save(tmp_path)  # the choice made: now the test curves are drawn, and saved
+    assert all("test" in [line.get_label() for line in figure.axes[0].get_lines()]
+               for figure in picker.figures(test=True))
+    assert (tmp_path / "chosen_accuracies.png").is_file()
+
+
 def test_the_picker_describes_against_the_runs_best():
     records = undertrained_dense()
     with pytest.warns(UserWarning):
@@ -179,18 +206,42 @@ def test_the_picker_describes_against_the_runs_best():
 
 
 # --- executed copies: finished bars, static pictures ------------------------------------------------------------
-def test_a_headless_bar_prints_one_finished_line(capsys, monkeypatch):
+def test_a_headless_bar_prints_one_finished_line_in_one_write_and_an_inner_bar_nothing(capsys, monkeypatch):
+    import io
     monkeypatch.setenv(HEADLESS, "1")
-    bar = progress_bar(total=3, desc="epochs", unit="epoch", leave=False)
+    bar = progress_bar(total=3, desc="iterations", unit="iteration")
     assert isinstance(bar, FinishedLine)
     for _ in range(2):
         bar.update()
     assert capsys.readouterr().out == ""  # nothing while it runs
+    writes = []
+    monkeypatch.setattr(bar, "fp", type("Stream", (io.StringIO,), {"write": lambda self, text: writes.append(text)})())
     bar.close()
+    writes = [text for text in writes if text]
+    assert len(writes) == 1 and writes[0].endswith("\n") and writes[0].count("\n") == 1  # one output, no blank line
+    assert "iterations (stopped after 2 of 3): 100%" in writes[0] and "\r" not in writes[0]
+    outer = progress_bar(range(2), desc="iterations")
+    for _ in outer:  # leave=None: an inner bar disappears when done, a bar on its own stays
+        inner = progress_bar(total=3, desc="epochs", unit="epoch", leave=None)
+        inner.update()
+        inner.close()
     printed = capsys.readouterr().out
-    assert printed.count("\n") == 1 and "epochs (stopped after 2 of 3): 100%" in printed
+    assert "epochs" not in printed and printed.count("\n") == 1 and "iterations: 100%" in printed
+    alone = progress_bar(total=1, desc="epochs", leave=None)
+    alone.update()
+    alone.close()
+    assert "epochs: 100%" in capsys.readouterr().out
     monkeypatch.setenv(HEADLESS, "0")
     assert not isinstance(progress_bar(range(2), disable=True), FinishedLine)
+
+
+def test_a_live_inner_bar_that_stops_early_closes_as_finished_so_tqdm_hides_it(monkeypatch):
+    import io
+    monkeypatch.delenv(HEADLESS, raising=False)
+    bar = progress_bar(total=5, desc="epochs", leave=False, file=io.StringIO())
+    bar.update(2)
+    bar.close()  # tqdm.notebook leaves a red bar for a total not reached, and hides a finished one
+    assert (bar.n, bar.total) == (2, 2) and bar.desc.startswith("epochs (stopped after 2 of 5)")
 
 
 def test_headless_kernels_mark_only_the_block():

@@ -464,3 +464,14 @@ def test_the_exported_loader_refuses_a_pickle_that_would_run_code(exported, tmp_
     with pytest.raises(ValueError, match="sent_to_me.pth"):
         loader.load_pruned_model(model_py.SimpleNN(), tmp_path / "sent_to_me.pth")
     assert not marker.exists(), "the payload ran"
+
+
+def test_the_padded_widths_06_prints_are_the_torchscript_programs(exported):
+    from nbprune.export import padded_hidden
+    model = SimpleNN.from_file(exported / "best_model.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated; the file is what C++ reads
+        program = torch.jit.load(str(exported / TORCHSCRIPT_FILE))  # the test's own export, read back
+    widths = [weight.shape[0] for name, weight in program.named_parameters() if name.endswith("weight")][:-1]
+    assert padded_hidden(model) == widths == [-(-width // PAD_TO) * PAD_TO for width in model.hidden]
+    assert any(width % PAD_TO for width in model.hidden)  # the session's model has a layer to pad

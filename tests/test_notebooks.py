@@ -255,7 +255,7 @@ def test_iteration_picker_describes_and_marks_the_chosen_iteration(tmp_path):
     picker = IterationPicker(fake_records(), 1)
     assert "iteration 1: 128 + 32 hidden neurons" in picker.summary.value
     assert "validation accuracy 96.50% (the run's best 97.50% at iteration 0; dense 97.50%)" in picker.summary.value
-    assert "reported only: never used to choose" in picker.summary.value
+    assert "test accuracy shown once the choice is written" in picker.summary.value  # validation chooses
     before = [bytes(plot.value) for plot in picker.plots]
     picker.slider.value = 4
     assert all(bytes(plot.value) != old for plot, old in zip(picker.plots, before))
@@ -365,7 +365,40 @@ def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its
         rows = list(csv.DictReader(file))
     assert {row["method"] for row in rows} == {"interval_adjoint", "magnitude", "taylor", "random", "scratch"}
     assert sorted({int(row["level"]) for row in rows}) == [6, 10, 13]  # nearest 25%, 10% and 5% of the neurons
-    assert len(rows) == 15 and (workbook / "compare" / "comparison.png").is_file()
+    assert len(rows) == 30 and (workbook / "compare" / "comparison.png").is_file()  # two seeds by default
+    printed = executed_text(workbook, "07_compare")
+    assert "one budget of at most 3 epochs from random weights for every network: the pruned ones inherit the " \
+           "dense model's 1 and retrain for at most 2, scratch trains for at most 3" in printed  # quick: 2 in 07
+    assert "mean over 2 seeds" in printed and "Against the project's benchmark" in printed
+
+
+def executed_text(workbook, name: str) -> str:
+    """Return everything an executed notebook's code cells printed, one output after another."""
+    notebook = nbformat.read(workbook / "notebooks" / f"{name}.ipynb", as_version=4)
+    return "\n".join(output.get("text", "") or output.get("data", {}).get("text/plain", "")
+                     for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+@pytest.mark.mnist
+def test_executed_copies_keep_no_finished_inner_bar_and_no_blank_output(workbook):
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(workbook / "notebooks" / f"{name}.ipynb", as_version=4)
+        streams = [output.text for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+                   if output.output_type == "stream"]
+        assert not [text for text in streams if not text.strip()], f"{name}: an output holding only a newline"
+    printed = executed_text(workbook, "04_iterative_pruning")
+    assert printed.count("pruning iterations: 100%") == 1 and "epochs" not in printed  # the inner bars are gone
+    assert "epochs: 100%" in executed_text(workbook, "02_model")  # a bar on its own stays
+
+
+@pytest.mark.mnist
+def test_04_measures_what_removing_each_last_layer_neuron_costs_and_where_constant_pixels_lie(workbook):
+    printed = executed_text(workbook, "04_iterative_pruning")
+    assert "Spearman's rank correlation of the significance with the loss increase each removal causes" in printed
+    assert "in the four corner squares" in printed
+    assert "rank correlation with weight magnitude: hidden layer 1" in printed
+    assert (workbook / "iterative_pruning" / "removal_against_significance.png").is_file()
+    assert "its TorchScript copy: 208+64" in executed_text(workbook, "06_deploy")  # 205+51 padded to 16s
 
 
 @pytest.mark.mnist

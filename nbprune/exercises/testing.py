@@ -1,11 +1,12 @@
-"""Exercises of 05_test: the choice rule on a small table, the old rule's mistake, and the rule on your own run."""
+"""Exercises of 05_test: the choice rule on a small table, the old rule's mistake, the rule on your own run, what a
+smaller tolerance can choose; the gap between validation and test, and the questionnaire."""
 
 from __future__ import annotations
 
 import warnings
 
 from ..report import choose_iteration
-from . import Verdict, close, exercise
+from . import Verdict, ask, close, exercise
 
 # A run whose dense model was trained too briefly: iterations 1-3 beat it on validation.
 TABLE = [{"iteration": 0, "parameters": 218_058, "Val_Accuracy": 96.6},
@@ -61,3 +62,55 @@ def own_run_half_point(answer, records: list[dict]) -> Verdict:
                  why=f"a narrower band accepts fewer models, so the choice can only move to a larger model (or "
                      f"stay): {default} with one point, {expected} with half a point.",
                  hint="call choose_iteration(records, tolerance=0.5), or read the band off the table.", tolerance=0)
+
+
+@exercise("05.4", "Can a smaller tolerance ever make the rule choose a *smaller* model than a larger tolerance does? "
+                  "Answer 'yes' or 'no'.", solver=lambda: "no")
+def smaller_tolerance(answer) -> Verdict:
+    said = str(answer).strip().lower()
+    if said == "no":
+        return Verdict(True, "no: the band [best - tolerance, best] only narrows as the tolerance shrinks, so it "
+                             "accepts a subset of the models it accepted before, and the smallest model of a subset is "
+                             "never smaller than the smallest of the whole set. The best itself stays in the band.")
+    if said == "yes":
+        return Verdict(False, "yes is not it: compare the sets of models the two bands accept, and where the "
+                              "smallest of each lies.")
+    return Verdict(False, f"{answer!r} is not 'yes' or 'no'.")
+
+
+ask("05.5", "Why can one run's gap between validation and test accuracy have either sign, while on average over "
+            "many runs the chosen model's validation accuracy overstates its accuracy on new images?",
+    "Each split is a finite sample, so each accuracy carries a sampling error of about sqrt(p (100 - p) / n) "
+    "points (about 0.25 at 97% on 5,000 images): in one run the test images can happen to be easier than the "
+    "validation images, and the gap is negative. But the validation images chose the epoch, the learning-rate drops "
+    "and the iteration, and whatever is chosen for scoring well on a sample scores a little better there than on "
+    "new images; that selection bias does not cancel over runs, the sampling luck does.")
+
+# --- the questionnaire --------------------------------------------------------------------------------------------
+ask("05.q1", "What is the choice rule, in one sentence?",
+    "Among the finished iterations, take the one with the fewest parameters whose validation accuracy is within one "
+    "point (the tolerance) of the best validation accuracy of the run.")
+ask("05.q2", "Why is the band measured from the run's best validation accuracy and not from the dense model's?",
+    "A dense model trained too briefly sets a low bar: retrained iterations can beat it, and a band measured from it "
+    "would accept a much smaller model that is worse than what the run offered. The run's best is the bar the run "
+    "itself reached.")
+ask("05.q3", "What did the validation images choose in this workbook, before this notebook?",
+    "The epoch kept in every iteration (early stopping on the validation loss) and the learning-rate drops on "
+    "plateaus; in this notebook they also choose the iteration.")
+ask("05.q4", "Why is the chosen model's validation accuracy optimistic?",
+    "Because it helped choose: among several candidates, the one that scores best on a sample is partly the one "
+    "the sample's luck favoured, so its score on that sample is a little higher than on new images.")
+ask("05.q5", "Why does the picker hide the test curve until the choice is written?",
+    "So that the test set takes no part in the choice: a student who saw the test accuracies while moving the "
+    "slider could, knowingly or not, choose on them, and the reported test accuracy would no longer be honest.")
+ask("05.q6", "What does `test/chosen.json` hold, and who reads it?",
+    "The chosen iteration, its model file, its hidden sizes, its parameter count and its accuracies (validation and "
+    "test); notebook 06 reads it to deploy that model.")
+ask("05.q7", "Why can the dense model fail to be the run's best on validation?",
+    "With a short training (the quick profile's three epochs) it has not converged, while every pruned iteration "
+    "trains again from its weights and, with distillation, from its outputs: more training in all, so the first "
+    "pruned iterations can beat it.")
+ask("05.q8", "How large a validation difference between two iterations is worth acting on?",
+    "About twice the sampling error or more: sqrt(p (100 - p) / n) is about 0.25 points at 97% on 5,000 images, so "
+    "iterations within a few tenths of a point are indistinguishable; the one-point tolerance is wider than that "
+    "noise on purpose.")
