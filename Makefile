@@ -29,7 +29,7 @@ test-fast: $(VENV)/.installed  ## the edit-test loop: no real data, no end-to-en
 	NBPRUNE_DATA_ROOT= $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:cacheprovider
 
 lab: $(VENV)/.installed  ## JupyterLab on the notebooks (root or not); saving never stores outputs in them
-	$(BIN)/python -m nbprune.lab
+	$(BIN)/python -m nbprune.course.lab
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -162,7 +162,7 @@ def config_for(args, method: str, seed: int):
 def teacher_file(args) -> dict:
     """Return what the report says of the teacher: its file, content hash, accuracy and training time; train it
     (nbprune's ConvTeacher, training split only, seed 0) into --teacher when the file is missing."""
-    from nbprune import load_data_for
+    from nbprune.course import load_data_for
     from nbprune.evaluation import loss_and_accuracy
     from nbprune.teacher import load_teacher, save_teacher, train_teacher
     path = Path(args.teacher)
@@ -192,7 +192,8 @@ def dense_session(args, seed: int) -> Path:
     """Return the folder whose iteration 0 is this seed's dense model, training it when missing."""
     import torch
 
-    from nbprune import IterativePruning, Session, SimpleNN, load_data_for
+    from nbprune import IterativePruning, Session, SimpleNN
+    from nbprune.course import load_data_for
     from nbprune.retention import default_steps
     session = Path(args.work_dir) / f"seed{seed}" / "dense"
     if not Session.for_pruning_dir(session).is_complete(0):
@@ -220,7 +221,8 @@ def run_chain(args, method: str, seed: int, skip: set[int]) -> list[dict]:
     """Prune the seed's dense model along the schedule with the method's settings; return the new rows."""
     import torch
 
-    from nbprune import IterativePruning, Session, SimpleNN, load_data_for
+    from nbprune import IterativePruning, Session, SimpleNN
+    from nbprune.course import load_data_for
     torch.set_num_threads(1)
     config = config_for(args, method, seed)
     data = load_data_for(config)
@@ -243,7 +245,8 @@ def run_scratch(args, method: str, seed: int, skip: set[int]) -> list[dict]:
     level, distilling from the dense model (scratch) or the teacher file (scratch_teacher)."""
     import torch
 
-    from nbprune import Session, SimpleNN, load_data_for, train
+    from nbprune import Session, SimpleNN, train
+    from nbprune.course import load_data_for
     from nbprune.model import KeepInputs
     from nbprune.modelfile import save_model_file
     torch.set_num_threads(1)

@@ -22,7 +22,8 @@ import torch
 from matplotlib.figure import Figure
 
 from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.path)
-from nbprune import IterativePruning, RunConfig, SimpleNN, load_data_for
+from nbprune import IterativePruning, RunConfig, SimpleNN
+from nbprune.course import load_data_for
 from nbprune.config import parse_settings
 from nbprune.io import save_figure, write_text_atomic
 from nbprune.retention import default_steps

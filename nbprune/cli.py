@@ -166,7 +166,7 @@ def _repeat(notes) -> None:
 
 
 def cmd_workbook(args) -> None:
-    from .workbook import parse_parameters, run_workbook
+    from .course.workbook import parse_parameters, run_workbook
     controls = given(args, ("session_dir",))
     parameters = parse_parameters(args.parameter or [])
     out = run_workbook(session_dir=controls.get("session_dir"), profile=args.profile, parameters=parameters)

@@ -209,7 +209,8 @@ def _check_fields(instance) -> None:
 class DataConfig:
     """Which data, where it lives, and how it is split and batched."""
 
-    dataset: str = setting(DEFAULT.name, "the dataset", kind="dataset")
+    dataset: str = setting(DEFAULT.name, "the dataset: a declared one's name, or a .npz/.csv file of your own",
+                           kind="dataset")
     data_root: str | None = setting(None, "folder holding <dataset>/raw/; None: $NBPRUNE_DATA_ROOT, else "
                                           "<project>/data (downloaded there when missing)", kind="path",
                                     optional=True)

@@ -185,6 +185,14 @@ class DataSplits:
         return DataSplits(self.train_loader.to(device), self.val_loader.to(device), self.test_loader.to(device),
                           self.spec)
 
+    def raw(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Return standardised inputs as the data's files hold them: grey levels 0..255 for images (rounded), the
+        features' own values otherwise (what an exported predict.py reads)."""
+        values = inputs.reshape(len(inputs), -1) * torch.as_tensor(self.spec.std) + torch.as_tensor(self.spec.mean)
+        if self.spec.image_shape is None:
+            return values
+        return (values * 255).round().clamp(0, 255).reshape(-1, *self.spec.image_shape).to(torch.uint8)
+
     def to_pixels(self, inputs: torch.Tensor) -> torch.Tensor:
         """Return standardised image inputs as images (height x width) with values in [0, 1]."""
         if self.spec.image_shape is None:

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from .config import or_default
-from .data import InputSpec
+from .data import DataSplits, InputSpec
 from .datasets import DATASETS, is_data_file
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, check_fits, write_bytes_atomic, write_fix, write_text_atomic
+from .io import UMASK, atomic_path, check_fits, write_bytes_atomic, write_fix, write_text_atomic
 from .locks import hold
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape
@@ -341,6 +341,29 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
         torchscript=TORCHSCRIPT_FILE, pad_to=PAD_TO,
         onnx=f" `{ONNX_FILE}` is the same padded network as ONNX (input `input` of shape [batch, {model.in_features}], "
              f"output `logits`)." if wrote_onnx else "")
+
+
+def example_inputs(data: DataSplits, inputs: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
+    """Write standardised `inputs` into `folder` as an application would hand them to predict.py, and return the
+    files: the first input alone, then all of them (images: image.png and images.npy of grey levels 0..255; rows of
+    features: row.csv and rows.npy). predict.py prints one line for the first file, then one per row of the second."""
+    import numpy as np
+
+    folder = Path(folder)
+    raw = data.raw(inputs).cpu().numpy()
+    if data.images:
+        import PIL.Image
+
+        first, rest = folder / "image.png", folder / "images.npy"
+        with atomic_path(first) as temporary:
+            PIL.Image.fromarray(raw[0]).save(temporary, format="PNG")
+    else:
+        first, rest = folder / "row.csv", folder / "rows.npy"
+        write_text_atomic(first, ",".join(repr(float(value)) for value in raw[0]) + "\n")
+    buffer = io.BytesIO()
+    np.save(buffer, raw)
+    write_bytes_atomic(rest, buffer.getvalue())
+    return [first, rest]
 
 
 PREDICTION = re.compile(r"(.+): (.+) \((\d+(?:\.\d+)?)%\)")  # predict.py's line: NAME: CLASS (PROBABILITY%)

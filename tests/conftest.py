@@ -73,7 +73,7 @@ def write_stand_ins(folder: Path, bodies: dict[str, str] | None = None) -> Path:
     code cell (from `bodies`, else `pass`); return the folder."""
     import nbformat
 
-    from nbprune.workbook import NOTEBOOKS
+    from nbprune.course.workbook import NOTEBOOKS
     folder.mkdir(parents=True, exist_ok=True)
     for name in NOTEBOOKS:
         notebook = nbformat.v4.new_notebook()

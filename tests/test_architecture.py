@@ -17,23 +17,29 @@ STANDALONE = "nbprune.standalone"  # copied beside an exported model and run alo
 # Lowest first. A module may import from its own layer and the layers below it, never from a layer above.
 # An entry ending in ".*" holds a package's submodules (the package's own __init__ is placed by its plain name).
 LAYERS = [
+    # the method's core: what a user imports to prune a network
     ("the package root and its errors", {"nbprune", "nbprune.errors"}),
     ("the datasets declared", {"nbprune.datasets"}),
-    ("settings and small tools", {"nbprune.config", "nbprune.progress", "nbprune.lab", "nbprune.interval",
-                                  "nbprune.exercises"}),
+    ("settings and small tools", {"nbprune.config", "nbprune.progress", "nbprune.interval"}),
     ("files: atomic writes, tables, figures, locks", {"nbprune.io", "nbprune.locks"}),
     ("data", {"nbprune.datafile", "nbprune.data"}),
     ("model files", {"nbprune.modelfile"}),
     ("the network", {"nbprune.model"}),
-    ("scoring and surgery", {"nbprune.criteria", "nbprune.prune", "nbprune.primer", "nbprune.diagnostics"}),
+    ("scoring and surgery", {"nbprune.criteria", "nbprune.prune"}),
     ("training", {"nbprune.epoch", "nbprune.fast_mlp", "nbprune.evaluation", "nbprune.training", "nbprune.teacher"}),
     ("the schedule", {"nbprune.retention"}),
     ("the session folder", {"nbprune.runs", "nbprune.session"}),
     ("the pruning loop", {"nbprune.plan", "nbprune.iterative"}),
-    ("results", {"nbprune.report", "nbprune.compare", "nbprune.export"}),
-    ("views, studies and the course", {"nbprune.figures", "nbprune.widgets", "nbprune.sweeps", "nbprune.sweeps.*",
-                                       "nbprune.exercises.*"}),
-    ("the front doors", {"nbprune.workbook", "nbprune.cli"}),
+    ("results", {"nbprune.report", "nbprune.export"}),
+    # the course's wing: what the notebooks import to teach it, over the core
+    ("the course's package", {"nbprune.course"}),
+    ("the course's tools", {"nbprune.course.lab", "nbprune.course.primer", "nbprune.course.diagnostics",
+                            "nbprune.course.exercises"}),
+    ("the course's studies, views and exercises", {"nbprune.course.compare", "nbprune.course.figures",
+                                                  "nbprune.course.widgets", "nbprune.course.exercises.*"}),
+    ("the course's workbook", {"nbprune.course.workbook"}),
+    # the doors over both
+    ("the sweep and the command line", {"nbprune.sweeps", "nbprune.sweeps.*", "nbprune.cli"}),
 ]
 
 
@@ -183,8 +189,8 @@ def test_the_checks_catch_a_circle_and_an_upward_import():
 
 # --- the method's core stays lean (issue 28) ------------------------------------------------------------------------
 CORE = [name for name in package_graph()[0] if name.count(".") == 1 and not name.startswith(
-    ("nbprune.course", "nbprune.sweeps", "nbprune.cli", "nbprune.workbook", "nbprune.widgets", "nbprune.figures",
-     "nbprune.diagnostics", "nbprune.primer", "nbprune.exercises", "nbprune.compare", "nbprune.lab"))]
+    ("nbprune.course", "nbprune.sweeps", "nbprune.cli", "nbprune.course.workbook", "nbprune.course.widgets", "nbprune.course.figures",
+     "nbprune.course.diagnostics", "nbprune.course.primer", "nbprune.course.exercises", "nbprune.course.compare", "nbprune.course.lab"))]
 MAX_PARAMETERS = 8
 REFERENCE_SHAPED = {("nbprune.training", "train")}  # train(model, train_loader, test_loader, lr, num_epochs, ...)
 
@@ -209,3 +215,50 @@ def test_the_pruning_loop_is_a_small_class():
     tree = ast.parse(package_modules()["nbprune.iterative"].read_text(encoding="utf-8"))
     loop = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "IterativePruning")
     assert loop.end_lineno - loop.lineno + 1 <= 150
+
+
+REFERENCE_NAMES = ("SimpleNN", "load_data", "GeneratePruneData", "IterativePruning", "train", "evaluate",
+                   "concatenate", "load_pruned_model")
+
+
+def test_the_root_exports_the_methods_api_in_at_most_forty_names_each_with_a_docstring():
+    import nbprune
+
+    assert len(nbprune.__all__) <= 40, nbprune.__all__
+    assert set(REFERENCE_NAMES) <= set(nbprune.__all__)  # the reference workflow's names, importable as before
+    undocumented = [name for name in nbprune.__all__ if not (getattr(nbprune, name).__doc__ or "").strip()]
+    assert not undocumented, f"names without a docstring for help(): {undocumented}"
+    assert not any(getattr(nbprune, name).__module__.startswith("nbprune.course") for name in nbprune.__all__)
+
+
+def test_the_course_gives_a_notebook_every_name_it_imports():
+    """Every `from nbprune.course import ...` of a notebook resolves (the course re-exports the core's names that
+    notebooks use, so a notebook imports from one place)."""
+    import json
+    import re
+
+    import nbprune.course
+
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    wanted = set()
+    for path in notebooks.glob("*.ipynb"):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            for match in re.finditer(r"from nbprune\.course import \(?([^)\n]*(?:\n[^)\n]*)*?)\)?\n", source + "\n"):
+                wanted |= {name for name in re.split(r"[\s,()\\]+", match.group(1)) if name}
+    assert wanted and not [name for name in wanted if not hasattr(nbprune.course, name)]
+    assert not [path.name for path in notebooks.glob("*.ipynb") if "from nbprune import" in path.read_text()]
+def test_no_dataset_shape_is_written_outside_the_declarations():
+    """784, 28 and MNIST's ten classes are facts of a dataset: only nbprune.datasets may write them (the standalone
+    files' constants are placeholders an export fills in)."""
+    found = []
+    for module, file in package_graph()[0].items():
+        if module == "nbprune.datasets":
+            continue
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value in (784, 28):
+                found.append(f"{module} line {node.lineno}: {node.value}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range" and \
+                    [getattr(a, "value", None) for a in node.args] == [10]:
+                found.append(f"{module} line {node.lineno}: range(10)")
+    assert not found, "dataset shapes written outside nbprune.datasets: " + "; ".join(found)

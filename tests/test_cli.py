@@ -28,7 +28,7 @@ def test_every_command_has_help_naming_each_setting_with_its_meaning_and_default
         meaning = " ".join(setting.help.split())
         assert f"{meaning} (default: " in text, f"{command} {flag}: {meaning!r}"
     if command == "workbook":  # -p takes any setting: the help names them all
-        from nbprune.workbook import PARAMETERS
+        from nbprune.course.workbook import PARAMETERS
         assert all(f" {name}," in text or f" {name}." in text for name in PARAMETERS)
 
 
@@ -122,14 +122,15 @@ def test_modules_stay_modules_and_the_root_exports_the_functions():
         assert not submodules & set(package.__all__), package.__name__
 
 
-def test_every_error_the_readme_and_docs_name_is_an_nbprune_error_at_the_package_root():
+def test_every_error_the_readme_and_docs_name_is_an_nbprune_error_of_nbprune_errors():
     import re
     from pathlib import Path
 
     import nbprune
+    from nbprune import errors
     top = Path(__file__).resolve().parents[1]
     readme = "\n".join(path.read_text() for path in [top / "README.md", *sorted((top / "docs").glob("*.md"))])
     named = set(re.findall(r"`(\w+Error)`", readme)) - {"TypeError", "ValueError"}
-    assert {"ConfigError", "StorageError", "InputError"} <= named
+    assert {"ConfigError", "StorageError", "InputError"} <= named and "`nbprune.errors`" in readme
     for name in named:
-        assert issubclass(getattr(nbprune, name), nbprune.NbpruneError), name
+        assert issubclass(getattr(errors, name), nbprune.NbpruneError), name

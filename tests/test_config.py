@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from nbprune import ConfigError, RunConfig, TrainConfig
+from nbprune import RunConfig
+from nbprune.config import TrainConfig
+from nbprune.errors import ConfigError
 from nbprune.cli import build_parser
 from nbprune.config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, parse_settings
 from nbprune.datasets import DATASETS, DEFAULT, MNIST
 from nbprune.model import ACTIVATIONS
 from nbprune.criteria import CRITERIA
-from nbprune.workbook import NOT_IN_WORKBOOK, NOTEBOOK_PARAMETERS, PARAMETERS, PROFILES
+from nbprune.course.workbook import NOT_IN_WORKBOOK, NOTEBOOK_PARAMETERS, PARAMETERS, PROFILES
 
 
 def test_every_default_passes_its_own_check_and_the_defaults_are_the_reference_workflows_method():

@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from conftest import session_held_elsewhere
-import nbprune.compare as compare
-from nbprune import ConfigError, GeneratePruneData, IterativePruning, RunConfig, SessionError, SimpleNN, load_data_for
-from nbprune.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison, standard_error,
+import nbprune.course.compare as compare
+from nbprune import GeneratePruneData, IterativePruning, RunConfig, SimpleNN
+from nbprune.course import load_data_for
+from nbprune.errors import ConfigError, SessionError
+from nbprune.course.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison, standard_error,
                              starting_model, winners)
-from nbprune.exercises import check, exercises_of, solution
+from nbprune.course.exercises import check, exercises_of, solution
 from nbprune.model import mlp_parameters
 from nbprune.modelfile import save_model_file
 from nbprune.session import Session
@@ -198,7 +200,7 @@ def test_07_distils_from_the_teacher_file_04_used_wherever_it_runs_and_refuses_a
 
 
 def test_07_refuses_a_teacher_file_whose_outputs_overflow(session, tmp_path):
-    from nbprune import ModelFileError
+    from nbprune.errors import ModelFileError
     from nbprune.teacher import ConvTeacher, TrainedTeacher, save_teacher
     plan = plan_comparison(session, [5])
     data = load_data_for(plan.config, download=False)
@@ -337,7 +339,7 @@ def test_the_comparison_is_set_beside_the_benchmark_and_a_clear_verdict_of_the_o
 
 
 def test_the_projects_benchmark_file_is_read_at_the_shapes_it_ran():
-    from nbprune.compare import BENCHMARK_RESULTS, benchmark_gap
+    from nbprune.course.compare import BENCHMARK_RESULTS, benchmark_gap
     results = json.loads(BENCHMARK_RESULTS.read_text())
     gap, spread, seeds = benchmark_gap(results, "interval_adjoint", "scratch", "14+4")
     assert gap == pytest.approx(94.02 - 92.93, abs=0.01) and seeds == 2  # the table of compare_criteria.md
@@ -408,7 +410,7 @@ def test_the_notebook_has_the_course_shape_and_a_checked_cell_for_every_exercise
 
 
 def test_the_comparison_figure_is_saved_with_bands_over_several_seeds(table, tmp_path):
-    from nbprune import plot_comparison
+    from nbprune.course import plot_comparison
 
     figure = plot_comparison(table, dense={"Val_Accuracy": 50.0, "Test_Accuracy": 40.0}, path=tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")

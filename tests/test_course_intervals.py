@@ -10,18 +10,19 @@ import pytest
 import torch
 from torch import nn
 
-from nbprune import (Interval, PruneConfig, PruningContext, RunConfig, SimpleNN, box_summary, check,
-                     constant_feature_shift, constant_features, contain_zero, default_steps, derivative_intervals,
-                     interval_adjoint, interval_forward, largest_change, magnitude_correlations, neuron_costs,
-                     node_significance, observed_ranges, outside_box, plot_primer_ranges,
-                     plot_significance_distribution, plot_width_against_range, primer_box, primer_network,
-                     rank_correlation, sample_box, sampled_range, seed_correlations, significance, solution,
-                     width_table)
-from nbprune.exercises import exercises_of, questions_of
-from nbprune.exercises.intervals import (interval_adjoint_by_hand, interval_forward_by_hand, linears_of,
+from nbprune import (Interval, interval_adjoint, interval_forward, node_significance, PruningContext, RunConfig,
+                     significance, SimpleNN)
+from nbprune.config import PruneConfig
+from nbprune.course import (box_summary, check, constant_feature_shift, constant_features, contain_zero,
+                            default_steps, derivative_intervals, largest_change, magnitude_correlations,
+                            neuron_costs, observed_ranges, outside_box, plot_primer_ranges,
+                            plot_significance_distribution, plot_width_against_range, primer_box, primer_network,
+                            rank_correlation, sample_box, sampled_range, seed_correlations, solution, width_table)
+from nbprune.course.exercises import exercises_of, questions_of
+from nbprune.course.exercises.intervals import (interval_adjoint_by_hand, interval_forward_by_hand, linears_of,
                                          network_to_check)
 from nbprune.retention import GeneratePruneData, read_retain
-from nbprune.workbook import notebooks_path
+from nbprune.course.workbook import notebooks_path
 
 
 def pairs(interval: Interval) -> list[tuple[float, float]]:
@@ -420,9 +421,9 @@ def test_the_primer_runs_headless_and_its_copy_shows_its_figure_and_the_build_ch
     solved = nbformat.from_dict(source)
     for cell in solved.cells:
         if cell.source.startswith("def my_interval_forward"):
-            cell.source = "from nbprune.exercises.intervals import interval_forward_by_hand as my_interval_forward"
+            cell.source = "from nbprune.course.exercises.intervals import interval_forward_by_hand as my_interval_forward"
         elif cell.source.startswith("def my_interval_adjoint"):
-            cell.source = "from nbprune.exercises.intervals import interval_adjoint_by_hand as my_interval_adjoint"
+            cell.source = "from nbprune.course.exercises.intervals import interval_adjoint_by_hand as my_interval_adjoint"
     nbformat.write(solved, tmp_path / "solved.ipynb")
     parameters = {"data_root": str(tiny_root), "val_size": 100}
     verdicts = {}

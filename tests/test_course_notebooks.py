@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from nbprune import NbpruneError, RunConfig, Session, SimpleNN, load_data
-from nbprune.exercises import check, exercises_of, solution
+from nbprune.course.exercises import check, exercises_of, solution
 from nbprune.iterative import IterativePruning
 from nbprune.progress import HEADLESS, FinishedLine, headless_kernels, progress_bar
 from nbprune.report import best_validation, choose_iteration, draw_choice, plot_accuracies
 from nbprune.retention import read_retain
-from nbprune.widgets import IterationPicker, ScheduleEditor
-from nbprune.workbook import notebooks_path
+from nbprune.course.widgets import IterationPicker, ScheduleEditor
+from nbprune.course.workbook import notebooks_path
 
 NOTEBOOKS = ("01", "02", "03", "05", "06")
 TINY_MODEL = SimpleNN((43, 11))
@@ -81,7 +81,7 @@ def test_a_fraction_is_not_a_whole_iteration_and_a_whole_float_is():
 
 
 def test_an_infinite_expected_value_is_met_by_that_infinity_only():
-    from nbprune.exercises import close, same_interval
+    from nbprune.course.exercises import close, same_interval
     assert not close(5, float("inf"), "the bound") and not close(float("-inf"), float("inf"), "the bound")
     assert close(float("inf"), float("inf"), "the bound")
     assert not same_interval((0, 1), float("-inf"), float("inf"), "the box")

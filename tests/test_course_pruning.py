@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from nbprune import PruningContext, SimpleNN, interval_forward, node_significance
-from nbprune.diagnostics import (constant_feature_places, correlation_words, rank_correlation, removal_effects,
+from nbprune.course.diagnostics import (constant_feature_places, correlation_words, rank_correlation, removal_effects,
                                  removal_summary)
-from nbprune.exercises import check, exercises_of, questions_of, solution
-from nbprune.figures import plot_removal_against_significance
+from nbprune.course.exercises import check, exercises_of, questions_of, solution
+from nbprune.course.figures import plot_removal_against_significance
 from nbprune.interval import Interval
 from nbprune.prune import shrink
 

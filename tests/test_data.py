@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import make_tiny_mnist
-from nbprune import DataError, input_box, load_arrays, load_data
+from nbprune import input_box, load_arrays, load_data
+from nbprune.errors import DataError
 from nbprune.config import project_root
 from nbprune.data import TensorLoader, data_root
 from nbprune.datasets import DATASETS, MNIST, RAW_FILES

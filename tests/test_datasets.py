@@ -189,3 +189,20 @@ def test_a_sweep_runs_on_a_users_npz_and_its_models_evaluate_as_the_sweep_report
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["dataset"] == str(tmp_path / "my.npz")
     assert f"{evaluated['Test_Accuracy']:.4f}" == f"{float(last['test_acc']):.4f}"
+
+
+@pytest.mark.slow
+def test_the_workbook_runs_on_a_users_npz_and_says_where_there_are_no_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_npz(tmp_path / "my.npz", rows=600)
+    session = tmp_path / "session"
+    assert main(["workbook", "--session-dir", str(session), "-p", "dataset", "my.npz", "-p", "hidden", "12,6",
+                 "-p", "iterations", "4", "-p", "q", "0.5", "-p", "compare_seeds", "1"]) == 0
+    executed = session / "notebooks"
+    said = {name: "".join("".join(output.get("text", "")) for cell in json.loads(
+        (executed / f"{name}.ipynb").read_text())["cells"] for output in cell.get("outputs", []))
+        for name in ("01_data", "06_deploy")}
+    assert "rows of 7 features, not images: there are no pictures to show" in said["01_data"]
+    assert "rows of 7 features, not images" in said["06_deploy"]
+    assert "the standalone folder agrees with the library on all 16 rows" in said["06_deploy"]
+    assert Session(session).model_file(0).is_file() and (session / "deploy" / "rows.npy").is_file()

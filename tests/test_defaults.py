@@ -18,7 +18,7 @@ SKIPPED = {
 OWN_VALUES = {  # (file, function or constant) -> why its literals are not the configuration's defaults
     ("teacher.py", "train_teacher"): "the convolutional teacher's own recipe (8 epochs)",
     ("teacher.py", "TeacherRecipe"): "the convolutional teacher's own recipe (lr 3e-3, batches of 128)",
-    ("primer.py", "primer_network"): "the primer's 2-2-1 ReLU network, worked out by hand in notebook 00",
+    ("course/primer.py", "primer_network"): "the primer's 2-2-1 ReLU network, worked out by hand in notebook 00",
     ("session.py", "RETAIN"): "the name of a session's retain/ folder, not the retain setting (a file to follow)",
 }
 
@@ -116,7 +116,7 @@ def literal_defaults(source: str, file: str = "<string>", exempt=OWN_VALUES) -> 
         setting = _setting(name)
         ok, value = _literal(node, constants)
         if setting is None or not ok or value is None or not _of_its_kind(value, setting) \
-                or (Path(file).name, owner) in exempt:
+                or (Path(file).as_posix(), owner) in exempt:
             return
         verdict = "repeats the configuration's default" if _equal(value, setting.default) else \
             f"disagrees with the configuration's default {setting.default!r}"
@@ -193,7 +193,8 @@ def test_the_standalone_models_placeholders_are_the_configurations_defaults():
 
 
 def test_library_functions_without_arguments_follow_the_configuration():
-    from nbprune import GeneratePruneData, SimpleNN, schedule
+    from nbprune import GeneratePruneData, SimpleNN
+    from nbprune.course import schedule
 
     assert tuple(layer.out_features for layer in SimpleNN().linears[:-1]) == SETTINGS["hidden"].default
     assert SimpleNN().activation == SETTINGS["activation"].default

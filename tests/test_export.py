@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nbprune import ModelFileError, NbpruneError, SimpleNN, load_pruned_model
+from nbprune import load_pruned_model, NbpruneError, SimpleNN
+from nbprune.errors import ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
 from nbprune.datasets import DATASETS, MNIST

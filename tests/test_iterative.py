@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nbprune import ModelFileError, ScheduleError, Session, SessionError, SimpleNN, evaluate, load_pruned_model
+from nbprune import evaluate, load_pruned_model, Session, SimpleNN
+from nbprune.errors import ModelFileError, ScheduleError, SessionError
 from nbprune.cli import main
 from nbprune.config import project_root
 from nbprune.io import read_table

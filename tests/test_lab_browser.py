@@ -29,7 +29,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 pytest.importorskip("jupyterlab", reason="needs JupyterLab: pip install 'nbprune[notebooks]'")
 pytest.importorskip("papermill", reason="needs papermill: pip install 'nbprune[notebooks]'")
 
-from nbprune.lab import NOTEBOOKS  # noqa: E402
+from nbprune.course.lab import NOTEBOOKS  # noqa: E402
 from nbprune.retention import read_retain, schedule  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
@@ -117,13 +117,13 @@ def set_parameters(notebook: Path, values: dict) -> None:
 @pytest.fixture(scope="module")
 def workbook(tmp_path_factory) -> Workbook:
     """Copy the six notebooks into a throwaway checkout, run them headless into a session, and point 03 and 05 at it."""
-    from nbprune.workbook import run_workbook
+    from nbprune.course.workbook import run_workbook
 
     root = tmp_path_factory.mktemp("workbook")
     notebooks, session = root / "checkout" / "notebooks", root / "session"
     notebooks.mkdir(parents=True)
     (root / "checkout" / "nbprune").mkdir()
-    (root / "checkout" / "nbprune" / "workbook.py").touch()  # marks the copy as a checkout, for nbprune.lab
+    (root / "checkout" / "nbprune" / "workbook.py").touch()  # marks the copy as a checkout, for nbprune.course.lab
     for name in NOTEBOOKS:
         shutil.copy(PROJECT / "notebooks" / f"{name}.ipynb", notebooks)
     run_workbook(session, parameters=SESSION, notebooks_dir=notebooks)
@@ -286,7 +286,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = HANG /
 
 def save_and_check_unchanged(page, notebook: Path, original: bytes) -> None:
     """Save the notebook with Ctrl+S and check the file on disk is byte for byte what it was before Lab ran it
-    (nbprune.lab strips outputs, widget state and what else running and saving add)."""
+    (nbprune.course.lab strips outputs, widget state and what else running and saving add)."""
     import nbformat
 
     before = notebook.stat().st_mtime_ns
@@ -297,7 +297,7 @@ def save_and_check_unchanged(page, notebook: Path, original: bytes) -> None:
     content = nbformat.read(notebook, as_version=4)
     dirty = [cell.source[:60] for cell in content.cells
              if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
-    assert not dirty, f"Lab saved outputs into {notebook.name} (nbprune.lab's pre-save hook is not active): {dirty}"
+    assert not dirty, f"Lab saved outputs into {notebook.name} (nbprune.course.lab's pre-save hook is not active): {dirty}"
     assert "widgets" not in content.metadata, f"Lab saved widget state into {notebook.name}"
     assert notebook.read_bytes() == original, f"saving {notebook.name} in Lab changed the file"
 

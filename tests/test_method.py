@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from nbprune import (IterativePruning, RunConfig, ScheduleError, SimpleNN, load_pruned_model, read_record,
-                     save_model_file)
+from nbprune import IterativePruning, load_pruned_model, read_record, RunConfig, SimpleNN
+from nbprune.errors import ScheduleError
+from nbprune.modelfile import save_model_file
 from nbprune.interval import Interval
 from nbprune.model import mlp_parameters
 from nbprune.prune import global_counts, node_means, node_midpoints, shrink, top

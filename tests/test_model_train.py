@@ -68,7 +68,8 @@ def test_seeded_training_is_reproducible_to_the_byte(tiny_data, tmp_path):
 
 
 def test_train_is_fit_in_the_reference_workflows_shape_and_fit_logs_only_the_loaders_it_got(tiny_data, tmp_path):
-    from nbprune import TrainConfig, fit
+    from nbprune import fit
+    from nbprune.config import TrainConfig
 
     train_loader, val_loader, test_loader = tiny_data
     for run in ("train", "fit"):
@@ -94,7 +95,7 @@ def test_without_a_validation_loader_train_warns_that_it_selects_on_the_training
 
 
 def test_training_settings_come_from_the_configuration_and_can_be_overridden(tiny_data, tmp_path):
-    from nbprune import TrainConfig
+    from nbprune.config import TrainConfig
     train_loader, val_loader, test_loader = tiny_data
     config = TrainConfig(epochs=2, patience=5)
     train(SimpleNN(hidden=(8,)), train_loader, test_loader, logdir=tmp_path / "a", config=config,

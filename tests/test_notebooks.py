@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from conftest import session_held_elsewhere, wait_for, write_stand_ins
-from nbprune import ConfigError, NbpruneError, ScheduleError, Session, SessionError, read_record
+from nbprune import NbpruneError, read_record, Session
+from nbprune.errors import ConfigError, ScheduleError, SessionError
 from nbprune.cli import main
 from nbprune.io import read_table
 from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, session_summary
 from nbprune.retention import read_retain
-from nbprune.widgets import IterationPicker, ScheduleEditor
-from nbprune.workbook import (NOTEBOOK_PARAMETERS, NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path, parameters_source,
+from nbprune.course.widgets import IterationPicker, ScheduleEditor
+from nbprune.course.workbook import (NOTEBOOK_PARAMETERS, NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path, parameters_source,
                               parse_parameters, run_workbook)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -60,7 +61,7 @@ def test_notebook_opens_with_a_title_and_an_explanation(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameters_cells_are_built_from_the_configuration(name):
     cell = parameters_cells(read(name))[0]
-    assert cell.source == parameters_source(name), f"run `python -m nbprune.workbook sync` to rebuild {name}'s cell"
+    assert cell.source == parameters_source(name), f"run `python -m nbprune.course.workbook sync` to rebuild {name}'s cell"
     declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
     assert list(declared) == list(NOTEBOOK_PARAMETERS[name])
 
@@ -403,7 +404,8 @@ def test_04_measures_what_removing_each_last_layer_neuron_costs_and_where_consta
 
 @pytest.mark.mnist
 def test_the_workbook_runs_fashion_mnist_with_three_sigmoid_layers_and_every_method_option(tmp_path):
-    from nbprune import RunConfig, load_data_for
+    from nbprune import RunConfig
+    from nbprune.course import load_data_for
     from nbprune.teacher import load_teacher, save_teacher, train_teacher
     session = tmp_path / "fashion"
     data = load_data_for(RunConfig.from_flat(dataset="FashionMNIST", subset=TINY["subset"]))
@@ -430,7 +432,7 @@ def test_the_workbook_runs_fashion_mnist_with_three_sigmoid_layers_and_every_met
 # --- what a student meets -----------------------------------------------------------------------------------------
 def test_a_missing_step_is_named_with_the_notebook_that_makes_it_and_the_session_folder(tmp_path):
     from nbprune import RunConfig
-    from nbprune.workbook import trained_model
+    from nbprune.course.workbook import trained_model
     session = Session(tmp_path / "yesterday")
     with pytest.raises(SessionError, match=f"model/best_model.pth is missing in the session folder "
                                            f"{session.root.resolve()}: run notebook 02_model first"):
@@ -446,7 +448,7 @@ def test_a_notebook_refuses_a_dataset_other_than_the_one_02_trained_on(tmp_path)
     from nbprune.data import InputSpec
     from nbprune.datasets import DATASETS
     from nbprune.modelfile import save_model_file
-    from nbprune.workbook import trained_model
+    from nbprune.course.workbook import trained_model
     session = Session(tmp_path / "s")
     model = SimpleNN()
     model.spec = InputSpec("FashionMNIST", DATASETS["FashionMNIST"].classes, 0.286, 0.353, 784)
@@ -481,7 +483,7 @@ def test_one_lock_for_every_door_the_workbooks_kernels_share_it_and_every_other_
                                                                                                    tiny_root):
     source = write_stand_ins(tmp_path / "notebooks", {"01_data": HOLDS_THE_LOCK})
     session = tmp_path / "session"
-    run = ("import sys\nfrom nbprune.workbook import run_workbook\n"
+    run = ("import sys\nfrom nbprune.course.workbook import run_workbook\n"
            "run_workbook(sys.argv[1], parameters={'data_root': sys.argv[2]}, notebooks_dir=sys.argv[3])")
     workbook = subprocess.Popen([sys.executable, "-c", run, str(session), str(tiny_root), str(source)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -490,7 +492,7 @@ def test_one_lock_for_every_door_the_workbooks_kernels_share_it_and_every_other_
         doors = {"prune": ["-m", "nbprune.cli", "prune", "--session-dir", str(session), "--data-root", str(tiny_root),
                            "--hidden", "8", "--epochs", "1"],
                  "concat": ["-m", "nbprune.cli", "concat", str(session)],
-                 "a notebook by hand": ["-c", "import sys\nfrom nbprune.workbook import setup\n"
+                 "a notebook by hand": ["-c", "import sys\nfrom nbprune.course.workbook import setup\n"
                                               "setup('05_test', {'session_dir': sys.argv[1]})", str(session)]}
         for door, argv in doors.items():
             done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=900)

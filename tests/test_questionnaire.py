@@ -1,13 +1,13 @@
-"""The questionnaire closing each notebook: registered in nbprune.exercises, shown by `questionnaire("NN")`, every
+"""The questionnaire closing each notebook: registered in nbprune.course.exercises, shown by `questionnaire("NN")`, every
 answer opened by `solution("NN.qK")`."""
 
 import nbformat
 import pytest
 
-from nbprune import exercises
-from nbprune.exercises import ask, questionnaire, questions_of, solution
-from nbprune.lab import NOTEBOOKS
-from nbprune.workbook import notebooks_path
+from nbprune.course import exercises
+from nbprune.course.exercises import ask, questionnaire, questions_of, solution
+from nbprune.course.lab import NOTEBOOKS
+from nbprune.course.workbook import notebooks_path
 
 
 def test_questions_register_once_show_in_order_and_open_their_answers(monkeypatch):

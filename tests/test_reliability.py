@@ -29,8 +29,8 @@ import torch
 
 import nbprune
 from conftest import make_tiny_mnist, session_held_elsewhere, wait_for, write_idx, write_stand_ins
-from nbprune import (InputError, ModelFileError, NbpruneError, RunConfig, Session, SimpleNN, evaluate, load_data,
-                     load_pruned_model)
+from nbprune import evaluate, load_data, load_pruned_model, NbpruneError, RunConfig, Session, SimpleNN
+from nbprune.errors import InputError, ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
 from nbprune.datasets import DATASETS, MNIST
@@ -1207,7 +1207,7 @@ def test_ctrl_c_at_any_moment_ends_in_one_line_without_a_traceback(moment, tiny_
 WORKBOOK_DRIVER = r'''
 import sys
 import papermill
-import nbprune.workbook as workbook
+import nbprune.course.workbook as workbook
 from nbprune.cli import main
 
 stand_ins, found, execute = sys.argv[1], workbook.notebooks_path, papermill.execute_notebook
@@ -1240,7 +1240,7 @@ def test_ctrl_c_during_a_workbook_ends_in_one_line_without_a_traceback(moment, t
     """A terminal's Ctrl-C (SIGINT to the whole process group) at moments the run says it has reached."""
     driver = tmp_path / "cli.py"
     driver.write_text(WORKBOOK_DRIVER)
-    from nbprune.workbook import NOTEBOOKS
+    from nbprune.course.workbook import NOTEBOOKS
     stand_ins = write_stand_ins(tmp_path / "notebooks", {NOTEBOOKS[1]: INSIDE_A_CELL} if moment == "inside a cell"
                                 else {})
     session = tmp_path / "session"
@@ -1272,7 +1272,7 @@ def test_ctrl_c_during_a_workbook_ends_in_one_line_without_a_traceback(moment, t
 
 def test_workbook_passes_a_relative_teacher_path_to_its_kernels_as_an_absolute_one(reference, tiny_root, tmp_path,
                                                                                    monkeypatch):
-    from nbprune.workbook import checked_run
+    from nbprune.course.workbook import checked_run
     shutil.copy(iteration_dir(reference, 0) / "best_model.pth", tmp_path / "teacher.pth")
     monkeypatch.chdir(tmp_path)  # the kernels run in the executed notebooks' folder: a relative path would miss
     values, _, _ = checked_run(tmp_path / "session", "quick", {"data_root": str(tiny_root), "teacher": "teacher.pth"})

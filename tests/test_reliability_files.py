@@ -24,7 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nbprune import DataError, ModelFileError, SimpleNN, load_arrays, load_data, load_pruned_model
+from nbprune import load_arrays, load_data, load_pruned_model, SimpleNN
+from nbprune.errors import DataError, ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
 from nbprune.datasets import DATASETS, MNIST
@@ -373,7 +374,7 @@ def contents_manager(tmp_path):
     """Jupyter's own file manager on a checkout-shaped folder, with nbprune's pre-save hook installed as Lab does."""
     from jupyter_server.services.contents.filemanager import FileContentsManager
 
-    from nbprune.lab import _load_jupyter_server_extension
+    from nbprune.course.lab import _load_jupyter_server_extension
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "nbprune").mkdir()
     (tmp_path / "nbprune" / "workbook.py").write_text("")

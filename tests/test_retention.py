@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nbprune import ScheduleError
+from nbprune.errors import ScheduleError
 from nbprune.retention import GeneratePruneData, read_retain, schedule
 
 REFERENCE = Path(__file__).with_name("data") / "reference_retain.txt"
@@ -71,7 +71,7 @@ def test_the_distribution_plot_leaves_a_gap_where_iterations_are_skipped(tmp_pat
 
 
 def test_lab_opens_for_root_and_other_users_on_the_notebooks():
-    from nbprune.lab import lab_command
+    from nbprune.course.lab import lab_command
     command = lab_command(Path("notebooks"))
     assert "--ServerApp.allow_root=True" in command and "--ServerApp.root_dir=notebooks" in command
-    assert "--ServerApp.jpserver_extensions={'nbprune.lab': True}" in command
+    assert "--ServerApp.jpserver_extensions={'nbprune.course.lab': True}" in command

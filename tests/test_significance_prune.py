@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from nbprune import IterativePruning, NbpruneError, PruneConfig, RunConfig, SimpleNN
+from nbprune import IterativePruning, NbpruneError, RunConfig, SimpleNN
+from nbprune.config import PruneConfig
 from nbprune.interval import Interval
 from nbprune.prune import keep_indices, prune_nodes, shrink
 from nbprune.criteria import (CRITERIA, IntervalAdjoint, PruningContext, hidden_linears, interval_adjoint,

@@ -8,7 +8,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from nbprune import ConfigError, ModelFileError, RunConfig, SimpleNN, load_arrays, load_data
+from nbprune import load_arrays, load_data, RunConfig, SimpleNN
+from nbprune.errors import ConfigError, ModelFileError
 from nbprune.cli import main
 from nbprune.epoch import Trainer, image_shift, shifted_images
 from nbprune.evaluation import loss_and_accuracy

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from . import Verdict, ask, close, exercise, same_interval
-from ..criteria import PruningContext, first_layer_view, interval_adjoint, interval_forward, significance
-from ..data import DataSplits
-from ..config import RunConfig
-from ..interval import Interval
-from ..model import SimpleNN, linear_layers, mlp_layers
+from ...criteria import PruningContext, first_layer_view, interval_adjoint, interval_forward, significance
+from ...data import DataSplits
+from ...config import RunConfig
+from ...interval import Interval
+from ...model import SimpleNN, linear_layers, mlp_layers
 from ..primer import primer_box, primer_network
-from ..session import Session
-from ..training import fit, training_settings
+from ...session import Session
+from ...training import fit, training_settings
 
 
 def _first_neuron_over(lower, upper) -> tuple[float, float]:

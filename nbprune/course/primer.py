@@ -7,9 +7,9 @@ from typing import Sequence
 
 import torch
 
-from .config import or_default
-from .interval import Interval
-from .model import SimpleNN
+from ..config import or_default
+from ..interval import Interval
+from ..model import SimpleNN
 
 FIRST_WEIGHTS = ((1.0, -2.0), (0.5, 1.0))  # W1: row j holds hidden neuron j's weights
 SECOND_WEIGHTS = ((1.0, -1.0),)            # W2: the one output's weights

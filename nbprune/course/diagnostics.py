@@ -11,10 +11,10 @@ from torch import nn
 
 import torch.nn.functional as F
 
-from .interval import Interval
-from .model import hidden_linears, linear_layers, mlp_layers
-from .config import PruneConfig
-from .criteria import IntervalAdjoint, PruningContext, first_layer_view, interval_forward, significance
+from ..interval import Interval
+from ..model import hidden_linears, linear_layers, mlp_layers
+from ..config import PruneConfig
+from ..criteria import IntervalAdjoint, PruningContext, first_layer_view, interval_forward, significance
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -157,8 +157,7 @@ def neuron_costs(model: nn.Module) -> list[int]:
             for layer, following in zip(linears, linears[1:])]
 
 
-def constant_feature_places(box: tuple[torch.Tensor, torch.Tensor], shape: Sequence[int] = (28, 28)
-                            ) -> dict[str, int]:
+def constant_feature_places(box: tuple[torch.Tensor, torch.Tensor], shape: Sequence[int]) -> dict[str, int]:
     """Return where an image's constant features (box width 0) lie: how many in the four corner squares (a quarter
     of the side each way), how many elsewhere on the two outermost rows and columns, and how many further in."""
     rows, columns = shape

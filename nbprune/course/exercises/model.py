@@ -10,17 +10,22 @@ import torch
 from torch import nn
 
 from . import Verdict, ask, close, exercise
-from ..config import TrainConfig
-from ..io import read_table
-from ..model import mlp_parameters
-from ..training import Stopping
+from ...config import TrainConfig
+from ...io import read_table
+from ...datasets import MNIST
+from ...model import mlp_parameters
+from ...training import Stopping
 
 
-@exercise("02.1", "How many parameters (weights and biases) does a 784-100-10 network have?",
-          solver=lambda: mlp_parameters(784, [100], 10))
+PIXELS, CLASSES = MNIST.features, len(MNIST.classes)  # 02.1 asks about a network for MNIST
+
+
+@exercise("02.1", f"How many parameters (weights and biases) does a {PIXELS}-100-{CLASSES} network have?",
+          solver=lambda: mlp_parameters(PIXELS, [100], CLASSES))
 def small_network(answer) -> Verdict:
-    return close(answer, mlp_parameters(784, [100], 10), "the parameter count of 784-100-10",
-                 why="784·100 + 100 weights and biases into the hidden layer, 100·10 + 10 into the outputs.",
+    return close(answer, mlp_parameters(PIXELS, [100], CLASSES), f"the parameter count of {PIXELS}-100-{CLASSES}",
+                 why=f"{PIXELS}·100 + 100 weights and biases into the hidden layer, 100·{CLASSES} + {CLASSES} into "
+                     f"the outputs.",
                  hint="each layer has in × out weights and out biases; add the two layers.", tolerance=0)
 
 

@@ -72,7 +72,7 @@ def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> No
 
 
 def _jupyter_server_extension_points() -> list[dict]:
-    return [{"module": "nbprune.lab"}]
+    return [{"module": "nbprune.course.lab"}]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
@@ -91,12 +91,12 @@ def _load_jupyter_server_extension(serverapp) -> None:
 def lab_command(notebooks: Path) -> list[str]:
     """Return the command that opens JupyterLab on the notebooks, for root and other users alike."""
     return [sys.executable, "-m", "jupyter", "lab", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={notebooks}",
-            "--ServerApp.jpserver_extensions={'nbprune.lab': True}"]
+            "--ServerApp.jpserver_extensions={'nbprune.course.lab': True}"]
 
 
 def main() -> None:
-    """`python -m nbprune.lab`: JupyterLab on the checkout's notebooks/."""
-    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    """`python -m nbprune.course.lab`: JupyterLab on the checkout's notebooks/."""
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
     os.execv(sys.executable, lab_command(notebooks))
 
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from . import Verdict, ask, close, exercise
-from ..export import PAD_TO, padded_layers
-from ..model import linear_layers, mlp_parameters
+from ...export import PAD_TO, padded_layers
+from ...model import linear_layers, mlp_parameters
 
 
 def _padded_parameters(model: nn.Module) -> int:

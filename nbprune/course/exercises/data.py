@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import Verdict, ask, close, exercise
-from ..data import own_tensors, split_data
+from ...data import own_tensors, split_data
 
 
 def _standardised(pixel: float, mean: float, std: float) -> float:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 # notebook -> the module holding its exercises (loaded on first use, so importing nbprune stays light)
 MODULES = {"00": "intervals", "01": "data", "02": "model", "03": "retention", "04": "pruning", "05": "testing",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..config import MAX_ITERATIONS, or_default
-from ..retention import schedule
+from ...config import MAX_ITERATIONS, or_default
+from ...retention import schedule
 from . import Verdict, ask, close, exercise, whole
 
 SKIP_SIZES, SKIP_Q, LAST = (256, 64), 0.85, 32  # 03.2's layers and factor, and where its schedule reaches 1 + 1

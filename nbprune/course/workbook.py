@@ -18,12 +18,13 @@ from typing import Any, Mapping, Sequence
 import torch
 from matplotlib.figure import Figure
 
-from .config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
-from .errors import ConfigError, NbpruneError, SessionError
-from .io import save_figure
+from ..config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
+from ..datasets import is_data_file
+from ..errors import ConfigError, NbpruneError, SessionError
+from ..io import save_figure
 from .lab import NOTEBOOKS
-from .progress import headless_kernels
-from .session import NOTEBOOKS as EXECUTED, Session
+from ..progress import headless_kernels
+from ..session import NOTEBOOKS as EXECUTED, Session
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ def setup(notebook: str, namespace: Mapping[str, Any]) -> NotebookSetup:
 def trained_model(session: Session, config: RunConfig | None = None):
     """Return the model 02_model trained in this session (its file says its architecture and data); with the
     notebook's `config`, check that its dataset is the one the model was trained on."""
-    from .model import SimpleNN
-    from .session import MODEL
+    from ..model import SimpleNN
+    from ..session import MODEL
 
     model = SimpleNN.from_file(session.require(session.dense_model_file, MODEL))
     if config is not None and model.spec is not None and model.spec.dataset != config.data.dataset:
@@ -134,88 +135,6 @@ def trained_model(session: Session, config: RunConfig | None = None):
                           f"dataset is {config.data.dataset}: set dataset = {model.spec.dataset!r}, or rerun 02_model "
                           f"with dataset = {config.data.dataset!r}.")
     return model
-
-
-# --- figures the notebooks show -------------------------------------------------------------------------------
-def plot_digits(images: torch.Tensor, labels: Sequence[int], predictions: Sequence[int] | None = None,
-                columns: int = 8, path: str | os.PathLike | None = None,
-                classes: Sequence[str] | None = None) -> Figure:
-    """Return a grid of images titled with their labels (and predictions); save it when `path` is given."""
-    names = list(classes) if classes is not None else [str(k) for k in range(10)]
-    rows = -(-len(images) // columns)
-    figure = Figure(figsize=(1.2 * columns, 1.35 * rows), layout="constrained")
-    for index, image in enumerate(images):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.imshow(image.reshape(28, 28).cpu(), cmap="gray", vmin=0, vmax=1)
-        title, colour = names[int(labels[index])], "black"
-        if predictions is not None:
-            title += f"\npredicted {names[int(predictions[index])]}"
-            colour = "black" if int(predictions[index]) == int(labels[index]) else "red"
-        axes.set_title(title, fontsize=7, color=colour)
-        axes.axis("off")
-    if path is not None:
-        save_figure(figure, path)
-    return figure
-
-
-def plot_class_balance(splits: dict[str, torch.Tensor], path: str | os.PathLike | None = None,
-                       classes: Sequence[str] | None = None) -> Figure:
-    """Return grouped bars of each split's share of every class (labels per split); save it when `path` is given."""
-    names = list(classes) if classes is not None else [str(k) for k in range(10)]
-    figure = Figure(figsize=(8, 3.8), layout="constrained")
-    axes = figure.add_subplot()
-    width = 0.8 / len(splits)
-    for position, (name, labels) in enumerate(splits.items()):
-        counts = Counter(int(label) for label in labels)
-        shares = [100 * counts[k] / len(labels) for k in range(len(names))]
-        axes.bar([k + (position - (len(splits) - 1) / 2) * width for k in range(len(names))], shares, width,
-                 label=f"{name} ({len(labels):,})")
-    axes.axhline(100 / len(names), color="gray", linestyle=":", linewidth=1)
-    axes.set(xticks=range(len(names)), xlabel="class", ylabel="% of the split", title="Class balance",
-             ylim=(0, 1.3 * axes.get_ylim()[1]))
-    axes.set_xticklabels(names, rotation=30 if max(map(len, names)) > 2 else 0, fontsize=8)
-    axes.legend(fontsize=8, loc="upper center", ncols=len(splits))
-    if path is not None:
-        save_figure(figure, path)
-    return figure
-
-
-def plot_input_mask(scores: torch.Tensor, kept: torch.Tensor, shape: Sequence[int] = (28, 28),
-                    path: str | os.PathLike | None = None) -> Figure:
-    """Return the input features' significance as an image beside the mask of the ones kept (white: kept)."""
-    figure = Figure(figsize=(7.6, 3.4), layout="constrained")
-    figure.get_layout_engine().set(wspace=0.12)  # room between the colour bar's labels and the mask
-    heat, mask = figure.subplots(1, 2)
-    image = heat.imshow(scores.reshape(*shape).cpu(), cmap="viridis")
-    figure.colorbar(image, ax=heat, shrink=0.8, label="significance (width x max |adjoint|)")
-    kept_mask = torch.zeros(scores.numel())
-    kept_mask[kept] = 1
-    mask.imshow(kept_mask.reshape(*shape), cmap="gray", vmin=0, vmax=1)
-    heat.set_title("significance of each input pixel", fontsize=9)
-    mask.set_title(f"{len(kept)} of {scores.numel()} pixels kept (white)", fontsize=9)
-    for axes in (heat, mask):
-        axes.set(xticks=[], yticks=[])  # a frame, so that kept (white) pixels at the edge show where the image ends
-    if path is not None:
-        save_figure(figure, path)
-    return figure
-
-
-def plot_significance(scores: torch.Tensor, kept: torch.Tensor, layer: int = 1,
-                      path: str | os.PathLike | None = None) -> Figure:
-    """Return one layer's significance scores, highest first, coloured by whether the neuron is kept."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    survives = torch.zeros(len(scores), dtype=torch.bool)
-    survives[kept] = True
-    figure = Figure(figsize=(7, 3.5), layout="constrained")
-    axes = figure.add_subplot()
-    colours = ["tab:green" if survives[i] else "tab:gray" for i in order]
-    axes.bar(range(len(scores)), scores[order], width=1.0, color=colours)
-    axes.set(xlabel="neurons, most significant first",
-             ylabel="significance", title=f"Hidden layer {layer}: {len(kept)} of {len(scores)} neurons survive "
-                                            f"(green)")
-    if path is not None:
-        save_figure(figure, path)
-    return figure
 
 
 # --- batch runs -----------------------------------------------------------------------------------------------
@@ -233,7 +152,7 @@ def parse_parameters(pairs: list[list[str]] | Mapping[str, str]) -> dict:
 def notebooks_path(notebooks_dir: str | os.PathLike | None = None) -> Path:
     """Return the folder holding the eight workbook notebooks: the argument, the checkout's, or ./notebooks."""
     candidates = [Path(notebooks_dir)] if notebooks_dir is not None else [
-        Path(__file__).resolve().parent.parent / "notebooks", project_root() / "notebooks"]
+        Path(__file__).resolve().parents[2] / "notebooks", project_root() / "notebooks"]
     for folder in candidates:
         if all((folder / f"{name}.ipynb").is_file() for name in NOTEBOOKS):
             return folder
@@ -306,7 +225,7 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
                 notebooks_dir: str | os.PathLike | None = None) -> tuple[dict, Session, Path]:
     """Return a workbook run's parameter values, its session and the folder of its notebooks, after refusing,
     writing nothing, what `nbprune prune` refuses (same checks) and a session that holds the notebooks."""
-    from .iterative import plan_run
+    from ..iterative import plan_run
 
     if profile not in PROFILES:
         raise NbpruneError(f"profile {profile!r} is not known: expected one of {', '.join(PROFILES)}.")
@@ -338,6 +257,8 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
     values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
     if config.train.teacher is not None:  # the kernels run in the executed notebooks' folder, not here
         values.update(teacher=str(Path(config.train.teacher).resolve()))
+    if is_data_file(config.data.dataset):  # likewise a data file of the user's own
+        values.update(dataset=str(Path(config.data.dataset).resolve()))
     return values, session, source
 
 
@@ -380,13 +301,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m nbprune.workbook sync` rewrites the notebooks' parameters cells from nbprune.config."""
+    """`python -m nbprune.course.workbook sync` rewrites the notebooks' parameters cells from nbprune.config."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["sync"]:
         for path in write_parameters_cells():
             print(f"rewrote the parameters cell of {path}")
         return 0
-    print("usage: python -m nbprune.workbook sync", file=sys.stderr)
+    print("usage: python -m nbprune.course.workbook sync", file=sys.stderr)
     return 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..report import choose_iteration
+from ...report import choose_iteration
 from . import Verdict, ask, close, exercise
 
 # A run whose dense model was trained too briefly: iterations 1-3 beat it on validation.

@@ -34,20 +34,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import PruneConfig, RunConfig, TrainConfig, resolve_device
-from .data import DataSplits, load_data_for
-from .errors import ConfigError, SessionError
-from .evaluation import loss_and_accuracy
-from .io import read_table, write_text_atomic
-from .model import SimpleNN, parameter_count
-from .modelfile import read_record
-from .progress import progress_bar
-from .prune import prune_nodes
-from .retention import RetentionStep, default_steps, read_retain
-from .session import COMPARE, MADE_BY, PRUNING, TRAIN_FILE, Session
-from .criteria import CRITERIA, PruningContext, make_criterion
-from .teacher import load_teacher
-from .training import Distillation, fit
+from ..config import PruneConfig, RunConfig, TrainConfig, resolve_device
+from ..data import DataSplits, load_data_for
+from ..errors import ConfigError, SessionError
+from ..evaluation import loss_and_accuracy
+from ..io import read_table, write_text_atomic
+from ..model import SimpleNN, parameter_count
+from ..modelfile import read_record
+from ..progress import progress_bar
+from ..prune import prune_nodes
+from ..retention import RetentionStep, default_steps, read_retain
+from ..session import COMPARE, MADE_BY, PRUNING, TRAIN_FILE, Session
+from ..criteria import CRITERIA, PruningContext, make_criterion
+from ..teacher import load_teacher
+from ..training import Distillation, fit
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE = "comparison.csv"
@@ -55,7 +55,7 @@ COLUMNS = ("method", "level", "hidden", "percentage", "parameters", "seed", "val
            "val_images", "seconds")
 DEFAULT_SHARES = (25.0, 10.0, 5.0)  # % of the dense model's hidden neurons: the default levels
 # the project's full study (benchmarks/compare_criteria.py), in a checkout of nbprune
-BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "compare_criteria.json"
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "compare_criteria.json"
 NOISE_FACTOR = 2  # a margin counts as clear when it exceeds twice the noise (a rule of thumb, not a test)
 
 __all__ = ["METHODS", "ComparisonPlan", "TrainingBudget", "against_benchmark", "compare_criteria", "conclusion",

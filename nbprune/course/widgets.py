@@ -10,12 +10,12 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
-from .config import or_default
-from .errors import NbpruneError
-from .io import save_figure, write_text_atomic
-from .progress import headless
-from .report import best_validation, draw_choice, plot_accuracies, plot_losses
-from .retention import GeneratePruneData, schedule
+from ..config import or_default
+from ..errors import NbpruneError
+from ..io import save_figure, write_text_atomic
+from ..progress import headless
+from ..report import best_validation, draw_choice, plot_accuracies, plot_losses
+from ..retention import GeneratePruneData, schedule
 
 
 def _ipywidgets():

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from . import Verdict, ask, close, exercise
-from ..criteria import PruningContext, interval_forward, node_significance
-from ..interval import Interval
-from ..model import linear_layers
-from ..prune import node_midpoints, normalised, shrink
-from ..retention import RetentionStep, inputs_as_hidden
+from ...criteria import PruningContext, interval_forward, node_significance
+from ...interval import Interval
+from ...model import linear_layers
+from ...prune import node_midpoints, normalised, shrink
+from ...retention import RetentionStep, inputs_as_hidden
 
 
 def _last_layer_significance(model: nn.Module, box: tuple[torch.Tensor, torch.Tensor]) -> float:

@@ -13,7 +13,7 @@ def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, o
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from .io import save_figure
+    from ..io import save_figure
 
     figure = Figure(figsize=(9, 3.8), layout="constrained")
     plane, line = figure.subplots(1, 2)
@@ -38,11 +38,11 @@ def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, o
 
 def plot_width_against_range(table, path=None):
     """Return each neuron's interval width against the range the training images produce (log-log, one colour
-    per layer, the dashed line where they are equal); `table` is nbprune.diagnostics.width_table's."""
+    per layer, the dashed line where they are equal); `table` is nbprune.course.diagnostics.width_table's."""
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from .io import save_figure
+    from ..io import save_figure
 
     shown = table[(table["observed range"] > 0) & (table["interval width"] > 0)]
     figure = Figure(figsize=(6.5, 4.5), layout="constrained")
@@ -67,7 +67,7 @@ def plot_significance_distribution(scores, path=None):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from .io import save_figure
+    from ..io import save_figure
 
     def label(k: int, score) -> str:
         zeros = int((score <= 0).sum())
@@ -87,13 +87,13 @@ def plot_significance_distribution(scores, path=None):
 
 def plot_removal_against_significance(effects, significance, layer: str = "the last hidden layer", path=None):
     """Return, for each neuron of one layer, the change of the validation loss and accuracy its removal alone causes
-    (nbprune.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in each
+    (nbprune.course.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in each
     panel's title; save it when `path` is given."""
     import seaborn as sns
     from matplotlib.figure import Figure
 
     from .diagnostics import rank_correlation
-    from .io import save_figure
+    from ..io import save_figure
 
     import torch
 
@@ -117,7 +117,7 @@ def plot_removal_against_significance(effects, significance, layer: str = "the l
 
 # --- 07_compare (the criteria compared) ------------------------------------------------------------------------
 def plot_comparison(table, dense=None, path=None):
-    """Return validation and test accuracy against parameters, one line per method (nbprune.compare's table),
+    """Return validation and test accuracy against parameters, one line per method (nbprune.course.compare's table),
     with 95% confidence bands over seeds when there are several; `dense` (a Session.summary() record) draws the
     dense model's accuracy; save it when `path` is given. The methods' points are spread a little sideways around
     each level, so that no marker hides another."""
@@ -127,7 +127,7 @@ def plot_comparison(table, dense=None, path=None):
     from matplotlib.ticker import NullLocator
 
     from .compare import METHODS
-    from .io import save_figure
+    from ..io import save_figure
 
     seeds = table["seed"].nunique()
     order = [method for method in METHODS if method in set(table["method"])]
@@ -163,3 +163,123 @@ def plot_comparison(table, dense=None, path=None):
     if path is not None:
         save_figure(figure, path)
     return figure
+
+
+def _class_names(classes, *labels) -> list[str]:
+    """Return the class names to show: the given ones, else "0", "1", ... up to the largest label."""
+    if classes is not None:
+        return list(classes)
+    return [str(k) for k in range(1 + max(int(label) for group in labels if group is not None for label in group))]
+
+
+def plot_digits(images, labels, predictions=None, columns: int = 8, path=None, classes=None):
+    """Return a grid of images (height x width, values in [0, 1]) titled with their labels (and predictions); save it
+    when `path` is given."""
+    from matplotlib.figure import Figure
+
+    from ..io import save_figure
+
+    names = _class_names(classes, labels, predictions)
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(1.2 * columns, 1.35 * rows), layout="constrained")
+    for index, image in enumerate(images):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(image.squeeze().cpu(), cmap="gray", vmin=0, vmax=1)
+        title, colour = names[int(labels[index])], "black"
+        if predictions is not None:
+            title += f"\npredicted {names[int(predictions[index])]}"
+            colour = "black" if int(predictions[index]) == int(labels[index]) else "red"
+        axes.set_title(title, fontsize=7, color=colour)
+        axes.axis("off")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_class_balance(splits, path=None, classes=None):
+    """Return grouped bars of each split's share of every class (labels per split); save it when `path` is given."""
+    from collections import Counter
+
+    from matplotlib.figure import Figure
+
+    from ..io import save_figure
+
+    names = _class_names(classes, *splits.values())
+    figure = Figure(figsize=(8, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / len(splits)
+    for position, (name, labels) in enumerate(splits.items()):
+        counts = Counter(int(label) for label in labels)
+        shares = [100 * counts[k] / len(labels) for k in range(len(names))]
+        axes.bar([k + (position - (len(splits) - 1) / 2) * width for k in range(len(names))], shares, width,
+                 label=f"{name} ({len(labels):,})")
+    axes.axhline(100 / len(names), color="gray", linestyle=":", linewidth=1)
+    axes.set(xticks=range(len(names)), xlabel="class", ylabel="% of the split", title="Class balance",
+             ylim=(0, 1.3 * axes.get_ylim()[1]))
+    axes.set_xticklabels(names, rotation=30 if max(map(len, names)) > 2 else 0, fontsize=8)
+    axes.legend(fontsize=8, loc="upper center", ncols=len(splits))
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_input_mask(scores, kept, shape, path=None):
+    """Return the input features' significance as an image of `shape` (the data's image_shape) beside the mask of
+    the ones kept (white: kept). Features that are not pixels (`shape` None) have no picture: say so, return None."""
+    if shape is None:
+        print(f"your data are rows of {scores.numel()} features, not images: there is no picture of the inputs kept "
+              f"({len(kept)} of {scores.numel()}); their significances are in the scores above.")
+        return None
+    import torch
+    from matplotlib.figure import Figure
+
+    from ..io import save_figure
+
+    figure = Figure(figsize=(7.6, 3.4), layout="constrained")
+    figure.get_layout_engine().set(wspace=0.12)  # room between the colour bar's labels and the mask
+    heat, mask = figure.subplots(1, 2)
+    image = heat.imshow(scores.reshape(*shape).cpu(), cmap="viridis")
+    figure.colorbar(image, ax=heat, shrink=0.8, label="significance (width x max |adjoint|)")
+    kept_mask = torch.zeros(scores.numel())
+    kept_mask[kept] = 1
+    mask.imshow(kept_mask.reshape(*shape), cmap="gray", vmin=0, vmax=1)
+    heat.set_title("significance of each input pixel", fontsize=9)
+    mask.set_title(f"{len(kept)} of {scores.numel()} pixels kept (white)", fontsize=9)
+    for axes in (heat, mask):
+        axes.set(xticks=[], yticks=[])  # a frame, so that kept (white) pixels at the edge show where the image ends
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_significance(scores, kept, layer: int = 1, path=None):
+    """Return one layer's significance scores, highest first, coloured by whether the neuron is kept."""
+    import torch
+    from matplotlib.figure import Figure
+
+    from ..io import save_figure
+
+    order = torch.sort(scores, descending=True, stable=True).indices
+    survives = torch.zeros(len(scores), dtype=torch.bool)
+    survives[kept] = True
+    figure = Figure(figsize=(7, 3.5), layout="constrained")
+    axes = figure.add_subplot()
+    colours = ["tab:green" if survives[i] else "tab:gray" for i in order]
+    axes.bar(range(len(scores)), scores[order], width=1.0, color=colours)
+    axes.set(xlabel="neurons, most significant first",
+             ylabel="significance", title=f"Hidden layer {layer}: {len(kept)} of {len(scores)} neurons survive "
+                                            f"(green)")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def show_inputs(data, inputs, labels, predictions=None, path=None):
+    """Return a grid of some inputs as images titled with their labels (and predictions, mistakes in red); data of
+    flat features has no pictures: print how many rows of how many features there are instead and return None."""
+    if not data.images:
+        print(f"your data are rows of {data.spec.features} features, not images: there are no pictures to show "
+              f"({len(inputs)} rows here, classes {', '.join(data.classes[int(k)] for k in labels[:8])}"
+              f"{', ...' if len(labels) > 8 else ''}).")
+        return None
+    return plot_digits(data.to_pixels(inputs), labels, predictions, path=path, classes=data.classes)
