@@ -426,8 +426,9 @@ def teacher_section(state: dict) -> list[str]:
         return []
     training = teacher.get("training", {})
     lines = ["## The teacher (issue 20)", "",
-             f"`{Path(teacher['file']).name}` (sha256 {teacher['sha256'][:12]}...): nbprune's ConvTeacher trained on the "
-             f"training split only ({training.get('epochs', '?')} epochs, shifts of up to {training.get('max_shift', '?')}"
+             f"`{Path(teacher['file']).name}` (sha256 {teacher['sha256'][:12]}...): nbprune's ConvTeacher trained on "
+             f"the training split only ({training.get('epochs', '?')} epochs, shifts of up to "
+             f"{training.get('max_shift', '?')}"
              f" pixels, seed {training.get('seed', '?')}), validation {teacher['val_acc']:.2f}%, test "
              f"{teacher['test_acc']:.2f}%; training took {training.get('seconds', '?')} s on one thread. One teacher "
              "serves every seed.", ""]
@@ -552,7 +553,8 @@ def render(state: dict, results_dir: Path, name: str = "pareto") -> Path:
         "## The best interval-adjoint variant against magnitude and taylor (same allocation, same inputs pruning)",
         "",
         *(line for suffix in ("", "_teacher") if head_to_head(state, suffix) for line in (
-            f"### {'Taught by the teacher file: best_teacher, magnitude_teacher, taylor_teacher' if suffix else 'Distilled from the dense model: best, magnitude, taylor'}",
+            "### " + ("Taught by the teacher file: best_teacher, magnitude_teacher, taylor_teacher" if suffix else
+                      "Distilled from the dense model: best, magnitude, taylor"),
             "",
             head_to_head_summary(head_to_head(state, suffix)),
             markdown_table(["seed", "iteration", "best (parameters)", "magnitude (parameters)", "taylor (parameters)",

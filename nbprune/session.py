@@ -22,7 +22,7 @@ from pathlib import Path
 from .config import project_root
 from .errors import SessionError
 from .io import read_table
-from .locks import LOCK_FILE, check_free, folder_lock
+from .locks import check_free, folder_lock
 from .runs import EARLIER_RUNS, RUN_RECORD, RunHistory
 
 DATA, MODEL, RETAIN, PRUNING, TEST, DEPLOY, NOTEBOOKS = ("data", "model", "retain", "iterative_pruning", "test",
@@ -259,17 +259,6 @@ class Session:
     def partial_dir(self, iteration: int) -> Path:
         """Return the folder an iteration is built in before it is published."""
         return self.iteration_dir(iteration).with_name(STAGE + PARTIAL)
-
-
-def is_pruning_folder(path: Path) -> bool:
-    """Return whether `path` holds what a pruning run writes: a run.json, or iteration folders
-    <i>/prune_w_retrain (finished, partial or moved aside)."""
-    if not path.is_dir():
-        return False
-    if (path / RUN_RECORD).is_file():
-        return True
-    return any(re.fullmatch(r"[0-9]{1,4}", folder.name) and any(
-        (folder / name).is_dir() for name in (STAGE, STAGE + PARTIAL, STAGE + STALE)) for folder in path.iterdir())
 
 
 def is_pruning_folder(path: Path) -> bool:

@@ -17,8 +17,8 @@ import nbprune.course.compare as compare
 from nbprune import GeneratePruneData, IterativePruning, RunConfig, SimpleNN
 from nbprune.course import load_data_for
 from nbprune.errors import ConfigError, SessionError
-from nbprune.course.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison, standard_error,
-                             starting_model, winners)
+from nbprune.course.compare import (METHODS, against_benchmark, compare_criteria, conclusion, plan_comparison,
+                                    standard_error, starting_model, winners)
 from nbprune.course.exercises import check, exercises_of, solution
 from nbprune.model import mlp_parameters
 from nbprune.modelfile import save_model_file

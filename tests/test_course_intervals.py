@@ -199,10 +199,10 @@ def scaffold_adjoint(weights, bounds):
     lower = upper = torch.ones_like(bounds[-1][0])
     adjoints = [(lower, upper)]
     for k in reversed(range(len(weights) - 1)):
-        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]
+        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]  # noqa: F841 (the blanks below use them)
         centre, radius = ..., ...
         lower, upper = centre - radius, centre + radius
-        slope_lower, slope_upper = ..., ...
+        slope_lower, slope_upper = ..., ...  # noqa: F841 (as the notebook's scaffold leaves them)
         ends = torch.stack([...])
         lower, upper = ends.min(dim=0).values, ends.max(dim=0).values
         adjoints.insert(0, (lower, upper))
@@ -222,7 +222,7 @@ def adjoint_without_transpose_abs(weights, bounds):  # the radius through W inst
     lower = upper = torch.ones_like(bounds[-1][0])
     adjoints = [(lower, upper)]
     for k in reversed(range(len(weights) - 1)):
-        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]
+        weight, (z_lower, z_upper) = weights[k + 1], bounds[k]  # noqa: F841 (the blanks below use them)
         centre, radius = (lower + upper) / 2 @ weight, ((upper - lower) / 2 @ weight).abs()
         lower, upper = centre - radius, centre + radius
         slope_lower, slope_upper = (z_lower > 0).to(lower.dtype), (z_upper > 0).to(lower.dtype)
@@ -421,9 +421,11 @@ def test_the_primer_runs_headless_and_its_copy_shows_its_figure_and_the_build_ch
     solved = nbformat.from_dict(source)
     for cell in solved.cells:
         if cell.source.startswith("def my_interval_forward"):
-            cell.source = "from nbprune.course.exercises.intervals import interval_forward_by_hand as my_interval_forward"
+            cell.source = ("from nbprune.course.exercises.intervals import interval_forward_by_hand as "
+                           "my_interval_forward")
         elif cell.source.startswith("def my_interval_adjoint"):
-            cell.source = "from nbprune.course.exercises.intervals import interval_adjoint_by_hand as my_interval_adjoint"
+            cell.source = ("from nbprune.course.exercises.intervals import interval_adjoint_by_hand as "
+                           "my_interval_adjoint")
     nbformat.write(solved, tmp_path / "solved.ipynb")
     parameters = {"data_root": str(tiny_root), "val_size": 100}
     verdicts = {}

@@ -98,7 +98,7 @@ def test_constant_pixels_are_placed_in_corners_on_the_border_or_inside():
 
 # --- the exercises --------------------------------------------------------------------------------------------
 def contexts() -> dict[str, dict]:
-    model, (inputs, targets, box) = small_model(), small_data()
+    model, (_, _, box) = small_model(), small_data()
     scores = node_significance(model, "interval_adjoint", PruningContext(input_box=box))[1:]
     table = pd.DataFrame({"boxes": ["data"] * 3 + ["class"] * 3 + ["local"] * 3,
                           "layer": ["hidden 1", "hidden 2", "logits"] * 3,

@@ -13,7 +13,7 @@ from nbprune import input_box, load_arrays, load_data
 from nbprune.errors import DataError
 from nbprune.config import project_root
 from nbprune.data import TensorLoader, data_root
-from nbprune.datasets import DATASETS, MNIST, RAW_FILES
+from nbprune.datasets import MNIST, RAW_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 

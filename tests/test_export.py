@@ -21,7 +21,7 @@ from nbprune import load_pruned_model, NbpruneError, SimpleNN
 from nbprune.errors import ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
-from nbprune.datasets import DATASETS, MNIST
+from nbprune.datasets import MNIST
 from nbprune.export import (ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers,
                             standalone_predictions)
 from nbprune.io import UMASK

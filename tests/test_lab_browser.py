@@ -297,7 +297,8 @@ def save_and_check_unchanged(page, notebook: Path, original: bytes) -> None:
     content = nbformat.read(notebook, as_version=4)
     dirty = [cell.source[:60] for cell in content.cells
              if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
-    assert not dirty, f"Lab saved outputs into {notebook.name} (nbprune.course.lab's pre-save hook is not active): {dirty}"
+    assert not dirty, (f"Lab saved outputs into {notebook.name} (nbprune.course.lab's pre-save hook is not active): "
+                       f"{dirty}")
     assert "widgets" not in content.metadata, f"Lab saved widget state into {notebook.name}"
     assert notebook.read_bytes() == original, f"saving {notebook.name} in Lab changed the file"
 

@@ -20,8 +20,8 @@ from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, session_summary
 from nbprune.retention import read_retain
 from nbprune.course.widgets import IterationPicker, ScheduleEditor
-from nbprune.course.workbook import (NOTEBOOK_PARAMETERS, NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path, parameters_source,
-                              parse_parameters, run_workbook)
+from nbprune.course.workbook import (NOTEBOOK_PARAMETERS, NOTEBOOKS, PARAMETERS, PROFILES, notebooks_path,
+                                     parameters_source, parse_parameters, run_workbook)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TINY = {"subset": 2000, "end_itr": 2, "epochs": 1, "patience": 1, "demo_epochs": 1, "chosen_itr": 1}
@@ -61,7 +61,8 @@ def test_notebook_opens_with_a_title_and_an_explanation(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameters_cells_are_built_from_the_configuration(name):
     cell = parameters_cells(read(name))[0]
-    assert cell.source == parameters_source(name), f"run `python -m nbprune.course.workbook sync` to rebuild {name}'s cell"
+    assert cell.source == parameters_source(name), \
+        f"run `python -m nbprune.course.workbook sync` to rebuild {name}'s cell"
     declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
     assert list(declared) == list(NOTEBOOK_PARAMETERS[name])
 

@@ -1,5 +1,5 @@
-"""The questionnaire closing each notebook: registered in nbprune.course.exercises, shown by `questionnaire("NN")`, every
-answer opened by `solution("NN.qK")`."""
+"""The questionnaire closing each notebook: registered in nbprune.course.exercises, shown by `questionnaire("NN")`,
+every answer opened by `solution("NN.qK")`."""
 
 import nbformat
 import pytest

@@ -33,7 +33,7 @@ from nbprune import evaluate, load_data, load_pruned_model, NbpruneError, RunCon
 from nbprune.errors import InputError, ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
-from nbprune.datasets import DATASETS, MNIST
+from nbprune.datasets import MNIST
 from nbprune.io import read_table
 from nbprune.iterative import IterativePruning
 from nbprune.session import is_complete, iteration_dir

@@ -28,7 +28,7 @@ from nbprune import load_arrays, load_data, load_pruned_model, SimpleNN
 from nbprune.errors import DataError, ModelFileError
 from nbprune.cli import main
 from nbprune.data import InputSpec
-from nbprune.datasets import DATASETS, MNIST
+from nbprune.datasets import MNIST
 from nbprune.export import export_model
 from nbprune.model import KeepInputs
 from nbprune.modelfile import save_model_file

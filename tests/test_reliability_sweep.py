@@ -208,7 +208,8 @@ CATALOGUE = {
                                            "there (Connection refused)", "ray status"]),
     "address_not_host_port": Case(lambda ctx: ctx.sweep("--address", "banana"),
                                   ["--address 'banana' is not allowed: expected HOST:PORT"]),
-    "two_million_chains": Case(lambda ctx: ctx.sweep("--grid", "q=" + ",".join(f"{k / 1001:.6f}" for k in range(1, 501)),
+    "two_million_chains": Case(lambda ctx: ctx.sweep("--grid", "q=" + ",".join(f"{k / 1001:.6f}" for k in
+                                                                                range(1, 501)),
                                                      "--grid", "lr=" + ",".join(f"{k}e-5" for k in range(1, 1001))),
                                ["asks for 2,000,000 chains (1 case(s) x 1,000,000 grid combination(s) x 2 seed(s))",
                                 f"more than the {MAX_CHAINS:,} one sweep runs", "split it into several sweeps"]),
@@ -579,7 +580,7 @@ def test_failed_chains_are_said_in_the_commands_one_error_line_only(tmp_path, mo
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     assert main(["sweep", "--dir", str(tmp_path / "sweep")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"nbprune: error: 1 chain(s) failed (c--0123456789abcdef; their errors are in {tmp_path / 'sweep' / 'sweep.json'})"
-        f": run the same command again to retry them."]
+        f"nbprune: error: 1 chain(s) failed (c--0123456789abcdef; their errors are in "
+        f"{tmp_path / 'sweep' / 'sweep.json'}): run the same command again to retry them."]
     with pytest.warns(engine.ChainsFailedWarning):  # the library's own note, for a Python caller
         failed_sweep(None, tmp_path / "again")

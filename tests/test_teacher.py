@@ -49,8 +49,8 @@ def test_shifted_images_move_each_image_by_its_own_offset_and_fill_what_they_unc
 def test_no_shift_is_no_augmentation_and_flat_features_are_refused(tiny_data):
     assert image_shift(0, tiny_data.spec) is None and image_shift(0, None) is None
     assert image_shift(1, tiny_data.spec) is not None
-    flat = load_arrays(train=(torch.randn(40, 6), torch.arange(40) % 2), test=(torch.randn(10, 6), torch.arange(10) % 2),
-                     val_size=10)
+    flat = load_arrays(train=(torch.randn(40, 6), torch.arange(40) % 2),
+                       test=(torch.randn(10, 6), torch.arange(10) % 2), val_size=10)
     with pytest.raises(ConfigError, match="augment_shift=2 shifts images, but the training data holds flat "
                                           "features: use augment_shift=0"):
         image_shift(2, flat.spec)

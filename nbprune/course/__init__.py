@@ -14,9 +14,9 @@ from .. import lazy_exports
 _EXPORTS = {
     "workbook": ("setup", "trained_model"),
     "widgets": ("ScheduleEditor", "IterationPicker", "describe_iteration"),
-    "figures": ("show_inputs", "plot_digits", "plot_class_balance", "plot_input_mask", "plot_significance", "plot_primer_ranges",
-                "plot_width_against_range", "plot_significance_distribution", "plot_removal_against_significance",
-                "plot_comparison"),
+    "figures": ("show_inputs", "plot_digits", "plot_class_balance", "plot_input_mask", "plot_significance",
+                "plot_primer_ranges", "plot_width_against_range", "plot_significance_distribution",
+                "plot_removal_against_significance", "plot_comparison"),
     "diagnostics": ("rank_correlation", "correlation_words", "pre_activations", "observed_ranges", "width_table",
                     "contain_zero", "derivative_intervals", "magnitude_correlations", "seed_correlations",
                     "box_summary", "outside_box", "constant_features", "constant_feature_places",

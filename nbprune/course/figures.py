@@ -87,8 +87,8 @@ def plot_significance_distribution(scores, path=None):
 
 def plot_removal_against_significance(effects, significance, layer: str = "the last hidden layer", path=None):
     """Return, for each neuron of one layer, the change of the validation loss and accuracy its removal alone causes
-    (nbprune.course.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in each
-    panel's title; save it when `path` is given."""
+    (nbprune.course.diagnostics.removal_effects' table) against its significance, with Spearman's rank correlation in
+    each panel's title; save it when `path` is given."""
     import seaborn as sns
     from matplotlib.figure import Figure
 

@@ -10,18 +10,15 @@ import logging
 import os
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
-from matplotlib.figure import Figure
 
 from ..config import CONTROLS, RUN_SETTINGS, SETTINGS, Controls, RunConfig, data_root, parse_settings, project_root
 from ..datasets import is_data_file
 from ..errors import ConfigError, NbpruneError, SessionError
-from ..io import save_figure
 from .lab import NOTEBOOKS
 from ..progress import headless_kernels
 from ..session import NOTEBOOKS as EXECUTED, Session
