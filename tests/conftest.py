@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 import subprocess
@@ -13,6 +14,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pytest
+
+from nbprune.retention import schedule
 
 REAL_ROOT = os.environ.get("NBPRUNE_DATA_ROOT")
 HAVE_MNIST = bool(REAL_ROOT and (Path(REAL_ROOT) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file())
@@ -27,6 +30,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.mnist)
         if not HAVE_MNIST and item.get_closest_marker("mnist"):
             item.add_marker(skip)
+
+
+def small_model(hidden=(12, 7), in_features: int = 20, classes: int = 4, activation: str = "relu", seed: int = 0):
+    """Return a SimpleNN of these widths, its weights drawn from `seed` (the tests' small network)."""
+    import torch
+
+    from nbprune.model import SimpleNN
+
+    torch.manual_seed(seed)
+    return SimpleNN(hidden, in_features, classes, activation).eval()
 
 
 def tree_bytes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes | None]:
@@ -140,3 +153,78 @@ def real_data():
     """Loaders over the real MNIST (its users are marked `mnist`, so they skip without NBPRUNE_DATA_ROOT)."""
     from nbprune import load_data
     return load_data(REAL_ROOT)
+
+
+# --- the command-line runs of the reliability tests --------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+HIDDEN, Q, END_ITR, SEED = (16, 8), 0.6, 3, 0
+STEPS = [step for step in schedule(HIDDEN, Q) if step.iteration <= END_ITR]
+SCHEDULE = [step.iteration for step in schedule(HIDDEN, Q)]
+# Subprocesses run single-threaded: results are then bitwise reproducible and the shared CPU is not oversubscribed.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+           PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+LEFTOVER_SUFFIXES = (".tmp", ".partial", ".stale")
+# How long a subprocess may take before the test calls it hung: never a measure of speed, only an end to a hang,
+# so generous enough for a loaded machine (tests synchronise on what the processes say, not on time).
+HANG = 900
+
+
+def prune_argv(session_dir: Path, data_root: Path, *extra: str) -> list[str]:
+    """Return `nbprune prune` arguments for the small configuration every test here uses."""
+    return ["prune", "--session-dir", str(session_dir), "--data-root", str(data_root),
+            "--hidden", *map(str, HIDDEN), "--q", str(Q), "--epochs", "3", "--patience", "3",
+            "--end-itr", str(END_ITR), "--seed", str(SEED), "--no-progress", *extra]
+
+
+def nbprune_cli(*argv: str, cwd: Path, timeout: float = HANG) -> subprocess.CompletedProcess:
+    """Run the real command line in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "nbprune.cli", *argv], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Return every path under `root` with a hash of its bytes, to prove nothing was touched."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(LEFTOVER_SUFFIXES)]
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_root, tmp_path_factory) -> Path:
+    """An uninterrupted run of the small configuration, made by the real command line."""
+    session_dir = tmp_path_factory.mktemp("reference") / "iterative_pruning"
+    done = nbprune_cli(*prune_argv(session_dir, tiny_root), cwd=session_dir.parent)
+    assert done.returncode == 0, done.stderr
+    return session_dir
+
+
+def write_damaged_model(kind: str, path: Path) -> None:
+    """Write a file at `path` that is no sound model file of its `kind`: text, empty, truncated, random bytes, a bare
+    tensor, or a state dict holding NaN or Inf."""
+    import random
+
+    import torch
+
+    from nbprune.model import SimpleNN
+
+    state = SimpleNN(hidden=HIDDEN).state_dict()
+    torch.save(state, path)
+    data = path.read_bytes()
+    if kind == "text":
+        path.write_text("Train_Loss Test_Loss\n0.1 0.2\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "random_bytes":
+        path.write_bytes(random.Random(0).randbytes(2000))
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind in ("nan", "inf"):
+        state["fc2.weight"][0, 0] = float(kind)
+        torch.save(state, path)

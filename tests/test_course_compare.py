@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import session_held_elsewhere
+from conftest import session_held_elsewhere, tree_bytes
 import nbprune.course.compare as compare
 from nbprune import GeneratePruneData, IterativePruning, RunConfig, SimpleNN
 from nbprune.course import load_data_for
@@ -51,18 +51,13 @@ def table(session) -> pd.DataFrame:
     return compare_criteria(session, LEVELS, seeds=[0, 1], progress=False)
 
 
-def files_under(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name != ".nbprune.lock"}
-
-
 # --- the comparison ----------------------------------------------------------------------------------------------
 def test_the_comparison_is_refused_while_another_process_holds_the_session(session):
-    before = files_under(session.root)
+    before = tree_bytes(session.root, skip=(".nbprune.lock",))
     with session_held_elsewhere(session.pruning) as holder:
         with pytest.raises(SessionError, match=f"in use by another nbprune run \\(PID {holder.pid}\\)"):
             compare_criteria(session, [5], seeds=[0], progress=False)
-    assert files_under(session.root) == before
+    assert tree_bytes(session.root, skip=(".nbprune.lock",)) == before
 
 
 def test_the_table_has_one_row_per_method_level_and_seed_and_is_saved_in_the_session(session, table):
@@ -238,19 +233,19 @@ def test_a_run_recorded_before_run_json_held_the_teacher_is_read_from_its_models
 def test_a_session_whose_04_has_not_run_is_refused_before_anything_is_written(tmp_path, tiny_root):
     session = Session(tmp_path / "session")
     GeneratePruneData(HIDDEN, 0.7, range(8), dir=session.retain_file.parent).generate_data()
-    before = files_under(tmp_path)
+    before = tree_bytes(tmp_path, skip=(".nbprune.lock",))
     with pytest.raises(SessionError, match="run notebook 04_iterative_pruning .*first"):
         compare_criteria(session, progress=False)
-    assert files_under(tmp_path) == before and not (session.root / "compare").exists()
+    assert tree_bytes(tmp_path, skip=(".nbprune.lock",)) == before and not (session.root / "compare").exists()
 
 
 @pytest.mark.parametrize("levels, message", [([0], r"compare_levels=\[0\]"), ([3, 99], r"compare_levels=\[3, 99\]"),
                                              ([2, 2], "different iterations")])
 def test_levels_outside_the_schedule_are_refused_naming_the_allowed_ones(session, levels, message):
-    before = files_under(session.root)
+    before = tree_bytes(session.root, skip=(".nbprune.lock",))
     with pytest.raises(ConfigError, match=message + r".*\(1, 2, 3, 4, 5, 6, 7\)"):
         compare_criteria(session, levels, progress=False)
-    assert files_under(session.root) == before
+    assert tree_bytes(session.root, skip=(".nbprune.lock",)) == before
 
 
 @pytest.mark.parametrize("seeds, methods", [([], METHODS), ([0, 0], METHODS), ([-1], METHODS), ([0], ["pruning"]),

@@ -9,18 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbprune import PruningContext, SimpleNN, interval_forward, node_significance
+from conftest import small_model
+from nbprune import PruningContext, interval_forward, node_significance
 from nbprune.course.diagnostics import (constant_feature_places, correlation_words, rank_correlation, removal_effects,
                                  removal_summary)
 from nbprune.course.exercises import check, exercises_of, questions_of, solution
 from nbprune.course.figures import plot_removal_against_significance
 from nbprune.interval import Interval
 from nbprune.prune import shrink
-
-
-def small_model() -> SimpleNN:
-    torch.manual_seed(0)
-    return SimpleNN((6, 4), in_features=5, num_classes=3)
 
 
 def small_data() -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -33,7 +29,7 @@ def small_data() -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.
 # --- removing one neuron at a time ----------------------------------------------------------------------------
 @pytest.mark.parametrize("layer, width", [(-1, 4), (2, 4), (1, 6)])
 def test_removing_a_neuron_is_measured_as_the_cut_without_it(layer, width):
-    model, (inputs, targets, _) = small_model(), small_data()
+    model, (inputs, targets, _) = small_model((6, 4), 5, 3), small_data()
     effects = removal_effects(model, inputs, targets, layer=layer)
     assert effects["neuron"].tolist() == list(range(width))
     with torch.no_grad():
@@ -50,7 +46,7 @@ def test_removing_a_neuron_is_measured_as_the_cut_without_it(layer, width):
 
 
 def test_a_neuron_that_feeds_nothing_costs_nothing_to_remove():
-    model, (inputs, targets, _) = small_model(), small_data()
+    model, (inputs, targets, _) = small_model((6, 4), 5, 3), small_data()
     with torch.no_grad():
         model.fc3.weight[:, 2] = 0
     effects = removal_effects(model, inputs, targets)
@@ -73,7 +69,7 @@ def test_the_summary_says_what_the_measurement_shows_computed_from_it():
 
 
 def test_the_removal_figure_shows_both_changes_against_the_significance(tmp_path):
-    model, (inputs, targets, box) = small_model(), small_data()
+    model, (inputs, targets, box) = small_model((6, 4), 5, 3), small_data()
     effects = removal_effects(model, inputs, targets)
     scores = node_significance(model, "interval_adjoint", PruningContext(input_box=box))[-1]
     figure = plot_removal_against_significance(effects, scores, path=tmp_path / "removal.png")
@@ -98,7 +94,7 @@ def test_constant_pixels_are_placed_in_corners_on_the_border_or_inside():
 
 # --- the exercises --------------------------------------------------------------------------------------------
 def contexts() -> dict[str, dict]:
-    model, (_, _, box) = small_model(), small_data()
+    model, (_, _, box) = small_model((6, 4), 5, 3), small_data()
     scores = node_significance(model, "interval_adjoint", PruningContext(input_box=box))[1:]
     table = pd.DataFrame({"boxes": ["data"] * 3 + ["class"] * 3 + ["local"] * 3,
                           "layer": ["hidden 1", "hidden 2", "logits"] * 3,
@@ -134,7 +130,7 @@ def test_every_solution_of_04_is_accepted_and_a_wrong_answer_refused(key):
 
 
 def test_the_04_solutions_are_the_numbers_a_student_computes_by_hand():
-    model, (_, _, box) = small_model(), small_data()
+    model, (_, _, box) = small_model((6, 4), 5, 3), small_data()
     with torch.no_grad():
         z = interval_forward(model, Interval(box[0].reshape(1, -1), box[1].reshape(1, -1)))[-2]
         column = model.fc3.weight[:, 0].sum().abs()

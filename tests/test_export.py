@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tree_bytes
 from nbprune import load_pruned_model, NbpruneError, SimpleNN
 from nbprune.errors import ModelFileError
 from nbprune.cli import main
@@ -274,10 +275,6 @@ def test_cli_exports_and_rejects_bad_model_files(session, tmp_path, capsys):
     assert "records activation 'relu', but --activation sigmoid was given" in capsys.readouterr().err
 
 
-def snapshot(folder: Path) -> dict:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
-
-
 def test_a_folder_with_other_files_is_never_overwritten(session, tmp_path):
     target = tmp_path / "mine"
     target.mkdir()
@@ -287,7 +284,7 @@ def test_a_folder_with_other_files_is_never_overwritten(session, tmp_path):
         export_model(session, target, onnx=False)
     with pytest.raises(NbpruneError, match="did not write \\(model.onnx, predict.py\\)"):
         export_model(session, target, onnx=False, force=True)
-    assert snapshot(target) == {"model.onnx": b"my own onnx", "predict.py": b"# my own script"}
+    assert tree_bytes(target) == {"model.onnx": b"my own onnx", "predict.py": b"# my own script"}
 
 
 def test_force_replaces_an_earlier_export_and_nothing_else(session, tmp_path):
@@ -303,11 +300,11 @@ def test_force_replaces_an_earlier_export_and_nothing_else(session, tmp_path):
 def test_an_export_never_writes_into_a_sessions_iteration_folder(session, tmp_path):
     other = tmp_path / "other.pth"
     save_model_file(pruned_model(1), other)
-    before = snapshot(session.parent)
+    before = tree_bytes(session.parent)
     for force in (False, True):
         with pytest.raises(NbpruneError, match="iteration folder: an export never writes there"):
             export_model(other, session.parent, onnx=False, force=force)
-    assert snapshot(session.parent) == before
+    assert tree_bytes(session.parent) == before
 
 
 def test_a_full_disk_leaves_no_half_folder(session, tmp_path, monkeypatch):

@@ -1,11 +1,11 @@
 """Iterative pruning end to end on tiny data: the reference's tree, resume, round trip, concatenate, the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import tree_bytes
 from nbprune import evaluate, load_pruned_model, Session, SimpleNN
 from nbprune.errors import ModelFileError, ScheduleError, SessionError
 from nbprune.cli import main
@@ -20,10 +20,6 @@ STEPS = schedule()[:3]
 FILES = {"best_model.pth", "train_results.txt", "validation_results.txt"}
 HEADER = ["Train_Loss", "Test_Loss", "Train_Accuracy", "Test_Accuracy", "PercentageRetain", "Parameters", "Val_Loss",
           "Val_Accuracy"]
-
-
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
 def run_session(tiny_data, session_dir, begin_itr=0, end_itr=None):
@@ -47,7 +43,7 @@ def test_run_writes_exactly_the_reference_workflows_tree(session):
     for step in STEPS:
         expected |= {str(step.iteration), f"{step.iteration}/prune_w_retrain"}
         expected |= {f"{step.iteration}/prune_w_retrain/{name}" for name in FILES}
-    assert tree(session_dir) == expected
+    assert set(tree_bytes(session_dir)) == expected
     assert [r["iteration"] for r in records] == [0, 1, 2]
     header, rows = read_table(iteration_dir(session_dir, 1) / "validation_results.txt")
     assert header == HEADER  # the reference workflow's five columns first, then parameters and the validation figures
@@ -85,7 +81,7 @@ def test_resume_from_an_iteration_gives_the_same_tree_results_and_bytes(session,
     copy_dir = tmp_path / "iterative_pruning"
     run_session(tiny_data, copy_dir, end_itr=0)
     resumed = run_session(tiny_data, copy_dir, begin_itr=1)
-    assert tree(copy_dir) == tree(session_dir)
+    assert set(tree_bytes(copy_dir)) == set(tree_bytes(session_dir))
     assert [r["Test_Accuracy"] for r in resumed] == [r["Test_Accuracy"] for r in records[1:]]
     for step in STEPS:  # same seed, same CPU: the very same bytes
         assert (iteration_dir(copy_dir, step.iteration) / "best_model.pth").read_bytes() == \

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import small_model
 from nbprune import IterativePruning, load_pruned_model, read_record, RunConfig, SimpleNN
 from nbprune.errors import ScheduleError
 from nbprune.modelfile import save_model_file
@@ -13,11 +14,6 @@ from nbprune.model import mlp_parameters
 from nbprune.prune import global_counts, node_means, node_midpoints, shrink, top
 from nbprune.retention import default_steps
 from nbprune.criteria import IntervalAdjoint, PruningContext, interval_adjoint, interval_forward, node_significance
-
-
-def small_model(activation: str = "relu", hidden=(12, 7)) -> SimpleNN:
-    torch.manual_seed(0)
-    return SimpleNN(hidden=hidden, in_features=20, num_classes=4, activation=activation).eval()
 
 
 def sample(count: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,10 +29,10 @@ def context() -> PruningContext:
 # --- input-node pruning -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_input_pruning_equals_the_original_with_the_dropped_columns_zeroed(activation):
-    model = small_model(activation)
+    model = small_model(activation=activation)
     kept_inputs = torch.tensor([0, 3, 4, 9, 15, 19])
     pruned = shrink(model, [torch.arange(12), torch.arange(7)], kept_inputs=kept_inputs)
-    zeroed = small_model(activation)
+    zeroed = small_model(activation=activation)
     with torch.no_grad():
         dropped = torch.ones(20, dtype=torch.bool)
         dropped[kept_inputs] = False
@@ -83,7 +79,7 @@ def replaced_by_constants(model: SimpleNN, kept, kept_inputs, constants, x: torc
 @pytest.mark.parametrize("how", ["mean", "midpoint"])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_bias_compensation_equals_the_original_with_removed_nodes_replaced_by_their_constant(how, activation):
-    model = small_model(activation, hidden=(12, 7, 5))
+    model = small_model((12, 7, 5), activation=activation)
     inputs, _ = sample()
     constants = node_means(model, inputs) if how == "mean" else \
         node_midpoints(model, (inputs.min(0).values, inputs.max(0).values))
@@ -186,7 +182,7 @@ def test_a_run_with_global_allocation_writes_what_it_chose(tiny_data, tmp_path):
 @pytest.mark.parametrize("boxes", ["data", "class", "local"])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_every_box_encloses_the_forward_values_of_points_inside_it(boxes, activation):
-    model = small_model(activation).double()
+    model = small_model(activation=activation).double()
     box = IntervalAdjoint(input_boxes=boxes, box_count=7, box_radius=0.3).boxes(context(), model.fc1.weight)
     forward = interval_forward(model, box)
     generator = torch.Generator().manual_seed(5)
@@ -205,7 +201,7 @@ def test_every_box_encloses_the_forward_values_of_points_inside_it(boxes, activa
 
 @pytest.mark.parametrize("seeds", ["ones", "class_sum", "class_max"])
 def test_per_class_adjoints_enclose_each_class_gradient(seeds):
-    model = small_model("sigmoid").double()
+    model = small_model(activation="sigmoid").double()
     criterion = IntervalAdjoint(adjoint_seeds=seeds, input_boxes="local", box_count=3)
     box = criterion.boxes(context(), model.fc1.weight)
     seed = criterion.seeds(4).double()

@@ -11,7 +11,7 @@ import papermill
 import pytest
 import torch
 
-from conftest import session_held_elsewhere, wait_for, write_stand_ins
+from conftest import session_held_elsewhere, tree_bytes, wait_for, write_stand_ins
 from nbprune import NbpruneError, read_record, Session
 from nbprune.errors import ConfigError, ScheduleError, SessionError
 from nbprune.cli import main
@@ -161,7 +161,7 @@ def test_a_failing_notebook_stops_the_run_with_its_error_and_executed_copy(tmp_p
 def test_the_workbook_never_runs_into_the_folder_of_its_own_notebooks(tmp_path, tiny_root):
     checkout = tmp_path / "checkout"
     source = write_stand_ins(checkout / "notebooks")
-    before = snapshot(tmp_path)
+    before = tree_bytes(tmp_path)
     for session in (checkout, source, checkout / "iterative_pruning", tmp_path):
         with pytest.raises(SessionError, match=f"holds the workbook's own notebooks \\({source}\\): their executed "
                                                f"copies would replace them"):
@@ -169,10 +169,10 @@ def test_the_workbook_never_runs_into_the_folder_of_its_own_notebooks(tmp_path, 
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "notebooks").symlink_to(source)
-    before = snapshot(tmp_path)
+    before = tree_bytes(tmp_path)
     with pytest.raises(SessionError, match=f"{NOTEBOOKS[0]}.ipynb is the workbook's own notebook"):
         run_workbook(linked, parameters={"data_root": str(tiny_root)}, notebooks_dir=source)
-    assert snapshot(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 @pytest.mark.slow
@@ -191,11 +191,6 @@ def test_a_successful_workbook_interrupts_no_kernel_and_keeps_kernel_output_off_
     run_workbook(tmp_path / "session", parameters={"data_root": str(tiny_root)}, notebooks_dir=source)
     assert interrupted == []  # an interrupt makes ipykernel log "ERROR | KeyboardInterrupt caught in kernel"
     assert "kernel noise" not in capfd.readouterr().err
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else b"folder"
-            for path in sorted(root.rglob("*"))}
 
 
 def test_a_bad_parameter_writes_nothing(tmp_path):

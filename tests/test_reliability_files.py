@@ -24,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import small_model
 from nbprune import load_arrays, load_data, load_pruned_model, SimpleNN
 from nbprune.errors import DataError, ModelFileError
 from nbprune.cli import main
@@ -33,7 +34,7 @@ from nbprune.export import export_model
 from nbprune.model import KeepInputs
 from nbprune.modelfile import save_model_file
 from test_export import run_predict_here
-from test_reliability import ENV, prune_argv
+from conftest import ENV, prune_argv
 
 HIDDEN = (20, 7)
 SPEC = InputSpec("MNIST", MNIST.classes, 0.1307, 0.3081, 784)
@@ -50,9 +51,9 @@ def one_error_line(capsys, *argv: str) -> str:
     return lines[0]
 
 
-def small_model(seed: int = 0) -> SimpleNN:
-    torch.manual_seed(seed)
-    model = SimpleNN(hidden=HIDDEN)
+def mnist_model() -> SimpleNN:
+    """Return a small network for MNIST's inputs that says which data it belongs to."""
+    model = small_model(HIDDEN, MNIST.features, len(MNIST.classes)).train()
     model.spec = SPEC
     return model
 
@@ -67,7 +68,7 @@ def rewrite(source: Path, target: Path, change) -> Path:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    return save_model_file(small_model(), tmp_path_factory.mktemp("model") / "best_model.pth")
+    return save_model_file(mnist_model(), tmp_path_factory.mktemp("model") / "best_model.pth")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +212,7 @@ def test_a_record_declaring_huge_layers_is_refused_before_anything_is_built(hidd
 
 
 def test_an_input_pruned_file_is_built_for_its_kept_inputs_only(tmp_path, no_big_layers):
-    model = small_model()
+    model = mnist_model()
     model.fc1 = torch.nn.Linear(50, HIDDEN[0])
     model.keep_inputs = KeepInputs(torch.arange(0, 100, 2))
     path = rewrite(save_model_file(model, tmp_path / "kept.pth"), tmp_path / "wide.pth",

@@ -30,7 +30,7 @@ from nbprune.cli import main
 from nbprune.session import Session
 from nbprune.sweeps import SweepError, SweepFolder, build_spec, expand, spec_from_dict
 from nbprune.sweeps.spec import MAX_CHAINS, SETTINGS_FILE, readable_name
-from test_reliability import ENV, HANG, snapshot
+from conftest import ENV, HANG, snapshot
 
 ray = pytest.importorskip("ray", reason="the sweep's doors need ray: pip install 'ray>=2.9'")
 

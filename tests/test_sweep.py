@@ -24,7 +24,8 @@ import pytest
 from conftest import wait_for
 from nbprune.cli import main
 from nbprune.errors import NbpruneError
-from nbprune.session import LOCK_FILE, Session
+from nbprune.locks import LOCK_FILE
+from nbprune.session import Session
 from nbprune.sweeps import SweepError, SweepFolder, build_spec, expand, read_spec, spec_from_dict, sweep
 from nbprune.sweeps.engine import ChainsFailedWarning
 from nbprune.sweeps.report import pick_per_budget
@@ -365,8 +366,7 @@ def test_the_documented_cluster_recipe_gives_the_rows_and_models_of_a_local_swee
 
 def lock_file(chain: Path) -> Path:
     """Return the lock file a chain's session holds while it runs."""
-    return Session(chain).lock_folder / LOCK_FILE if hasattr(Session, "lock_folder") else \
-        Session(chain).pruning / LOCK_FILE
+    return Session(chain).lock_folder / LOCK_FILE
 
 
 def held(path: Path) -> bool:

@@ -21,7 +21,7 @@ from nbprune.teacher import (TEACHER_KEY, ConvTeacher, check_teacher_fits, load_
                              train_teacher)
 from nbprune.training import train
 
-from conftest import make_tiny_mnist
+from conftest import make_tiny_mnist, tree_bytes
 
 
 @pytest.fixture(scope="module")
@@ -263,10 +263,10 @@ def test_a_teacher_of_another_dataset_is_refused_before_any_write(tiny_root, tmp
     trained = train_teacher(fashion, 1, channels=(2, 2), head=4, progress=False)
     other = save_teacher(trained, fashion.spec, tmp_path / "fashion_teacher.pth")
     session = Session.open(tmp_path / "session")
-    before = sorted(p.name for p in session.root.rglob("*")) if session.root.exists() else []
+    before = tree_bytes(session.root)
     with pytest.raises(ModelFileError, match="trained on FashionMNIST"):
         plan_run(_config(tiny_root, teacher=str(other)), session, progress=False)
-    after = sorted(p.name for p in session.root.rglob("*")) if session.root.exists() else []
+    after = tree_bytes(session.root)
     assert after == before and not any(session.pruning.glob("*/prune_w_retrain"))
 
 
