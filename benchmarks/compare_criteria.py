@@ -40,7 +40,7 @@ from _common import load_state as common_load_state  # noqa: E402
 from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
 from nbprune.evaluation import evaluate, loss_and_accuracy  # noqa: E402
-from nbprune.io import format_table, read_table, save_figure, write_text_atomic  # noqa: E402
+from nbprune.files import format_table, read_table, save_figure, write_text_atomic  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.modelfile import load_pruned_model  # noqa: E402
 from nbprune.retention import RetentionStep, schedule  # noqa: E402

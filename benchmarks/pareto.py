@@ -498,7 +498,7 @@ def plot(state: dict):
 
 
 def render(state: dict, results_dir: Path, name: str = "pareto") -> Path:
-    from nbprune.io import save_figure, write_text_atomic
+    from nbprune.files import save_figure, write_text_atomic
     table, verdicts = target_table(state)
     text = "\n".join([
         "# Accuracy per parameter",

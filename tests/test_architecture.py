@@ -21,7 +21,7 @@ LAYERS = [
     ("the package root and its errors", {"nbprune", "nbprune.errors"}),
     ("the datasets declared", {"nbprune.datasets"}),
     ("settings and small tools", {"nbprune.config", "nbprune.progress", "nbprune.interval"}),
-    ("files: atomic writes, tables, figures, locks", {"nbprune.io", "nbprune.locks"}),
+    ("files: atomic writes, tables, figures, locks", {"nbprune.files", "nbprune.locks"}),
     ("data", {"nbprune.datafile", "nbprune.data"}),
     ("model files", {"nbprune.modelfile"}),
     ("the network", {"nbprune.model"}),
@@ -85,7 +85,7 @@ def import_edges(modules: dict[str, Path]) -> list[Edge]:
                 continue
             targets = set()
             for dotted in imported_names(node, package):
-                while dotted and dotted not in modules:  # nbprune.io.save_figure is a name in nbprune.io
+                while dotted and dotted not in modules:  # nbprune.files.save_figure is a name in nbprune.files
                     dotted = dotted.rpartition(".")[0]
                 if dotted and dotted != name:
                     targets.add(dotted)
