@@ -25,7 +25,7 @@ LAYERS = [
     ("data", {"nbprune.datafile", "nbprune.data"}),
     ("model files", {"nbprune.modelfile"}),
     ("the network and its layer kinds", {"nbprune.model", "nbprune.layers"}),
-    ("scoring and surgery", {"nbprune.criteria", "nbprune.prune"}),
+    ("scoring and surgery", {"nbprune.criteria", "nbprune.prune", "nbprune.channels"}),
     ("training", {"nbprune.epoch", "nbprune.fast_mlp", "nbprune.evaluation", "nbprune.training", "nbprune.teacher"}),
     ("the schedule", {"nbprune.retention"}),
     ("the session folder", {"nbprune.runs", "nbprune.session"}),
