@@ -24,7 +24,7 @@ LAYERS = [
     ("files: atomic writes, tables, figures, locks", {"nbprune.io", "nbprune.locks"}),
     ("data", {"nbprune.datafile", "nbprune.data"}),
     ("model files", {"nbprune.modelfile"}),
-    ("the network and its layer kinds", {"nbprune.model", "nbprune.layers"}),
+    ("the network and its layer kinds", {"nbprune.model", "nbprune.layers", "nbprune.architectures"}),
     ("scoring and surgery", {"nbprune.criteria", "nbprune.prune", "nbprune.channels"}),
     ("training", {"nbprune.epoch", "nbprune.fast_mlp", "nbprune.evaluation", "nbprune.training", "nbprune.teacher"}),
     ("the schedule", {"nbprune.retention"}),
