@@ -73,6 +73,14 @@ class LayerKind:
         """Return where the kept units `index` (of the layer's input) are in its output: the same, by default."""
         return index
 
+    def describe(self, layer: nn.Module) -> dict:
+        """Return the layer's options as plain values (what a model file records); `build` makes it again."""
+        return {}
+
+    def build(self, values: dict, device: torch.device | str | None = None) -> nn.Module:
+        """Return a new layer of this kind with the options `values` (as `describe` gives them)."""
+        return self.module()
+
 
 class LinearKind(LayerKind):
     """nn.Linear: y = W x + b; adjoint W^T a. Units: neurons (rows of W)."""
@@ -84,6 +92,12 @@ class LinearKind(LayerKind):
 
     def adjoint(self, layer, adjoint, value, shape):
         return adjoint @ layer.weight
+
+    def describe(self, layer):
+        return {"in_features": layer.in_features, "out_features": layer.out_features, "bias": layer.bias is not None}
+
+    def build(self, values, device=None):
+        return nn.Linear(values["in_features"], values["out_features"], bias=values["bias"], device=device)
 
     def keep_outputs(self, layer: nn.Linear, index: torch.Tensor) -> nn.Linear:
         """Return the layer with only the neurons `index`."""
@@ -129,6 +143,16 @@ class Conv2dKind(LayerKind):
         return _linear_map(adjoint, out_shape,
                            lambda a: conv2d_input((len(a), *shape), weight, a, **options),
                            lambda a: conv2d_input((len(a), *shape), weight.abs(), a, **options))
+
+    def describe(self, layer):
+        return {"in_channels": layer.in_channels, "out_channels": layer.out_channels,
+                "kernel_size": list(layer.kernel_size), **{name: list(value) for name, value in
+                                                          self._options(layer).items()}, "bias": layer.bias is not None}
+
+    def build(self, values, device=None):
+        return nn.Conv2d(values["in_channels"], values["out_channels"], tuple(values["kernel_size"]),
+                         tuple(values["stride"]), tuple(values["padding"]), tuple(values["dilation"]),
+                         bias=values["bias"], device=device)
 
     def keep_outputs(self, layer: nn.Conv2d, index: torch.Tensor) -> nn.Conv2d:
         """Return the convolution with only the output channels (filters) `index`."""
@@ -195,6 +219,13 @@ class MaxPool2dKind(LayerKind):
             raise NbpruneError(f"{layer} is not supported: expected padding=0, dilation=1, ceil_mode=False and "
                                f"return_indices=False.")
 
+    def describe(self, layer):
+        kernel, stride = _pool_options(layer)
+        return {"kernel_size": list(kernel), "stride": list(stride)}
+
+    def build(self, values, device=None):
+        return nn.MaxPool2d(tuple(values["kernel_size"]), tuple(values["stride"]))
+
     def forward(self, layer, value, shape):
         kernel, stride = _pool_options(layer)
         pool = lambda x: F.max_pool2d(x, kernel, stride)  # noqa: E731
@@ -232,6 +263,13 @@ class AvgPool2dKind(LayerKind):
         if _pair(layer.padding) != (0, 0) or layer.ceil_mode or layer.divisor_override is not None:
             raise NbpruneError(f"{layer} is not supported: expected padding=0, ceil_mode=False and no "
                                f"divisor_override.")
+
+    def describe(self, layer):
+        kernel, stride = _pool_options(layer)
+        return {"kernel_size": list(kernel), "stride": list(stride)}
+
+    def build(self, values, device=None):
+        return nn.AvgPool2d(tuple(values["kernel_size"]), tuple(values["stride"]))
 
     def forward(self, layer, value, shape):
         kernel, stride = _pool_options(layer)
@@ -276,6 +314,12 @@ class UnflattenKind(LayerKind):
         if layer.dim != 1:
             raise NbpruneError(f"{layer} is not supported: expected nn.Unflatten(1, shape).")
 
+    def describe(self, layer):
+        return {"shape": list(layer.unflattened_size)}
+
+    def build(self, values, device=None):
+        return nn.Unflatten(1, tuple(values["shape"]))
+
     def forward(self, layer, value, shape):
         return value.reshape(*_lead(value, shape), *layer.unflattened_size)
 
@@ -302,6 +346,10 @@ class KeepInputsKind(LayerKind):
     """KeepInputs (input-node pruning of SimpleNN): selects features; its adjoint puts them back, 0 elsewhere."""
 
     module = KeepInputs
+
+    def describe(self, layer):
+        raise NbpruneError("KeepInputs is recorded by SimpleNN's own model files, not in a layer list: save the "
+                           "SimpleNN with nbprune.modelfile.save_model_file.")
 
     def forward(self, layer, value, shape):
         return value[..., layer.index]
