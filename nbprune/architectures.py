@@ -16,7 +16,9 @@ from typing import Callable, NamedTuple, Sequence
 
 from torch import nn
 
-from .datasets import DEFAULT, Dataset
+from .config import ARCHITECTURES as ARCHITECTURE_NAMES
+from .data import InputSpec
+from .datasets import DATASETS, DEFAULT, Dataset
 from .errors import ConfigError
 from .layers import kind_of, layer_shapes, sequence_of
 
@@ -60,11 +62,27 @@ declare_architecture("lenet5", lambda dataset: lenet(dataset, (20, 50), (500,)))
 declare_architecture("lenet5_small", lambda dataset: lenet(dataset, (6, 16), (120, 84)))
 
 
+_undeclared = set(ARCHITECTURES) ^ set(ARCHITECTURE_NAMES)
+if _undeclared:
+    raise RuntimeError(f"architectures {sorted(_undeclared)} differ between nbprune.config.ARCHITECTURES (the "
+                       f"architecture setting's choices) and the declarations here: declare each in both.")
+
+
 def build_architecture(name: str, dataset: Dataset = DEFAULT) -> nn.Sequential:
     """Return a freshly initialised network of the architecture `name` for `dataset`'s images and classes."""
     if name not in ARCHITECTURES:
         raise ConfigError(f"architecture {name!r} is not known: expected one of {', '.join(ARCHITECTURES)}.")
     return ARCHITECTURES[name](dataset)
+
+
+def architecture_for(name: str, spec: InputSpec) -> nn.Sequential:
+    """Return a freshly initialised network of the architecture `name` for the data `spec` describes (a declared
+    dataset's images, or a subset of them)."""
+    if spec.dataset not in DATASETS or spec.image_shape is None:
+        raise ConfigError(f"architecture {name!r} needs the images of a declared dataset ({', '.join(DATASETS)}); "
+                          f"the data is {spec.describe()}: choose one of those datasets, or leave architecture "
+                          f"unset for an MLP.")
+    return build_architecture(name, DATASETS[spec.dataset])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -20,8 +20,12 @@ from .data import Loader, TensorLoader
 from .errors import DivergenceWarning, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .io import cannot_write, format_table, read_table, write_text_atomic
-from .model import SimpleNN, hidden_linears, linear_layers, parameter_count
+from .architectures import architecture_for
+from .channels import prune_units
+from .layers import hidden_units, inputs_read, is_mlp
+from .model import SimpleNN, parameter_count
 from .modelfile import read_model_file, save_model_file, state_shape
+from .networkfile import save_network_file
 from .plan import PlannedRun, plan_iterations
 from .progress import progress_bar
 from .prune import prune_nodes
@@ -103,11 +107,12 @@ class IterativePruning:
         sum(retainNodes) hidden neurons or `budget` parameters, and the results say what was kept."""
         options = self.config.prune
         pruned = prune_nodes(model, retainNodes, self.criterion, self.context(), options=options, budget=budget,
-                             inputs=inputs if options.prune_inputs else None)
+                             inputs=inputs if options.prune_inputs else None) if is_mlp(model) else \
+            prune_units(model, retainNodes, self.criterion_function or options.criterion, self.context(), options)
         if retrain:
             pruned = self.retrain(pruned, log_dir)
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
-        kept = [layer.out_features for layer in hidden_linears(pruned)]
+        kept = hidden_units(pruned)
         global_allocation = options.allocation == "global" and self.dense_hidden is not None
         results["PercentageRetain"] = 100 * sum(kept) / sum(self.dense_hidden) if global_allocation \
             else float(percentageRetain)
@@ -179,7 +184,7 @@ class IterativePruning:
             if dense and self.config.train.distill:
                 self.distillation = _distillation(planned, copy.deepcopy(model).eval())
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
-                            "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
+                            "inputs": inputs_read(model), "parameters": parameter_count(model),
                             "seconds": time.perf_counter() - started, **row})
             if on_iteration is not None:
                 on_iteration(records[-1])
@@ -217,14 +222,18 @@ def publish_iteration(session: Session, partial: Path, model: nn.Module, step: R
                       ) -> tuple[Path, dict]:
     """Save the iteration's model file (recording its criterion and teacher), publish its folder in one rename,
     add what it kept to `kept` and rewrite the run's retain.txt; return the folder and its results row."""
-    save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
-                    teacher=teacher.record() if teacher is not None else None)
+    if is_mlp(model):
+        save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
+                        teacher=teacher.record() if teacher is not None else None)
+    else:  # a network of layers (nbprune.architectures): its file records the layer list
+        save_network_file(model, partial / "best_model.pth", spec=getattr(model, "spec", None),
+                          iteration=step.iteration, criterion=criterion)
     final = session.publish(partial, step.iteration)
     header, rows = read_table(final / VALIDATION_FILE)
     kept[step.iteration] = step._replace(
-        retained=tuple(layer.out_features for layer in hidden_linears(model)),
+        retained=hidden_units(model),
         percentage=rows[0][header.index("PercentageRetain")],
-        inputs=linear_layers(model)[0].in_features if step.inputs is not None else None)
+        inputs=inputs_read(model) if step.inputs is not None else None)
     write_text_atomic(session.run_retain_file, format_retain([kept[it] for it in sorted(kept)]))
     return final, dict(zip(header, rows[0]))
 
@@ -283,8 +292,13 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
     data = data if data is not None else load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
-    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
-                     activation=config.model.activation)
+    if config.model.architecture is None:
+        model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
+                         activation=config.model.activation)
+    else:
+        model = architecture_for(config.model.architecture, data.spec)
+        config = config.replace(hidden=hidden_units(model))
+        steps = default_steps(config, data.spec.features, len(data.classes))
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

@@ -27,7 +27,7 @@ from torch.nn.grad import conv2d_input
 
 from .errors import NbpruneError
 from .interval import Interval
-from .model import KeepInputs
+from .model import KeepInputs, mlp_layers
 
 Shape = tuple[int, ...]
 
@@ -399,6 +399,28 @@ def sequence_of(model: nn.Module) -> list[nn.Module]:
 def unit_layers(model: nn.Module) -> list[nn.Module]:
     """Return the layers whose outputs are units (Linear, Conv2d), in order; the last one's are the outputs."""
     return [layer for layer in sequence_of(model) if kind_of(layer).units]
+
+
+def hidden_units(model: nn.Module) -> tuple[int, ...]:
+    """Return the units of each hidden unit layer: a SimpleNN's hidden sizes, a LeNet's channels and neurons."""
+    return tuple(len(layer.weight) for layer in unit_layers(model)[:-1])
+
+
+def inputs_read(model: nn.Module) -> int:
+    """Return how many input features the network reads (after any input pruning)."""
+    layers = sequence_of(model)
+    first = next(layer for layer in layers if kind_of(layer).units)
+    return first.in_features if isinstance(first, nn.Linear) else math.prod(input_shape_of(layers))
+
+
+def is_mlp(model: nn.Module) -> bool:
+    """Return whether node pruning (nbprune.prune) handles the network: SimpleNN, or only Linear, ReLU and Sigmoid
+    layers; other networks' units are pruned by nbprune.channels."""
+    try:
+        mlp_layers(model)
+    except NbpruneError:
+        return False
+    return True
 
 
 def input_shape_of(layers: Sequence[nn.Module]) -> Shape:

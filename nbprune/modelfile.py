@@ -187,7 +187,8 @@ def state_shape(state: dict[str, torch.Tensor]) -> StateShape:
     weights = [value for key, value in state.items() if key.endswith(".weight")]
     if not weights or any(weight.dim() != 2 or weight.numel() == 0 for weight in weights):
         raise ModelFileError(f"weights of shapes {[list(w.shape) for w in weights]}: expected non-empty matrices "
-                             f"[out_features, in_features], one per layer.")
+                             f"[out_features, in_features], one per layer (an MLP's; a network of layers, such as "
+                             f"LeNet-5, is read by nbprune.networkfile.network_from_file).")
     parameters = sum(int(value.numel()) for key, value in state.items() if key.endswith((".weight", ".bias")))
     return StateShape(int(weights[0].shape[1]), tuple(int(w.shape[0]) for w in weights[:-1]),
                       int(weights[-1].shape[0]), parameters)

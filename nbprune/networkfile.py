@@ -20,9 +20,9 @@ from torch import nn
 
 from .data import InputSpec
 from .errors import ModelFileError, NbpruneError
-from .layers import KINDS, input_shape_of, kind_of, layer_shapes, sequence_of
+from .layers import KINDS, hidden_units, input_shape_of, inputs_read, kind_of, layer_shapes, sequence_of
 from .model import KeepInputs
-from .modelfile import _spec_from_dict, read_model_file, write_model_state
+from .modelfile import StateShape, _spec_from_dict, read_model_file, write_model_state
 
 NETWORK_FORMAT = 1
 SAVED_KINDS = {kind.module.__name__: kind for kind in KINDS.values() if kind.module is not KeepInputs}
@@ -146,3 +146,11 @@ def network_from_file(file: str | os.PathLike) -> tuple[nn.Sequential, NetworkRe
     network = network.to(floats.pop()) if len(floats) == 1 else network
     network.load_state_dict(state)
     return network.eval(), record
+
+
+def network_shape(file: str | os.PathLike) -> StateShape:
+    """Return the widths of a network file's network: the input features it reads, the units (channels, neurons)
+    of each hidden unit layer, the classes and the parameters."""
+    network, _ = network_from_file(file)
+    return StateShape(inputs_read(network), hidden_units(network), layer_shapes(list(network))[-1][0],
+                      sum(parameter.numel() for parameter in network.parameters()))

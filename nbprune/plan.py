@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data import InputSpec
 from .epoch import image_shift
 from .errors import ScheduleError
-from .model import hidden_linears
+from .layers import hidden_units, is_mlp
 from .modelfile import load_pruned_model
 from .retention import RetentionStep, as_schedule
 from .session import Session
@@ -53,8 +53,9 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
                     begin_itr: int | str, end_itr: int | None) -> PlannedRun:
     """Check everything a run of `config` on data described by `spec` needs in `session`, writing nothing; return
     the plan. `data`: the schedule (steps, a GeneratePruneData or a retain.txt path)."""
-    steps = as_schedule(data, tuple(layer.out_features for layer in hidden_linears(model)))
+    steps = as_schedule(data, hidden_units(model))
     options = config.prune
+    _check_units(model, config)
     if options.prune_inputs and steps[0].inputs is None:
         raise ScheduleError("prune_inputs is on but the schedule has no inputsRetained column: build it with "
                             "default_steps(config) (or nbprune.retention.with_budgets).")
@@ -66,6 +67,10 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
     image_shift(config.train.augment_shift, spec)  # an augmentation the data cannot take is refused now
     teacher_file = load_teacher(config.train.teacher, spec) if config.train.teacher is not None else None
     start, dense = model, None
+    if position and not is_mlp(model):
+        raise ScheduleError(f"resuming a network of layers (iteration {steps[position].iteration} of a "
+                            f"{config.model.architecture or 'sequential'} network) is not supported yet: run the "
+                            f"schedule from iteration {steps[0].iteration} (begin_itr={steps[0].iteration}).")
     if position:
         previous = steps[position - 1].iteration
         start = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
@@ -76,6 +81,20 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
     session.check_writable()
     session.history.runs()  # a damaged run.json is refused now, not after the first write
     return PlannedRun(session, model, steps, position, start, teacher_file, dense, begin_itr, end_itr)
+
+
+def _check_units(model: nn.Module, config: RunConfig) -> None:
+    """Refuse the prune settings that channel pruning (nbprune.channels) does not do yet."""
+    options = config.prune
+    if is_mlp(model):
+        return
+    asked = [name for name, on in (("prune_inputs", options.prune_inputs), ("allocation='global'",
+                                   options.allocation == "global"), ("bias_compensation="
+                                   f"{options.bias_compensation!r}", options.bias_compensation != "none")) if on]
+    if asked:
+        raise ScheduleError(f"{', '.join(asked)} is not supported for a network of layers (architecture "
+                            f"{config.model.architecture!r}) yet: leave it at its default (prune_inputs off, "
+                            f"allocation 'layer', bias_compensation 'none').")
 
 
 def resolve_begin(session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:
@@ -115,7 +134,7 @@ def _cut(steps: list[RetentionStep], position: int, begin_itr, end_itr: int | No
 def _check_fits(start: nn.Module, steps: list[RetentionStep], position: int, config: RunConfig, session: Session
                 ) -> None:
     """Refuse a resume whose previous model has fewer neurons than the schedule asks the next iteration to keep."""
-    have = tuple(layer.out_features for layer in hidden_linears(start))
+    have = hidden_units(start)
     wanted = steps[position].retained if position < len(steps) else have
     if config.prune.allocation == "layer" and any(want > own for want, own in zip(wanted, have)):
         raise ScheduleError(

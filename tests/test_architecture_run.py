@@ -1,0 +1,52 @@
+"""A network declared by name runs through `nbprune prune --architecture`: channels and neurons shrink along the
+schedule, each iteration's model file rebuilds the network it holds, and what channel pruning does not do yet is
+refused in one line before anything is written."""
+
+import json
+
+import pytest
+import torch
+
+from nbprune.cli import main
+from nbprune.layers import hidden_units
+from nbprune.networkfile import network_from_file
+from nbprune.session import Session
+
+
+def run(session_dir, tiny_root, *extra) -> int:
+    return main(["prune", "--architecture", "lenet5_small", "--session-dir", str(session_dir), "--data-root",
+                 str(tiny_root), "--epochs", "1", "--patience", "1", "--q", "0.5", "--end-itr", "2", "--seed", "0",
+                 "--threads", "1", "--no-progress", *extra])
+
+
+def test_a_short_lenet_run_prunes_channels_and_neurons(tiny_root, tmp_path):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root) == 0
+    session = Session.for_pruning_dir(session_dir)
+    expected = [(6, 16, 120, 84), (3, 8, 60, 42), (2, 4, 30, 21)]
+    for iteration, units in enumerate(expected):
+        network, record = network_from_file(session.model_file(iteration))
+        assert hidden_units(network) == units
+        assert record.iteration == iteration and record.spec is not None and record.spec.dataset == "MNIST"
+        assert network(torch.zeros(2, record.spec.features)).shape == (2, len(record.spec.classes))
+    assert [record["hidden"] for record in session.summary()] == expected
+    config = json.loads((session_dir / "run.json").read_text())["runs"][-1]["config"]
+    assert config["architecture"] == "lenet5_small" and tuple(config["hidden"]) == expected[0]
+
+
+def test_resuming_a_network_of_layers_is_refused_in_one_line(tiny_root, tmp_path, capsys):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--end-itr", "0") == 0
+    assert run(session_dir, tiny_root, "--begin-itr", "auto") != 0
+    assert "resuming a network of layers (iteration 1 of a lenet5_small network) is not supported yet" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
+                                            (["--allocation", "global"], "allocation='global' is not supported"),
+                                            (["--bias-compensation", "mean"], "bias_compensation='mean'")])
+def test_what_channel_pruning_does_not_do_yet_is_refused_before_anything_is_written(extra, message, tiny_root,
+                                                                                     tmp_path, capsys):
+    assert run(tmp_path / "iterative_pruning", tiny_root, *extra) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "iterative_pruning").exists() or not any((tmp_path / "iterative_pruning").glob("*/"))
