@@ -9,6 +9,7 @@ holds them by the names nbprune.config.CRITERIA declares.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -19,12 +20,13 @@ from .config import CRITERIA as CRITERION_NAMES, PruneConfig
 from .criteria import IntervalAdjoint, PruningContext
 from .errors import NbpruneError
 from .layers import interval_passes, kind_of, layer_shapes, sequence_of, shrink_units
-from .prune import top
+from .prune import global_counts, top
 
-__all__ = ["AGGREGATIONS", "UNIT_CRITERIA", "UnitIntervalAdjoint", "aggregate_positions", "prune_units",
-           "unit_magnitude", "unit_random", "unit_significance", "unit_taylor"]
+__all__ = ["AGGREGATIONS", "MEASURES", "UNIT_CRITERIA", "UnitIntervalAdjoint", "aggregate_positions", "prune_units",
+           "unit_cost", "unit_magnitude", "unit_random", "unit_significance", "unit_taylor"]
 
 AGGREGATIONS = ("max", "sum", "mean")  # how a channel's per-position significances become one
+MEASURES = ("units", "parameters", "macs")  # what a global budget counts
 
 UnitCriterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
 
@@ -177,11 +179,45 @@ def unit_significance(model: nn.Module, criterion: str | UnitCriterion | None = 
     return [score.detach().float().cpu() for score in scorer(model, context or PruningContext())]
 
 
+def unit_cost(model: nn.Module, measure: str = "parameters") -> Callable[[Sequence[int]], int]:
+    """Return what the network costs with `counts[k]` units in hidden unit layer k: its units, its parameters
+    (weights and biases, as architectures.count_parameters counts them) or its multiply-accumulates per input (as
+    architectures.multiply_accumulates counts them)."""
+    if measure not in MEASURES:
+        raise NbpruneError(f"measure={measure!r} is not known: expected one of {', '.join(MEASURES)}.")
+    layers = sequence_of(model)
+    shapes = layer_shapes(layers)
+    positions = [position for position, layer in enumerate(layers) if kind_of(layer).units]
+    units = [layers[position] for position in positions]
+    outputs = [len(layer.weight) for layer in units]
+    reads = [units[0].weight.shape[1], *outputs[:-1]]  # input units (channels or features) of each unit layer
+    per_pair = [layer.weight.numel() // (out * into) for layer, out, into in zip(units, outputs, reads)]
+    places = [math.prod(shapes[position + 1][1:]) if isinstance(layer, nn.Conv2d) else 1
+              for position, layer in zip(positions, units)]
+
+    def cost(counts: Sequence[int]) -> int:
+        if measure == "units":
+            return sum(counts)
+        total = 0
+        for layer, out, into, pair, place in zip(units, [*counts, outputs[-1]], [reads[0], *counts], per_pair,
+                                                 places):
+            weights = out * into * pair
+            total += weights * place if measure == "macs" else weights + (out if layer.bias is not None else 0)
+        return total
+
+    return cost
+
+
 def prune_units(model: nn.Module, retain: Sequence[int], criterion: str | UnitCriterion | None = None,
                 context: PruningContext | None = None, options: PruneConfig | None = None,
-                aggregation: str = "max") -> nn.Sequential:
+                aggregation: str = "max", budget: int | None = None, measure: str = "units") -> nn.Sequential:
     """Return a new, smaller nn.Sequential keeping the `retain[k]` most significant units (channels or neurons) of
-    hidden unit layer k; the layers after them lose what the removed units fed."""
+    hidden unit layer k; the layers after them lose what the removed units fed.
+
+    With options.allocation 'global', all units compete for one budget instead (scores made comparable by
+    options.normalise): `budget` of the `measure` (units, parameters or multiply-accumulates; budget None: the
+    sum of `retain` units), every layer keeping at least one unit."""
+    options = options or PruneConfig()
     layers = sequence_of(model)
     counts = [len(layers[position].weight) for position in _hidden_unit_positions(model)]
     if len(retain) != len(counts):
@@ -192,4 +228,9 @@ def prune_units(model: nn.Module, retain: Sequence[int], criterion: str | UnitCr
             raise NbpruneError(f"retain count {count!r} for hidden unit layer {layer} is not allowed: expected a "
                                f"whole number from 1 to {have} (the units it has now).")
     scores = unit_significance(model, criterion, context, options, aggregation)
+    if options.allocation == "global":
+        cost = unit_cost(model, measure if budget is not None else "units")
+        minimums = [1] * len(counts)
+        retain = global_counts(scores, minimums, cost, max(budget if budget is not None else sum(retain),
+                                                           cost(minimums)), options.normalise)
     return shrink_units(model, [top(score, count) for score, count in zip(scores, retain)])

@@ -34,6 +34,13 @@ def test_a_short_lenet_run_prunes_channels_and_neurons(tiny_root, tmp_path):
     assert config["architecture"] == "lenet5_small" and tuple(config["hidden"]) == expected[0]
 
 
+def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--end-itr", "1") == 0
+    kept = Session.for_pruning_dir(session_dir).summary()[1]["hidden"]
+    assert sum(kept) == 3 + 8 + 60 + 42 and kept != (3, 8, 60, 42)
+
+
 def test_resuming_a_network_of_layers_is_refused_in_one_line(tiny_root, tmp_path, capsys):
     session_dir = tmp_path / "iterative_pruning"
     assert run(session_dir, tiny_root, "--end-itr", "0") == 0
@@ -43,7 +50,8 @@ def test_resuming_a_network_of_layers_is_refused_in_one_line(tiny_root, tmp_path
 
 
 @pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
-                                            (["--allocation", "global"], "allocation='global' is not supported"),
+                                            (["--allocation", "global", "--budget", "parameters"],
+                                             "budget='parameters' is not supported"),
                                             (["--bias-compensation", "mean"], "bias_compensation='mean'")])
 def test_what_channel_pruning_does_not_do_yet_is_refused_before_anything_is_written(extra, message, tiny_root,
                                                                                      tmp_path, capsys):

@@ -6,7 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from nbprune.channels import (AGGREGATIONS, UnitIntervalAdjoint, aggregate_positions, prune_units, unit_significance)
+from nbprune.architectures import build_architecture, count_parameters, multiply_accumulates
+from nbprune.channels import (AGGREGATIONS, UnitIntervalAdjoint, aggregate_positions, prune_units, unit_cost,
+                              unit_significance)
+from nbprune.datasets import MNIST
 from nbprune.config import PruneConfig
 from nbprune.criteria import PruningContext, significance
 from nbprune.errors import NbpruneError
@@ -136,3 +139,30 @@ def test_bad_retain_counts_are_refused():
         prune_units(model, [6, 2, 2], "magnitude", context)
     with pytest.raises(NbpruneError, match="give one count per layer"):
         prune_units(model, [2, 2], "magnitude", context)
+
+
+@pytest.mark.parametrize("counts", [[5, 4, 6], [1, 1, 1], [3, 2, 5]])
+def test_unit_cost_counts_as_the_shrunk_network_is_counted(counts):
+    model = conv_net()
+    shrunk = shrink_units(model, [torch.arange(count) for count in counts])
+    assert unit_cost(model, "parameters")(counts) == count_parameters(shrunk)
+    assert unit_cost(model, "macs")(counts) == multiply_accumulates(shrunk)
+    assert unit_cost(model, "units")(counts) == sum(counts)
+    lenet = build_architecture("lenet5", MNIST)
+    assert unit_cost(lenet, "parameters")([20, 50, 500]) == 431_080
+
+
+@pytest.mark.parametrize("measure, budget", [("parameters", 300), ("macs", 2_000), ("units", 7)])
+def test_global_allocation_meets_a_budget_across_conv_and_linear_layers(measure, budget):
+    model, context = conv_net(), context_for(100)
+    options = PruneConfig(allocation="global")
+    pruned = prune_units(model, [5, 4, 6], "interval_adjoint", context, options, budget=budget, measure=measure)
+    counts = [len(layer.weight) for layer in unit_layers(pruned)][:-1]
+    assert unit_cost(model, measure)(counts) <= budget
+    assert all(count >= 1 for count in counts) and counts != [5, 4, 6]
+
+
+def test_global_allocation_without_a_budget_keeps_the_schedules_total_units():
+    model, context = conv_net(), context_for(100)
+    pruned = prune_units(model, [3, 2, 4], "magnitude", context, PruneConfig(allocation="global"))
+    assert sum(len(layer.weight) for layer in unit_layers(pruned)[:-1]) == 9
