@@ -14,14 +14,14 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .architectures import architecture_for
+from .channels import prune_units
 from .config import RunConfig, or_default
 from .criteria import Criterion, PruningContext, make_criterion
 from .data import Loader, TensorLoader
 from .errors import DivergenceWarning, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .io import cannot_write, format_table, read_table, write_text_atomic
-from .architectures import architecture_for
-from .channels import prune_units
 from .layers import hidden_units, inputs_read, is_mlp
 from .model import SimpleNN, parameter_count
 from .modelfile import read_model_file, save_model_file, state_shape
