@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from nbprune.cli import main
+from nbprune.io import read_table
 from nbprune.layers import hidden_units
 from nbprune.networkfile import network_from_file
-from nbprune.session import Session
+from nbprune.session import VALIDATION_FILE, Session
 
 
 def run(session_dir, tiny_root, *extra) -> int:
@@ -19,7 +20,7 @@ def run(session_dir, tiny_root, *extra) -> int:
                  "--threads", "1", "--no-progress", *extra])
 
 
-def test_a_short_lenet_run_prunes_channels_and_neurons(tiny_root, tmp_path):
+def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(tiny_root, tmp_path, capsys):
     session_dir = tmp_path / "iterative_pruning"
     assert run(session_dir, tiny_root) == 0
     session = Session.for_pruning_dir(session_dir)
@@ -32,6 +33,15 @@ def test_a_short_lenet_run_prunes_channels_and_neurons(tiny_root, tmp_path):
     assert [record["hidden"] for record in session.summary()] == expected
     config = json.loads((session_dir / "run.json").read_text())["runs"][-1]["config"]
     assert config["architecture"] == "lenet5_small" and tuple(config["hidden"]) == expected[0]
+
+    capsys.readouterr()
+    assert main(["evaluate", str(session.model_file(2)), "--data-root", str(tiny_root), "--threads", "1"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    header, rows = read_table(session.iteration_dir(2) / VALIDATION_FILE)
+    assert evaluated["hidden"] == list(expected[2])
+    assert evaluated["Test_Accuracy"] == pytest.approx(rows[0][header.index("Test_Accuracy")], abs=1e-9)
+    assert main(["export", str(session.model_file(2)), str(tmp_path / "export")]) != 0
+    assert "its export is not supported yet" in capsys.readouterr().err
 
 
 def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
