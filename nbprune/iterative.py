@@ -24,8 +24,8 @@ from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .io import cannot_write, format_table, read_table, write_text_atomic
 from .layers import hidden_units, inputs_read, is_mlp
 from .model import SimpleNN, parameter_count
-from .modelfile import read_model_file, save_model_file, state_shape
-from .networkfile import save_network_file
+from .modelfile import save_model_file
+from .networkfile import file_shape, save_network_file
 from .plan import PlannedRun, plan_iterations
 from .progress import progress_bar
 from .prune import prune_nodes
@@ -242,7 +242,7 @@ def kept_so_far(session: Session, done: list[RetentionStep]) -> dict[int, Retent
     """Return what the complete iterations before a run's first one kept, from their model files."""
     kept = {}
     for step in done:
-        shape = state_shape(read_model_file(session.model_file(step.iteration))[0])
+        shape = file_shape(session.model_file(step.iteration))
         header, rows = read_table(session.iteration_dir(step.iteration) / VALIDATION_FILE)
         kept[step.iteration] = step._replace(retained=shape.hidden,
                                              percentage=rows[0][header.index("PercentageRetain")],

@@ -22,7 +22,7 @@ from .data import InputSpec
 from .errors import ModelFileError, NbpruneError
 from .layers import KINDS, hidden_units, input_shape_of, inputs_read, kind_of, layer_shapes, sequence_of
 from .model import KeepInputs
-from .modelfile import StateShape, _spec_from_dict, read_model_file, write_model_state
+from .modelfile import StateShape, _spec_from_dict, read_model_file, state_shape, write_model_state
 
 NETWORK_FORMAT = 1
 SAVED_KINDS = {kind.module.__name__: kind for kind in KINDS.values() if kind.module is not KeepInputs}
@@ -154,3 +154,20 @@ def network_shape(file: str | os.PathLike) -> StateShape:
     network, _ = network_from_file(file)
     return StateShape(inputs_read(network), hidden_units(network), layer_shapes(list(network))[-1][0],
                       sum(parameter.numel() for parameter in network.parameters()))
+
+
+def network_for_resume(model: nn.Module, file: str | os.PathLike) -> nn.Module:
+    """Return the network a network file holds, on `model`'s device and dtype, knowing its data (`spec`): where a
+    resumed run of `model`'s architecture goes on from."""
+    network, record = network_from_file(file)
+    like = next(model.parameters())
+    network = network.to(like.device, like.dtype).train(model.training)
+    network.spec = record.spec
+    return network
+
+
+def file_shape(file: str | os.PathLike) -> StateShape:
+    """Return the widths of the network any nbprune model file holds: an MLP's (modelfile.state_shape) or a network
+    of layers' (network_shape)."""
+    state, record = read_model_file(file)
+    return network_shape(file) if isinstance(record, dict) and "layers" in record else state_shape(state)

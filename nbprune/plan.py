@@ -21,6 +21,7 @@ from .epoch import image_shift
 from .errors import ScheduleError
 from .layers import hidden_units, is_mlp
 from .modelfile import load_pruned_model
+from .networkfile import network_for_resume
 from .retention import RetentionStep, as_schedule
 from .session import Session
 from .teacher import Teacher, load_teacher
@@ -67,20 +68,21 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
     image_shift(config.train.augment_shift, spec)  # an augmentation the data cannot take is refused now
     teacher_file = load_teacher(config.train.teacher, spec) if config.train.teacher is not None else None
     start, dense = model, None
-    if position and not is_mlp(model):
-        raise ScheduleError(f"resuming a network of layers (iteration {steps[position].iteration} of a "
-                            f"{config.model.architecture or 'sequential'} network) is not supported yet: run the "
-                            f"schedule from iteration {steps[0].iteration} (begin_itr={steps[0].iteration}).")
     if position:
         previous = steps[position - 1].iteration
-        start = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
+        start = _load(model, session.model_file(previous))
         _check_fits(start, steps, position, config, session)
         _check_same_data(spec, getattr(start, "spec", None), previous, session)
         if teacher_file is None and config.train.distill:
-            dense = load_pruned_model(copy.deepcopy(start), session.model_file(steps[0].iteration)).eval()
+            dense = _load(start, session.model_file(steps[0].iteration)).eval()
     session.check_writable()
     session.history.runs()  # a damaged run.json is refused now, not after the first write
     return PlannedRun(session, model, steps, position, start, teacher_file, dense, begin_itr, end_itr)
+
+
+def _load(model: nn.Module, file) -> nn.Module:
+    """Return the network of `model`'s kind that a session's model file holds."""
+    return load_pruned_model(copy.deepcopy(model), file) if is_mlp(model) else network_for_resume(model, file)
 
 
 def _check_units(model: nn.Module, config: RunConfig) -> None:

@@ -139,8 +139,7 @@ class Session:
     # --- the summary ----------------------------------------------------------------------------------------
     def summary(self) -> list[dict]:
         """Return one record per complete iteration: its results row, hidden sizes, inputs kept, parameters."""
-        from .modelfile import read_model_file, state_shape
-        from .networkfile import network_shape
+        from .networkfile import file_shape
 
         records = []
         iterations = self.iterations()
@@ -148,9 +147,7 @@ class Session:
         for iteration in iterations:
             header, rows = read_table(self.iteration_dir(iteration) / VALIDATION_FILE)
             record = {"iteration": iteration, **dict(zip(header, rows[0]))}
-            state, recorded = read_model_file(self.model_file(iteration))
-            shape = network_shape(self.model_file(iteration)) if isinstance(recorded, dict) and "layers" in recorded \
-                else state_shape(state)
+            shape = file_shape(self.model_file(iteration))
             record.update(hidden=shape.hidden, inputs=shape.inputs, parameters=shape.parameters)
             records.append(record)
         return records

@@ -1,6 +1,6 @@
 """A network declared by name runs through `nbprune prune --architecture`: channels and neurons shrink along the
 schedule, each iteration's model file rebuilds the network it holds, and what channel pruning does not do yet is
-refused in one line before anything is written."""
+refused in one line before anything is written; a resumed run equals an uninterrupted one."""
 
 import json
 
@@ -51,12 +51,14 @@ def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons
     assert sum(kept) == 3 + 8 + 60 + 42 and kept != (3, 8, 60, 42)
 
 
-def test_resuming_a_network_of_layers_is_refused_in_one_line(tiny_root, tmp_path, capsys):
-    session_dir = tmp_path / "iterative_pruning"
-    assert run(session_dir, tiny_root, "--end-itr", "0") == 0
-    assert run(session_dir, tiny_root, "--begin-itr", "auto") != 0
-    assert "resuming a network of layers (iteration 1 of a lenet5_small network) is not supported yet" in \
-        capsys.readouterr().err
+def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
+    whole, parts = tmp_path / "whole" / "iterative_pruning", tmp_path / "parts" / "iterative_pruning"
+    assert run(whole, tiny_root) == 0
+    assert run(parts, tiny_root, "--end-itr", "1") == 0
+    assert run(parts, tiny_root, "--begin-itr", "auto") == 0
+    for iteration in range(3):
+        assert Session.for_pruning_dir(parts).model_file(iteration).read_bytes() == \
+            Session.for_pruning_dir(whole).model_file(iteration).read_bytes()
 
 
 @pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
