@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .architectures import architecture_for
+from .architectures import architecture_for, count_parameters
 from .channels import prune_units
 from .config import RunConfig, or_default
 from .criteria import Criterion, PruningContext, make_criterion
@@ -29,7 +29,7 @@ from .networkfile import file_shape, save_network_file
 from .plan import PlannedRun, plan_iterations
 from .progress import progress_bar
 from .prune import prune_nodes
-from .retention import RetentionStep, base_steps, default_steps, format_retain
+from .retention import RetentionStep, base_steps, default_steps, format_retain, with_budgets
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
 from .teacher import Teacher
 from .training import Distillation, fit, train as default_train
@@ -106,9 +106,7 @@ class IterativePruning:
         With input pruning, `inputs` input features stay; with global allocation the nodes compete for
         sum(retainNodes) hidden neurons or `budget` parameters, and the results say what was kept."""
         options = self.config.prune
-        pruned = prune_nodes(model, retainNodes, self.criterion, self.context(), options=options, budget=budget,
-                             inputs=inputs if options.prune_inputs else None) if is_mlp(model) else \
-            prune_units(model, retainNodes, self.criterion_function or options.criterion, self.context(), options)
+        pruned = prune_step(model, retainNodes, self.criterion_function, self.context(), options, inputs, budget)
         if retrain:
             pruned = self.retrain(pruned, log_dir)
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
@@ -196,6 +194,17 @@ class IterativePruning:
                     f"--begin-itr {step.iteration}), or go on from it with begin_itr='auto'.")
         bar.close()
         return records
+
+
+def prune_step(model: nn.Module, retain: Sequence[int], criterion: Criterion | None, context: PruningContext,
+               options, inputs: int | None, budget: int | None) -> nn.Module:
+    """Return one iteration's pruned model: node pruning for an MLP, unit pruning (channels and neurons) for a
+    network of layers; `criterion` a user's own, else the one the options name."""
+    if is_mlp(model):
+        return prune_nodes(model, retain, criterion or make_criterion(options=options), context, options=options,
+                           budget=budget, inputs=inputs if options.prune_inputs else None)
+    return prune_units(model, retain, criterion or options.criterion, context, options,
+                       budget=budget if options.budget == "parameters" else None, measure="parameters")
 
 
 def _distillation(planned: PlannedRun, dense: nn.Module | None) -> Distillation | None:
@@ -299,6 +308,8 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
         model = architecture_for(config.model.architecture, data.spec)
         config = config.replace(hidden=hidden_units(model))
         steps = default_steps(config, data.spec.features, len(data.classes))
+        if config.prune.allocation == "global" and config.prune.budget == "parameters":  # the network's, not an MLP's
+            steps = with_budgets([step._replace(budget=None) for step in steps], parameters=count_parameters(model))
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

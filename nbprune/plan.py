@@ -90,14 +90,13 @@ def _check_units(model: nn.Module, config: RunConfig) -> None:
     options = config.prune
     if is_mlp(model):
         return
-    by_parameters = options.allocation == "global" and options.budget == "parameters"
-    asked = [name for name, on in (("prune_inputs", options.prune_inputs), ("budget='parameters'", by_parameters),
+    asked = [name for name, on in (("prune_inputs", options.prune_inputs),
                                    (f"bias_compensation={options.bias_compensation!r}",
                                     options.bias_compensation != "none")) if on]
     if asked:
         raise ScheduleError(f"{', '.join(asked)} is not supported for a network of layers (architecture "
                             f"{config.model.architecture!r}) yet: leave it at its default (prune_inputs off, "
-                            f"budget 'neurons', bias_compensation 'none').")
+                            f"bias_compensation 'none').")
 
 
 def resolve_begin(session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:

@@ -51,6 +51,17 @@ def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons
     assert sum(kept) == 3 + 8 + 60 + 42 and kept != (3, 8, 60, 42)
 
 
+def test_a_parameter_budget_is_met_by_channels_and_neurons_together(tiny_root, tmp_path):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--budget", "parameters", "--end-itr", "2") == 0
+    summary = Session.for_pruning_dir(session_dir).summary()
+    dense = summary[0]["parameters"]
+    assert dense == 44_426  # lenet5_small on 28x28 images, 10 classes
+    for record, share in zip(summary[1:], (0.5, 0.25)):  # the schedule keeps 50%, then 25% of the units (q 0.5)
+        assert record["parameters"] <= round(dense * record["PercentageRetain"] / 100) + 1
+    assert summary[2]["parameters"] < summary[1]["parameters"] < dense
+
+
 def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
     whole, parts = tmp_path / "whole" / "iterative_pruning", tmp_path / "parts" / "iterative_pruning"
     assert run(whole, tiny_root) == 0
@@ -62,8 +73,6 @@ def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
-                                            (["--allocation", "global", "--budget", "parameters"],
-                                             "budget='parameters' is not supported"),
                                             (["--bias-compensation", "mean"], "bias_compensation='mean'")])
 def test_what_channel_pruning_does_not_do_yet_is_refused_before_anything_is_written(extra, message, tiny_root,
                                                                                      tmp_path, capsys):
