@@ -136,6 +136,8 @@ def cmd_evaluate(args) -> None:
     from .data import OWN_TENSORS, load_data_for
     from .evaluation import evaluate, loss_and_accuracy, own_data_evaluation
     from .export import model_for_file
+    from .layers import hidden_units, inputs_read
+    from .model import SimpleNN
 
     device = resolve_device(config.device)
     with warnings.catch_warnings(record=True) as notes:  # said after success: a failure is one line
@@ -148,13 +150,15 @@ def cmd_evaluate(args) -> None:
         config = config.replace(dataset=values.get("dataset", spec.dataset))
     _threads(config)
     data = load_data_for(config, standardisation=(spec.mean, spec.std) if spec is not None else None)
-    if data.spec.features != model.in_features:
-        raise NbpruneError(f"{args.model_file} takes {model.in_features} inputs, {data.name} has "
+    features, hidden = (model.in_features, model.hidden) if isinstance(model, SimpleNN) else \
+        (inputs_read(model), hidden_units(model))
+    if data.spec.features != features:
+        raise NbpruneError(f"{args.model_file} takes {features} inputs, {data.name} has "
                            f"{data.spec.features}: evaluate it on the data it was trained on.")
     model = model.to(device)
     results = evaluate(model, data.train_loader, data.test_loader)
     results["Val_Loss"], results["Val_Accuracy"] = loss_and_accuracy(model, data.val_loader)
-    print(json.dumps({"hidden": list(model.hidden), "dataset": data.name, **results}, indent=2))
+    print(json.dumps({"hidden": list(hidden), "dataset": data.name, **results}, indent=2))
     _repeat(notes)
 
 

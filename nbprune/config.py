@@ -21,6 +21,7 @@ from .datasets import DATASETS, DEFAULT, FILE_SUFFIXES, check_dataset_name
 from .errors import ConfigError
 
 ACTIVATIONS = ("relu", "sigmoid")
+ARCHITECTURES = ("lenet5", "lenet5_small")  # networks declared by name in nbprune.architectures
 CRITERIA = ("interval_adjoint", "magnitude", "taylor", "random")  # each registered under its name in nbprune.criteria
 ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint criterion's options (nbprune.criteria)
 INPUT_BOXES = ("data", "class", "local")
@@ -226,11 +227,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The dense network: SimpleNN's hidden layers and activation."""
+    """The dense network: SimpleNN's hidden layers and activation, or an architecture declared by name."""
 
     hidden: tuple[int, ...] = setting((256, 64), "neurons per hidden layer of the dense model, any number of "
                                                  "layers", kind="ints", low=1, high=16_384)
     activation: str = setting("relu", "the activation between layers", kind="str", choices=ACTIVATIONS)
+    architecture: str | None = setting(None, "a network declared by name (nbprune.architectures) instead of the MLP "
+                                             "of hidden and activation: its channels and neurons are pruned; None: "
+                                             "the MLP", kind="str", choices=ARCHITECTURES, optional=True)
 
     __post_init__ = _check_fields
 

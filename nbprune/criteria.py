@@ -171,7 +171,7 @@ class IntervalAdjoint:
             return torch.ones(1, 1, classes)
         return torch.eye(classes).reshape(classes, 1, classes)
 
-    def _aggregate(self, magnitude: torch.Tensor) -> torch.Tensor:
+    def combine_seeds(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Combine per-seed adjoint magnitudes [seeds, boxes, nodes] into [boxes, nodes]."""
         return magnitude.amax(dim=0) if self.options.adjoint_seeds == "class_max" else magnitude.sum(dim=0)
 
@@ -185,10 +185,10 @@ class IntervalAdjoint:
         boxes = self.boxes(context, first.weight)
         forward = interval_forward(model, boxes)
         adjoints = interval_adjoint(model, forward, self.seeds(linear_layers(model)[-1].out_features))
-        hidden = [(value.width * self._aggregate(adjoint.magnitude)).mean(dim=0)
+        hidden = [(value.width * self.combine_seeds(adjoint.magnitude)).mean(dim=0)
                   for value, adjoint in zip(forward[:-1], adjoints[:-1])]
         input_adjoint = adjoints[0] @ first.weight
-        inputs = first_layer_view(model, boxes).width * self._aggregate(input_adjoint.magnitude)
+        inputs = first_layer_view(model, boxes).width * self.combine_seeds(input_adjoint.magnitude)
         return [inputs.mean(dim=0), *hidden]
 
 

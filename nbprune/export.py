@@ -33,6 +33,7 @@ from .files import UMASK, atomic_path, check_fits, write_bytes_atomic, write_fix
 from .locks import hold
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape
+from .networkfile import network_from_file
 from .runs import RUN_RECORD
 from .session import ITERATION_FILES, STAGE
 
@@ -68,8 +69,9 @@ input; there each hidden layer is padded with zero neurons to a multiple of {pad
 
 
 def model_for_file(model_file: str | os.PathLike, activation: str | None = None, dataset: str | None = None
-                   ) -> tuple[SimpleNN, InputSpec | None]:
-    """Return the SimpleNN a model file holds and what its inputs are (None if unknown).
+                   ) -> tuple[nn.Module, InputSpec | None]:
+    """Return the network a model file holds (a SimpleNN, or the nn.Sequential of a network file) and what its
+    inputs are (None if unknown).
 
     A file nbprune wrote carries a record: it alone decides, and flags that contradict it are refused. For a plain
     state_dict the caller's flags decide (activation, default relu; dataset, default MNIST, with its published
@@ -77,6 +79,11 @@ def model_for_file(model_file: str | os.PathLike, activation: str | None = None,
     """
     model_file = Path(model_file)
     state, raw = read_model_file(model_file)
+    if isinstance(raw, dict) and "layers" in raw:  # a network of layers (nbprune.networkfile)
+        if activation is not None:
+            raise NbpruneError(f"{model_file} records its layers, activations included: leave --activation out.")
+        network, record = network_from_file(model_file)
+        return network, record.spec
     name = or_default(dataset, "dataset")
     if raw is None and name not in DATASETS:
         raise NbpruneError(f"{model_file} is a plain state_dict without nbprune's record, and --dataset {name} is not "
@@ -204,6 +211,9 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
     model_file, out = Path(model_file), Path(out_dir)
     check_fits(out, "OUT_DIR", spare=len("..XXXXXXXX.export"))  # the folder is built beside it under a longer name
     model, spec = model_for_file(model_file, activation, dataset)
+    if not isinstance(model, SimpleNN):
+        raise NbpruneError(f"{model_file} holds a network of layers (such as LeNet-5): its export is not supported "
+                           f"yet; rebuild it in Python with nbprune.networkfile.network_from_file(path).")
     if onnx and not _onnx_available():
         raise NbpruneError("ONNX export needs the onnx and onnxscript packages: pip install 'nbprune[onnx]', "
                            "or export without --onnx.")

@@ -122,6 +122,10 @@ class Interval:
     def T(self) -> "Interval":
         return Interval(self.lower.T, self.upper.T)
 
+    def reshape(self, *shape: int) -> "Interval":
+        """Return the same values in another shape (as torch.Tensor.reshape)."""
+        return Interval(self.lower.reshape(*shape), self.upper.reshape(*shape))
+
     def __getitem__(self, index) -> "Interval":
         return Interval(self.lower[index], self.upper[index])
 

@@ -14,18 +14,22 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .architectures import architecture_for, count_parameters
+from .channels import prune_units
 from .config import RunConfig, or_default
 from .criteria import Criterion, PruningContext, make_criterion
 from .data import Loader, TensorLoader
 from .errors import DivergenceWarning, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
 from .files import cannot_write, format_table, read_table, write_text_atomic
-from .model import SimpleNN, hidden_linears, linear_layers, parameter_count
-from .modelfile import read_model_file, save_model_file, state_shape
+from .layers import hidden_units, inputs_read, is_mlp
+from .model import SimpleNN, parameter_count
+from .modelfile import save_model_file
+from .networkfile import file_shape, save_network_file
 from .plan import PlannedRun, plan_iterations
 from .progress import progress_bar
 from .prune import prune_nodes
-from .retention import RetentionStep, base_steps, default_steps, format_retain
+from .retention import RetentionStep, base_steps, default_steps, format_retain, with_budgets
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
 from .teacher import Teacher
 from .training import Distillation, fit, train as default_train
@@ -102,12 +106,11 @@ class IterativePruning:
         With input pruning, `inputs` input features stay; with global allocation the nodes compete for
         sum(retainNodes) hidden neurons or `budget` parameters, and the results say what was kept."""
         options = self.config.prune
-        pruned = prune_nodes(model, retainNodes, self.criterion, self.context(), options=options, budget=budget,
-                             inputs=inputs if options.prune_inputs else None)
+        pruned = prune_step(model, retainNodes, self.criterion_function, self.context(), options, inputs, budget)
         if retrain:
             pruned = self.retrain(pruned, log_dir)
         results = self.evaluate(pruned, self.train_loader, self.test_loader)
-        kept = [layer.out_features for layer in hidden_linears(pruned)]
+        kept = hidden_units(pruned)
         global_allocation = options.allocation == "global" and self.dense_hidden is not None
         results["PercentageRetain"] = 100 * sum(kept) / sum(self.dense_hidden) if global_allocation \
             else float(percentageRetain)
@@ -179,7 +182,7 @@ class IterativePruning:
             if dense and self.config.train.distill:
                 self.distillation = _distillation(planned, copy.deepcopy(model).eval())
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
-                            "inputs": linear_layers(model)[0].in_features, "parameters": parameter_count(model),
+                            "inputs": inputs_read(model), "parameters": parameter_count(model),
                             "seconds": time.perf_counter() - started, **row})
             if on_iteration is not None:
                 on_iteration(records[-1])
@@ -191,6 +194,17 @@ class IterativePruning:
                     f"--begin-itr {step.iteration}), or go on from it with begin_itr='auto'.")
         bar.close()
         return records
+
+
+def prune_step(model: nn.Module, retain: Sequence[int], criterion: Criterion | None, context: PruningContext,
+               options, inputs: int | None, budget: int | None) -> nn.Module:
+    """Return one iteration's pruned model: node pruning for an MLP, unit pruning (channels and neurons) for a
+    network of layers; `criterion` a user's own, else the one the options name."""
+    if is_mlp(model):
+        return prune_nodes(model, retain, criterion or make_criterion(options=options), context, options=options,
+                           budget=budget, inputs=inputs if options.prune_inputs else None)
+    return prune_units(model, retain, criterion or options.criterion, context, options,
+                       budget=budget if options.budget == "parameters" else None, measure="parameters")
 
 
 def _distillation(planned: PlannedRun, dense: nn.Module | None) -> Distillation | None:
@@ -217,14 +231,18 @@ def publish_iteration(session: Session, partial: Path, model: nn.Module, step: R
                       ) -> tuple[Path, dict]:
     """Save the iteration's model file (recording its criterion and teacher), publish its folder in one rename,
     add what it kept to `kept` and rewrite the run's retain.txt; return the folder and its results row."""
-    save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
-                    teacher=teacher.record() if teacher is not None else None)
+    if is_mlp(model):
+        save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
+                        teacher=teacher.record() if teacher is not None else None)
+    else:  # a network of layers (nbprune.architectures): its file records the layer list
+        save_network_file(model, partial / "best_model.pth", spec=getattr(model, "spec", None),
+                          iteration=step.iteration, criterion=criterion)
     final = session.publish(partial, step.iteration)
     header, rows = read_table(final / VALIDATION_FILE)
     kept[step.iteration] = step._replace(
-        retained=tuple(layer.out_features for layer in hidden_linears(model)),
+        retained=hidden_units(model),
         percentage=rows[0][header.index("PercentageRetain")],
-        inputs=linear_layers(model)[0].in_features if step.inputs is not None else None)
+        inputs=inputs_read(model) if step.inputs is not None else None)
     write_text_atomic(session.run_retain_file, format_retain([kept[it] for it in sorted(kept)]))
     return final, dict(zip(header, rows[0]))
 
@@ -233,7 +251,7 @@ def kept_so_far(session: Session, done: list[RetentionStep]) -> dict[int, Retent
     """Return what the complete iterations before a run's first one kept, from their model files."""
     kept = {}
     for step in done:
-        shape = state_shape(read_model_file(session.model_file(step.iteration))[0])
+        shape = file_shape(session.model_file(step.iteration))
         header, rows = read_table(session.iteration_dir(step.iteration) / VALIDATION_FILE)
         kept[step.iteration] = step._replace(retained=shape.hidden,
                                              percentage=rows[0][header.index("PercentageRetain")],
@@ -283,8 +301,15 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
     data = data if data is not None else load_data_for(config, download=download)
     steps = default_steps(config, data.spec.features, len(data.classes))
     torch.manual_seed(config.seed)
-    model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
-                     activation=config.model.activation)
+    if config.model.architecture is None:
+        model = SimpleNN(hidden=config.model.hidden, in_features=data.spec.features, num_classes=len(data.classes),
+                         activation=config.model.activation)
+    else:
+        model = architecture_for(config.model.architecture, data.spec)
+        config = config.replace(hidden=hidden_units(model))
+        steps = default_steps(config, data.spec.features, len(data.classes))
+        if config.prune.allocation == "global" and config.prune.budget == "parameters":  # the network's, not an MLP's
+            steps = with_budgets([step._replace(budget=None) for step in steps], parameters=count_parameters(model))
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

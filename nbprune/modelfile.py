@@ -106,6 +106,9 @@ class ModelRecord:
             return ModelFileError(f"{file} carries a damaged nbprune record ({what}): copy the file again, or "
                                   f"use a best_model.pth that nbprune wrote.")
 
+        if isinstance(record, dict) and "layers" in record:
+            raise ModelFileError(f"{file} holds a network of layers (as nbprune.networkfile saves one), not an "
+                                 f"MLP: rebuild it with nbprune.networkfile.network_from_file(path).")
         if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
             raise corrupt(f"format {record.get('format') if isinstance(record, dict) else record!r}, expected "
                           f"{RECORD_FORMAT}")
@@ -184,7 +187,8 @@ def state_shape(state: dict[str, torch.Tensor]) -> StateShape:
     weights = [value for key, value in state.items() if key.endswith(".weight")]
     if not weights or any(weight.dim() != 2 or weight.numel() == 0 for weight in weights):
         raise ModelFileError(f"weights of shapes {[list(w.shape) for w in weights]}: expected non-empty matrices "
-                             f"[out_features, in_features], one per layer.")
+                             f"[out_features, in_features], one per layer (an MLP's; a network of layers, such as "
+                             f"LeNet-5, is read by nbprune.networkfile.network_from_file).")
     parameters = sum(int(value.numel()) for key, value in state.items() if key.endswith((".weight", ".bias")))
     return StateShape(int(weights[0].shape[1]), tuple(int(w.shape[0]) for w in weights[:-1]),
                       int(weights[-1].shape[0]), parameters)
@@ -201,10 +205,15 @@ def save_model_file(model: nn.Module | dict, path: str | os.PathLike, *, iterati
             if isinstance(model, RecordedNetwork) else None
     else:
         state, record = model, None
+    return write_model_state(state, path, record.to_dict() if record is not None else None)
+
+
+def write_model_state(state: dict[str, torch.Tensor], path: str | os.PathLike, record: dict | None) -> Path:
+    """Save a state dict atomically with `record` (plain values) as its nbprune record; return the path."""
     ordered = OrderedDict((key, value.detach().cpu().clone()) for key, value in state.items())  # compact storages
     ordered._metadata = OrderedDict({"": {"version": 1}})
     if record is not None:
-        ordered._metadata[""][RECORD_KEY] = record.to_dict()
+        ordered._metadata[""][RECORD_KEY] = record
     buffer = io.BytesIO()  # from memory the zip entries are named 'archive/...', not after a random temporary file
     torch.save(ordered, buffer)
     return write_bytes_atomic(path, buffer.getvalue())

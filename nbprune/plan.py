@@ -19,8 +19,9 @@ from .config import RunConfig
 from .data import InputSpec
 from .epoch import image_shift
 from .errors import ScheduleError
-from .model import hidden_linears
+from .layers import hidden_units, is_mlp
 from .modelfile import load_pruned_model
+from .networkfile import network_for_resume
 from .retention import RetentionStep, as_schedule
 from .session import Session
 from .teacher import Teacher, load_teacher
@@ -53,8 +54,9 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
                     begin_itr: int | str, end_itr: int | None) -> PlannedRun:
     """Check everything a run of `config` on data described by `spec` needs in `session`, writing nothing; return
     the plan. `data`: the schedule (steps, a GeneratePruneData or a retain.txt path)."""
-    steps = as_schedule(data, tuple(layer.out_features for layer in hidden_linears(model)))
+    steps = as_schedule(data, hidden_units(model))
     options = config.prune
+    _check_units(model, config)
     if options.prune_inputs and steps[0].inputs is None:
         raise ScheduleError("prune_inputs is on but the schedule has no inputsRetained column: build it with "
                             "default_steps(config) (or nbprune.retention.with_budgets).")
@@ -68,14 +70,33 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
     start, dense = model, None
     if position:
         previous = steps[position - 1].iteration
-        start = load_pruned_model(copy.deepcopy(model), session.model_file(previous))
+        start = _load(model, session.model_file(previous))
         _check_fits(start, steps, position, config, session)
         _check_same_data(spec, getattr(start, "spec", None), previous, session)
         if teacher_file is None and config.train.distill:
-            dense = load_pruned_model(copy.deepcopy(start), session.model_file(steps[0].iteration)).eval()
+            dense = _load(start, session.model_file(steps[0].iteration)).eval()
     session.check_writable()
     session.history.runs()  # a damaged run.json is refused now, not after the first write
     return PlannedRun(session, model, steps, position, start, teacher_file, dense, begin_itr, end_itr)
+
+
+def _load(model: nn.Module, file) -> nn.Module:
+    """Return the network of `model`'s kind that a session's model file holds."""
+    return load_pruned_model(copy.deepcopy(model), file) if is_mlp(model) else network_for_resume(model, file)
+
+
+def _check_units(model: nn.Module, config: RunConfig) -> None:
+    """Refuse the prune settings that channel pruning (nbprune.channels) does not do yet."""
+    options = config.prune
+    if is_mlp(model):
+        return
+    asked = [name for name, on in (("prune_inputs", options.prune_inputs),
+                                   (f"bias_compensation={options.bias_compensation!r}",
+                                    options.bias_compensation != "none")) if on]
+    if asked:
+        raise ScheduleError(f"{', '.join(asked)} is not supported for a network of layers (architecture "
+                            f"{config.model.architecture!r}) yet: leave it at its default (prune_inputs off, "
+                            f"bias_compensation 'none').")
 
 
 def resolve_begin(session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:
@@ -115,7 +136,7 @@ def _cut(steps: list[RetentionStep], position: int, begin_itr, end_itr: int | No
 def _check_fits(start: nn.Module, steps: list[RetentionStep], position: int, config: RunConfig, session: Session
                 ) -> None:
     """Refuse a resume whose previous model has fewer neurons than the schedule asks the next iteration to keep."""
-    have = tuple(layer.out_features for layer in hidden_linears(start))
+    have = hidden_units(start)
     wanted = steps[position].retained if position < len(steps) else have
     if config.prune.allocation == "layer" and any(want > own for want, own in zip(wanted, have)):
         raise ScheduleError(

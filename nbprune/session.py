@@ -139,7 +139,7 @@ class Session:
     # --- the summary ----------------------------------------------------------------------------------------
     def summary(self) -> list[dict]:
         """Return one record per complete iteration: its results row, hidden sizes, inputs kept, parameters."""
-        from .modelfile import read_model_file, state_shape
+        from .networkfile import file_shape
 
         records = []
         iterations = self.iterations()
@@ -147,7 +147,7 @@ class Session:
         for iteration in iterations:
             header, rows = read_table(self.iteration_dir(iteration) / VALIDATION_FILE)
             record = {"iteration": iteration, **dict(zip(header, rows[0]))}
-            shape = state_shape(read_model_file(self.model_file(iteration))[0])
+            shape = file_shape(self.model_file(iteration))
             record.update(hidden=shape.hidden, inputs=shape.inputs, parameters=shape.parameters)
             records.append(record)
         return records

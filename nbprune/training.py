@@ -170,7 +170,7 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
         warnings.warn("training got no val_loader: early stopping and model selection use the training loss "
                       "(pass val_loader=... from nbprune.load_data to select on held-out data).", stacklevel=2)
     device = next(model.parameters()).device
-    if isinstance(model, SimpleNN) and getattr(train_loader, "spec", None) is not None:
+    if isinstance(model, (SimpleNN, nn.Sequential)) and getattr(train_loader, "spec", None) is not None:
         model.spec = train_loader.spec  # the model now belongs to this data and its standardisation
     augment = image_shift(settings.augment_shift, getattr(train_loader, "spec", None))
     distillation = teacher if isinstance(teacher, Distillation) or teacher is None else Distillation(teacher)

@@ -45,7 +45,10 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "07_compare": ("session_dir", "data_root", "device", "threads", "compare_levels", "compare_seeds",
                    "compare_epochs"),
 }
-NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)"}
+NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)",
+                   "architecture": "the course's notebooks teach the MLP; a network by name runs from the command "
+                                   "line and the API (nbprune prune --architecture lenet5) until a notebook of its "
+                                   "own takes it"}
 PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}
 NOTEBOOK_DEFAULTS = {"threads": 1}  # one thread: fastest for a network this small, and on a shared machine
 

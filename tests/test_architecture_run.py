@@ -1,0 +1,82 @@
+"""A network declared by name runs through `nbprune prune --architecture`: channels and neurons shrink along the
+schedule, each iteration's model file rebuilds the network it holds, and what channel pruning does not do yet is
+refused in one line before anything is written; a resumed run equals an uninterrupted one."""
+
+import json
+
+import pytest
+import torch
+
+from nbprune.cli import main
+from nbprune.files import read_table
+from nbprune.layers import hidden_units
+from nbprune.networkfile import network_from_file
+from nbprune.session import VALIDATION_FILE, Session
+
+
+def run(session_dir, tiny_root, *extra) -> int:
+    return main(["prune", "--architecture", "lenet5_small", "--session-dir", str(session_dir), "--data-root",
+                 str(tiny_root), "--epochs", "1", "--patience", "1", "--q", "0.5", "--end-itr", "2", "--seed", "0",
+                 "--threads", "1", "--no-progress", *extra])
+
+
+def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(tiny_root, tmp_path, capsys):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root) == 0
+    session = Session.for_pruning_dir(session_dir)
+    expected = [(6, 16, 120, 84), (3, 8, 60, 42), (2, 4, 30, 21)]
+    for iteration, units in enumerate(expected):
+        network, record = network_from_file(session.model_file(iteration))
+        assert hidden_units(network) == units
+        assert record.iteration == iteration and record.spec is not None and record.spec.dataset == "MNIST"
+        assert network(torch.zeros(2, record.spec.features)).shape == (2, len(record.spec.classes))
+    assert [record["hidden"] for record in session.summary()] == expected
+    config = json.loads((session_dir / "run.json").read_text())["runs"][-1]["config"]
+    assert config["architecture"] == "lenet5_small" and tuple(config["hidden"]) == expected[0]
+
+    capsys.readouterr()
+    assert main(["evaluate", str(session.model_file(2)), "--data-root", str(tiny_root), "--threads", "1"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    header, rows = read_table(session.iteration_dir(2) / VALIDATION_FILE)
+    assert evaluated["hidden"] == list(expected[2])
+    assert evaluated["Test_Accuracy"] == pytest.approx(rows[0][header.index("Test_Accuracy")], abs=1e-9)
+    assert main(["export", str(session.model_file(2)), str(tmp_path / "export")]) != 0
+    assert "its export is not supported yet" in capsys.readouterr().err
+
+
+def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--end-itr", "1") == 0
+    kept = Session.for_pruning_dir(session_dir).summary()[1]["hidden"]
+    assert sum(kept) == 3 + 8 + 60 + 42 and kept != (3, 8, 60, 42)
+
+
+def test_a_parameter_budget_is_met_by_channels_and_neurons_together(tiny_root, tmp_path):
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--budget", "parameters", "--end-itr", "2") == 0
+    summary = Session.for_pruning_dir(session_dir).summary()
+    dense = summary[0]["parameters"]
+    assert dense == 44_426  # lenet5_small on 28x28 images, 10 classes
+    # the schedule keeps 3+8+60+42 = 113, then 2+4+30+21 = 57 of the 226 units: the same shares of the parameters
+    budgets = [round(dense * 113 / 226), round(dense * 57 / 226)]
+    assert all(record["parameters"] <= budget for record, budget in zip(summary[1:], budgets))
+    assert summary[2]["parameters"] > budgets[1] * 0.9  # as much kept as the budget allows, about
+
+
+def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
+    whole, parts = tmp_path / "whole" / "iterative_pruning", tmp_path / "parts" / "iterative_pruning"
+    assert run(whole, tiny_root) == 0
+    assert run(parts, tiny_root, "--end-itr", "1") == 0
+    assert run(parts, tiny_root, "--begin-itr", "auto") == 0
+    for iteration in range(3):
+        assert Session.for_pruning_dir(parts).model_file(iteration).read_bytes() == \
+            Session.for_pruning_dir(whole).model_file(iteration).read_bytes()
+
+
+@pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
+                                            (["--bias-compensation", "mean"], "bias_compensation='mean'")])
+def test_what_channel_pruning_does_not_do_yet_is_refused_before_anything_is_written(extra, message, tiny_root,
+                                                                                     tmp_path, capsys):
+    assert run(tmp_path / "iterative_pruning", tiny_root, *extra) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "iterative_pruning").exists() or not any((tmp_path / "iterative_pruning").glob("*/"))
