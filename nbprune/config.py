@@ -267,13 +267,13 @@ class TrainConfig:
                                low=0, high=1000)
     lr_drops: int = setting(3, "learning-rate drops without improvement before training stops", kind="int",
                             low=1, high=100)
-    cycle_epochs: int = setting(4, "onecycle: epochs of each pruned iteration's retraining, all of them run (the "
+    cycle_epochs: int = setting(5, "onecycle: epochs of each pruned iteration's retraining, all of them run (the "
                                    "best on validation is kept)", kind="int", low=1, high=100_000)
-    dense_cycle_epochs: int = setting(12, "onecycle: epochs of the dense model's training", kind="int", low=1,
+    dense_cycle_epochs: int = setting(10, "onecycle: epochs of the dense model's training", kind="int", low=1,
                                       high=100_000)
-    cycle_batch_size: int = setting(256, "onecycle: training batch size (batch_size is the other recipes')",
+    cycle_batch_size: int = setting(128, "onecycle: training batch size (batch_size is the other recipes')",
                                     kind="int", low=1, high=65_536)
-    max_lr: float = setting(3e-3, "onecycle: the peak learning rate, reached after the first 30% of the steps "
+    max_lr: float = setting(2e-3, "onecycle: the peak learning rate, reached after the first 30% of the steps "
                                   "(it starts and ends lower)", kind="float", low=0, high=10, bounds="(]")
     weight_decay: float = setting(1e-4, "AdamW weight decay", kind="float", low=0, high=10)
     min_delta: float = setting(1e-4, "smallest drop of the validation loss that counts as better", kind="float",
