@@ -8,15 +8,17 @@ whether the new recipe's mean lies within the seed spread of today's. The state 
 stopped between whole runs goes on where it stopped.
 
     python benchmarks/speed_recipe.py --data-root ../shared/datasets [--seeds 3] [--threads 1] [--subset N]
-        [--set NAME=VALUE ...] [--name speed_recipe] [--results-dir DIR]
+        [--set NAME=VALUE ...] [--name speed_recipe] [--results-dir DIR] [--candidate]
 
 --set changes the new recipe's settings (e.g. cycle_epochs=3 cycle_batch_size=512); --subset measures a cheaper
-proxy on fewer images (the levels' accuracies are then not comparable with the full data's).
+proxy on fewer images (the levels' accuracies are then not comparable with the full data's); --candidate measures the
+new recipe alone with those settings (how its defaults were chosen: <name>_candidates.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -145,6 +147,23 @@ def plot(by: dict, seeds: list[int]) -> Figure:
     return figure
 
 
+def candidates(args: argparse.Namespace, onecycle: dict) -> int:
+    """Run only the new recipe with the given settings, seed by seed; print and append one JSON line per run."""
+    path = args.results_dir / f"{args.name}_candidates.jsonl"
+    for seed in range(args.seeds):
+        config = RunConfig.from_flat(data_root=args.data_root, seed=seed, subset=args.subset, threads=args.threads,
+                                     **onecycle)
+        result = run_once(config, load_data_for(config))
+        line = json.dumps({"set": args.set, "seed": seed, "subset": args.subset, "threads": args.threads,
+                           "seconds": round(result["seconds"]), "epochs": result["epochs"],
+                           "other_load": result["other_load"], "loadavg": result["loadavg"],
+                           **{key: result["levels"].get(f"{key:g}") for key in LEVELS}})
+        print(line, flush=True)
+        old = path.read_text() if path.is_file() else ""
+        write_text_atomic(path, old + line + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="folder holding MNIST/raw (default $NBPRUNE_DATA_ROOT or ./data)")
@@ -152,11 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)")
     parser.add_argument("--subset", type=int, help="a cheaper proxy: this many training and test images")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="the new recipe's settings")
+    parser.add_argument("--candidate", action="store_true",
+                        help="measure only the new recipe with --set (choosing its settings): one JSON line per seed, "
+                             "appended to <name>_candidates.jsonl")
     parser.add_argument("--name", default="speed_recipe", help="results file name without extension")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     onecycle = {**RECIPES["onecycle"], **parse_settings([tuple(pair.split("=", 1)) for pair in args.set])}
+    if args.candidate:
+        return candidates(args, onecycle)
     settings = {"seeds": args.seeds, "threads": args.threads, "subset": args.subset, "set": sorted(args.set)}
     path = args.results_dir / f"{args.name}.json"
     state = load_state(path, settings, {"format": FORMAT, "runs": []}, "speed_recipe")

@@ -224,3 +224,24 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
     assert new["targets"] == pareto.current_targets()
     assert wanted(new)["<= 10,000 parameters"] == pareto.PARAMETER_TARGETS[10_000] != 97.5
     assert wanted({"rows": []}) == wanted(new)  # a file from before targets were stored: this round's
+
+
+def test_speed_recipe_judges_against_todays_seed_spread_and_reports_what_is_missing():
+    import speed_recipe
+    assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 96.0, 97.3]) == "BELOW today's seed spread"
+    assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 97.0, 97.3]) == "within the seed spread of today's recipe"
+    assert speed_recipe.verdict([97.0, 97.4], [97.9, 97.5]) == "above today's seed spread"
+
+    def run(recipe, seed, seconds, accuracy):
+        levels = {f"{share:g}": accuracy for share in (100.0, 80.0, *speed_recipe.LEVELS)}
+        return {"recipe": recipe, "seed": seed, "seconds": seconds, "other_load": 0.5, "loadavg": 1.0,
+                "epochs": 10, "levels": levels, "validation": levels}
+    state = {"runs": [run("today", 0, 240, 97.0), run("onecycle", 0, 60, 97.1), run("today", 1, 200, 97.4),
+                      run("onecycle", 1, 50, 97.2), run("today", 2, 220, 97.2)],
+             "settings": {"seeds": 3, "threads": 1, "subset": None}, "command": "python benchmarks/speed_recipe.py",
+             "onecycle": {"recipe": "onecycle"}, "machine": {"cpu": "test"}, "name": "speed_recipe"}
+    text, _ = speed_recipe.report(state)
+    assert "Seeds run with both recipes: 2 of 3 asked (0, 1)" in text  # seed 2's onecycle run is missing
+    assert "| today | 3.67 min | 3.33-4.00 min | 10 | 1.00x |" in text and "| onecycle | 0.92 min " in text
+    assert text.count("within the seed spread of today's recipe") == 4
+    assert "Quality kept at all four levels: yes" in text
