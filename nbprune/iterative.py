@@ -171,10 +171,7 @@ class IterativePruning:
                 model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial,
                                    inputs=step.inputs, budget=step.budget)
             self.training_dense = False
-            diverged = [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
-            for w in caught:
-                if not issubclass(w.category, DivergenceWarning):
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            diverged = _divergences(caught)
             criterion = None if dense or self.criterion_function else self.config.prune.criterion
             final, row = publish_iteration(session, partial, model, step, kept, criterion=criterion,
                                            teacher=None if dense else planned.teacher_file)
@@ -193,6 +190,14 @@ class IterativePruning:
                     f"--begin-itr {step.iteration}), or go on from it with begin_itr='auto'.")
         bar.close()
         return records
+
+
+def _divergences(caught: list[warnings.WarningMessage]) -> list:
+    """Return the messages of the divergence warnings among `caught`, showing the other warnings again."""
+    for w in caught:
+        if not issubclass(w.category, DivergenceWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
 
 
 def _distillation(planned: PlannedRun, dense: nn.Module | None) -> Distillation | None:
