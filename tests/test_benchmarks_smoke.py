@@ -243,5 +243,6 @@ def test_speed_recipe_judges_against_todays_seed_spread_and_reports_what_is_miss
     text, _ = speed_recipe.report(state)
     assert "Seeds run with both recipes: 2 of 3 asked (0, 1)" in text  # seed 2's onecycle run is missing
     assert "| today | 3.67 min | 3.33-4.00 min | 10 | 1.00x |" in text and "| onecycle | 0.92 min " in text
+    assert "| onecycle | 0 | 60 | 4.00x | 0.50 | 1.00 |" in text
     assert text.count("within the seed spread of today's recipe") == 4
     assert "Quality kept at all four levels: yes" in text
