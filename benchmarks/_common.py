@@ -67,7 +67,7 @@ def load_state(path: Path, settings: dict | None, empty: dict, owner: str) -> di
 
 def save_state(path: Path, state: dict) -> None:
     """Write a benchmark's state atomically, stamped with the time."""
-    from nbprune.io import write_text_atomic
+    from nbprune.files import write_text_atomic
     state["updated"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     write_text_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
 

@@ -5,27 +5,23 @@ For each seed, the dense SimpleNN (256+64) is trained once (iteration 0) and sha
 (q = 0.8, as `nbprune prune`), and `scratch` trains a fresh SimpleNN with each level's layer sizes from a new
 initialisation. Training settings are identical everywhere (the library's defaults unless --epochs/--patience).
 
-Every finished (method, seed, iteration) is kept in benchmarks/results/compare_criteria.json, rewritten
-atomically after each level, so the comparison can be finished over several sittings: a rerun skips what is
-done, continues an interrupted pruning chain when its session folder (under --work-dir) still exists, and
-restarts that chain from the shared dense model otherwise. --budget-minutes stops cleanly between levels.
-compare_criteria.md and compare_criteria.png are regenerated from the JSON on every run, partial or not.
+The pruning chains run as one `nbprune sweep` (Ray: a local one with --workers CPUs, or a cluster with --address):
+the sweep trains each seed's dense model once for every criterion, runs the chains one torch thread each, and
+continues where it stopped when the same command runs again (its folder is --work-dir/sweep-<hash of the spec>).
+`scratch`, which prunes nothing, then runs here, distilling from the sweep's dense model. Every finished (method,
+seed, iteration) is kept in benchmarks/results/compare_criteria.json, rewritten atomically after each level;
+compare_criteria.md and compare_criteria.png are drawn from the JSON alone.
 
-    python benchmarks/compare_criteria.py --data-root /work/shared/datasets --budget-minutes 60
+    python benchmarks/compare_criteria.py --data-root /work/shared/datasets --workers 2
     python benchmarks/compare_criteria.py --report-only        # redraw the table and plot from the JSON
-
---sweep DIR runs the pruning chains as an `nbprune sweep` (Ray: local, or a cluster with --address) and records
-their levels from its sessions as the script records its own (same models: a test compares them); scratch, if
-asked, then runs here.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
+import hashlib
 import json
-import math
 import os
 import shutil
 import statistics
@@ -44,9 +40,7 @@ from _common import load_state as common_load_state  # noqa: E402
 from nbprune.config import RunConfig  # noqa: E402
 from nbprune.data import load_data  # noqa: E402
 from nbprune.evaluation import evaluate, loss_and_accuracy  # noqa: E402
-from nbprune.io import format_table, read_table, save_figure, write_text_atomic  # noqa: E402
-from nbprune.iterative import IterativePruning  # noqa: E402
-from nbprune.session import is_complete, iteration_dir  # noqa: E402
+from nbprune.files import format_table, read_table, save_figure, write_text_atomic  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.modelfile import load_pruned_model  # noqa: E402
 from nbprune.retention import RetentionStep, schedule  # noqa: E402
@@ -64,10 +58,6 @@ REFERENCE_ACCURACY = {0: 97.61, 1: 97.61, 2: 97.62, 3: 97.56, 4: 97.57, 5: 97.41
                       9: 94.46, 10: 92.02, 11: 11.35, 12: 11.35, 13: 11.35, 14: 11.35}
 REFERENCE_DUPLICATE_ROW = 1
 PERCENT_TICKS = (100, 64, 41, 26, 16.9, 10.6, 6.9, 4.4, 2.8, 1.9, 1.25, 0.63)  # every other level
-
-
-class BudgetReached(Exception):
-    """The time budget ran out between two levels; everything finished so far is saved."""
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -112,164 +102,95 @@ def folder_record(folder: Path, step: RetentionStep, data, seconds: float | None
     return record
 
 
-class Comparison:
-    """Runs the levels that are missing, saving after each one."""
+def steps_of(args) -> list[RetentionStep]:
+    """Return the schedule's steps the comparison runs (up to --end-itr)."""
+    return [step for step in schedule() if args.end_itr is None or step.iteration <= args.end_itr]
 
-    def __init__(self, args, state: dict, state_path: Path):
-        self.args, self.state, self.state_path = args, state, state_path
-        self.steps = [step for step in schedule() if args.end_itr is None or step.iteration <= args.end_itr]
-        self.deadline = (time.monotonic() + 60 * args.budget_minutes) if args.budget_minutes is not None else math.inf
-        self.train_settings = config_of(args).train
-        self.distill = self.train_settings.distill
-        self._data: dict[int, object] = {}
 
-    def data(self, seed: int):
-        if seed not in self._data:
-            self._data = {seed: load_data(self.args.data_root, seed=seed, val_size=self.args.val_size)}
-        return self._data[seed]
+def log(method: str, seed: int, record: dict, note: str = "") -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    seconds = f", {record['seconds']:.0f} s" if record.get("seconds") is not None else ""
+    print(f"[{stamp}] {method:<16} seed {seed} iteration {record['iteration']:>2} "
+          f"({'+'.join(map(str, record['hidden']))}): test {record['Test_Accuracy']:.2f}%, "
+          f"val {record['Val_Accuracy']:.2f}%, {record['epochs']} epochs{seconds}{note}", flush=True)
 
-    def check_budget(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise BudgetReached
 
-    def log(self, method: str, seed: int, record: dict, note: str = "") -> None:
-        stamp = datetime.datetime.now().strftime("%H:%M:%S")
-        seconds = f", {record['seconds']:.0f} s" if record.get("seconds") is not None else ""
-        print(f"[{stamp}] {method:<16} seed {seed} iteration {record['iteration']:>2} "
-              f"({'+'.join(map(str, record['hidden']))}): test {record['Test_Accuracy']:.2f}%, "
-              f"val {record['Val_Accuracy']:.2f}%, {record['epochs']} epochs{seconds}{note}", flush=True)
-
-    def record(self, method: str, seed: int, record: dict, note: str = "") -> None:
-        results_of(self.state, method, seed)[str(record["iteration"])] = record
-        save_state(self.state_path, self.state)
-        self.log(method, seed, record, note)
-
-    def experiment(self, seed: int, criterion: str) -> IterativePruning:
-        data = self.data(seed)
-        return IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader,
-                                config=config_of(self.args, seed=seed, criterion=criterion), progress=False)
-
-    def dense(self, seed: int) -> Path:
-        """Return the session folder whose iteration 0 is this seed's trained dense model (training it if needed)."""
-        session = Path(self.args.work_dir) / f"seed{seed}" / "dense"
-        if not is_complete(session, 0):
-            self.check_budget()
-            started = time.perf_counter()
-            torch.manual_seed(seed)  # as `nbprune prune --seed`: the same initial weights for every method
-            self.experiment(seed, "interval_adjoint").run(SimpleNN(), self.steps[:1], session, begin_itr=0,
-                                                          end_itr=0)
-            record = folder_record(iteration_dir(session, 0), self.steps[0], self.data(seed),
-                                   time.perf_counter() - started)
-            self.state["dense"][str(seed)] = record
-            save_state(self.state_path, self.state)
-            self.log("dense (shared)", seed, record)
-        if str(seed) not in self.state["dense"]:
-            self.state["dense"][str(seed)] = folder_record(iteration_dir(session, 0), self.steps[0],
-                                                           self.data(seed), None)
-        return session
-
-    def needs(self, method: str, seed: int) -> list[int]:
-        done = results_of(self.state, method, seed)
-        return [step.iteration for step in self.steps if str(step.iteration) not in done]
-
-    def run_chain(self, criterion: str, seed: int) -> None:
-        """Prune the shared dense model level by level with `criterion`, continuing a session that exists."""
-        if not self.needs(criterion, seed):
-            return
-        session = Path(self.args.work_dir) / f"seed{seed}" / criterion
-        if not is_complete(session, 0):
-            dense = self.dense(seed)
-            shutil.rmtree(session, ignore_errors=True)
-            shutil.copytree(iteration_dir(dense, 0), iteration_dir(session, 0))
-        if str(self.steps[0].iteration) not in results_of(self.state, criterion, seed):
-            self.record(criterion, seed, dict(self.dense_record(seed), shared_dense=True), " (shared dense)")
-        experiment = self.experiment(seed, criterion)
-        for step in self.steps[1:]:
-            done = str(step.iteration) in results_of(self.state, criterion, seed)
-            if is_complete(session, step.iteration):
-                if not done:
-                    self.record(criterion, seed, folder_record(iteration_dir(session, step.iteration), step,
-                                                               self.data(seed), None), " (recovered)")
-                continue
-            if not self.needs(criterion, seed):
-                return
-            self.check_budget()
-            started = time.perf_counter()
-            experiment.run(SimpleNN(), self.steps, session, begin_itr="auto", end_itr=step.iteration)
-            record = folder_record(iteration_dir(session, step.iteration), step, self.data(seed),
-                                   time.perf_counter() - started)
-            self.record(criterion, seed, record, " (redone: session was lost)" if done else "")
-
-    def dense_record(self, seed: int) -> dict:
-        """Return the shared dense model's record, training the model only when no sitting has recorded it."""
-        if str(seed) not in self.state["dense"]:
-            self.dense(seed)
-        return copy.deepcopy(self.state["dense"][str(seed)])
-
-    def run_scratch(self, seed: int) -> None:
-        """Train a fresh SimpleNN with each level's layer sizes; iteration 0 is the shared dense model itself.
-
-        With distillation on, every level learns from the dense model as the pruned chains' retraining does.
-        """
-        teacher = None
-        for step in self.steps:
-            if str(step.iteration) in results_of(self.state, "scratch", seed):
-                continue
-            if step.iteration == self.steps[0].iteration:
-                self.record("scratch", seed, dict(self.dense_record(seed), shared_dense=True), " (shared dense)")
-                continue
-            self.check_budget()
-            data = self.data(seed)
-            folder = Path(self.args.work_dir) / f"seed{seed}" / "scratch" / str(step.iteration)
+def run_scratch(args, state: dict, state_path: Path, seed: int) -> None:
+    """Train a fresh SimpleNN with each level's layer sizes, saving after each level; iteration 0 is the sweep's
+    dense model itself. With distillation on, every level learns from the dense model as the chains' retraining does.
+    """
+    settings = config_of(args).train
+    data = load_data(args.data_root, seed=seed, val_size=args.val_size)
+    teacher = load_pruned_model(SimpleNN(), dense_model_file(args, seed)).eval() if settings.distill else None
+    done = results_of(state, "scratch", seed)
+    for step in steps_of(args):
+        if str(step.iteration) in done:
+            continue
+        if step.iteration == 0:
+            record = dict(state["dense"][str(seed)], shared_dense=True)
+        else:
+            folder = Path(args.work_dir) / f"seed{seed}" / "scratch" / str(step.iteration)
             shutil.rmtree(folder, ignore_errors=True)
             started = time.perf_counter()
-            if self.distill and teacher is None:
-                teacher = load_pruned_model(SimpleNN(), iteration_dir(self.dense(seed), 0) / "best_model.pth").eval()
             torch.manual_seed(seed + step.iteration)  # as the chains do before each level
             data.train_loader.reseed(seed + step.iteration)
             model = train(SimpleNN(hidden=step.retained), data.train_loader, data.test_loader, logdir=folder,
-                          val_loader=data.val_loader, progress=False, teacher=teacher, config=self.train_settings)
+                          val_loader=data.val_loader, progress=False, teacher=teacher, config=settings)
             results = dict(evaluate(model, data.train_loader, data.test_loader), PercentageRetain=step.percentage)
             write_text_atomic(folder / "validation_results.txt",
                               format_table(REFERENCE_COLUMNS, [[results[name] for name in REFERENCE_COLUMNS]]))
-            self.record("scratch", seed, folder_record(folder, step, data, time.perf_counter() - started))
-
-    def run(self) -> None:
-        for seed in self.args.seeds:
-            for method in self.args.methods:
-                if method == "scratch":
-                    self.run_scratch(seed)
-                else:
-                    self.run_chain(method, seed)
+            record = folder_record(folder, step, data, time.perf_counter() - started)
+        done[str(step.iteration)] = record
+        save_state(state_path, state)
+        log("scratch", seed, record, " (shared dense)" if step.iteration == 0 else "")
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
 
 def sweep_spec(args) -> dict:
-    """Return the `nbprune sweep` spec of the comparison's pruning chains (scratch stays in this script), on the
-    torch threads this script trains with, so the sweep's models are the script's own."""
-    fixed = {"epochs": args.epochs, "patience": args.patience, "distill": not args.no_distill,
-             "threads": torch.get_num_threads(), **({"val_size": args.val_size} if args.val_size else {}),
+    """Return the `nbprune sweep` spec of the comparison's pruning chains (scratch stays in this script), one torch
+    thread per chain."""
+    fixed = {"epochs": args.epochs, "patience": args.patience, "distill": not args.no_distill, "threads": 1,
+             **({"val_size": args.val_size} if args.val_size else {}),
              **({"data_root": args.data_root} if args.data_root else {})}
     return {"seeds": args.seeds, "end_itr": args.end_itr, "set": fixed,
             "grid": {"criterion": [method for method in args.methods if method != "scratch"]}}
 
 
-def record_sweep(args, state: dict, sweep_dir: Path) -> None:
-    """Record every level the sweep's chains finished, read from their sessions as the script reads its own."""
+def sweep_dir(args) -> Path:
+    """Return the sweep folder of this command's chains: one per spec (a sweep folder refuses another spec), named
+    by its hash, so rerunning the same command continues it."""
+    spec = json.dumps(sweep_spec(args), sort_keys=True)
+    return Path(args.work_dir) / f"sweep-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
+
+
+def chains_of(args) -> list[tuple]:
+    """Return (chain, session) of every chain of the sweep."""
     from nbprune.sweeps import SweepFolder, expand, spec_from_dict
-    folder = SweepFolder(sweep_dir)
-    record_of_sweep = folder.load_state(None)
+    folder = SweepFolder(sweep_dir(args))
+    return [(chain, Session(folder.chain_dir(chain))) for chain in expand(spec_from_dict(sweep_spec(args)))]
+
+
+def dense_model_file(args, seed: int) -> Path:
+    """Return the file of the seed's dense model: iteration 0 of the seed's chains (each a copy of the sweep's)."""
+    return next(session.model_file(0) for chain, session in chains_of(args) if chain.seed == seed)
+
+
+def record_sweep(args, state: dict) -> None:
+    """Record every level the sweep's chains finished, read from their sessions as the report reads them."""
+    from nbprune.sweeps import SweepFolder
+    record_of_sweep = SweepFolder(sweep_dir(args)).load_state(None)
     steps = {step.iteration: step for step in schedule()}
-    for chain in expand(spec_from_dict(sweep_spec(args))):
-        data = load_data(args.data_root, seed=chain.seed, val_size=args.val_size)
-        session = Session(folder.chain_dir(chain))
+    data = {}
+    for chain, session in chains_of(args):
+        if chain.seed not in data:
+            data = {chain.seed: load_data(args.data_root, seed=chain.seed, val_size=args.val_size)}
         seconds = {**record_of_sweep["dense"].get(chain.dense, {}),
                    **record_of_sweep["chains"].get(chain.name, {}).get("seconds", {})}
         for iteration in session.iterations():
-            record = folder_record(session.iteration_dir(iteration), steps[iteration], data,
+            record = folder_record(session.iteration_dir(iteration), steps[iteration], data[chain.seed],
                                    seconds.get(str(iteration)))
-            if iteration == 0:  # the shared dense model: its time counts once, as in the script's own runs
+            if iteration == 0:  # the shared dense model: its time counts once
                 state["dense"][str(chain.seed)] = record
                 record = dict(record, shared_dense=True)
             results_of(state, chain.config.prune.criterion, chain.seed)[str(iteration)] = record
@@ -485,15 +406,17 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--data-root", help="folder holding MNIST/raw/ (default $NBPRUNE_DATA_ROOT or ./data)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the JSON, markdown and plot go (benchmarks/results)")
-    parser.add_argument("--budget-minutes", type=float, help="stop cleanly between levels after this long")
     parser.add_argument("--report-only", action="store_true", help="only redraw the markdown and plot from the JSON")
-    parser.add_argument("--sweep", type=Path, metavar="DIR",
-                        help="run the pruning chains as `nbprune sweep` in DIR (a local Ray, or --address) and record "
-                             "their levels from it; scratch, if asked, runs here afterwards")
-    parser.add_argument("--address", help="with --sweep: a Ray cluster's HOST:PORT (default: a local Ray)")
+    parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray: chains run at once, one "
+                                                                "torch thread each (2)")
+    parser.add_argument("--address", help="a Ray cluster's HOST:PORT for the sweep (default: a local Ray with "
+                                           "--workers CPUs)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.patience < 1:
         parser.error("--epochs and --patience must be at least 1")
+    if args.methods == ["scratch"]:
+        parser.error("scratch trains the schedule's shapes beside the criteria's chains, distilling from their dense "
+                     "model: name at least one criterion too (--methods interval_adjoint scratch)")
     return args
 
 
@@ -508,19 +431,18 @@ def main(argv: list[str] | None = None) -> int:
                  methods=[m for m in METHODS if m in set(state.get("methods", [])) | set(args.methods)],
                  command=command_line(), machine=machine_info())
     save_state(state_path, state)
-    comparison = Comparison(args, state, state_path)
     status = 0
     try:
-        if args.sweep:
-            from nbprune import sweep
-            sweep(sweep_spec(args), args.sweep, address=args.address, progress=False)
-            record_sweep(args, state, args.sweep)
-            save_state(state_path, state)
-        comparison.run()
-    except BudgetReached:
-        print(f"compare_criteria: the budget of {args.budget_minutes:g} minutes is spent; run again to continue.")
+        from nbprune import sweep
+        print(f"compare_criteria: the pruning chains run as `nbprune sweep` in {sweep_dir(args)}", flush=True)
+        sweep(sweep_spec(args), sweep_dir(args), address=args.address, workers=args.workers)
+        record_sweep(args, state)
+        save_state(state_path, state)
+        if "scratch" in args.methods:
+            for seed in args.seeds:
+                run_scratch(args, state, state_path, seed)
     except KeyboardInterrupt:
-        print("compare_criteria: interrupted; finished levels are saved, run again to continue.")
+        print("compare_criteria: interrupted; finished levels are saved, run the same command again to continue.")
         status = 130
     save_state(state_path, state)
     print(f"wrote {render(state, args.results_dir)}")

@@ -27,7 +27,7 @@ from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.pa
 from nbprune import SimpleNN, load_data
 from nbprune.data import data_root
 from nbprune.evaluation import loss_and_accuracy
-from nbprune.io import write_text_atomic
+from nbprune.files import write_text_atomic
 from nbprune.training import make_trainer
 
 

@@ -38,7 +38,7 @@ from _common import (RESULTS_DIR, OtherLoad, command_line, machine_info, machine
 from nbprune.data import InputSpec  # noqa: E402
 from nbprune.datasets import MNIST  # noqa: E402
 from nbprune.export import PAD_TO, TORCHSCRIPT_FILE, export_model  # noqa: E402
-from nbprune.io import write_text_atomic  # noqa: E402
+from nbprune.files import write_text_atomic  # noqa: E402
 from nbprune.session import iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN, parameter_count  # noqa: E402
 from nbprune.modelfile import load_pruned_model, save_model_file  # noqa: E402

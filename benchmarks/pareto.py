@@ -11,10 +11,14 @@ model, model selection on the validation split), until the models are smaller th
 - best: the combination that did best here; magnitude and taylor under the same allocation and input pruning;
 - scratch: the best combination's model sizes (and kept pixels) trained from a fresh initialisation.
 
+The pruning chains run as one `nbprune sweep` (Ray: a local one with --workers CPUs, or a cluster with --address;
+one case per method): the sweep trains each seed's dense model once for every method, runs the chains one torch
+thread each, and continues where it stopped when the same command runs again. Its folder is
+--work-dir/sweep-<hash of the spec>, so another choice of methods or seeds runs in a sweep of its own. Scratch,
+which trains the `best` chain's shapes from a fresh start, is no pruning chain: it runs here afterwards.
+
 Every finished model is one row of benchmarks/results/pareto.json (method, seed, iteration, hidden, inputs,
-parameters, val_acc, test_acc, model_file); pareto.md and pareto.png are drawn from it. A rerun skips what is done
-and continues unfinished chains from their session folders (--work-dir), so the benchmark can be finished over
-several sittings. Chains run in --workers processes (one torch thread each).
+parameters, val_acc, test_acc, model_file); pareto.md and pareto.png are drawn from it alone (--report-only).
 
     python benchmarks/pareto.py --data-root ../shared/datasets --workers 2
     python benchmarks/pareto.py --report-only
@@ -25,24 +29,16 @@ own results (--name pareto_teacher), four seeds:
 
     python benchmarks/pareto.py --data-root ../shared/datasets --seeds 0 1 2 3 --name pareto_teacher \
         --methods best reference_teacher best_teacher best_teacher_aug magnitude_teacher taylor_teacher scratch_teacher
-
-The pruning chains also run as an `nbprune sweep` (Ray, local or --address; one case per method), and the report is
-drawn from the sweep's results.csv the same way (scratch, trained from a fresh start, is no pruning chain: it
-runs only in this script's own pool):
-
-    python benchmarks/pareto.py --data-root ../shared/datasets --methods reference best magnitude --sweep sweeps/pareto
-    python benchmarks/pareto.py --from-sweep sweeps/pareto --results-dir /tmp/pareto_report
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
+import hashlib
 import json
 import math
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -188,22 +184,11 @@ def row_of(method: str, seed: int, iteration: int, model_file: Path, data) -> di
             "test_acc": loss_and_accuracy(model, data.test_loader)[1], "model_file": str(model_file)}
 
 
-def dense_session(args, seed: int) -> Path:
-    """Return the folder whose iteration 0 is this seed's dense model, training it when missing."""
-    import torch
-
-    from nbprune import IterativePruning, Session, SimpleNN
-    from nbprune.course import load_data_for
-    from nbprune.retention import default_steps
-    session = Path(args.work_dir) / f"seed{seed}" / "dense"
-    if not Session.for_pruning_dir(session).is_complete(0):
-        config = config_for(args, "reference", seed)
-        data = load_data_for(config)
-        torch.manual_seed(seed)
-        experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
-                                      progress=False)
-        experiment.run(SimpleNN(), default_steps(config)[:1], session)
-    return session
+def sweep_dir(args) -> Path:
+    """Return the sweep folder of this command's chains: one per spec (a sweep folder refuses another spec), named
+    by its hash, so rerunning the same command continues it and other methods or seeds get a folder of their own."""
+    spec = json.dumps(sweep_spec(args), sort_keys=True)
+    return Path(args.work_dir) / f"sweep-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
 
 def steps_for(config, min_parameters: int):
@@ -217,80 +202,59 @@ def steps_for(config, min_parameters: int):
     return steps[:cut + 1]
 
 
-def run_chain(args, method: str, seed: int, skip: set[int]) -> list[dict]:
-    """Prune the seed's dense model along the schedule with the method's settings; return the new rows."""
-    import torch
-
-    from nbprune import IterativePruning, Session, SimpleNN
-    from nbprune.course import load_data_for
-    torch.set_num_threads(1)
-    config = config_for(args, method, seed)
-    data = load_data_for(config)
-    dense = dense_session(args, seed)
-    session = Session.for_pruning_dir(Path(args.work_dir) / f"seed{seed}" / method)
-    if not session.is_complete(0):
-        shutil.rmtree(session.pruning, ignore_errors=True)
-        shutil.copytree(Session.for_pruning_dir(dense).iteration_dir(0), session.iteration_dir(0))
-    steps = steps_for(config, args.min_parameters)
-    experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
-                                  progress=False)
-    torch.manual_seed(seed)
-    experiment.run(SimpleNN(), steps, session.pruning, begin_itr="auto")
-    return [row_of(method, seed, step.iteration, session.model_file(step.iteration), data) for step in steps
-            if step.iteration not in skip]
-
-
-def run_scratch(args, method: str, seed: int, skip: set[int]) -> list[dict]:
+def run_scratch(args, state: dict, method: str, seed: int) -> list[dict]:
     """Train the shapes (and kept pixels) of the chain SCRATCH[method] names from a fresh initialisation, level by
-    level, distilling from the dense model (scratch) or the teacher file (scratch_teacher)."""
+    level, distilling from that chain's dense model (scratch) or the teacher file (scratch_teacher); return the new
+    rows (levels already in the results are skipped)."""
     import torch
 
-    from nbprune import Session, SimpleNN, train
+    from nbprune import SimpleNN, train
     from nbprune.course import load_data_for
     from nbprune.model import KeepInputs
     from nbprune.modelfile import save_model_file
     torch.set_num_threads(1)
     config = config_for(args, method, seed)
     data = load_data_for(config)
+    shapes = {row["iteration"]: Path(row["model_file"]) for row in state["rows"]
+              if row["method"] == SCRATCH[method] and row["seed"] == seed}
+    if 0 not in shapes:
+        raise SystemExit(f"pareto: {method} trains the shapes of {SCRATCH[method]}'s chain, which has no models for "
+                         f"seed {seed} yet: add {SCRATCH[method]} to --methods.")
     record = None  # the teacher file's, written into every model's record
     if config.train.teacher is not None:
         from nbprune.teacher import load_teacher
         taught_by = load_teacher(config.train.teacher, data.spec)
         teacher, record = taught_by.model, taught_by.record()
     else:
-        teacher = SimpleNN.from_file(Session.for_pruning_dir(dense_session(args, seed)).model_file(0)).eval()
-    best = Session.for_pruning_dir(Path(args.work_dir) / f"seed{seed}" / SCRATCH[method])
+        teacher = SimpleNN.from_file(shapes[0]).eval()  # the chain's iteration 0: the sweep's dense model
+    done = done_iterations(state, method, seed)
     rows = []
-    for iteration in best.iterations():
-        if iteration in skip or iteration == 0:
-            continue
-        shape = SimpleNN.from_file(best.model_file(iteration))
+    for iteration in sorted(set(shapes) - done - {0}):
+        shape = SimpleNN.from_file(shapes[iteration])
         torch.manual_seed(seed + iteration)
         data.train_loader.reseed(seed + iteration)
-        model = SimpleNN(shape.hidden, 784, 10)
+        model = SimpleNN(shape.hidden, data.spec.features, len(data.spec.classes))
         if shape.keep_inputs is not None:
             model.keep_inputs = KeepInputs(shape.keep_inputs.index)
             model.fc1 = torch.nn.Linear(shape.inputs_kept, shape.hidden[0])
         folder = Path(args.work_dir) / f"seed{seed}" / method / str(iteration)
+        started = time.perf_counter()
         train(model, data.train_loader, data.test_loader, logdir=folder, val_loader=data.val_loader, progress=False,
               teacher=teacher, config=config.train)
         save_model_file(model, folder / "best_model.pth", iteration=iteration, teacher=record)
         rows.append(row_of(method, seed, iteration, folder / "best_model.pth", data))
+        state.setdefault("seconds", {})[f"{method}/{seed}"] = \
+            state.get("seconds", {}).get(f"{method}/{seed}", 0.0) + time.perf_counter() - started
     return rows
-
-
-def work(args, method: str, seed: int, skip: set[int]) -> tuple[str, int, list[dict], float]:
-    started = time.perf_counter()
-    rows = run_scratch(args, method, seed, skip) if method in SCRATCH else run_chain(args, method, seed, skip)
-    return method, seed, rows, time.perf_counter() - started
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
 def sweep_spec(args) -> dict:
     """Return the `nbprune sweep` spec of the benchmark's pruning chains: one case per method (scratch, which
-    trains from scratch, stays here), each chain as far as the last method's cut below --min-parameters."""
+    trains from scratch, stays here), each chain as far as the last method's cut below --min-parameters, on one
+    torch thread per chain."""
     methods = [method for method in args.methods if method not in SCRATCH]
-    fixed = {"epochs": args.epochs, **({"data_root": args.data_root} if args.data_root else {})}
+    fixed = {"epochs": args.epochs, "threads": 1, **({"data_root": args.data_root} if args.data_root else {})}
     last = max(steps_for(config_for(args, method, args.seeds[0]), args.min_parameters)[-1].iteration
                for method in methods)
     return {"seeds": args.seeds, "end_itr": last, "set": fixed, "cases": [changes_of(args, m) for m in methods]}
@@ -309,10 +273,10 @@ def method_of(args, settings: dict[str, str]) -> str | None:
 
 def state_from_sweep(args, sweep_dir: Path) -> dict:
     """Return the benchmark's state with the rows of a sweep's results.csv, each chain cut where the benchmark
-    cuts it (its first level below --min-parameters)."""
+    cuts it (its first level below --min-parameters), and each chain's seconds."""
     from nbprune.sweeps.report import read_results
     table, varied, _ = read_results(sweep_dir)
-    rows = []
+    rows, seconds = [], {}
     for row in table:
         method = method_of(args, {name: row[name] for name in varied})
         if method is None or method not in args.methods or row["seed"] not in args.seeds:
@@ -323,7 +287,11 @@ def state_from_sweep(args, sweep_dir: Path) -> dict:
                      "hidden": [int(size) for size in row["hidden"].split("+")], "inputs": row["inputs"],
                      "parameters": row["parameters"], "val_acc": row["val_acc"], "test_acc": row["test_acc"],
                      "model_file": str(Path(sweep_dir) / row["model_file"])})
-    return {"format": FORMAT, "settings": settings_of(args), "rows": rows, "dense": {}, "targets": current_targets()}
+        if row["iteration"] > 0 and isinstance(row["seconds"], (int, float)):  # the shared dense model counts apart
+            key = f"{method}/{row['seed']}"
+            seconds[key] = seconds.get(key, 0.0) + row["seconds"]
+    return {"format": FORMAT, "settings": settings_of(args), "rows": rows, "dense": {}, "targets": current_targets(),
+            "seconds": seconds}
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -530,7 +498,7 @@ def plot(state: dict):
 
 
 def render(state: dict, results_dir: Path, name: str = "pareto") -> Path:
-    from nbprune.io import save_figure, write_text_atomic
+    from nbprune.files import save_figure, write_text_atomic
     table, verdicts = target_table(state)
     text = "\n".join([
         "# Accuracy per parameter",
@@ -583,17 +551,14 @@ def parse_args(argv):
                         help=f"most epochs per level (nbprune's default {epochs})")
     parser.add_argument("--min-parameters", type=int, default=3_000,
                         help="stop a chain after its first level whose budget is below this (3000)")
-    parser.add_argument("--workers", type=int, default=2, help="chains run at once, one torch thread each (2)")
+    parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray: chains run at once, one "
+                                                                "torch thread each (2)")
     parser.add_argument("--data-root", help="folder holding MNIST/raw/ (default $NBPRUNE_DATA_ROOT)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--budget-minutes", type=float, help="submit no new chain after this long")
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--sweep", type=Path, metavar="DIR",
-                        help="run the pruning chains as `nbprune sweep` in DIR (Ray; --workers local CPUs) and "
-                             "report from its results.csv")
-    parser.add_argument("--from-sweep", type=Path, metavar="DIR", help="report from the results.csv in DIR")
-    parser.add_argument("--address", help="with --sweep: a Ray cluster's HOST:PORT (default: a local Ray)")
+    parser.add_argument("--address", help="a Ray cluster's HOST:PORT for the sweep (default: a local Ray with "
+                                           "--workers CPUs)")
     parser.add_argument("--teacher", type=Path, help="the teacher file of the *_teacher methods, trained there "
                                                      "when missing (default: WORK_DIR/teacher.pth)")
     parser.add_argument("--name", default="pareto", help="results file names: NAME.json, NAME.md, NAME.png "
@@ -609,51 +574,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         print(f"wrote {render(load_state(path, None), args.results_dir, args.name)}")
         return 0
-    if args.sweep or args.from_sweep:
-        return report_from_sweep(args)
     state = load_state(path, settings_of(args))
     if set(args.methods) & set(TEACHER_METHODS):
         check_teacher(state, teacher_file(args))
     state.update(command=command_line(), machine=machine_info(), workers=args.workers)
     started = time.monotonic()
-    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes is not None else math.inf
-    for seed in args.seeds:  # the shared dense models first, one per seed
-        dense_session(args, seed)
-    chains = [(m, s) for m in args.methods if m not in SCRATCH for s in args.seeds]
-    later = [(m, s) for m in args.methods if m in SCRATCH for s in args.seeds]
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for batch in (chains, later):
-            futures = []
-            for method, seed in batch:
-                if time.monotonic() > deadline:
-                    break
-                futures.append(pool.submit(work, args, method, seed, done_iterations(state, method, seed)))
-            for future in concurrent.futures.as_completed(futures):
-                method, seed, rows, seconds = future.result()
-                state["rows"] = [r for r in state["rows"] if not (r["method"] == method and r["seed"] == seed and
-                                                                   r["iteration"] in {x["iteration"] for x in rows})]
-                state["rows"] += rows
-                if rows:  # a chain that had nothing left to do keeps the time it took when it ran
-                    state.setdefault("seconds", {})[f"{method}/{seed}"] = seconds
-                save_state(path, state)
-                print(f"[{datetime.datetime.now():%H:%M:%S}] {method} seed {seed}: {len(rows)} models in "
-                      f"{seconds / 60:.1f} min", flush=True)
+    if any(method not in SCRATCH for method in args.methods):
+        from nbprune import sweep
+        folder = sweep_dir(args)
+        print(f"pareto: the pruning chains run as `nbprune sweep` in {folder}", flush=True)
+        sweep(sweep_spec(args), folder, address=args.address, workers=args.workers)
+        swept = state_from_sweep(args, folder)
+        chains = {(row["method"], row["seed"]) for row in swept["rows"]}
+        state["rows"] = [row for row in state["rows"] if (row["method"], row["seed"]) not in chains] + swept["rows"]
+        state.setdefault("seconds", {}).update(swept["seconds"])
+        save_state(path, state)
+    for method in (method for method in args.methods if method in SCRATCH):
+        for seed in args.seeds:
+            rows = run_scratch(args, state, method, seed)
+            state["rows"] += rows
+            save_state(path, state)
+            print(f"[{datetime.datetime.now():%H:%M:%S}] {method} seed {seed}: {len(rows)} models", flush=True)
+    order = list(EVERY_METHOD)
+    state["rows"].sort(key=lambda row: (order.index(row["method"]), row["seed"], row["iteration"]))
     sittings = "sitting_minutes" if set(args.methods) & set(METHODS) else "attempt_minutes"
     state.setdefault(sittings, []).append(round((time.monotonic() - started) / 60, 1))
     save_state(path, state)
-    print(f"wrote {render(state, args.results_dir, args.name)}")
-    return 0
-
-
-def report_from_sweep(args) -> int:
-    """Run (with --sweep) and report the benchmark's chains from a sweep's table."""
-    started = time.monotonic()
-    if args.sweep:
-        from nbprune import sweep
-        sweep(sweep_spec(args), args.sweep, address=args.address, workers=args.workers)
-    state = state_from_sweep(args, args.sweep or args.from_sweep)
-    state.update(command=command_line(), machine=machine_info(), workers=args.workers,
-                 sitting_minutes=[round((time.monotonic() - started) / 60, 1)] if args.sweep else [])
     print(f"wrote {render(state, args.results_dir, args.name)}")
     return 0
 

@@ -25,7 +25,7 @@ from _common import RESULTS_DIR  # noqa: E402  (also puts the checkout on sys.pa
 from nbprune import IterativePruning, RunConfig, SimpleNN
 from nbprune.course import load_data_for
 from nbprune.config import parse_settings
-from nbprune.io import save_figure, write_text_atomic
+from nbprune.files import save_figure, write_text_atomic
 from nbprune.retention import default_steps
 
 # The reference's reported test accuracy per % of nodes retained (../shared/seed/REFERENCE.md, with retraining).

@@ -35,7 +35,7 @@ from _common import RESULTS_DIR, command_line, machine_info, machine_section, ma
 
 from nbprune.data import load_data  # noqa: E402
 from nbprune.evaluation import loss_and_accuracy  # noqa: E402
-from nbprune.io import write_text_atomic  # noqa: E402
+from nbprune.files import write_text_atomic  # noqa: E402
 from nbprune.iterative import IterativePruning  # noqa: E402
 from nbprune.session import is_complete, iteration_dir  # noqa: E402
 from nbprune.model import SimpleNN  # noqa: E402

@@ -34,7 +34,7 @@ from _common import (RESULTS_DIR, OtherLoad, command_line, load_state, machine_i
 from nbprune import IterativePruning, RunConfig, SimpleNN
 from nbprune.config import parse_settings
 from nbprune.course import load_data_for
-from nbprune.io import save_figure, write_text_atomic
+from nbprune.files import save_figure, write_text_atomic
 from nbprune.retention import default_steps
 from nbprune.session import Session
 

@@ -85,7 +85,7 @@ def skip_slow_import(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nbprune.io import write_text_atomic
+    from nbprune.files import write_text_atomic
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nbprune_sweep_workers_") as work:
         skip_slow_import(Path(work))

@@ -23,7 +23,7 @@ from nbprune import SimpleNN, load_data, parameter_count
 from nbprune.config import TrainConfig, data_root
 from nbprune.criteria import PruningContext
 from nbprune.evaluation import loss_and_accuracy
-from nbprune.io import write_text_atomic
+from nbprune.files import write_text_atomic
 from nbprune.prune import prune_nodes
 from nbprune.teacher import load_teacher, save_teacher, train_teacher
 from nbprune.training import train

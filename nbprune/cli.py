@@ -176,7 +176,7 @@ def cmd_workbook(args) -> None:
 def cmd_teacher(args) -> None:
     from .data import load_data_for
     from .evaluation import loss_and_accuracy
-    from .io import TEMPORARY_SPARE, check_fits
+    from .files import TEMPORARY_SPARE, check_fits
     from .teacher import save_teacher, train_teacher
 
     config = RunConfig.from_flat(given(args, TEACHER_DATA_SETTINGS))

@@ -29,7 +29,7 @@ from .config import or_default
 from .data import DataSplits, InputSpec
 from .datasets import DATASETS, is_data_file
 from .errors import ModelFileError, NbpruneError, StorageError
-from .io import UMASK, atomic_path, check_fits, write_bytes_atomic, write_fix, write_text_atomic
+from .files import UMASK, atomic_path, check_fits, write_bytes_atomic, write_fix, write_text_atomic
 from .locks import hold
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape

@@ -19,7 +19,7 @@ from .criteria import Criterion, PruningContext, make_criterion
 from .data import Loader, TensorLoader
 from .errors import DivergenceWarning, TrainingError
 from .evaluation import evaluate as default_evaluate, loss_and_accuracy
-from .io import cannot_write, format_table, read_table, write_text_atomic
+from .files import cannot_write, format_table, read_table, write_text_atomic
 from .model import SimpleNN, hidden_linears, linear_layers, parameter_count
 from .modelfile import read_model_file, save_model_file, state_shape
 from .plan import PlannedRun, plan_iterations

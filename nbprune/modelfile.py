@@ -32,7 +32,7 @@ from torch import nn
 from .config import ACTIVATIONS
 from .data import InputSpec
 from .errors import ModelFileError
-from .io import write_bytes_atomic
+from .files import write_bytes_atomic
 
 RECORD_KEY = "nbprune"
 RECORD_FORMAT = 1

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullLocator
 
 from .errors import NbpruneError
-from .io import format_table, save_figure, write_text_atomic
+from .files import format_table, save_figure, write_text_atomic
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, Session
 
 PERCENT_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from .config import MAX_ITERATIONS, RunConfig, declared_default, or_default
 from .datasets import dataset_named, is_data_file
 from .errors import ScheduleError
-from .io import format_table, save_figure, write_text_atomic
+from .files import format_table, save_figure, write_text_atomic
 
 MAX_NEURONS = 16_384  # per layer: the bound config.ModelConfig.hidden declares
 

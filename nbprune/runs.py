@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .errors import SessionError
-from .io import write_text_atomic
+from .files import write_text_atomic
 
 RUN_RECORD = "run.json"
 EARLIER_RUNS = "earlier_runs"  # where a run that starts at iteration k moves what an earlier run left from k on

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import project_root
 from .errors import SessionError
-from .io import read_table
+from .files import read_table
 from .locks import check_free, folder_lock
 from .runs import EARLIER_RUNS, RUN_RECORD, RunHistory
 

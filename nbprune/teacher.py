@@ -29,7 +29,7 @@ from .datasets import DEFAULT
 from .epoch import adamw, batches, image_shift
 from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
-from .io import write_bytes_atomic
+from .files import write_bytes_atomic
 from .model import SimpleNN
 from .modelfile import PROBE_RADIUS, _spec_from_dict, read_model_file
 from .progress import progress_bar

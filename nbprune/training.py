@@ -17,7 +17,7 @@ from .epoch import ImageShift, Trainer, image_shift, shifted_teacher_probabiliti
 from .errors import ConfigError, DivergenceWarning
 from .evaluation import loss_and_accuracy
 from .fast_mlp import FlatMLPTrainer
-from .io import format_table, write_text_atomic
+from .files import format_table, write_text_atomic
 from .model import SimpleNN
 from .modelfile import save_model_file
 from .progress import progress_bar

@@ -38,33 +38,6 @@ def test_pruning_quality_table_gives_the_default_choice(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_criteria_runs_and_resumes(tiny_root, tmp_path):
-    work, results = tmp_path / "work", tmp_path / "results"
-    arguments = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--patience", "1",
-                 "--seeds", "0", "--methods", "magnitude", "scratch", "--work-dir", str(work),
-                 "--results-dir", str(results)]
-    assert compare_criteria.main([*arguments, "--end-itr", "1"]) == 0
-    state = json.loads((results / "compare_criteria.json").read_text())
-    assert sorted(state["results"]["magnitude"]["0"]) == ["0", "1"] == sorted(state["results"]["scratch"]["0"])
-    assert state["results"]["magnitude"]["0"]["0"]["Test_Accuracy"] == state["dense"]["0"]["Test_Accuracy"]
-    first = state["results"]["magnitude"]["0"]["1"]["Test_Accuracy"]
-    assert (results / "compare_criteria.png").is_file()
-    assert "All runs finished" in (results / "compare_criteria.md").read_text()
-
-    assert compare_criteria.main([*arguments, "--end-itr", "2", "--budget-minutes", "0"]) == 0
-    assert "iterations 2" in (results / "compare_criteria.md").read_text()
-
-    shutil.rmtree(work)  # a new sitting: only the JSON is left, so the chain starts again from a new dense model
-    assert compare_criteria.main([*arguments, "--end-itr", "2"]) == 0
-    state = json.loads((results / "compare_criteria.json").read_text())
-    assert sorted(state["results"]["magnitude"]["0"]) == ["0", "1", "2"]
-    assert state["results"]["magnitude"]["0"]["1"]["Test_Accuracy"] == first  # the redone level is reproduced
-
-    with pytest.raises(SystemExit, match="other settings"):
-        compare_criteria.main([*arguments[:4], "--epochs", "2", *arguments[6:]])
-
-
-@pytest.mark.slow
 def test_small_network_ceiling_retrains_one_level_by_every_route(tiny_root, tmp_path):
     session, results = tmp_path / "session", tmp_path / "results"
     arguments = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--level", "2",
@@ -83,63 +56,6 @@ def test_small_network_ceiling_retrains_one_level_by_every_route(tiny_root, tmp_
 
     with pytest.raises(SystemExit):
         small_network_ceiling.main([*arguments, "--sources", "2"])
-
-
-@pytest.mark.slow
-def test_pareto_writes_one_row_per_model_and_resumes(tiny_root, tmp_path):
-    work, results = tmp_path / "work", tmp_path / "results"
-    arguments = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
-                 "--workers", "1", "--work-dir", str(work), "--results-dir", str(results)]
-    assert pareto.main([*arguments, "--methods", "reference", "best", "scratch"]) == 0
-    state = json.loads((results / "pareto.json").read_text())
-    fields = {"method", "seed", "iteration", "hidden", "inputs", "parameters", "val_acc", "test_acc", "model_file"}
-    assert all(set(row) == fields for row in state["rows"])
-    best = [row for row in state["rows"] if row["method"] == "best"]
-    assert best[-1]["inputs"] < 784 and best[-1]["parameters"] < best[0]["parameters"]
-    assert {row["method"] for row in state["rows"]} == {"reference", "best", "scratch"}
-    scratch = {row["iteration"]: row for row in state["rows"] if row["method"] == "scratch"}
-    assert all(scratch[row["iteration"]]["inputs"] == row["inputs"] for row in best if row["iteration"] in scratch)
-    text = (results / "pareto.md").read_text()
-    assert "## Targets" in text and "selected on the test set" in text
-    assert (results / "pareto.png").is_file()
-    rows = len(state["rows"])
-    assert pareto.main([*arguments, "--methods", "reference", "best", "scratch"]) == 0  # nothing left to do
-    assert len(json.loads((results / "pareto.json").read_text())["rows"]) == rows
-    assert "Attempts" not in text  # attempts run only when named; then they are reported apart from the benchmark
-    assert pareto.main([*arguments, "--methods", "best_lr_patience3"]) == 0
-    state = json.loads((results / "pareto.json").read_text())
-    assert {row["method"] for row in state["rows"]} == {"reference", "best", "scratch", "best_lr_patience3"}
-    assert len(state["sitting_minutes"]) == 2 and len(state["attempt_minutes"]) == 1
-    text = (results / "pareto.md").read_text()
-    assert "## Attempts at the missed targets" in text and "`best_lr_patience3`: lr_patience = 3" in text
-
-
-@pytest.mark.slow
-def test_pareto_teacher_methods_distil_from_the_teacher_file_and_refuse_another(tiny_root, tmp_path):
-    import torch
-
-    from nbprune import SimpleNN
-    from nbprune.modelfile import read_record, save_model_file
-    work, results = tmp_path / "work", tmp_path / "results"
-    arguments = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
-                 "--workers", "1", "--work-dir", str(work), "--results-dir", str(results), "--name", "study"]
-    assert pareto.main([*arguments, "--methods", "reference"]) == 0  # trains the dense model of seed 0
-    teacher = work / "seed0" / "dense" / "0" / "prune_w_retrain" / "best_model.pth"  # a SimpleNN teaches too
-    assert pareto.main([*arguments, "--teacher", str(teacher), "--methods", "best_teacher", "scratch_teacher"]) == 0
-    state = json.loads((results / "study.json").read_text())
-    assert {row["method"] for row in state["rows"]} == {"reference", "best_teacher", "scratch_teacher"}
-    assert state["teacher"]["file"] == str(teacher.resolve()) and len(state["teacher"]["sha256"]) == 64
-    taught = [row for row in state["rows"] if row["method"].endswith("_teacher") and row["iteration"] > 0]
-    assert {row["method"] for row in taught} == {"best_teacher", "scratch_teacher"}
-    assert all(read_record(row["model_file"]).teacher["sha256"] == state["teacher"]["sha256"] for row in taught)
-    text = (results / "study.md").read_text()
-    assert "## The teacher (issue 20)" in text and (results / "study.png").is_file()
-    model = SimpleNN.from_file(teacher)  # the same network with other weights: another teacher
-    with torch.no_grad():
-        model.fc3.bias.add_(1.0)
-    other = save_model_file(model, tmp_path / "other.pth", iteration=0)
-    with pytest.raises(SystemExit, match="another --results-dir or --name"):
-        pareto.main([*arguments, "--teacher", str(other), "--methods", "best_teacher"])
 
 
 @pytest.mark.slow
@@ -224,6 +140,18 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
     assert new["targets"] == pareto.current_targets()
     assert wanted(new)["<= 10,000 parameters"] == pareto.PARAMETER_TARGETS[10_000] != 97.5
     assert wanted({"rows": []}) == wanted(new)  # a file from before targets were stored: this round's
+
+
+@pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"),
+                                          (compare_criteria, "compare_criteria")])
+def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, script, name):
+    committed = pareto.RESULTS_DIR
+    shutil.copy(committed / f"{name}.json", tmp_path / f"{name}.json")
+    naming = ["--name", name] if script is pareto else []
+    assert script.main(["--report-only", "--results-dir", str(tmp_path), *naming]) == 0
+    assert (tmp_path / f"{name}.md").read_text() == (committed / f"{name}.md").read_text()
+    assert (tmp_path / f"{name}.png").read_bytes() == (committed / f"{name}.png").read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{name}.{kind}" for kind in ("json", "md", "png")]
 
 
 def test_speed_recipe_judges_against_todays_seed_spread_and_reports_what_is_missing():

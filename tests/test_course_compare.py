@@ -102,7 +102,7 @@ def test_every_criterion_prunes_the_same_dense_model_and_scratch_draws_fresh_wei
 
 
 def test_every_method_gets_one_training_budget_counted_from_random_weights(session, monkeypatch):
-    from nbprune.io import read_table
+    from nbprune.files import read_table
     dense_ran = len(read_table(session.iteration_dir(0) / "train_results.txt")[1])  # epochs iteration 0 ran
     trained = {}
 

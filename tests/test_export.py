@@ -25,7 +25,7 @@ from nbprune.data import InputSpec
 from nbprune.datasets import MNIST
 from nbprune.export import (ONNX_FILE, PAD_TO, TORCHSCRIPT_FILE, export_model, padded_layers,
                             standalone_predictions)
-from nbprune.io import UMASK
+from nbprune.files import UMASK
 from nbprune.modelfile import save_model_file
 from nbprune.prune import shrink
 

@@ -10,7 +10,7 @@ from nbprune import evaluate, load_pruned_model, Session, SimpleNN
 from nbprune.errors import ModelFileError, ScheduleError, SessionError
 from nbprune.cli import main
 from nbprune.config import project_root
-from nbprune.io import read_table
+from nbprune.files import read_table
 from nbprune.iterative import IterativePruning
 from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, concatenate, session_summary

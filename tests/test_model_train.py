@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from nbprune import NbpruneError, SimpleNN, evaluate, parameter_count, train
-from nbprune.io import read_table
+from nbprune.files import read_table
 
 
 def test_simple_nn_is_the_reference_workflows_network():

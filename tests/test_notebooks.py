@@ -15,7 +15,7 @@ from conftest import session_held_elsewhere, tree_bytes, wait_for, write_stand_i
 from nbprune import NbpruneError, read_record, Session
 from nbprune.errors import ConfigError, ScheduleError, SessionError
 from nbprune.cli import main
-from nbprune.io import read_table
+from nbprune.files import read_table
 from nbprune.session import iteration_dir
 from nbprune.report import choose_iteration, session_summary
 from nbprune.retention import read_retain

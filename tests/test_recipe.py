@@ -11,7 +11,7 @@ from nbprune import RunConfig, SimpleNN
 from nbprune.cli import main
 from nbprune.config import ConfigError, TrainConfig
 from nbprune.course.workbook import NOTEBOOK_PARAMETERS, parse_parameters
-from nbprune.io import read_table
+from nbprune.files import read_table
 from nbprune.session import Session
 from nbprune.sweeps import build_spec, expand
 from nbprune.training import fit, one_cycle_rates

@@ -26,7 +26,7 @@ from conftest import (ENV, HANG, HIDDEN, Q, SEED, STEPS, leftovers,
                       nbprune_cli, prune_argv, session_held_elsewhere, tree_bytes, wait_for, write_stand_ins)
 from nbprune import evaluate, load_data, load_pruned_model, RunConfig, Session, SimpleNN
 from nbprune.cli import main
-from nbprune.io import read_table
+from nbprune.files import read_table
 from nbprune.session import is_complete, iteration_dir
 from nbprune.session import RESULTS as RESULTS_DIR
 
@@ -320,7 +320,7 @@ def test_cleanup_touches_only_nbprunes_own_temporary_files_by_name(reference, ti
 def test_a_full_disk_during_prune_stops_in_one_line_and_the_run_resumes(tiny_root, tmp_path, capsys, monkeypatch):
     import errno
 
-    import nbprune.io as io_module
+    import nbprune.files as io_module
     import nbprune.modelfile as modelfile_module
     session = tmp_path / "iterative_pruning"
     original, calls = modelfile_module.write_bytes_atomic, {"models": 0}

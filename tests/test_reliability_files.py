@@ -450,7 +450,7 @@ def test_evaluate_on_a_model_of_own_tensors_says_how_to_evaluate_it_in_python(tm
                                          (errno.ENAMETOOLONG, "choose a shorter name")])
 def test_a_refused_write_says_the_fix_for_its_reason(number, fix, tmp_path, monkeypatch):
     from nbprune.errors import StorageError
-    from nbprune.io import write_text_atomic
+    from nbprune.files import write_text_atomic
 
     def refused(source, target):
         raise OSError(number, os.strerror(number))

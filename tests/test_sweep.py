@@ -21,7 +21,11 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from conftest import wait_for
+from nbprune import SimpleNN
+from nbprune.modelfile import read_record, save_model_file
 from nbprune.cli import main
 from nbprune.errors import NbpruneError
 from nbprune.locks import LOCK_FILE
@@ -494,26 +498,6 @@ def test_sigterm_leaves_every_chain_resumable_and_a_chain_locked_by_another_run_
     assert len(runs(watched)) == 2  # continued from iteration 2, not started again
 
 
-@pytest.mark.slow
-def test_pareto_chains_run_as_a_sweep_give_the_rows_of_its_own_pool(quick_ray_start, tiny_root, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import pareto
-
-    common = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
-              "--methods", "reference", "best", "--workers", "2"]
-    assert pareto.main([*common, "--work-dir", str(tmp_path / "pool"), "--results-dir", str(tmp_path / "pool")]) == 0
-    assert pareto.main([*common, "--sweep", str(tmp_path / "sweep"), "--results-dir", str(tmp_path / "swept")]) == 0
-
-    def numbers(rows):
-        return sorted((row["method"], row["seed"], row["iteration"], row["hidden"], row["inputs"], row["parameters"],
-                       row["val_acc"], row["test_acc"]) for row in rows)
-    pool = json.loads((tmp_path / "pool" / "pareto.json").read_text())["rows"]
-    swept = pareto.state_from_sweep(pareto.parse_args(common), tmp_path / "sweep")["rows"]
-    assert {row["method"] for row in pool} == {"reference", "best"} and len(pool) > 4
-    assert numbers(swept) == numbers(pool)
-    assert "## Targets" in (tmp_path / "swept" / "pareto.md").read_text()
-
-
 def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
     from nbprune.sweeps.spec import with_paths_resolved
     monkeypatch.chdir(tmp_path)
@@ -528,27 +512,101 @@ def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
     assert with_paths_resolved([chain]) == [chain]
 
 
-@pytest.mark.slow
-def test_compare_criteria_chains_run_as_a_sweep_give_its_own_records(quick_ray_start, tiny_root, tmp_path):
+# --- the benchmarks run their chains as sweeps --------------------------------------------------------------------
+def benchmark(name: str):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import compare_criteria
+    return __import__(name)
 
-    common = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--patience", "1", "--seeds", "0",
-              "--methods", "magnitude", "random", "--end-itr", "2"]
-    assert compare_criteria.main([*common, "--work-dir", str(tmp_path / "own"), "--results-dir",
-                                  str(tmp_path / "own")]) == 0
-    assert compare_criteria.main([*common, "--work-dir", str(tmp_path / "work"), "--sweep", str(tmp_path / "sweep"),
-                                  "--results-dir", str(tmp_path / "swept")]) == 0
 
-    def numbers(path):
-        results = json.loads(path.read_text())["results"]
-        return {(method, seed, level): (record["Test_Accuracy"], record["Val_Accuracy"], record["parameters"])
-                for method, seeds in results.items() for seed, levels in seeds.items()
-                for level, record in levels.items()}
-    own = numbers(tmp_path / "own" / "compare_criteria.json")
-    assert sorted(own) == [(method, "0", level) for method in ("magnitude", "random") for level in "012"]
-    assert numbers(tmp_path / "swept" / "compare_criteria.json") == own
-    assert not (tmp_path / "work").exists()  # every chain ran in the sweep, none in the script's own loop
+@pytest.mark.slow
+def test_pareto_runs_its_chains_as_one_sweep_and_scratch_beside_it(quick_ray_start, tiny_root, tmp_path):
+    pareto = benchmark("pareto")
+    work, results = tmp_path / "work", tmp_path / "results"
+    arguments = ["--data-root", str(tiny_root), "--seeds", "0", "--epochs", "1", "--min-parameters", "60000",
+                 "--workers", "2", "--work-dir", str(work), "--results-dir", str(results)]
+    assert pareto.main([*arguments, "--methods", "reference", "best", "scratch"]) == 0
+    state = json.loads((results / "pareto.json").read_text())
+    fields = {"method", "seed", "iteration", "hidden", "inputs", "parameters", "val_acc", "test_acc", "model_file"}
+    assert all(set(row) == fields for row in state["rows"])
+    assert {row["method"] for row in state["rows"]} == {"reference", "best", "scratch"}
+    swept, = work.glob("sweep-*")  # both chains in one sweep: one dense model, its table the benchmark's rows
+    chains = [row for row in state["rows"] if row["method"] != "scratch"]
+    assert all(Path(row["model_file"]).is_relative_to(swept) for row in chains)
+    assert sorted(row["val_acc"] for row in chains) == sorted(
+        row["val_acc"] for row in pareto.state_from_sweep(pareto.parse_args(arguments[:-4] + arguments[-2:]),
+                                                          swept)["rows"])
+    dense = {row["method"]: row["model_file"] for row in chains if row["iteration"] == 0}
+    assert Path(dense["best"]).read_bytes() == Path(dense["reference"]).read_bytes()  # trained once, shared
+    best = [row for row in chains if row["method"] == "best"]
+    assert best[-1]["inputs"] < 784 and best[-1]["parameters"] < best[0]["parameters"]
+    scratch = {row["iteration"]: row for row in state["rows"] if row["method"] == "scratch"}
+    assert scratch and all(scratch[row["iteration"]]["inputs"] == row["inputs"] for row in best
+                           if row["iteration"] in scratch)
+    assert "## Targets" in (results / "pareto.md").read_text() and (results / "pareto.png").is_file()
+
+    rows = state["rows"]
+    assert pareto.main([*arguments, "--methods", "reference", "best", "scratch"]) == 0  # nothing left to do
+    assert json.loads((results / "pareto.json").read_text())["rows"] == rows
+    assert len(list(work.glob("sweep-*"))) == 1
+    assert pareto.main([*arguments, "--methods", "best_lr_patience3"]) == 0  # another spec: a sweep of its own
+    state = json.loads((results / "pareto.json").read_text())
+    assert {row["method"] for row in state["rows"]} == {"reference", "best", "scratch", "best_lr_patience3"}
+    assert len(list(work.glob("sweep-*"))) == 2
+    assert len(state["sitting_minutes"]) == 2 and len(state["attempt_minutes"]) == 1
+    text = (results / "pareto.md").read_text()
+    assert "## Attempts at the missed targets" in text and "`best_lr_patience3`: lr_patience = 3" in text
+    with pytest.raises(SystemExit, match="add best to --methods"):
+        pareto.main([*arguments, "--seeds", "1", "--methods", "scratch"])
+
+    teacher = Path(dense["best"])  # a SimpleNN teaches too
+    taught = ["--name", "study", "--teacher", str(teacher)]
+    assert pareto.main([*arguments, *taught, "--methods", "best_teacher", "scratch_teacher"]) == 0
+    study = json.loads((results / "study.json").read_text())
+    assert study["teacher"]["file"] == str(teacher.resolve()) and len(study["teacher"]["sha256"]) == 64
+    pruned = [row for row in study["rows"] if row["iteration"] > 0]
+    assert {row["method"] for row in pruned} == {"best_teacher", "scratch_teacher"}
+    assert all(read_record(row["model_file"]).teacher["sha256"] == study["teacher"]["sha256"] for row in pruned)
+    assert "## The teacher (issue 20)" in (results / "study.md").read_text()
+    other = tmp_path / "other.pth"
+    model = SimpleNN.from_file(teacher)  # the same network with other weights: another teacher
+    with torch.no_grad():
+        model.fc3.bias.add_(1.0)
+    save_model_file(model, other, iteration=0)
+    with pytest.raises(SystemExit, match="another --results-dir or --name"):
+        pareto.main([*arguments, "--name", "study", "--teacher", str(other), "--methods", "best_teacher"])
+
+
+@pytest.mark.slow
+def test_compare_criteria_runs_its_chains_as_one_sweep_and_scratch_beside_it(quick_ray_start, tiny_root, tmp_path):
+    compare_criteria = benchmark("compare_criteria")
+    work, results = tmp_path / "work", tmp_path / "results"
+    arguments = ["--data-root", str(tiny_root), "--val-size", "100", "--epochs", "1", "--patience", "1",
+                 "--seeds", "0", "--methods", "magnitude", "random", "scratch", "--end-itr", "2",
+                 "--work-dir", str(work), "--results-dir", str(results)]
+    assert compare_criteria.main(arguments) == 0
+    state = json.loads((results / "compare_criteria.json").read_text())
+    assert {method: sorted(state["results"][method]["0"]) for method in ("magnitude", "random", "scratch")} == \
+        {"magnitude": ["0", "1", "2"], "random": ["0", "1", "2"], "scratch": ["0", "1", "2"]}
+    dense = state["dense"]["0"]["Test_Accuracy"]  # one dense model for every method
+    assert {state["results"][method]["0"]["0"]["Test_Accuracy"] for method in state["results"]} == {dense}
+    swept, = work.glob("sweep-*")
+    finished = json.loads((swept / "sweep.json").read_text())["chains"].values()
+    assert [record["status"] for record in finished] == ["finished", "finished"]
+    assert "All runs finished" in (results / "compare_criteria.md").read_text()
+    assert (results / "compare_criteria.png").is_file()
+
+    again = tmp_path / "again"  # the same command again: nothing is trained, every record read back the same
+    assert compare_criteria.main([*arguments[:-2], "--results-dir", str(again)]) == 0
+    records = json.loads((again / "compare_criteria.json").read_text())["results"]
+    assert {method: {level: record["Val_Accuracy"] for level, record in records[method]["0"].items()}
+            for method in ("magnitude", "random")} == \
+        {method: {level: record["Val_Accuracy"] for level, record in state["results"][method]["0"].items()}
+         for method in ("magnitude", "random")}
+    with pytest.raises(SystemExit):
+        compare_criteria.main([*arguments[:4], "--epochs", "2", *arguments[6:]])  # other settings, same JSON
+    with pytest.raises(SystemExit):
+        compare_criteria.main(["--methods", "scratch", "--results-dir", str(tmp_path / "alone")])
+    assert not (tmp_path / "alone").exists()
 
 
 class RayThatCannotStart:

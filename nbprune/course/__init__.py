@@ -40,7 +40,7 @@ _EXPORTS = {
     "..iterative": ("IterativePruning",),
     "..report": ("concatenate", "choose_iteration", "best_validation"),
     "..export": ("export_model", "example_inputs", "run_standalone", "standalone_predictions"),
-    "..io": ("write_text_atomic",),
+    "..files": ("write_text_atomic",),
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

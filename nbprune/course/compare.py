@@ -38,7 +38,7 @@ from ..config import PruneConfig, RunConfig, TrainConfig, resolve_device
 from ..data import DataSplits, load_data_for
 from ..errors import ConfigError, SessionError
 from ..evaluation import loss_and_accuracy
-from ..io import read_table, write_text_atomic
+from ..files import read_table, write_text_atomic
 from ..model import SimpleNN, parameter_count
 from ..modelfile import read_record
 from ..progress import progress_bar

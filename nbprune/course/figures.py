@@ -13,7 +13,7 @@ def plot_primer_ranges(hidden_samples, hidden_box, output_samples, output_box, o
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     figure = Figure(figsize=(9, 3.8), layout="constrained")
     plane, line = figure.subplots(1, 2)
@@ -42,7 +42,7 @@ def plot_width_against_range(table, path=None):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     shown = table[(table["observed range"] > 0) & (table["interval width"] > 0)]
     figure = Figure(figsize=(6.5, 4.5), layout="constrained")
@@ -67,7 +67,7 @@ def plot_significance_distribution(scores, path=None):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     def label(k: int, score) -> str:
         zeros = int((score <= 0).sum())
@@ -93,7 +93,7 @@ def plot_removal_against_significance(effects, significance, layer: str = "the l
     from matplotlib.figure import Figure
 
     from .diagnostics import rank_correlation
-    from ..io import save_figure
+    from ..files import save_figure
 
     import torch
 
@@ -127,7 +127,7 @@ def plot_comparison(table, dense=None, path=None):
     from matplotlib.ticker import NullLocator
 
     from .compare import METHODS
-    from ..io import save_figure
+    from ..files import save_figure
 
     seeds = table["seed"].nunique()
     order = [method for method in METHODS if method in set(table["method"])]
@@ -177,7 +177,7 @@ def plot_digits(images, labels, predictions=None, columns: int = 8, path=None, c
     when `path` is given."""
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     names = _class_names(classes, labels, predictions)
     rows = -(-len(images) // columns)
@@ -202,7 +202,7 @@ def plot_class_balance(splits, path=None, classes=None):
 
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     names = _class_names(classes, *splits.values())
     figure = Figure(figsize=(8, 3.8), layout="constrained")
@@ -233,7 +233,7 @@ def plot_input_mask(scores, kept, shape, path=None):
     import torch
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     figure = Figure(figsize=(7.6, 3.4), layout="constrained")
     figure.get_layout_engine().set(wspace=0.12)  # room between the colour bar's labels and the mask
@@ -257,7 +257,7 @@ def plot_significance(scores, kept, layer: int = 1, path=None):
     import torch
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     order = torch.sort(scores, descending=True, stable=True).indices
     survives = torch.zeros(len(scores), dtype=torch.bool)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from ..config import or_default
 from ..errors import NbpruneError
-from ..io import save_figure, write_text_atomic
+from ..files import save_figure, write_text_atomic
 from ..progress import headless
 from ..report import best_validation, draw_choice, plot_accuracies, plot_losses
 from ..retention import GeneratePruneData, schedule

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 from tqdm.auto import tqdm
 
 from ..errors import NbpruneError
-from ..io import check_fits, write_text_atomic
+from ..files import check_fits, write_text_atomic
 from ..session import Session, folder_lock
 from .spec import SETTINGS_FILE, Chain, SweepError, SweepSpec, expand, read_spec, spec_from_dict
 from .work import COLUMNS, chain_rows, is_finished, prune_chain, read_seconds, train_dense

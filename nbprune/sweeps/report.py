@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import NbpruneError
-from ..io import check_fits
+from ..files import check_fits
 from .engine import FORMAT, STATE_FILE, TABLE_FILE, failed_chains, read_state
 from .work import COLUMNS
 
@@ -151,7 +151,7 @@ def plot(rows: list[dict], varied: Sequence[str], x: str, label: str):
 
 def sweep_report(sweep_dir: str | os.PathLike, budgets: Sequence[int] | None = None) -> Path:
     """Write report.md and the two figures into the sweep folder; return the report's path."""
-    from ..io import save_figure, write_text_atomic
+    from ..files import save_figure, write_text_atomic
 
     folder = Path(sweep_dir)
     rows, varied, state = read_results(folder)

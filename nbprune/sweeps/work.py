@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..io import write_text_atomic
+from ..files import write_text_atomic
 from ..session import Session
 from .spec import Chain, value_text
 

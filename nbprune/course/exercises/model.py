@@ -11,7 +11,7 @@ from torch import nn
 
 from . import Verdict, ask, close, exercise
 from ...config import TrainConfig
-from ...io import read_table
+from ...files import read_table
 from ...datasets import MNIST
 from ...model import mlp_parameters
 from ...training import Stopping
