@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 ACTIVATIONS = ("relu", "sigmoid")
 ARCHITECTURES = ("lenet5", "lenet5_small")  # networks declared by name in nbprune.architectures
+RECIPES = ("default", "reference", "onecycle")  # how each iteration retrains (nbprune.training)
 CRITERIA = ("interval_adjoint", "magnitude", "taylor", "random")  # each registered under its name in nbprune.criteria
 ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint criterion's options (nbprune.criteria)
 INPUT_BOXES = ("data", "class", "local")
@@ -259,7 +260,9 @@ class TrainConfig:
     """How every iteration (re)trains: AdamW, early stopping on the validation split, distillation."""
 
     recipe: str = setting("default", "default: learning-rate drops on plateaus; reference: the reference workflow's "
-                                     "constant rate", kind="str", choices=("default", "reference"))
+                                     "constant rate; onecycle: a short one-cycle schedule per iteration at "
+                                     "cycle_batch_size (cycle_epochs, dense_cycle_epochs, max_lr)", kind="str",
+                          choices=RECIPES)
     lr: float = setting(1e-3, "learning rate of AdamW", kind="float", low=0, high=10, bounds="(]")
     epochs: int = setting(40, "most epochs per iteration (the reference: 300)", kind="int", low=1, high=100_000)
     patience: int = setting(10, "epochs without a better validation loss before training stops", kind="int",
@@ -268,6 +271,14 @@ class TrainConfig:
                                low=0, high=1000)
     lr_drops: int = setting(3, "learning-rate drops without improvement before training stops", kind="int",
                             low=1, high=100)
+    cycle_epochs: int = setting(5, "onecycle: epochs of each pruned iteration's retraining, all of them run (the "
+                                   "best on validation is kept)", kind="int", low=1, high=100_000)
+    dense_cycle_epochs: int = setting(10, "onecycle: epochs of the dense model's training", kind="int", low=1,
+                                      high=100_000)
+    cycle_batch_size: int = setting(128, "onecycle: training batch size (batch_size is the other recipes')",
+                                    kind="int", low=1, high=65_536)
+    max_lr: float = setting(2e-3, "onecycle: the peak learning rate, reached after the first 30% of the steps "
+                                  "(it starts and ends lower)", kind="float", low=0, high=10, bounds="(]")
     weight_decay: float = setting(1e-4, "AdamW weight decay", kind="float", low=0, high=10)
     min_delta: float = setting(1e-4, "smallest drop of the validation loss that counts as better", kind="float",
                                low=0, high=100)

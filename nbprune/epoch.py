@@ -128,6 +128,12 @@ class Trainer:
         self.distill_weight = or_default(distill_weight, "distill_weight")
         self.temperature = or_default(temperature, "temperature")
         self.optimizer = self.make_optimizer(lr, weight_decay)
+        self.rates: Iterator[float] | None = None  # a learning rate per step (a one-cycle schedule); None: the group's
+
+    def next_rate(self) -> None:
+        """Set the learning rate of the coming step from `rates`, when a schedule gives one per step."""
+        if self.rates is not None:
+            self.optimizer.param_groups[0]["lr"] = next(self.rates)
 
     def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         return adamw(list(self.model.parameters()), lr, weight_decay)
@@ -153,6 +159,7 @@ class Trainer:
                 loss = (1 - weight) * loss + weight * temperature ** 2 * distill
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.next_rate()
             optimizer.step()
             with torch.no_grad():
                 loss_sum += loss * len(targets)

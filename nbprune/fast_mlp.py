@@ -114,6 +114,7 @@ class FlatMLPTrainer(Trainer):
                     below = hidden[position]
                     gradient = (torch.ops.aten.threshold_backward(gradient, below, 0) if relus[position - 1]
                                 else gradient.mul_(below * (1 - below)))
+            self.next_rate()
             self._adamw_step()
             loss_sum += loss * batch
             correct += (outputs.argmax(dim=1) == targets).sum()

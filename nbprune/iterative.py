@@ -32,7 +32,7 @@ from .prune import prune_nodes
 from .retention import RetentionStep, base_steps, default_steps, format_retain, with_budgets
 from .session import ADDED_COLUMNS, REFERENCE_COLUMNS, VALIDATION_FILE, Session
 from .teacher import Teacher
-from .training import Distillation, fit, train as default_train
+from .training import Distillation, dense_training, fit, train as default_train
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class IterativePruning:
         self.train, self.evaluate, self.progress = train, evaluate, progress
         self.distillation: Distillation | None = None  # what retraining distils from, once a run knows
         self.dense_hidden: tuple[int, ...] | None = None  # iteration 0's sizes, once a run knows them
+        self.training_dense = False  # whether the model being retrained is the dense one (iteration 0)
         self._context: PruningContext | None = None
         if val_loader is None:
             warnings.warn("IterativePruning got no val_loader: each iteration keeps the epoch with the lowest "
@@ -91,7 +92,7 @@ class IterativePruning:
     def retrain(self, model: nn.Module, log_dir: str | os.PathLike | None) -> nn.Module:
         """Return `model` retrained into `log_dir`: by `fit` with the run's training settings, validation split and
         teacher, or by the user's own train function in the reference workflow's shape."""
-        settings = self.config.train
+        settings = dense_training(self.config.train) if self.training_dense else self.config.train
         if self.train is not default_train:
             return self.train(model, self.train_loader, self.test_loader, lr=settings.lr, num_epochs=settings.epochs,
                               patience=settings.patience, logdir=log_dir)
@@ -167,15 +168,13 @@ class IterativePruning:
             torch.manual_seed(self.config.seed + step.iteration)
             if isinstance(self.train_loader, TensorLoader):
                 self.train_loader.reseed(self.config.seed + step.iteration)
+            dense = self.training_dense = step is steps[0]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", DivergenceWarning)
                 model = self.prune(model, step.retained, step.percentage, retrain=True, log_dir=partial,
                                    inputs=step.inputs, budget=step.budget)
-            diverged = [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
-            for w in caught:
-                if not issubclass(w.category, DivergenceWarning):
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            dense = step is steps[0]
+            self.training_dense = False
+            diverged = _divergences(caught)
             criterion = None if dense or self.criterion_function else self.config.prune.criterion
             final, row = publish_iteration(session, partial, model, step, kept, criterion=criterion,
                                            teacher=None if dense else planned.teacher_file)
@@ -205,6 +204,14 @@ def prune_step(model: nn.Module, retain: Sequence[int], criterion: Criterion | N
                            budget=budget, inputs=inputs if options.prune_inputs else None)
     return prune_units(model, retain, criterion or options.criterion, context, options,
                        budget=budget if options.budget == "parameters" else None, measure="parameters")
+
+
+def _divergences(caught: list[warnings.WarningMessage]) -> list:
+    """Return the messages of the divergence warnings among `caught`, showing the other warnings again."""
+    for w in caught:
+        if not issubclass(w.category, DivergenceWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return [w.message for w in caught if issubclass(w.category, DivergenceWarning)]
 
 
 def _distillation(planned: PlannedRun, dense: nn.Module | None) -> Distillation | None:

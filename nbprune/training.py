@@ -24,6 +24,7 @@ from .progress import progress_bar
 
 TRAIN_COLUMNS = ("TrainLoss", "TrainAccuracy", "TestLoss", "TestAccuracy", "ValLoss", "ValAccuracy")
 LR_FACTOR = 0.2
+CYCLE_RISE, CYCLE_START_DIV, CYCLE_END_DIV = 0.3, 25.0, 1e4  # torch's OneCycleLR defaults (pct_start, div factors)
 
 
 def training_settings(config: TrainConfig | None = None, **changes) -> TrainConfig:
@@ -37,7 +38,8 @@ def training_settings(config: TrainConfig | None = None, **changes) -> TrainConf
 
 
 class Stopping:
-    """Early stopping on the validation loss, with the default recipe's learning-rate drops on plateaus."""
+    """Early stopping on the validation loss, with the default recipe's learning-rate drops on plateaus (onecycle runs
+    its whole cycle; every recipe keeps the epoch with the lowest validation loss)."""
 
     def __init__(self, settings: TrainConfig, optimizer: torch.optim.Optimizer):
         self.settings, self.optimizer = settings, optimizer
@@ -63,7 +65,47 @@ class Stopping:
 
     @property
     def done(self) -> bool:
+        if self.settings.recipe == "onecycle":  # a cycle runs to its end: its last epochs are its best
+            return False
         return self.stale >= self.settings.patience or self.drops_since_best >= self.settings.lr_drops
+
+
+def one_cycle_rates(max_lr: float, total_steps: int) -> list[float]:
+    """Return the learning rate of each of `total_steps` steps: a cosine rise from max_lr/25 to max_lr over the first
+    30% of them, then a cosine fall to max_lr/25/1e4 (torch's OneCycleLR without its momentum cycle)."""
+    start, end = max_lr / CYCLE_START_DIV, max_lr / CYCLE_START_DIV / CYCLE_END_DIV
+    peak = CYCLE_RISE * total_steps - 1
+
+    def cosine(high: float, low: float, done: float) -> float:
+        return low + (high - low) / 2 * (1 + math.cos(math.pi * done))
+
+    rates = []
+    for step in range(total_steps):
+        if step <= peak:
+            rates.append(cosine(start, max_lr, step / peak if peak > 0 else 1.0))
+        else:
+            rates.append(cosine(max_lr, end, (step - peak) / max(total_steps - 1 - peak, 1e-9)))
+    return rates
+
+
+def dense_training(settings: TrainConfig) -> TrainConfig:
+    """Return the settings a dense model (iteration 0) trains under: onecycle's cycle is dense_cycle_epochs long."""
+    return dataclasses.replace(settings, cycle_epochs=settings.dense_cycle_epochs)
+
+
+def epochs_of(settings: TrainConfig) -> int:
+    """Return how many epochs `fit` runs at most: the one cycle's length, or the early-stopping recipes' limit."""
+    return settings.cycle_epochs if settings.recipe == "onecycle" else settings.epochs
+
+
+def rebatched(loader: Loader, batch_size: int) -> Loader:
+    """Return a loader over the same rows and shuffles in batches of `batch_size` (other loaders as they are)."""
+    if not isinstance(loader, TensorLoader) or loader.batch_size == batch_size:
+        return loader
+    again = TensorLoader(loader.dataset.data, loader.dataset.targets, batch_size, loader.shuffle, loader.seed,
+                         loader.spec)
+    again.dataset, again.epoch = loader.dataset, loader.epoch  # the same rows object: a teacher's outputs are kept
+    return again
 
 
 class TrainLog:
@@ -166,6 +208,9 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     TrainLog says whether to save the model).
     """
     settings = config or TrainConfig()
+    epochs, batched = epochs_of(settings), train_loader
+    if settings.recipe == "onecycle":
+        train_loader = rebatched(train_loader, settings.cycle_batch_size)
     if val_loader is None:
         warnings.warn("training got no val_loader: early stopping and model selection use the training loss "
                       "(pass val_loader=... from nbprune.load_data to select on held-out data).", stacklevel=2)
@@ -182,10 +227,12 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     columns = TRAIN_COLUMNS if test_loader is not None else tuple(c for c in TRAIN_COLUMNS if not c.startswith("Test"))
     log = (logdir if isinstance(logdir, TrainLog) else TrainLog(logdir)).open(columns)
     stopping = Stopping(settings, trainer.optimizer)
+    if settings.recipe == "onecycle":
+        trainer.rates = iter(one_cycle_rates(settings.max_lr, epochs * len(train_loader)))
     best_state = _snapshot(model)
-    bar = progress_bar(total=settings.epochs, desc="epochs", unit="epoch", disable=not progress,
+    bar = progress_bar(total=epochs, desc="epochs", unit="epoch", disable=not progress,
                        leave=None)  # stays on its own (02), disappears inside a loop's bar (04, 07)
-    for epoch in range(settings.epochs):
+    for epoch in range(epochs):
         train_loss, train_accuracy = trainer.epoch(train_loader, device, soft_targets)
         if not math.isfinite(train_loss):
             warnings.warn(f"training stopped at epoch {epoch + 1}: the loss became {train_loss}. Kept the last good "
@@ -207,6 +254,8 @@ def fit(model: nn.Module, train_loader: Loader, val_loader: Loader | None, confi
     bar.close()
     log.close()
     trainer.finish()
+    if batched is not train_loader:
+        batched.epoch = train_loader.epoch  # the caller's loader goes on with the shuffles that follow
     model.load_state_dict(best_state)
     log.write_results()  # also when the first epoch diverged, so the folder is complete
     log.best(model)

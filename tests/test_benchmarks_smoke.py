@@ -152,3 +152,25 @@ def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, scri
     assert (tmp_path / f"{name}.md").read_text() == (committed / f"{name}.md").read_text()
     assert (tmp_path / f"{name}.png").read_bytes() == (committed / f"{name}.png").read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"{name}.{kind}" for kind in ("json", "md", "png")]
+
+
+def test_speed_recipe_judges_against_todays_seed_spread_and_reports_what_is_missing():
+    import speed_recipe
+    assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 96.0, 97.3]) == "BELOW today's seed spread"
+    assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 97.0, 97.3]) == "within the seed spread of today's recipe"
+    assert speed_recipe.verdict([97.0, 97.4], [97.9, 97.5]) == "above today's seed spread"
+
+    def run(recipe, seed, seconds, accuracy):
+        levels = {f"{share:g}": accuracy for share in (100.0, 80.0, *speed_recipe.LEVELS)}
+        return {"recipe": recipe, "seed": seed, "seconds": seconds, "other_load": 0.5, "loadavg": 1.0,
+                "epochs": 10, "levels": levels, "validation": levels}
+    state = {"runs": [run("today", 0, 240, 97.0), run("onecycle", 0, 60, 97.1), run("today", 1, 200, 97.4),
+                      run("onecycle", 1, 50, 97.2), run("today", 2, 220, 97.2)],
+             "settings": {"seeds": 3, "threads": 1, "subset": None}, "command": "python benchmarks/speed_recipe.py",
+             "onecycle": {"recipe": "onecycle"}, "machine": {"cpu": "test"}, "name": "speed_recipe"}
+    text, _ = speed_recipe.report(state)
+    assert "Seeds run with both recipes: 2 of 3 asked (0, 1)" in text  # seed 2's onecycle run is missing
+    assert "| today | 3.67 min | 3.33-4.00 min | 10 | 1.00x |" in text and "| onecycle | 0.92 min " in text
+    assert "| onecycle | 0 | 60 | 4.00x | 0.50 | 1.00 |" in text
+    assert text.count("within the seed spread of today's recipe") == 4
+    assert "Quality kept at all four levels: yes" in text

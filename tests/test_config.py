@@ -38,7 +38,8 @@ def test_flat_names_round_trip_through_replace_and_to_dict():
 
 
 def test_an_unknown_recipe_is_refused_naming_the_choices():
-    with pytest.raises(ConfigError, match="recipe='fast' is not allowed: expected one of default, reference "):
+    with pytest.raises(ConfigError,
+                       match="recipe='fast' is not allowed: expected one of default, reference, onecycle "):
         TrainConfig(recipe="fast")
     with pytest.raises(ConfigError, match="recipe='seed' is not allowed"):  # the old name is not an alias any more
         RunConfig.from_dict({**RunConfig().to_dict(), "recipe": "seed"})

@@ -121,6 +121,26 @@ def test_every_method_gets_one_training_budget_counted_from_random_weights(sessi
     assert all({name: getattr(config, name) for name in others} == others for config in trained.values())
 
 
+@pytest.mark.parametrize("epochs, retrain", [(None, 2), (3, 3)])
+def test_a_session_pruned_with_onecycle_gets_one_budget_of_cycle_epochs(tiny_root, tmp_path, monkeypatch, epochs,
+                                                                         retrain):
+    session = Session(tmp_path / "session")
+    config = RunConfig.from_flat(data_root=str(tiny_root), val_size=100, hidden=HIDDEN, recipe="onecycle",
+                                 cycle_epochs=2, dense_cycle_epochs=3, threads=1)
+    data = load_data_for(config, download=False)
+    steps = GeneratePruneData(HIDDEN, 0.7, range(8), dir=session.retain_file.parent).generate_data()
+    torch.manual_seed(0)
+    IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
+                     progress=False).run(SimpleNN(HIDDEN), steps, session.pruning, end_itr=0)
+    trained = []
+    monkeypatch.setattr(compare, "fit", lambda model, *loaders, **options: trained.append(loaders[2]) or model)
+    compare_criteria(session, [5], seeds=[0], epochs=epochs, progress=False)
+    cycles = {method: trained[position].cycle_epochs for position, method in enumerate(METHODS)}
+    assert {cycles[method] for method in METHODS if method != "scratch"} == {retrain}
+    assert cycles["scratch"] == 3 + retrain  # the dense model's 3 epochs (its whole cycle), then the same
+    assert all(config.recipe == "onecycle" for config in trained)
+
+
 def test_the_same_seed_and_level_give_the_same_numbers_whatever_else_runs(session, table):
     again = compare_criteria(session, [5], seeds=[1], progress=False)
     earlier = table[(table["level"] == 5) & (table["seed"] == 1)].reset_index(drop=True)

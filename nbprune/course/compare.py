@@ -47,7 +47,7 @@ from ..retention import RetentionStep, default_steps, read_retain
 from ..session import COMPARE, MADE_BY, PRUNING, TRAIN_FILE, Session
 from ..criteria import CRITERIA, PruningContext, make_criterion
 from ..teacher import load_teacher
-from ..training import Distillation, fit
+from ..training import Distillation, epochs_of, fit
 
 METHODS = (*CRITERIA, "scratch")
 TABLE_FILE = "comparison.csv"
@@ -111,7 +111,8 @@ class ComparisonPlan:
 
     def train_config(self, method: str) -> TrainConfig:
         """Return how `method` trains: the session's pruning run's settings, for the epochs the budget gives it."""
-        return dataclasses.replace(self.config.train, epochs=self.budget.epochs(method))
+        epochs = self.budget.epochs(method)  # counted by `epochs`, or by `cycle_epochs` with the onecycle recipe
+        return dataclasses.replace(self.config.train, epochs=epochs, cycle_epochs=epochs)
 
 
 # --- checking, before anything is written --------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def plan_comparison(session: Session, levels: Sequence[int] | None = None, seeds
         check_teacher_file(teacher)
         config = config.replace(teacher=teacher["file"])
     steps = chosen_steps(session_schedule(session, config, dense), levels)
-    budget = TrainingBudget(dense_epochs(session), config.train.epochs)
+    budget = TrainingBudget(dense_epochs(session), epochs_of(config.train))
     return ComparisonPlan(dense.to(resolve_device(config.device)), config, steps, checked_seeds(seeds),
                           checked_methods(methods), budget, teacher["sha256"] if teacher is not None else None)
 
@@ -182,7 +183,8 @@ def dense_epochs(session: Session) -> int:
 def run_configuration(run: dict, dense: SimpleNN, epochs: int | None, data_root, device: str | None) -> RunConfig:
     """Return the configuration of the session's pruning run, with the dense model's network, and with the
     comparison's epochs, data folder and device where they are given."""
-    changes = {"epochs": epochs, "data_root": None if data_root is None else str(data_root), "device": device}
+    changes = {"epochs": epochs, "cycle_epochs": epochs, "device": device,
+               "data_root": None if data_root is None else str(data_root)}
     return RunConfig.from_dict(run["config"]).replace(hidden=dense.hidden, activation=dense.activation,
                                                       **{k: v for k, v in changes.items() if v is not None})
 

@@ -26,8 +26,9 @@ from ..session import NOTEBOOKS as EXECUTED, Session
 log = logging.getLogger(__name__)
 
 _DATA = ("dataset", "data_root", "subset", "val_size", "seed")
-_TRAINING = ("batch_size", "recipe", "lr", "epochs", "patience", "lr_patience", "lr_drops", "weight_decay",
-             "min_delta", "distill", "distill_weight", "temperature")
+_TRAINING = ("batch_size", "recipe", "lr", "epochs", "patience", "lr_patience", "lr_drops", "cycle_epochs",
+             "dense_cycle_epochs", "cycle_batch_size", "max_lr", "weight_decay", "min_delta", "distill",
+             "distill_weight", "temperature")
 # The settings each notebook's parameters cell declares, in order. Everything else comes from the session:
 # 03 reads the architecture from the model 02 trained, 04 the schedule 03 saved, 05 and 06 the model files' records.
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
