@@ -77,6 +77,7 @@ def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
                              "--matmul-size", "64", "--results-dir", str(tmp_path)]) == 0
     text = (tmp_path / "epoch_speed.md").read_text()
     assert "500 training images" in text and "| ratio (reference / nbprune) |" in text and "Verdict" in text
+    assert "| ratio (reference / nbprune at batch 128) |" in text and "| 128 | " in text
 
 
 @pytest.mark.slow
