@@ -1,7 +1,9 @@
 """Export: a standalone folder that runs a pruned model with torch alone, plus TorchScript (and ONNX) files.
 
 Everything the folder needs comes from the model file's own record (network, activation, standardisation,
-dataset and class names), never from a session's other files. The folder is built beside its target and renamed
+dataset and class names), never from a session's other files. An MLP's folder gets standalone/model.py with its
+widths filled in; a network of layers' folder (LeNet-5, nbprune.networkfile) gets standalone/network.py as model.py,
+which rebuilds the layer list the file records. The folder is built beside its target and renamed
 into place, so a failure (a full disk) leaves nothing behind, and a folder with other files is never overwritten.
 """
 

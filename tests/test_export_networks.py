@@ -216,3 +216,25 @@ def test_a_pruned_lenet_runs_exported_with_the_librarys_logits_and_test_accuracy
     assert predicted == [classes[index] for index in expected.argmax(dim=1).tolist()]
     assert round(100.0 * sum(label == classes[target] for label, target in zip(predicted, targets.tolist()))
                  / len(targets), 2) == round(library_accuracy, 2)
+
+
+def test_a_network_of_rows_of_features_exports_with_the_csv_reader(tmp_path):
+    """A network without images (a first linear layer, per-feature standardisation) reads .csv rows as an MLP's
+    export does, and its model.py gives the library's logits."""
+    torch.manual_seed(1)
+    network = nn.Sequential(nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3))
+    spec = InputSpec(str(tmp_path / "mine.csv"), ("a", "b", "c"), (1.0, 2.0, 3.0, 4.0, 5.0), (1.0, 2.0, 0.5, 1.0, 4.0),
+                     5, None)
+    model_file = save_network_file(network, tmp_path / "model" / "best_model.pth", spec=spec)
+    out = export_model(model_file, tmp_path / "out", onnx=False)
+    assert "rows of 5 features" in (out / "README.md").read_text()
+    raw = torch.tensor([[1.5, 0.0, 3.0, 4.5, -2.0], [0.0, 1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    (tmp_path / "rows.csv").write_text("x1,x2,x3,x4,x5\n" + "".join(",".join(map(repr, row)) + "\n"
+                                                                   for row in raw.tolist()))
+    loader_spec = importlib.util.spec_from_file_location("standalone_network_loader", out / "loader.py")
+    loader = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(loader)
+    model = standalone_model(out).load_network(out / "best_model.pth")
+    with torch.no_grad():
+        found = model(loader.standardise(loader.read_inputs(tmp_path / "rows.csv")))
+    torch.testing.assert_close(found, library_logits(model_file, spec.standardise(raw)), rtol=0, atol=1e-5)
