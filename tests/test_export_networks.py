@@ -146,7 +146,7 @@ def damage(network_file: Path, target: Path, layers) -> Path:
     return write_model_state(state, target, {**record, "layers": layers})
 
 
-@pytest.mark.parametrize("edit", ["unknown kind", "wrong width", "extra option", "not a list"])
+@pytest.mark.parametrize("edit", ["unknown kind", "wrong width", "extra option", "zero stride", "not a list"])
 def test_a_damaged_layer_list_is_refused_in_one_line_with_nothing_written(edit, network_file, tmp_path, exported):
     _, record = read_model_file(network_file)
     layers = [dict(values) for values in record["layers"]]
@@ -156,6 +156,8 @@ def test_a_damaged_layer_list_is_refused_in_one_line_with_nothing_written(edit, 
         layers[1]["out_channels"] = 4
     elif edit == "extra option":
         layers[2]["inplace"] = 1
+    elif edit == "zero stride":
+        layers[4]["stride"] = [0, 0]
     else:
         layers = {"kind": "Linear"}
     damaged = damage(network_file, tmp_path / "damaged" / "best_model.pth", layers)
@@ -238,3 +240,15 @@ def test_a_network_of_rows_of_features_exports_with_the_csv_reader(tmp_path):
     with torch.no_grad():
         found = model(loader.standardise(loader.read_inputs(tmp_path / "rows.csv")))
     torch.testing.assert_close(found, library_logits(model_file, spec.standardise(raw)), rtol=0, atol=1e-5)
+
+
+def test_the_standalone_loader_refuses_layers_that_would_fill_the_memory_before_running_them(exported, tmp_path):
+    """A tiny file whose layer list reads 10^8 values per input (then pools them down to 100) is refused from its
+    shapes alone, computed on the meta device."""
+    layers = [{"kind": "Unflatten", "shape": [1, 10_000, 10_000]},
+              {"kind": "AvgPool2d", "kernel_size": [1000, 1000], "stride": [1000, 1000]}, {"kind": "Flatten"},
+              {"kind": "Linear", "in_features": 100, "out_features": 3, "bias": True}]
+    hostile = write_model_state({"3.weight": torch.zeros(3, 100), "3.bias": torch.zeros(3)},
+                                tmp_path / "best_model.pth", {"format": 1, "layers": layers})
+    with pytest.raises(ValueError, match="100,000,000 values per input, more than"):
+        standalone_model(exported).load_network(hostile)

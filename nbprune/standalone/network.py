@@ -12,6 +12,7 @@ from torch import nn
 RECORD_KEY = "nbprune"  # where the model file's record (its layer list) is kept in the state dict's metadata
 MAX_LAYERS = 256  # a layer list longer than this is refused before anything is built
 LARGEST = 2 ** 31 - 1  # no option of a layer is larger
+MAX_VALUES = 2 ** 26  # no layer of a sample's pass holds more values than this (256 MiB of float32)
 
 
 class InputError(TypeError, ValueError):
@@ -152,23 +153,37 @@ def load_network(file):
     if not isinstance(record, dict) or "layers" not in record:
         raise ValueError(f"{file} records no layer list: export the network's best_model.pth again")
     state = {key: value for key, value in state.items()}  # the tensors alone
-    expected = {key: list(value.shape) for key, value in build_layers(record["layers"], "meta").state_dict().items()}
+    layers = build_layers(record["layers"], "meta")  # the meta device holds no values: nothing is allocated
+    expected = {key: list(value.shape) for key, value in layers.state_dict().items()}
     found = {key: list(value.shape) for key, value in state.items()}
-    if expected != found:  # checked on the meta device first, so a damaged list never allocates a huge network
+    if expected != found:
         raise ValueError(f"{file}: its layers need tensors {str(expected)[:200]}, the file holds "
                          f"{str(found)[:200]}: the file was damaged or edited; export the model again")
+    _check_shapes(file, layers)
     model = Network(record["layers"])
     dtypes = {value.dtype for value in state.values()}
     if len(dtypes) == 1:
         model = model.to(dtypes.pop())
     model.layers.load_state_dict(state)
+    return model.eval()
+
+
+def _check_shapes(file, layers):
+    """Refuse layers (on the meta device) that do not fit together, that hold more than MAX_VALUES values per sample
+    anywhere, or whose outputs are not one score per class."""
+    shape = input_shape(list(layers))
     try:
-        with torch.no_grad():
-            outputs = model(torch.zeros(1, model.in_features, dtype=next(model.parameters()).dtype))
-    except (RuntimeError, InputError) as error:
+        value = torch.zeros(1, math.prod(shape), device="meta")
+        for layer in layers:
+            if value.numel() > MAX_VALUES:
+                break
+            value = layer(value)
+    except Exception as error:  # meta kernels raise what they will for nonsense options (ZeroDivisionError, ...)
         raise ValueError(f"{file}: its layers do not fit together ({str(error).splitlines()[0][:120]}): the file "
                          f"was damaged or edited; export the model again") from None
-    if outputs.dim() != 2:
-        raise ValueError(f"{file}: its network gives outputs of shape {list(outputs.shape)}, expected one score "
+    if value.numel() > MAX_VALUES:
+        raise ValueError(f"{file}: its layers make {value.numel():,} values per input, more than {MAX_VALUES:,}: "
+                         f"the file was damaged or edited; export the model again")
+    if value.dim() != 2:
+        raise ValueError(f"{file}: its network gives outputs of shape {list(value.shape)}, expected one score "
                          f"per class: export the model again")
-    return model.eval()
