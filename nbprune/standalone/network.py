@@ -96,8 +96,7 @@ class Network(nn.Module):
     def __init__(self, layers):
         super().__init__()
         self.layers = build_layers(layers)
-        self.image_shape = input_shape(list(self.layers))
-        self.in_features = math.prod(self.image_shape)
+        self.in_features = math.prod(input_shape(list(self.layers)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the logits of standardised inputs of shape [batch, in_features]."""
