@@ -1,7 +1,9 @@
 """Export: a standalone folder that runs a pruned model with torch alone, plus TorchScript (and ONNX) files.
 
 Everything the folder needs comes from the model file's own record (network, activation, standardisation,
-dataset and class names), never from a session's other files. The folder is built beside its target and renamed
+dataset and class names), never from a session's other files. An MLP's folder gets standalone/model.py with its
+widths filled in; a network of layers' folder (LeNet-5, nbprune.networkfile) gets standalone/network.py as model.py,
+which rebuilds the layer list the file records. The folder is built beside its target and renamed
 into place, so a failure (a full disk) leaves nothing behind, and a folder with other files is never overwritten.
 """
 
@@ -33,7 +35,8 @@ from .files import UMASK, atomic_path, check_fits, write_bytes_atomic, write_fix
 from .locks import hold
 from .model import SimpleNN
 from .modelfile import ModelRecord, load_pruned_model, read_model_file, state_shape
-from .networkfile import network_from_file
+from .layers import hidden_units
+from .networkfile import network_from_file, read_network_record
 from .runs import RUN_RECORD
 from .session import ITERATION_FILES, STAGE
 
@@ -66,6 +69,40 @@ The model takes standardised inputs, {standardisation}, of shape [batch, {featur
 loader.py does this. `{torchscript}` computes the same logits as TorchScript (`torch.jit.load`), with the same
 input; there each hidden layer is padded with zero neurons to a multiple of {pad_to}, which CPUs multiply faster.{onnx}
 '''
+NETWORK_README = '''# A pruned {dataset} classifier ({architecture}, {parameters:,} parameters)
+
+Exported by `nbprune export` from {source} ({provenance}). Its layers, {units} channels and neurons:
+
+    {layers}
+
+Needs only torch. Classify {what}:
+
+    python predict.py {example}
+
+It prints one line per input: the class name and the model's probability for it. The classes are:
+{classes}.
+
+Or in Python:
+
+    from model import load_network
+    from loader import read_inputs, standardise
+    model = load_network("best_model.pth")
+    model(standardise(read_inputs("{first_example}"))).argmax(dim=1)
+
+`load_network` rebuilds the network from the layer list the model file records, then loads its weights. The model
+takes standardised inputs, {standardisation}, of shape [batch, {features}]{image_note}; `standardise` in loader.py
+does this. `{torchscript}` computes the same logits as TorchScript (`torch.jit.load`), with the same input.{onnx}
+'''
+# A network's folder: model.py is standalone/network.py; loader.py and predict.py are the MLP's, loading with it
+NETWORK_LOADER = {
+    '"""Load a pruned model file into SimpleNN, and turn PNG or .npy inputs into its input.':
+        '"""Turn PNG or .npy inputs into the network\'s input (model.load_network loads the network).'}
+NETWORK_PREDICT = {
+    "from loader import CLASSES, IMAGE_SHAPE, load_pruned_model, read_inputs, standardise":
+        "from loader import CLASSES, IMAGE_SHAPE, read_inputs, standardise",
+    "from model import InputError, SimpleNN": "from model import InputError, load_network",
+    '    model = SimpleNN()\n    load_pruned_model(model, HERE / "best_model.pth")\n':
+        '    model = load_network(HERE / "best_model.pth")\n'}
 
 
 def model_for_file(model_file: str | os.PathLike, activation: str | None = None, dataset: str | None = None
@@ -128,6 +165,15 @@ def _standalone(name: str, **constants: str) -> str:
     return text
 
 
+def _replaced(text: str, replacements: dict[str, str]) -> str:
+    """Return `text` with each key replaced by its value (each found exactly once)."""
+    for old, new in replacements.items():
+        if text.count(old) != 1:
+            raise RuntimeError(f"a standalone file lacks the text {old!r} that export replaces")
+        text = text.replace(old, new)
+    return text
+
+
 def _onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript"))
 
@@ -153,6 +199,14 @@ def padded_layers(layers: list[nn.Module], multiple: int = PAD_TO) -> list[nn.Mo
             fed.weight[:, :width], fed.bias[:] = after.weight, after.bias
         layers[this], layers[following] = grown, fed
     return layers
+
+
+def _program(model: nn.Module) -> nn.Sequential:
+    """Return what the TorchScript and ONNX files hold: flat rows (or images) in, logits out. An MLP's hidden layers
+    are padded with zero neurons (padded_layers); a network of layers is kept as it is."""
+    layers = padded_layers(model.sequence()) if isinstance(model, SimpleNN) else [copy.deepcopy(layer)
+                                                                                  for layer in model]
+    return nn.Sequential(nn.Flatten(), *layers).eval()
 
 
 def _torchscript_bytes(network: nn.Module) -> bytes:
@@ -211,9 +265,6 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
     model_file, out = Path(model_file), Path(out_dir)
     check_fits(out, "OUT_DIR", spare=len("..XXXXXXXX.export"))  # the folder is built beside it under a longer name
     model, spec = model_for_file(model_file, activation, dataset)
-    if not isinstance(model, SimpleNN):
-        raise NbpruneError(f"{model_file} holds a network of layers (such as LeNet-5): its export is not supported "
-                           f"yet; rebuild it in Python with nbprune.networkfile.network_from_file(path).")
     if onnx and not _onnx_available():
         raise NbpruneError("ONNX export needs the onnx and onnxscript packages: pip install 'nbprune[onnx]', "
                            "or export without --onnx.")
@@ -222,7 +273,7 @@ def export_model(model_file: str | os.PathLike, out_dir: str | os.PathLike, onnx
                            f"trained on loaders that do not describe their data. Export a model trained on "
                            f"nbprune.load_data's loaders.")
     replaced = _check_target(out, force)
-    network = nn.Sequential(nn.Flatten(), *padded_layers(model.sequence())).eval()  # what TorchScript, ONNX take
+    network = _program(model)
     with _building_folder(out) as building:
         try:
             _write_folder(building, model_file, model, spec, network, onnx)
@@ -288,23 +339,29 @@ def _is_export_file(path: Path) -> bool:
     return path.is_file() and not path.is_symlink() and (name.group(1) if name else path.name) in EXPORT_FILES
 
 
-def _write_folder(folder: Path, model_file: Path, model: SimpleNN, spec: InputSpec, network: nn.Module,
+def _write_folder(folder: Path, model_file: Path, model: nn.Module, spec: InputSpec, network: nn.Module,
                   onnx: bool | None) -> list[str]:
     """Write every file of the export into `folder`; return their names."""
     os.chmod(folder, 0o777 & ~UMASK)  # mkdtemp makes 0700 folders; give the export the mode mkdir would
     write_bytes_atomic(folder / "best_model.pth", model_file.read_bytes())
-    write_text_atomic(folder / "model.py", _standalone(
-        "model.py", HIDDEN=repr(model.hidden), ACTIVATION=json.dumps(model.activation),
-        IN_FEATURES=repr(model.in_features), NUM_CLASSES=repr(model.num_classes)))
-    write_text_atomic(folder / "loader.py", _standalone(
-        "loader.py", MEAN=repr(spec.mean), STD=repr(spec.std), CLASSES=repr(tuple(spec.classes)),
-        IMAGE_SHAPE=repr(spec.image_shape)))
-    write_text_atomic(folder / "predict.py", _standalone("predict.py"))
+    loader = _standalone("loader.py", MEAN=repr(spec.mean), STD=repr(spec.std), CLASSES=repr(tuple(spec.classes)),
+                         IMAGE_SHAPE=repr(spec.image_shape))
+    if isinstance(model, SimpleNN):
+        write_text_atomic(folder / "model.py", _standalone(
+            "model.py", HIDDEN=repr(model.hidden), ACTIVATION=json.dumps(model.activation),
+            IN_FEATURES=repr(model.in_features), NUM_CLASSES=repr(model.num_classes)))
+        write_text_atomic(folder / "loader.py", loader)
+        write_text_atomic(folder / "predict.py", _standalone("predict.py"))
+    else:
+        write_text_atomic(folder / "model.py", _standalone("network.py"))
+        write_text_atomic(folder / "loader.py", _replaced(loader, NETWORK_LOADER))
+        write_text_atomic(folder / "predict.py", _replaced(_standalone("predict.py"), NETWORK_PREDICT))
     write_bytes_atomic(folder / TORCHSCRIPT_FILE, _torchscript_bytes(network))
     files = ["best_model.pth", "model.py", "loader.py", "predict.py", TORCHSCRIPT_FILE]
     if onnx or (onnx is None and _onnx_available()):
         try:
-            _write_onnx(network, folder / ONNX_FILE, model.in_features)
+            _write_onnx(network, folder / ONNX_FILE, model.in_features if isinstance(model, SimpleNN) else
+                        spec.features)
             files.append(ONNX_FILE)
         except OSError:
             raise
@@ -312,7 +369,8 @@ def _write_folder(folder: Path, model_file: Path, model: SimpleNN, spec: InputSp
             if onnx:
                 raise NbpruneError(f"ONNX export failed ({type(error).__name__}: {error}).") from error
             warnings.warn(f"skipped {ONNX_FILE}: the ONNX export failed ({type(error).__name__}: {error})")
-    write_text_atomic(folder / "README.md", _readme(model_file, model, spec, ONNX_FILE in files))
+    readme = _readme if isinstance(model, SimpleNN) else _network_readme
+    write_text_atomic(folder / "README.md", readme(model_file, model, spec, ONNX_FILE in files))
     files.append("README.md")
     manifest = {"exported_by": "nbprune export", "source": str(model_file), "files": files + [MANIFEST_FILE]}
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -326,6 +384,42 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
         f"iteration {record.iteration}" if record and record.iteration is not None else "",
         f"criterion {record.criterion}" if record and record.criterion else "",
         f"nbprune {record.nbprune}" if record and record.nbprune else "") if part) or "no record"
+    what, example, first, standardisation, image_note = _inputs_text(spec)
+    kept = f" (it reads {model.inputs_kept} of them)" if model.keep_inputs is not None else ""
+    return README.format(
+        dataset=Path(spec.dataset).name if is_data_file(spec.dataset) else spec.dataset,
+        neurons=" + ".join(map(str, model.hidden)),
+        parameters=sum(p.numel() for p in model.parameters()), source=model_file.name, provenance=provenance,
+        what=what, example=example, first_example=first,
+        classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),
+        standardisation=standardisation, features=f"{model.in_features}{kept}", image_note=image_note,
+        torchscript=TORCHSCRIPT_FILE, pad_to=PAD_TO,
+        onnx=f" `{ONNX_FILE}` is the same padded network as ONNX (input `input` of shape [batch, {model.in_features}], "
+             f"output `logits`)." if wrote_onnx else "")
+
+
+def _network_readme(model_file: Path, network: nn.Sequential, spec: InputSpec, wrote_onnx: bool) -> str:
+    _, record = read_network_record(model_file)
+    provenance = ", ".join(part for part in (
+        f"iteration {record.iteration}" if record.iteration is not None else "",
+        f"criterion {record.criterion}" if record.criterion else "",
+        f"nbprune {record.nbprune}" if record.nbprune else "") if part) or "no record"
+    what, example, first, standardisation, image_note = _inputs_text(spec)
+    return NETWORK_README.format(
+        dataset=Path(spec.dataset).name if is_data_file(spec.dataset) else spec.dataset,
+        architecture=record.architecture or "sequential network", units=" + ".join(map(str, hidden_units(network))),
+        parameters=sum(p.numel() for p in network.parameters()), source=model_file.name, provenance=provenance,
+        layers=" -> ".join(values["kind"] for values in record.layers), what=what, example=example,
+        first_example=first, classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),
+        standardisation=standardisation, features=spec.features, image_note=image_note,
+        torchscript=TORCHSCRIPT_FILE,
+        onnx=f" `{ONNX_FILE}` is the same network as ONNX (input `input` of shape [batch, {spec.features}], output "
+             f"`logits`)." if wrote_onnx else "")
+
+
+def _inputs_text(spec: InputSpec) -> tuple[str, str, str, str, str]:
+    """Return how a README describes the inputs: what to classify, the example arguments, the first example, the
+    standardisation and the image shape the model also takes."""
     images = spec.image_shape is not None
     if images:
         what = (f"{spec.dataset} images ({spec.image_shape[0]}x{spec.image_shape[1]} grey PNG or .npy arrays of "
@@ -340,17 +434,7 @@ def _readme(model_file: Path, model: SimpleNN, spec: InputSpec, wrote_onnx: bool
         example, first = "rows.npy rows.csv", "rows.npy"
         standardisation = "each feature minus its training mean, divided by its training standard deviation"
         image_note = ""
-    kept = f" (it reads {model.inputs_kept} of them)" if model.keep_inputs is not None else ""
-    return README.format(
-        dataset=Path(spec.dataset).name if is_data_file(spec.dataset) else spec.dataset,
-        neurons=" + ".join(map(str, model.hidden)),
-        parameters=sum(p.numel() for p in model.parameters()), source=model_file.name, provenance=provenance,
-        what=what, example=example, first_example=first,
-        classes=", ".join(f"{index}: {name}" for index, name in enumerate(spec.classes)),
-        standardisation=standardisation, features=f"{model.in_features}{kept}", image_note=image_note,
-        torchscript=TORCHSCRIPT_FILE, pad_to=PAD_TO,
-        onnx=f" `{ONNX_FILE}` is the same padded network as ONNX (input `input` of shape [batch, {model.in_features}], "
-             f"output `logits`)." if wrote_onnx else "")
+    return what, example, first, standardisation, image_note
 
 
 def example_inputs(data: DataSplits, inputs: torch.Tensor, folder: str | os.PathLike) -> list[Path]:

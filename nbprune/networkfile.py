@@ -122,7 +122,7 @@ def read_network_record(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     try:
         input_shape = input_shape_of(list(meta))
         output = layer_shapes(list(meta), input_shape)[-1]
-    except (RuntimeError, NbpruneError) as error:
+    except (RuntimeError, ArithmeticError, NbpruneError) as error:  # a stride of 0 divides by zero on meta
         raise corrupt(f"its layers do not fit together: {str(error).splitlines()[0][:160]}") from None
     if len(output) != 1:
         raise corrupt(f"outputs of shape {list(output)}, expected one score per class")

@@ -40,8 +40,8 @@ def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(ti
     header, rows = read_table(session.iteration_dir(2) / VALIDATION_FILE)
     assert evaluated["hidden"] == list(expected[2])
     assert evaluated["Test_Accuracy"] == pytest.approx(rows[0][header.index("Test_Accuracy")], abs=1e-9)
-    assert main(["export", str(session.model_file(2)), str(tmp_path / "export")]) != 0
-    assert "its export is not supported yet" in capsys.readouterr().err
+    assert main(["export", str(session.model_file(2)), str(tmp_path / "export"), "--no-onnx"]) == 0
+    assert (tmp_path / "export" / "best_model.pth").read_bytes() == session.model_file(2).read_bytes()
 
 
 def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
