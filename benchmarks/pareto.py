@@ -90,6 +90,9 @@ TEACHER_METHODS: dict[str, dict] = {
     "magnitude_teacher": METHODS["magnitude"],
     "taylor_teacher": METHODS["taylor"],
     "scratch_teacher": {},
+    # issue 29: the same chain retrained with the onecycle recipe (5 epochs per level at batch 128 instead of early
+    # stopping), to compare its cost and its validation-chosen accuracy with best_teacher_aug's
+    "best_teacher_aug_onecycle": {**BEST, "augment_shift": 1, "recipe": "onecycle"},
 }
 SCRATCH = {"scratch": "best", "scratch_teacher": "best_teacher"}  # trained from scratch in the shapes of
 EVERY_METHOD = {**METHODS, **ATTEMPTS, **TEACHER_METHODS}
