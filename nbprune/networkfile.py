@@ -29,6 +29,8 @@ SAVED_KINDS = {kind.module.__name__: kind for kind in KINDS.values() if kind.mod
 LARGEST = 2 ** 31 - 1  # no option of a layer is larger
 
 
+MAX_VALUES = 2 ** 26  # no layer of a network file's pass holds more values per input (256 MiB of float32)
+
 @dataclass(frozen=True)
 class NetworkRecord:
     """What a network's model file records: its layers, the architecture's name, its data, its provenance."""
@@ -121,9 +123,13 @@ def read_network_record(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor
         raise corrupt(f"its layers need tensors {expected}, the file holds {found}")
     try:
         input_shape = input_shape_of(list(meta))
-        output = layer_shapes(list(meta), input_shape)[-1]
+        shapes = layer_shapes(list(meta), input_shape)
     except (RuntimeError, ArithmeticError, NbpruneError) as error:  # a stride of 0 divides by zero on meta
         raise corrupt(f"its layers do not fit together: {str(error).splitlines()[0][:160]}") from None
+    largest = max(math.prod(shape) for shape in shapes)
+    if largest > MAX_VALUES:  # huge padding or an Unflatten would make every pass allocate that much per input
+        raise corrupt(f"its layers make {largest:,} values per input, more than {MAX_VALUES:,}")
+    output = shapes[-1]
     if len(output) != 1:
         raise corrupt(f"outputs of shape {list(output)}, expected one score per class")
     iteration, criterion, architecture = (record.get(name) for name in ("iteration", "criterion", "architecture"))

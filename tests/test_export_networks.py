@@ -22,7 +22,7 @@ from nbprune.evaluation import loss_and_accuracy
 from nbprune.export import (ONNX_FILE, TORCHSCRIPT_FILE, _onnx_available, example_inputs, export_model,
                             run_standalone, standalone_predictions)
 from nbprune.modelfile import read_model_file, write_model_state
-from nbprune.networkfile import network_from_file, save_network_file
+from nbprune.networkfile import MAX_VALUES, network_from_file, save_network_file
 from nbprune.files import read_table
 from nbprune.session import VALIDATION_FILE, Session
 
@@ -252,3 +252,6 @@ def test_the_standalone_loader_refuses_layers_that_would_fill_the_memory_before_
                                 tmp_path / "best_model.pth", {"format": 1, "layers": layers})
     with pytest.raises(ValueError, match="100,000,000 values per input, more than"):
         standalone_model(exported).load_network(hostile)
+    with pytest.raises(NbpruneError, match="100,000,000 values per input, more than 67,108,864"):
+        network_from_file(hostile)  # the library refuses it as the standalone loader does, before any pass
+    assert standalone_model(exported).MAX_VALUES == MAX_VALUES
