@@ -512,6 +512,30 @@ def test_paths_reach_the_workers_resolved(tmp_path, monkeypatch):
     assert with_paths_resolved([chain]) == [chain]
 
 
+@pytest.mark.slow
+def test_a_sweep_prunes_a_named_architectures_channels_like_nbprune_prune(quick_ray_start, tiny_root, tmp_path):
+    from nbprune.networkfile import network_from_file
+    spec = build_spec(grid={"criterion": ["magnitude", "interval_adjoint"]}, seeds=[0], end_itr=1,
+                      fixed={"architecture": "lenet5_small", "data_root": str(tiny_root), "epochs": 1, "patience": 1,
+                             "q": 0.5, "threads": 1})
+    folder = tmp_path / "sweep"
+    sweep(spec, folder, workers=2, progress=False)
+    rows = table(folder)
+    assert [(row["criterion"], row["iteration"], row["hidden"]) for row in rows] == [
+        ("magnitude", "0", "6+16+120+84"), ("magnitude", "1", "3+8+60+42"),
+        ("interval_adjoint", "0", "6+16+120+84"), ("interval_adjoint", "1", "3+8+60+42")]
+    assert rows[0]["model_file"] != rows[2]["model_file"]  # each chain's own copy of the one dense model
+    assert (folder / rows[0]["model_file"]).read_bytes() == (folder / rows[2]["model_file"]).read_bytes()
+    alone = tmp_path / "alone"  # the same chain by nbprune prune: the same model file
+    assert main(["prune", "--architecture", "lenet5_small", "--criterion", "interval_adjoint", "--session-dir",
+                 str(alone), "--data-root", str(tiny_root), "--epochs", "1", "--patience", "1", "--q", "0.5",
+                 "--end-itr", "1", "--seed", "0", "--threads", "1", "--no-progress"]) == 0
+    swept = folder / rows[3]["model_file"]
+    assert Session.for_pruning_dir(alone / "iterative_pruning").model_file(1).read_bytes() == swept.read_bytes()
+    network, record = network_from_file(swept)
+    assert record.iteration == 1 and record.criterion == "interval_adjoint" and record.spec.dataset == "MNIST"
+
+
 # --- the benchmarks run their chains as sweeps --------------------------------------------------------------------
 def benchmark(name: str):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
