@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{datetime.datetime.now():%H:%M:%S}] {method} seed {seed}: {len(rows)} models", flush=True)
     order = list(EVERY_METHOD)
     state["rows"].sort(key=lambda row: (order.index(row["method"]), row["seed"], row["iteration"]))
-    sittings = "sitting_minutes" if set(args.methods) & set(METHODS) else "attempt_minutes"
+    sittings = "attempt_minutes" if set(args.methods) <= set(ATTEMPTS) else "sitting_minutes"
     state.setdefault(sittings, []).append(round((time.monotonic() - started) / 60, 1))
     save_state(path, state)
     print(f"wrote {render(state, args.results_dir, args.name)}")
