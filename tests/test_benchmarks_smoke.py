@@ -77,7 +77,7 @@ def test_epoch_speed_writes_its_report(tiny_root, tmp_path):
                              "--matmul-size", "64", "--results-dir", str(tmp_path)]) == 0
     text = (tmp_path / "epoch_speed.md").read_text()
     assert "500 training images" in text and "| ratio (reference / nbprune) |" in text and "Verdict" in text
-    assert "| ratio (reference / nbprune at batch 128) |" in text and "| 128 | " in text
+    assert "| ratio (reference, same run's epochs / nbprune at batch 128) |" in text and "| 128 | " in text
 
 
 @pytest.mark.slow
@@ -143,7 +143,7 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
     assert wanted({"rows": []}) == wanted(new)  # a file from before targets were stored: this round's
 
 
-@pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"),
+@pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"), (pareto, "pareto_speed"),
                                           (compare_criteria, "compare_criteria")])
 def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, script, name):
     committed = pareto.RESULTS_DIR
