@@ -27,7 +27,7 @@ from torch.nn.grad import conv2d_input
 
 from .errors import NbpruneError
 from .interval import Interval
-from .model import KeepInputs, mlp_layers
+from .model import KeepInputs, mlp_layers, ordered_modules
 
 Shape = tuple[int, ...]
 
@@ -206,7 +206,18 @@ def _pool_options(layer) -> tuple[tuple[int, int], tuple[int, int]]:
     return kernel, _pair(layer.stride if layer.stride is not None else kernel)
 
 
-class MaxPool2dKind(LayerKind):
+class _PoolKind(LayerKind):
+    """What the two pooling kinds share: their recorded options (kernel and stride) and how they are rebuilt."""
+
+    def describe(self, layer):
+        kernel, stride = _pool_options(layer)
+        return {"kernel_size": list(kernel), "stride": list(stride)}
+
+    def build(self, values, device=None):
+        return self.module(tuple(values["kernel_size"]), tuple(values["stride"]))
+
+
+class MaxPool2dKind(_PoolKind):
     """nn.MaxPool2d: monotone, so the bounds pool. Adjoint: an output's adjoint goes to the window's maximum; an
     input that may be the maximum somewhere in the box gets hull(adjoint, 0) (it may or may not be chosen), the
     only input that can be the maximum gets the adjoint itself, the others 0; windows that overlap add up."""
@@ -218,13 +229,6 @@ class MaxPool2dKind(LayerKind):
                 or layer.return_indices:
             raise NbpruneError(f"{layer} is not supported: expected padding=0, dilation=1, ceil_mode=False and "
                                f"return_indices=False.")
-
-    def describe(self, layer):
-        kernel, stride = _pool_options(layer)
-        return {"kernel_size": list(kernel), "stride": list(stride)}
-
-    def build(self, values, device=None):
-        return nn.MaxPool2d(tuple(values["kernel_size"]), tuple(values["stride"]))
 
     def forward(self, layer, value, shape):
         kernel, stride = _pool_options(layer)
@@ -254,7 +258,7 @@ class MaxPool2dKind(LayerKind):
         return Interval(fold(low), fold(high))
 
 
-class AvgPool2dKind(LayerKind):
+class AvgPool2dKind(_PoolKind):
     """nn.AvgPool2d: linear with positive weights; adjoint: each output's adjoint spread evenly over its window."""
 
     module = nn.AvgPool2d
@@ -263,13 +267,6 @@ class AvgPool2dKind(LayerKind):
         if _pair(layer.padding) != (0, 0) or layer.ceil_mode or layer.divisor_override is not None:
             raise NbpruneError(f"{layer} is not supported: expected padding=0, ceil_mode=False and no "
                                f"divisor_override.")
-
-    def describe(self, layer):
-        kernel, stride = _pool_options(layer)
-        return {"kernel_size": list(kernel), "stride": list(stride)}
-
-    def build(self, values, device=None):
-        return nn.AvgPool2d(tuple(values["kernel_size"]), tuple(values["stride"]))
 
     def forward(self, layer, value, shape):
         kernel, stride = _pool_options(layer)
@@ -382,13 +379,8 @@ def kind_of(layer: nn.Module) -> LayerKind:
 def sequence_of(model: nn.Module) -> list[nn.Module]:
     """Return the layers of a network in the order its forward pass applies them: SimpleNN's `sequence()`, or an
     nn.Sequential's modules with nested nn.Sequentials opened; each of a declared kind."""
-    if hasattr(model, "sequence"):
-        layers = list(model.sequence())
-    elif isinstance(model, nn.Sequential):
-        layers = []
-        for module in model:
-            layers += sequence_of(module) if isinstance(module, nn.Sequential) else [module]
-    else:
+    layers = ordered_modules(model)
+    if layers is None:
         raise NbpruneError(f"{type(model).__name__} is not supported: expected SimpleNN or an nn.Sequential of "
                            f"{', '.join(sorted(module.__name__ for module in KINDS))}.")
     for layer in layers:

@@ -162,15 +162,23 @@ def refuse_non_finite(x: torch.Tensor, owner: str) -> None:
                          f"{bad_rows[:5].tolist()}): expected finite, standardised values.")
 
 
+def ordered_modules(model: nn.Module) -> list[nn.Module] | None:
+    """Return the modules a network applies, in order: SimpleNN's `sequence()`, or an nn.Sequential's modules with
+    nested nn.Sequentials opened; None for any other module (the caller says what it expected)."""
+    if hasattr(model, "sequence"):
+        return list(model.sequence())
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers = []
+    for module in model:
+        layers += ordered_modules(module) if isinstance(module, nn.Sequential) else [module]
+    return layers
+
+
 def mlp_layers(model: nn.Module) -> list[nn.Module]:
     """Return the modules of an MLP in the order its forward pass applies them."""
-    if hasattr(model, "sequence"):
-        layers = list(model.sequence())
-    elif isinstance(model, nn.Sequential):
-        layers = []
-        for module in model:
-            layers += mlp_layers(module) if isinstance(module, nn.Sequential) else [module]
-    else:
+    layers = ordered_modules(model)
+    if layers is None:
         raise NbpruneError(f"{type(model).__name__} is not supported: expected SimpleNN or an nn.Sequential "
                            f"of nn.Linear, nn.ReLU and nn.Sigmoid layers.")
     layers = [layer for layer in layers if not isinstance(layer, (nn.Flatten, nn.Identity))]
