@@ -182,7 +182,7 @@ def record_sweep(args, state: dict) -> None:
     record_of_sweep = SweepFolder(sweep_dir(args)).load_state(None)
     steps = {step.iteration: step for step in schedule()}
     data = {}
-    for chain, session in chains_of(args):
+    for chain, session in sorted(chains_of(args), key=lambda pair: pair[0].seed):  # each seed's data read once
         if chain.seed not in data:
             data = {chain.seed: load_data(args.data_root, seed=chain.seed, val_size=args.val_size)}
         seconds = {**record_of_sweep["dense"].get(chain.dense, {}),

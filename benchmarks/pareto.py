@@ -246,8 +246,8 @@ def run_scratch(args, state: dict, method: str, seed: int) -> list[dict]:
               teacher=teacher, config=config.train)
         save_model_file(model, folder / "best_model.pth", iteration=iteration, teacher=record)
         rows.append(row_of(method, seed, iteration, folder / "best_model.pth", data))
-        state.setdefault("seconds", {})[f"{method}/{seed}"] = \
-            state.get("seconds", {}).get(f"{method}/{seed}", 0.0) + time.perf_counter() - started
+        seconds = state.setdefault("seconds", {})
+        seconds[f"{method}/{seed}"] = seconds.get(f"{method}/{seed}", 0.0) + time.perf_counter() - started
     return rows
 
 
