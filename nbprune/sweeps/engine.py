@@ -537,11 +537,11 @@ def _collect(ray, folder: SweepFolder, tasks: dict, dense: dict, state: dict, ro
                 tqdm.write(line)
             else:
                 log.info(line)
-    except KeyboardInterrupt:
-        for task in pending:
-            ray.cancel(task, force=True)  # the sessions publish whole iterations only: each stays resumable
-        raise
     finally:
+        # Interrupted, the tasks still running end with Ray's shutdown (a local Ray's processes end; a cluster ends
+        # the tasks of a driver that is gone), and each chain stays resumable: sessions publish whole iterations
+        # only. Not ray.cancel(force=True): a task's reply racing its cancellation fails a check in Ray's core
+        # worker (task_manager.cc: "Tried to complete task that was not pending") and the driver dies without a line.
         bar.close()
 
 
