@@ -283,3 +283,65 @@ def show_inputs(data, inputs, labels, predictions=None, path=None):
               f"{', ...' if len(labels) > 8 else ''}).")
         return None
     return plot_digits(data.to_pixels(inputs), labels, predictions, path=path, classes=data.classes)
+
+
+# --- 08_conv (channel pruning of a convolutional network) --------------------------------------------------------
+def plot_filters(filters, kept, path=None):
+    """Return a grid of a convolution's filters ([channels, 1, k, k]): the kept ones in colour, the removed ones
+    greyed and crossed out, each titled with its channel number; save it when `path` is given."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    from ..files import save_figure
+
+    filters = filters.detach().cpu()
+    kept = set(int(index) for index in kept)
+    columns = min(10, len(filters))
+    rows = math.ceil(len(filters) / columns)
+    scale = float(filters.abs().max()) or 1.0
+    figure = Figure(figsize=(1.0 * columns + 0.6, 1.15 * rows + 0.5), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        axes.set(xticks=[], yticks=[])
+        if index >= len(filters):
+            axes.set_axis_off()
+            continue
+        removed = index not in kept
+        axes.imshow(filters[index, 0], cmap="Greys" if removed else "RdBu_r", vmin=-scale, vmax=scale,
+                    alpha=0.35 if removed else 1.0)
+        if removed:
+            size = filters.shape[-1] - 1
+            axes.plot([0, size], [0, size], color="tab:red", linewidth=1)
+            axes.plot([0, size], [size, 0], color="tab:red", linewidth=1)
+        axes.set_title(f"{index}{' removed' if removed else ''}", fontsize=7,
+                       color="tab:red" if removed else "black")
+    figure.suptitle(f"conv1's filters: {len(kept)} of {len(filters)} kept (colour; red: weight > 0, blue: < 0), "
+                    f"{len(filters) - len(kept)} removed (grey, crossed)", fontsize=9)
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_accuracy_against_parameters(rows, path=None):
+    """Return validation and test accuracy against parameters (log scale) for a run's iterations (rows with
+    iteration, units, parameters, val_accuracy, test_accuracy), each point labelled with its units."""
+    from matplotlib.figure import Figure
+
+    from ..files import save_figure
+
+    figure = Figure(figsize=(7, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    parameters = [row.parameters for row in rows]
+    axes.plot(parameters, [row.val_accuracy for row in rows], "o-", label="validation")
+    axes.plot(parameters, [row.test_accuracy for row in rows], "s--", label="test", alpha=0.7)
+    for row in rows:
+        axes.annotate("-".join(map(str, row.units)), (row.parameters, row.val_accuracy), fontsize=7,
+                      textcoords="offset points", xytext=(0, 6), ha="center")
+    axes.set(xscale="log", xlabel="parameters (log scale)", ylabel="accuracy (%)",
+             title="Accuracy against parameters (labels: the units kept per layer)")
+    axes.margins(x=0.08, y=0.12)  # room for the labels above the points
+    axes.legend()
+    if path is not None:
+        save_figure(figure, path)
+    return figure

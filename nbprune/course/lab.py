@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 NOTEBOOKS = ("00_intervals", "01_data", "02_model", "03_retention", "04_iterative_pruning", "05_test", "06_deploy",
-             "07_compare")
+             "07_compare", "08_conv")
 
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}

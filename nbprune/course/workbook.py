@@ -1,4 +1,4 @@
-"""The workbook: the eight notebooks' parameters, their setup, the figures they show, and running them with papermill.
+"""The workbook: the nine notebooks' parameters, their setup, the figures they show, and running them with papermill.
 
 Each notebook's parameters cell is generated from nbprune.config (`parameters_source`); a test checks the committed
 cells agree, so a new setting reaches the workbook by adding its name to NOTEBOOK_PARAMETERS.
@@ -45,13 +45,20 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
     "07_compare": ("session_dir", "data_root", "device", "threads", "compare_levels", "compare_seeds",
                    "compare_epochs"),
+    # 08 prunes a network declared by name in a session of its own (<session>/conv); architecture reaches it alone:
+    # 02 to 07 teach the MLP (SimpleNN), whose shape hidden and activation say
+    "08_conv": ("session_dir", *_DATA, "device", "threads", "architecture", "q", "begin_itr", "end_itr",
+                "batch_size", "lr", "epochs", "patience", "distill", "criterion", "allocation", "budget"),
 }
-NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)",
-                   "architecture": "the course's notebooks teach the MLP; a network by name runs from the command "
-                                   "line and the API (nbprune prune --architecture lenet5) until a notebook of its "
-                                   "own takes it"}
+NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)"}
 PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}
 NOTEBOOK_DEFAULTS = {"threads": 1}  # one thread: fastest for a network this small, and on a shared machine
+# A notebook's own defaults, where its parameters cell differs from the configuration's. 08: LeNet-5 on 4,000
+# training images, three epochs per iteration, halving channels and neurons at each of three cuts: about a minute
+# on one CPU thread, so that the quick profile stays quick (the full profile's epochs and patience reach it too)
+OWN_DEFAULTS = {"08_conv": {"architecture": "lenet5", "subset": 4000, "q": 0.5, "end_itr": 3, "epochs": 3,
+                            "patience": 1}}
+CONV_NOTEBOOK = "08_conv"
 
 PROFILES = {
     # make run in about 3 minutes. 07: after a one-step cut to 5% of the neurons, one epoch of retraining left the
@@ -73,11 +80,15 @@ def parameters_source(notebook: str) -> str:
     """Return the text of a notebook's parameters cell: each setting with its default and its meaning."""
     lines = []
     for name in NOTEBOOK_PARAMETERS[notebook]:
-        setting = SETTINGS[name]
-        value = NOTEBOOK_DEFAULTS.get(name, setting.default)
-        lines.append((f"{name} = {_literal(value)}", setting.help))
+        lines.append((f"{name} = {_literal(notebook_default(notebook, name))}", SETTINGS[name].help))
     width = max(len(code) for code, _ in lines)
     return "\n".join(f"{code:<{width}}  # {comment}" for code, comment in lines)
+
+
+def notebook_default(notebook: str, name: str) -> Any:
+    """Return the value a notebook's parameters cell gives setting `name`: the notebook's own default, the
+    workbook's, or the configuration's."""
+    return OWN_DEFAULTS.get(notebook, {}).get(name, NOTEBOOK_DEFAULTS.get(name, SETTINGS[name].default))
 
 
 def write_parameters_cells(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -151,7 +162,7 @@ def parse_parameters(pairs: list[list[str]] | Mapping[str, str]) -> dict:
 
 
 def notebooks_path(notebooks_dir: str | os.PathLike | None = None) -> Path:
-    """Return the folder holding the eight workbook notebooks: the argument, the checkout's, or ./notebooks."""
+    """Return the folder holding the nine workbook notebooks: the argument, the checkout's, or ./notebooks."""
     candidates = [Path(notebooks_dir)] if notebooks_dir is not None else [
         Path(__file__).resolve().parents[2] / "notebooks", project_root() / "notebooks"]
     for folder in candidates:
@@ -180,7 +191,7 @@ def _kernel_config(socket_dir: str):
 
 def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "quick",
                  parameters: dict | None = None, notebooks_dir: str | os.PathLike | None = None) -> Path:
-    """Run the eight notebooks in order into one session folder; return the folder of executed copies.
+    """Run the nine notebooks in order into one session folder; return the folder of executed copies.
 
     Everything `nbprune prune` checks is checked before anything is written; the session folder is held for the
     whole run (its kernels share the lock), and it may never hold the notebooks it runs.
@@ -236,7 +247,7 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
         raise ConfigError(f"unknown notebook parameter(s) {', '.join(unknown)}: expected any of "
                           f"{', '.join(PARAMETERS)}.")
     values = {**PROFILES[profile], **parameters}
-    config = RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS})
+    config = RunConfig.from_flat({k: v for k, v in values.items() if k in RUN_SETTINGS and k != "architecture"})
     controls = Controls(**{k: v for k, v in values.items() if k in CONTROLS})
     if controls.chosen_itr is not None and isinstance(controls.end_itr, int) and controls.chosen_itr > controls.end_itr:
         raise ConfigError(f"chosen_itr={controls.chosen_itr} comes after end_itr={controls.end_itr}: 05_test can only "
@@ -255,12 +266,30 @@ def checked_run(session_dir: str | os.PathLike | None, profile: str, parameters:
     if controls.compare_levels is not None:  # 07's levels are iterations of this schedule: refused now, not in 07
         from .compare import chosen_steps
         chosen_steps(planned.steps, controls.compare_levels)
+    check_conv_run(values, session)
     values.update(session_dir=str(session.root.resolve()), data_root=str(data_root(values.get("data_root"))))
     if config.train.teacher is not None:  # the kernels run in the executed notebooks' folder, not here
         values.update(teacher=str(Path(config.train.teacher).resolve()))
     if is_data_file(config.data.dataset):  # likewise a data file of the user's own
         values.update(dataset=str(Path(config.data.dataset).resolve()))
     return values, session, source
+
+
+def check_conv_run(values: Mapping[str, Any], session: Session) -> None:
+    """Refuse, writing nothing, what 08_conv's run would refuse: its values are its own defaults and the given
+    ones; its run lives in the session's conv/ folder (nbprune.course.conv)."""
+    from ..iterative import plan_run
+    from .conv import conv_session
+
+    given = {name: notebook_default(CONV_NOTEBOOK, name) for name in NOTEBOOK_PARAMETERS[CONV_NOTEBOOK]}
+    given.update({name: value for name, value in values.items() if name in given})
+    if given["architecture"] is None:
+        raise ConfigError(f"architecture=None is not allowed: {CONV_NOTEBOOK} prunes a network declared by name, "
+                          f"expected one of {', '.join(SETTINGS['architecture'].choices)}; the MLP notebooks 02 to 07 "
+                          f"take hidden and activation instead.")
+    config = RunConfig.from_flat({name: value for name, value in given.items() if name in RUN_SETTINGS})
+    controls = Controls(**{name: value for name, value in given.items() if name in CONTROLS})
+    plan_run(config, conv_session(session), controls.begin_itr, controls.end_itr, progress=False)
 
 
 def check_apart(session: Session, source: Path) -> None:

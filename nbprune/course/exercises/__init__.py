@@ -19,7 +19,7 @@ from ...errors import ConfigError
 
 # notebook -> the module holding its exercises (loaded on first use, so importing nbprune stays light)
 MODULES = {"00": "intervals", "01": "data", "02": "model", "03": "retention", "04": "pruning", "05": "testing",
-           "06": "deploy", "07": "compare"}
+           "06": "deploy", "07": "compare", "08": "conv"}
 
 
 @dataclass(frozen=True)

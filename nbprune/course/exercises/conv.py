@@ -1,0 +1,121 @@
+"""Exercises of 08_conv: an interval convolution's output bound, a max-pool's bound and its adjoint computed by hand,
+and the parameters and multiply-accumulates of a pruned LeNet-5, each answer checked against nbprune's own rules
+and counts."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import Verdict, close, exercise, same_interval, whole
+from ...architectures import CHANNELS, count_parameters, lenet, multiply_accumulates
+from ...datasets import DEFAULT
+from ...interval import Interval
+from ...layers import kind_of
+from ..conv import HAND_FILTER, hand_box, hand_network, hand_passes
+
+HORIZONTAL = tuple(zip(*HAND_FILTER))  # the filter transposed: top row +1, middle 0, bottom row -1
+
+
+def _horizontal_output() -> tuple[float, float]:
+    convolved = hand_passes(hand_network(HORIZONTAL), hand_box()).convolved
+    return float(convolved.lower[0, 0, 0, 1]), float(convolved.upper[0, 0, 0, 1])
+
+
+@exercise("08.1", "Turn the filter into a horizontal-edge detector (its transpose: top row 1 1 1, middle row 0, "
+                  "bottom row -1 -1 -1) and bound the output y01 (row 0, column 1) over the same 4x4 box. Answer "
+                  "(lower, upper).", solver=_horizontal_output)
+def horizontal_output(answer) -> Verdict:
+    return same_interval(answer, *_horizontal_output(), "[y01] with the horizontal filter",
+                         why="y01 reads rows 0-2, columns 1-3: the top row u 0 0 counts +1, the bottom row 1 1 u "
+                             "counts -1, so y01 = u - 2 - u' with two different uncertain pixels: [0 - 2 - 1, "
+                             "1 - 2 - 0].",
+                         hint="write the 3x3 window under y01 (rows 0 to 2, columns 1 to 3); only the top and bottom "
+                              "rows count, with +1 and -1. A negative weight takes an uncertain pixel's upper end "
+                              "into the lower bound.")
+
+
+POOLED = ((-1.0, 2.0), (0.0, 0.5), (1.0, 3.0), (-2.0, 4.0))  # a 2x2 window of intervals, row by row
+
+
+def _window() -> Interval:
+    lower, upper = (torch.tensor([pair[end] for pair in POOLED], dtype=torch.float64).reshape(1, 1, 2, 2)
+                    for end in (0, 1))
+    return Interval(lower, upper)
+
+
+def _pooled() -> tuple[float, float]:
+    pool = nn.MaxPool2d(2)
+    window = _window()
+    pooled = kind_of(pool).forward(pool, window, tuple(window.shape[1:]))
+    return float(pooled.lower), float(pooled.upper)
+
+
+@exercise("08.2", f"A 2x2 max-pool reads four intervals {', '.join(f'[{a:g}, {b:g}]' for a, b in POOLED)}. What is "
+                  f"the interval of its output? Answer (lower, upper).", solver=_pooled)
+def pooled_bound(answer) -> Verdict:
+    return same_interval(answer, *_pooled(), "the pooled interval",
+                         why="max is increasing in every argument, so its smallest value over the box is the max "
+                             "of the lower bounds, its largest the max of the upper bounds.",
+                         hint="the maximum is monotone: take the maximum of the four lower ends, and of the four "
+                              "upper ends.")
+
+
+def _pool_adjoint() -> list[tuple[float, float]]:
+    pool = nn.MaxPool2d(2)
+    window = _window()
+    seed = Interval(torch.ones(1, 1, 1, 1, dtype=torch.float64))
+    adjoint = kind_of(pool).adjoint(pool, seed, window, tuple(window.shape[1:]))
+    return [(float(low), float(high)) for low, high in zip(adjoint.lower.flatten(), adjoint.upper.flatten())]
+
+
+@exercise("08.3", "Seed the same max-pool's output with adjoint 1. Give the interval adjoint of each of its four "
+                  "inputs, in the same order, as four (lower, upper) pairs.", solver=_pool_adjoint)
+def pool_adjoint(answer) -> Verdict:
+    expected = _pool_adjoint()
+    pairs = [tuple(float(value) for value in pair) for pair in answer]
+    if len(pairs) != len(expected) or any(len(pair) != 2 for pair in pairs):
+        return Verdict(False, f"give four (lower, upper) pairs, one per input of the window, not {len(pairs)}.")
+    if all(abs(a - b) <= 1e-9 for pair, right in zip(pairs, expected) for a, b in zip(pair, right)):
+        return Verdict(True, f"{expected}: the window's maximum is at least 1 (the largest lower bound), so "
+                             f"[0, 0.5] is never the maximum (adjoint 0); the other three may be the maximum "
+                             f"somewhere in the box, or not, so each gets the hull of 1 and 0, [0, 1].")
+    return Verdict(False, f"{pairs} is not it. Which inputs can be the maximum somewhere in the box (upper end at "
+                          f"least the largest lower end)? An input that never is gets 0; one that may or may not "
+                          f"be gets every value between 0 and the seed.")
+
+
+PRUNED_SHAPE = ((5, 12), (125,))  # conv1 channels, conv2 channels; neurons of the first fully connected layer
+
+
+def _pruned_parameters() -> int:
+    return count_parameters(lenet(DEFAULT, *PRUNED_SHAPE))
+
+
+@exercise("08.4", "A pruned LeNet-5-Caffe keeps 5 filters in conv1, 12 in conv2 and 125 neurons in the first fully "
+                  "connected layer (MNIST: 28x28 images, ten classes). How many parameters (weights and biases) "
+                  "does it have?", solver=_pruned_parameters)
+def pruned_parameters(answer) -> Verdict:
+    return close(whole(answer), _pruned_parameters(), "the parameters of LeNet-5 5-12-125",
+                 why="conv1 5·1·5·5 + 5, conv2 12·5·5·5 + 12, fc1 (12·4·4)·125 + 125, fc2 125·10 + 10: a removed "
+                     "conv2 channel takes its 4x4 block of 16 columns of fc1 with it.", tolerance=0,
+                 hint="a 5x5 convolution of c_in channels into c_out has c_out·c_in·25 weights and c_out biases; "
+                      "after two 5x5 convolutions and two 2x2 pools a 28x28 image is 4x4 per channel, so fc1 reads "
+                      "conv2's channels x 16 features.")
+
+
+def _first_layer_macs() -> int:
+    height, width = DEFAULT.image_shape
+    first = nn.Sequential(nn.Unflatten(1, (CHANNELS, height, width)), nn.Conv2d(CHANNELS, PRUNED_SHAPE[0][0], 5))
+    return multiply_accumulates(first)
+
+
+@exercise("08.5", "How many multiply-accumulates does that network's conv1 (5 filters of 5x5 on one 28x28 channel, "
+                  "no padding) spend on one image?", solver=_first_layer_macs)
+def first_layer_macs(answer) -> Verdict:
+    return close(whole(answer), _first_layer_macs(), "conv1's multiply-accumulates",
+                 why="each of the 5 filters computes 24·24 outputs (28 - 5 + 1 = 24 per side), each 25 products: "
+                     "5·25·576. A convolution's weights are few, its work is large: pruning a channel saves "
+                     "multiply-accumulates in proportion to its positions.", tolerance=0,
+                 hint="count the output positions first (a 5x5 window fits 28 - 5 + 1 times per side), then the "
+                      "products each output position needs per filter.")
