@@ -6,7 +6,6 @@ agrees with the library.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -174,19 +173,16 @@ def first_cut(session: Session, experiment, first: int, second: int) -> tuple[to
     return filters, top(scores[0], kept_counts[0])
 
 
-def exported_accuracy(folder: str | Path, loader) -> float:
-    """Return the test accuracy (percent) of an export's TorchScript file on `loader`'s (standardised) rows."""
-    from ..export import TORCHSCRIPT_FILE
+def standalone_accuracy(folder: str | Path, data, work: str | Path) -> float:
+    """Return the test accuracy (percent) of an export's torch-only predict.py on all of `data`'s test images,
+    written into `work` as an application hands them over (grey levels) and run in a fresh interpreter."""
+    from ..export import example_inputs, run_standalone, standalone_predictions
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # deprecated since torch 2.9, yet what export writes
-        program = torch.jit.load(str(Path(folder) / TORCHSCRIPT_FILE))
-    right = total = 0
-    with torch.no_grad():
-        for inputs, targets in loader:
-            right += int((program(inputs).argmax(dim=1) == targets).sum())
-            total += len(targets)
-    return 100.0 * right / total
+    inputs, targets = data.test_loader.dataset.data, data.test_loader.dataset.targets
+    Path(work).mkdir(parents=True, exist_ok=True)
+    printed = run_standalone(folder, *example_inputs(data, inputs, work))
+    predicted = [label for _, label, _ in standalone_predictions(printed)[1:]]  # after the first file's line
+    return 100.0 * sum(label == data.classes[int(k)] for label, k in zip(predicted, targets)) / len(targets)
 
 
 def library_accuracy(file: str | Path, loader) -> float:
