@@ -1,4 +1,4 @@
-"""The workbook: the committed notebooks' structure, parameters, widgets, and a papermill run of all eight."""
+"""The workbook: the committed notebooks' structure, parameters, widgets, and a papermill run of all nine."""
 
 import csv
 import json
@@ -367,6 +367,22 @@ def test_07_compare_leaves_a_table_of_every_method_at_the_default_levels_and_its
     assert "one budget of at most 3 epochs from random weights for every network: the pruned ones inherit the " \
            "dense model's 1 and retrain for at most 2, scratch trains for at most 3" in printed  # quick: 2 in 07
     assert "mean over 2 seeds" in printed and "Against the project's benchmark" in printed
+
+
+@pytest.mark.mnist
+def test_08_conv_prunes_lenet5_channels_in_a_session_of_its_own_and_exports_the_choice(workbook):
+    conv = Session(workbook / "conv")
+    assert conv.iterations() == [0, 1, 2]  # end_itr reaches 08 too
+    assert [record["hidden"] for record in conv.finished()] == [(20, 50, 500), (10, 25, 250), (5, 12, 125)]
+    config = conv.runs()[-1]["config"]
+    assert config["architecture"] == "lenet5" and config["subset"] == 2000 and config["epochs"] == 1
+    assert (conv.pruning / "conv1_filters.png").is_file() and (conv.results / "validations.txt").is_file()
+    assert (conv.part("deploy") / "standalone" / "model_torchscript.pt").is_file()
+    printed = executed_text(workbook, "08_conv")
+    assert "every gradient inside the interval adjoint: True" in printed
+    library, exported = (printed.split(what)[1].split("%")[0] for what in ("the library's network ",
+                                                                           "the exported predict.py "))
+    assert library == exported
 
 
 def executed_text(workbook, name: str) -> str:
