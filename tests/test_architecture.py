@@ -36,7 +36,8 @@ LAYERS = [
     ("the course's package", {"nbprune.course"}),
     ("the course's tools", {"nbprune.course.lab", "nbprune.course.primer", "nbprune.course.diagnostics",
                             "nbprune.course.exercises"}),
-    ("the course's studies, views and exercises", {"nbprune.course.compare", "nbprune.course.figures",
+    ("the course's studies, views and exercises", {"nbprune.course.compare", "nbprune.course.conv",
+                                                  "nbprune.course.figures",
                                                   "nbprune.course.widgets", "nbprune.course.exercises.*"}),
     ("the course's workbook", {"nbprune.course.workbook"}),
     # the doors over both

@@ -97,10 +97,10 @@ class SampledCheck(NamedTuple):
 
 
 def sampled_check(network: nn.Sequential, box: Interval, passes: HandPasses, samples: int = 2000,
-                  seed: int = 0) -> SampledCheck:
+                  sample_seed: int = 0) -> SampledCheck:
     """Return whether `samples` random inputs of the box (corners included) give values and derivatives inside the
     intervals `passes` computed: the enclosure, measured (float64, so up to rounding exactly)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(sample_seed)
     lower, upper = box.lower[0], box.upper[0]
     corners = torch.randint(0, 2, (samples // 2, *lower.shape), generator=generator).to(lower.dtype)
     uniform = torch.rand((samples - len(corners), *lower.shape), generator=generator, dtype=lower.dtype)
