@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import Verdict, close, exercise, same_interval, whole
+from . import Verdict, ask, close, exercise, same_interval, whole
 from ...architectures import CHANNELS, count_parameters, lenet, multiply_accumulates
 from ...datasets import DEFAULT
 from ...interval import Interval
@@ -119,3 +119,47 @@ def first_layer_macs(answer) -> Verdict:
                      "multiply-accumulates in proportion to its positions.", tolerance=0,
                  hint="count the output positions first (a 5x5 window fits 28 - 5 + 1 times per side), then the "
                       "products each output position needs per filter.")
+
+
+# --- the questionnaire -------------------------------------------------------------------------------------------
+ask("08.q1", "Why does a convolution over a box of independent pixels give each output's exact range, and what "
+             "does the centre-radius form compute for it?",
+    "Each output is a weighted sum of the pixels in its window plus the bias: a linear map. Its smallest value over "
+    "the box takes each pixel at the end its weight prefers (the lower end for a positive weight, the upper end for "
+    "a negative one), and since each pixel enters that sum once, that choice is an image of the box. Centre-radius "
+    "form computes the same bounds with two convolutions: centre W * c + b and radius |W| * r.")
+ask("08.q2", "Why may max-pooling map the bounds, and why would that fail for a pooling that is not monotone?",
+    "The maximum never decreases when one of its arguments grows, so over a box its smallest value is at the lower "
+    "ends and its largest at the upper ends. A function that is not monotone can take its extremes inside the box, "
+    "so its values at the ends do not bound it. Average pooling is linear with positive weights, so it maps bounds "
+    "too.")
+ask("08.q3", "Why does max-pooling's adjoint give an input that may or may not be the maximum the hull of 0 and the "
+             "seed, and not the seed?",
+    "The interval adjoint must enclose the derivative at every image of the box. Where that input is the maximum the "
+    "derivative passes the seed on; where another input is the maximum it passes 0. Only an interval holding both "
+    "encloses both; the seed alone would be wrong at every image where another input wins.")
+ask("08.q4", "What is the adjoint of a convolution, and why?",
+    "The transposed convolution. An output is y_p = sum over k of W_k x_(p+k), so dy_p/dx_q = W_(q-p) where the "
+    "window of p holds q, and the chain rule adds over every output whose window holds x_q: x̄_q = sum over p of "
+    "W_(q-p) ȳ_p. Each output's adjoint goes back to the pixels of its window times their weights, and a pixel adds "
+    "what it gets from every window it lies in.")
+ask("08.q5", "Why is a whole channel the unit removed, and not one position of a feature map?",
+    "Removing one position saves nothing: the filter still runs over the others and the next layer keeps its "
+    "weights. Removing a channel removes its filter and bias and every weight that reads it, so the network becomes "
+    "a smaller dense network with fewer parameters and multiply-accumulates, which runs faster on any hardware.")
+ask("08.q6", "Why does the default aggregation take the maximum over a channel's positions, and what would the sum "
+             "do when channels and neurons compete for one budget?",
+    "A channel is needed where it matters most: a detector that fires in one place of the image is needed even if it "
+    "is silent elsewhere. The maximum does not grow with the number of positions, so LeNet-5's conv1 channels (576 "
+    "positions), conv2 channels (64) and fc1 neurons (one) stay on one scale; the sum would score a unit higher the "
+    "more positions it has. Which aggregation prunes better is measured in benchmarks/conv_pareto.py, not assumed.")
+ask("08.q7", "When LeNet-5-Caffe's conv2 loses channel k, which weights go with it?",
+    "conv2's filter k and its bias; and, after the second max-pool and Flatten, channel k's 4x4 = 16 positions are "
+    "the 16 consecutive inputs k·16 to k·16 + 15 of fc1, so those 16 columns of fc1's weight go too. A conv1 "
+    "channel k takes conv2's input channel k with it: a 5x5 slice of every conv2 filter.")
+ask("08.q8", "In the hand example the adjoint at pixel (1, 1) is [0, 2], yet the derivative there is 1 at every "
+             "image of the box. Where does the width come from, and is the enclosure wrong?",
+    "The pixel lies in the windows of y01 and y11 with weight 1, and both may be the maximum, so each brings [0, 1] "
+    "and the transposed convolution adds them, as if both could be the maximum at once; at each image exactly one "
+    "is. The enclosure is still valid (it holds 1), only not tight: the dependency problem of notebook 00. A "
+    "significance built from it is still a bound, a looser one.")
