@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_stand_ins
 from nbprune.course.conv import (CONV, as_grid, conv_session, hand_box, hand_network, hand_passes,
-                                 sampled_check, shape_lines, shapes)
+                                 require_architecture, sampled_check, shape_lines, shapes)
 from nbprune.course.exercises import check, exercises_of, solution
 from nbprune.course.workbook import (NOTEBOOK_PARAMETERS, OWN_DEFAULTS, checked_run, notebooks_path,
                                      parameters_source, parse_parameters, run_workbook)
@@ -122,6 +122,13 @@ def test_08s_resume_is_checked_in_its_own_session_before_any_notebook_runs(tiny_
     with pytest.raises(ScheduleError, match=f"begin_itr=2 needs iteration 1's model, but {session_dir / CONV}"):
         checked_run(session_dir, "quick", parameters, write_stand_ins(tmp_path / "notebooks"))
     assert not (session_dir / CONV).exists()
+
+
+def test_08_refuses_the_mlp_in_one_line_naming_the_architectures():
+    assert require_architecture("lenet5_small") == "lenet5_small"
+    with pytest.raises(ConfigError, match="^architecture=None is not allowed: 08_conv prunes a network declared by "
+                                          "name, expected one of lenet5, lenet5_small; the MLP notebooks"):
+        require_architecture(None)
 
 
 @pytest.mark.slow

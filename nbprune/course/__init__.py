@@ -24,7 +24,7 @@ _EXPORTS = {
                     "constant_feature_shift", "neuron_costs", "removal_effects", "removal_summary"),
     "primer": ("primer_network", "primer_box", "sample_box", "sampled_range", "as_pairs", "largest_change"),
     "conv": ("hand_box", "hand_network", "hand_passes", "as_grid", "sampled_check", "conv_session", "shapes",
-             "shape_lines", "first_cut", "standalone_accuracy", "library_accuracy"),
+             "shape_lines", "first_cut", "standalone_accuracy", "library_accuracy", "require_architecture"),
     "exercises": ("check", "solution", "question", "questionnaire"),
     "compare": ("compare_criteria", "plan_comparison", "level_summary", "winners", "conclusion",
                 "against_benchmark"),

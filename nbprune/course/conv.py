@@ -12,7 +12,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from ..architectures import multiply_accumulates
+from ..architectures import ARCHITECTURES, multiply_accumulates
+from ..errors import ConfigError
 from ..evaluation import loss_and_accuracy
 from ..interval import Interval
 from ..layers import hidden_units, kind_of
@@ -119,6 +120,15 @@ def sampled_check(network: nn.Sequential, box: Interval, passes: HandPasses, sam
 
 
 # --- the student's LeNet-5 run ------------------------------------------------------------------------------------
+def require_architecture(architecture: str | None) -> str:
+    """Return the architecture 08_conv prunes; None (the MLP, 02 to 07's network) is refused in one line."""
+    if architecture is None:
+        raise ConfigError(f"architecture=None is not allowed: 08_conv prunes a network declared by name, expected "
+                          f"one of {', '.join(ARCHITECTURES)}; the MLP notebooks 02 to 07 take hidden and activation "
+                          f"instead.")
+    return architecture
+
+
 def conv_session(session: Session) -> Session:
     """Return the session 08_conv prunes in: <session>/conv, a session folder of its own (with its own
     iterative_pruning/ and lock), so the MLP chain of 04 in the same session stays untouched."""

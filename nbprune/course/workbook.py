@@ -279,14 +279,11 @@ def check_conv_run(values: Mapping[str, Any], session: Session) -> None:
     """Refuse, writing nothing, what 08_conv's run would refuse: its values are its own defaults and the given
     ones; its run lives in the session's conv/ folder (nbprune.course.conv)."""
     from ..iterative import plan_run
-    from .conv import conv_session
+    from .conv import conv_session, require_architecture
 
     given = {name: notebook_default(CONV_NOTEBOOK, name) for name in NOTEBOOK_PARAMETERS[CONV_NOTEBOOK]}
     given.update({name: value for name, value in values.items() if name in given})
-    if given["architecture"] is None:
-        raise ConfigError(f"architecture=None is not allowed: {CONV_NOTEBOOK} prunes a network declared by name, "
-                          f"expected one of {', '.join(SETTINGS['architecture'].choices)}; the MLP notebooks 02 to 07 "
-                          f"take hidden and activation instead.")
+    require_architecture(given["architecture"])
     config = RunConfig.from_flat({name: value for name, value in given.items() if name in RUN_SETTINGS})
     controls = Controls(**{name: value for name, value in given.items() if name in CONTROLS})
     plan_run(config, conv_session(session), controls.begin_itr, controls.end_itr, progress=False)
