@@ -172,7 +172,8 @@ def test_08_prunes_resumes_chooses_and_exports_a_lenet_in_a_session_of_its_own(t
     assert [run["begin_itr"] for run in conv.runs()] == [0, "auto"]
     rows = shapes(conv)
     assert [row.parameters for row in rows] == [record["parameters"] for record in conv.finished()]
-    assert shape_lines(rows)[0].split()[:4] == ["iteration", "conv1", "conv2", "fc1"]
+    assert shape_lines(rows)[0].split()[:5] == ["iteration", "conv1", "conv2", "fc1", "fc2"]  # lenet5_small
+    assert shape_lines(rows)[3].split()[:5] == ["2", "2", "4", "30", "21"]
     assert "2,000 images of the box" in text
     assert "the cut from iteration 0 to 1 keeps conv1 filters" in text
     for figure in ("conv1_filters.png", "accuracy_against_parameters.png"):

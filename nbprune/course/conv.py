@@ -16,7 +16,7 @@ from ..architectures import ARCHITECTURES, multiply_accumulates
 from ..errors import ConfigError
 from ..evaluation import loss_and_accuracy
 from ..interval import Interval
-from ..layers import hidden_units, kind_of
+from ..layers import hidden_units, kind_of, unit_layers
 from ..networkfile import network_from_file
 from ..prune import top
 from ..session import Session
@@ -136,8 +136,8 @@ def conv_session(session: Session) -> Session:
 
 
 class Shape(NamedTuple):
-    """One iteration of a network's run: its units per hidden unit layer, parameters, multiply-accumulates and
-    validation and test accuracy."""
+    """One iteration of a network's run: its units per hidden unit layer (and those layers' names), parameters,
+    multiply-accumulates and validation and test accuracy."""
 
     iteration: int
     units: tuple[int, ...]
@@ -145,6 +145,18 @@ class Shape(NamedTuple):
     multiply_accumulates: int
     val_accuracy: float
     test_accuracy: float
+    layers: tuple[str, ...]  # conv1, conv2, ..., fc1, ...: the hidden unit layers in order
+
+
+def unit_layer_names(network: nn.Module) -> tuple[str, ...]:
+    """Return the names of a network's hidden unit layers: conv1, conv2, ... for its convolutions and fc1, ... for
+    its linear layers, in order (the last linear layer, the outputs, has no name here)."""
+    names, counts = [], {"conv": 0, "fc": 0}
+    for layer in unit_layers(network)[:-1]:
+        kind = "conv" if isinstance(layer, nn.Conv2d) else "fc"
+        counts[kind] += 1
+        names.append(f"{kind}{counts[kind]}")
+    return tuple(names)
 
 
 def shapes(session: Session) -> list[Shape]:
@@ -153,15 +165,15 @@ def shapes(session: Session) -> list[Shape]:
     for record in session.finished():
         network, _ = network_from_file(session.model_file(record["iteration"]))
         rows.append(Shape(record["iteration"], hidden_units(network), record["parameters"],
-                          multiply_accumulates(network), record["Val_Accuracy"], record["Test_Accuracy"]))
+                          multiply_accumulates(network), record["Val_Accuracy"], record["Test_Accuracy"],
+                          unit_layer_names(network)))
     return rows
 
 
-def shape_lines(rows: Sequence[Shape], names: Sequence[str] = ("conv1", "conv2", "fc1")) -> list[str]:
+def shape_lines(rows: Sequence[Shape]) -> list[str]:
     """Return a table of the shapes, one line per iteration: the units of each hidden unit layer (channels of the
     convolutions, neurons of the linear layers), parameters, multiply-accumulates and accuracies."""
-    names = list(names)[:len(rows[0].units)] if rows else list(names)
-    names += [f"layer{k + 1}" for k in range(len(names), len(rows[0].units) if rows else 0)]
+    names = rows[0].layers if rows else ()
     head = f"{'iteration':>9} " + " ".join(f"{name:>6}" for name in names) + \
         f" {'parameters':>10} {'MACs':>10} {'val acc':>8} {'test acc':>8}"
     return [head] + [f"{row.iteration:>9} " + " ".join(f"{units:>6}" for units in row.units) +
