@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CRITERIA as CRITERION_NAMES, PruneConfig
+from .config import AGGREGATIONS, CRITERIA as CRITERION_NAMES, PruneConfig
 from .criteria import IntervalAdjoint, PruningContext
 from .errors import NbpruneError
 from .layers import interval_passes, kind_of, layer_shapes, sequence_of, shrink_units
@@ -25,7 +25,6 @@ from .prune import global_counts, top
 __all__ = ["AGGREGATIONS", "MEASURES", "UNIT_CRITERIA", "UnitIntervalAdjoint", "aggregate_positions", "prune_units",
            "unit_cost", "unit_magnitude", "unit_random", "unit_significance", "unit_taylor"]
 
-AGGREGATIONS = ("max", "sum", "mean")  # how a channel's per-position significances become one
 MEASURES = ("units", "parameters", "macs")  # what a global budget counts
 
 UnitCriterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
@@ -67,9 +66,11 @@ class UnitIntervalAdjoint:
     pre-activation interval times its adjoint's magnitude (seeds combined as IntervalAdjoint does), aggregated over
     the channel's positions (`aggregation`, see aggregate_positions) and averaged over the input boxes.
 
-    Its options are IntervalAdjoint's (adjoint seeds, input boxes), read from a PruneConfig, plus the aggregation."""
+    Its options are IntervalAdjoint's (adjoint seeds, input boxes) and the aggregation, read from a PruneConfig (an
+    aggregation given here wins)."""
 
-    def __init__(self, options: PruneConfig | None = None, aggregation: str = "max", **changes):
+    def __init__(self, options: PruneConfig | None = None, aggregation: str | None = None, **changes):
+        aggregation = aggregation or (options or PruneConfig()).aggregation
         aggregate_positions(torch.zeros(1, 1), aggregation)
         self.criterion = IntervalAdjoint(options, **changes)
         self.aggregation = aggregation
@@ -165,9 +166,9 @@ if set(UNIT_CRITERIA) != set(CRITERION_NAMES):
 
 def unit_significance(model: nn.Module, criterion: str | UnitCriterion | None = None,
                       context: PruningContext | None = None, options: PruneConfig | None = None,
-                      aggregation: str = "max") -> list[torch.Tensor]:
+                      aggregation: str | None = None) -> list[torch.Tensor]:
     """Return one score vector per hidden unit layer (neurons or channels) under the named criterion (None: the
-    options' criterion), or a callable of one's own."""
+    options' criterion), or a callable of one's own; aggregation None: the options'."""
     options = options or PruneConfig()
     name = options.criterion if criterion is None else criterion
     if callable(name):
@@ -210,7 +211,7 @@ def unit_cost(model: nn.Module, measure: str = "parameters") -> Callable[[Sequen
 
 def prune_units(model: nn.Module, retain: Sequence[int], criterion: str | UnitCriterion | None = None,
                 context: PruningContext | None = None, options: PruneConfig | None = None,
-                aggregation: str = "max", budget: int | None = None, measure: str = "units") -> nn.Sequential:
+                aggregation: str | None = None, budget: int | None = None, measure: str = "units") -> nn.Sequential:
     """Return a new, smaller nn.Sequential keeping the `retain[k]` most significant units (channels or neurons) of
     hidden unit layer k; the layers after them lose what the removed units fed.
 

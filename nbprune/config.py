@@ -28,6 +28,7 @@ ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint crite
 INPUT_BOXES = ("data", "class", "local")
 COMPENSATIONS = ("none", "mean", "midpoint")  # bias compensation (nbprune.prune)
 NORMALISATIONS = ("mean", "rank", "none")  # global allocation's score normalisation (nbprune.prune)
+AGGREGATIONS = ("max", "sum", "mean")  # how a channel's per-position significances become one (nbprune.channels)
 MAX_ITERATIONS = 1000
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d{1,2})?")
 BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -327,6 +328,9 @@ class PruneConfig:
     normalise: str = setting("mean", "global allocation: how scores of different layers are made comparable: over "
                                      "the layer's mean, by rank within the layer (every layer shrinks at the same "
                                      "rate), or as they are (none)", kind="str", choices=NORMALISATIONS)
+    aggregation: str = setting("max", "channels: how a channel's significance at each of its positions becomes one "
+                                      "score: the largest, the total or the average (a neuron has one position)",
+                               kind="str", choices=AGGREGATIONS)
     min_last_hidden: int | None = setting(None, "global allocation: fewest neurons the last hidden layer keeps; "
                                                 "None: the number of classes", kind="int", low=1, high=16_384,
                                           optional=True)

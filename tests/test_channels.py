@@ -12,7 +12,7 @@ from nbprune.channels import (AGGREGATIONS, UnitIntervalAdjoint, aggregate_posit
 from nbprune.datasets import MNIST
 from nbprune.config import PruneConfig
 from nbprune.criteria import PruningContext, significance
-from nbprune.errors import NbpruneError
+from nbprune.errors import ConfigError, NbpruneError
 from nbprune.layers import kind_of, sequence_of, shrink_units, unit_layers
 from nbprune.model import SimpleNN
 
@@ -131,6 +131,20 @@ def test_channel_scores_under_sum_are_mean_scores_times_positions():
     total = unit_significance(model, "interval_adjoint", context, aggregation="sum")
     torch.testing.assert_close(total[0], mean[0] * 64)
     torch.testing.assert_close(total[2], mean[2])
+
+
+def test_the_run_settings_aggregation_scores_the_channels_and_an_argument_overrides_it():
+    from nbprune import RunConfig
+    model, context = conv_net(), context_for(100)
+    options = RunConfig.from_flat(aggregation="sum").prune
+    from_setting = unit_significance(model, "interval_adjoint", context, options)
+    torch.testing.assert_close(from_setting[0], unit_significance(model, "interval_adjoint", context,
+                                                                  aggregation="sum")[0])
+    assert not torch.equal(from_setting[0], unit_significance(model, "interval_adjoint", context)[0])  # max
+    torch.testing.assert_close(unit_significance(model, "interval_adjoint", context, options, aggregation="max")[0],
+                               unit_significance(model, "interval_adjoint", context)[0])
+    with pytest.raises(ConfigError, match="aggregation"):
+        RunConfig.from_flat(aggregation="median")
 
 
 def test_bad_retain_counts_are_refused():

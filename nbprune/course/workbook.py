@@ -49,7 +49,9 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
 NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)",
                    "architecture": "the course's notebooks teach the MLP; a network by name runs from the command "
                                    "line and the API (nbprune prune --architecture lenet5) until a notebook of its "
-                                   "own takes it"}
+                                   "own takes it",
+                   "aggregation": "it scores a convolution's channels, and the course's notebooks prune MLPs: set it "
+                                  "with nbprune prune --aggregation"}
 PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}
 NOTEBOOK_DEFAULTS = {"threads": 1}  # one thread: fastest for a network this small, and on a shared machine
 
