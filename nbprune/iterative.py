@@ -177,7 +177,8 @@ class IterativePruning:
             diverged = _divergences(caught)
             criterion = None if dense or self.criterion_function else self.config.prune.criterion
             final, row = publish_iteration(session, partial, model, step, kept, criterion=criterion,
-                                           teacher=None if dense else planned.teacher_file)
+                                           teacher=None if dense else planned.teacher_file,
+                                           architecture=self.config.model.architecture)
             if dense and self.config.train.distill:
                 self.distillation = _distillation(planned, copy.deepcopy(model).eval())
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
@@ -234,16 +235,18 @@ def begin_run(session: Session, planned: PlannedRun, record: dict) -> None:
 
 
 def publish_iteration(session: Session, partial: Path, model: nn.Module, step: RetentionStep,
-                      kept: dict[int, RetentionStep], *, criterion: str | None, teacher: Teacher | None
-                      ) -> tuple[Path, dict]:
-    """Save the iteration's model file (recording its criterion and teacher), publish its folder in one rename,
+                      kept: dict[int, RetentionStep], *, criterion: str | None, teacher: Teacher | None,
+                      architecture: str | None = None) -> tuple[Path, dict]:
+    """Save the iteration's model file (recording its criterion and teacher, and a network of layers' architecture
+    name), publish its folder in one rename,
     add what it kept to `kept` and rewrite the run's retain.txt; return the folder and its results row."""
     if is_mlp(model):
         save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
                         teacher=teacher.record() if teacher is not None else None)
     else:  # a network of layers (nbprune.architectures): its file records the layer list
-        save_network_file(model, partial / "best_model.pth", spec=getattr(model, "spec", None),
-                          iteration=step.iteration, criterion=criterion)
+        save_network_file(model, partial / "best_model.pth", architecture=architecture,
+                          spec=getattr(model, "spec", None), iteration=step.iteration, criterion=criterion,
+                          teacher=teacher.record() if teacher is not None else None)
     final = session.publish(partial, step.iteration)
     header, rows = read_table(final / VALIDATION_FILE)
     kept[step.iteration] = step._replace(

@@ -29,6 +29,7 @@ def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(ti
         network, record = network_from_file(session.model_file(iteration))
         assert hidden_units(network) == units
         assert record.iteration == iteration and record.spec is not None and record.spec.dataset == "MNIST"
+        assert record.architecture == "lenet5_small" and record.teacher is None  # the file says what it is alone
         assert network(torch.zeros(2, record.spec.features)).shape == (2, len(record.spec.classes))
     assert [record["hidden"] for record in session.summary()] == expected
     config = json.loads((session_dir / "run.json").read_text())["runs"][-1]["config"]
@@ -42,6 +43,19 @@ def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(ti
     assert evaluated["Test_Accuracy"] == pytest.approx(rows[0][header.index("Test_Accuracy")], abs=1e-9)
     assert main(["export", str(session.model_file(2)), str(tmp_path / "export"), "--no-onnx"]) == 0
     assert (tmp_path / "export" / "best_model.pth").read_bytes() == session.model_file(2).read_bytes()
+
+
+def test_a_taught_lenet_runs_files_name_their_teacher(tiny_root, tmp_path):
+    from nbprune import load_data
+    from nbprune.teacher import load_teacher, save_teacher, train_teacher
+    data = load_data(tiny_root, download=False)
+    teacher = save_teacher(train_teacher(data, 1, channels=(2, 4), head=8, progress=False), data.spec,
+                           tmp_path / "teacher.pth")
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--teacher", str(teacher), "--end-itr", "1") == 0
+    _, pruned = network_from_file(Session.for_pruning_dir(session_dir).model_file(1))
+    assert pruned.teacher == {"file": str(teacher.resolve()), "sha256": load_teacher(teacher).sha256}
+    assert pruned.architecture == "lenet5_small" and pruned.criterion == "interval_adjoint"
 
 
 def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
