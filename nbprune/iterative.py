@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .architectures import architecture_for, count_parameters
+from .architectures import architecture_for, count_parameters, multiply_accumulates
 from .channels import prune_units
 from .config import RunConfig, or_default
 from .criteria import Criterion, PruningContext, make_criterion
@@ -203,8 +203,9 @@ def prune_step(model: nn.Module, retain: Sequence[int], criterion: Criterion | N
     if is_mlp(model):
         return prune_nodes(model, retain, criterion or make_criterion(options=options), context, options=options,
                            budget=budget, inputs=inputs if options.prune_inputs else None)
+    by_cost = options.budget != "neurons"
     return prune_units(model, retain, criterion or options.criterion, context, options,
-                       budget=budget if options.budget == "parameters" else None, measure="parameters")
+                       budget=budget if by_cost else None, measure=options.budget if by_cost else "parameters")
 
 
 def _divergences(caught: list[warnings.WarningMessage]) -> list:
@@ -318,8 +319,9 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
         model = architecture_for(config.model.architecture, data.spec)
         config = config.replace(hidden=hidden_units(model))
         steps = default_steps(config, data.spec.features, len(data.classes))
-        if config.prune.allocation == "global" and config.prune.budget == "parameters":  # the network's, not an MLP's
-            steps = with_budgets([step._replace(budget=None) for step in steps], parameters=count_parameters(model))
+        if config.prune.allocation == "global" and config.prune.budget != "neurons":  # the network's, not an MLP's
+            total = count_parameters(model) if config.prune.budget == "parameters" else multiply_accumulates(model)
+            steps = with_budgets([step._replace(budget=None) for step in steps], **{config.prune.budget: total})
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

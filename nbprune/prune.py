@@ -22,6 +22,9 @@ from .errors import ScheduleError
 from .interval import Interval
 from .model import KeepInputs, SimpleNN, hidden_linears, linear_layers, mlp_layers, mlp_parameters
 
+MACS_NEED_LAYERS = ("budget='macs' counts the multiply-accumulates of a network of layers (architecture): an MLP's "
+                    "are its weights, so give it budget='parameters'.")
+
 
 def top(score: torch.Tensor, count: int) -> torch.Tensor:
     """Return the sorted indices of the `count` highest scores (ties go to the lower index)."""
@@ -210,6 +213,8 @@ def allocate(model: nn.Module, scores: list, retain: Sequence[int], options: Pru
     classes = linear_layers(model)[-1].out_features
     minimums = [1] * len(hidden)
     minimums[-1] = min(options.min_last_hidden or classes, hidden[-1])
+    if options.budget == "macs":
+        raise ScheduleError(MACS_NEED_LAYERS)
     if options.budget == "neurons":
         neurons = max(sum(retain), sum(minimums))
         return inputs, global_counts(scores[1:], minimums, sum, neurons, options.normalise)

@@ -77,6 +77,31 @@ def test_a_parameter_budget_is_met_by_channels_and_neurons_together(tiny_root, t
     assert summary[2]["parameters"] > budgets[1] * 0.9  # as much kept as the budget allows, about
 
 
+def test_a_multiply_accumulate_budget_is_met_and_written_in_its_own_column(tiny_root, tmp_path):
+    from nbprune.architectures import multiply_accumulates
+    from nbprune.retention import read_retain
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--budget", "macs", "--end-itr", "2") == 0
+    session = Session.for_pruning_dir(session_dir)
+    macs = [multiply_accumulates(network_from_file(session.model_file(i))[0]) for i in range(3)]
+    budgets = [round(macs[0] * 113 / 226), round(macs[0] * 57 / 226)]  # the schedule's shares, as for parameters
+    assert all(cost <= budget for cost, budget in zip(macs[1:], budgets)) and macs[2] > budgets[1] * 0.8
+    steps = read_retain(session.run_retain_file)
+    assert session.run_retain_file.read_text().splitlines()[0].split()[-1] == "macBudget"
+    assert [step.budget for step in steps] == [macs[0], *budgets] and {step.measure for step in steps} == {"macs"}
+    parameters = tmp_path / "by_parameters" / "iterative_pruning"
+    assert run(parameters, tiny_root, "--allocation", "global", "--budget", "parameters", "--end-itr", "2") == 0
+    assert Session.for_pruning_dir(parameters).summary()[2]["hidden"] != session.summary()[2]["hidden"]
+
+
+def test_a_multiply_accumulate_budget_is_refused_for_an_mlp_before_anything_is_written(tiny_root, tmp_path, capsys):
+    session_dir = tmp_path / "iterative_pruning"
+    assert main(["prune", "--session-dir", str(session_dir), "--data-root", str(tiny_root), "--allocation", "global",
+                 "--budget", "macs", "--end-itr", "1", "--no-progress"]) == 2
+    assert "budget='macs' counts the multiply-accumulates of a network of layers" in capsys.readouterr().err
+    assert not session_dir.exists()
+
+
 def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
     whole, parts = tmp_path / "whole" / "iterative_pruning", tmp_path / "parts" / "iterative_pruning"
     assert run(whole, tiny_root) == 0
