@@ -88,19 +88,17 @@ def _load(model: nn.Module, file) -> nn.Module:
 
 
 def _check_units(model: nn.Module, config: RunConfig) -> None:
-    """Refuse the prune settings that channel pruning (nbprune.channels) does not do yet."""
+    """Refuse the prune settings that do not apply to the network: input pruning to a network of layers, a
+    budget of multiply-accumulates to an MLP."""
     options = config.prune
     if is_mlp(model):
         if options.allocation == "global" and options.budget == "macs":
             raise ScheduleError(MACS_NEED_LAYERS)
         return
-    asked = [name for name, on in (("prune_inputs", options.prune_inputs),
-                                   (f"bias_compensation={options.bias_compensation!r}",
-                                    options.bias_compensation != "none")) if on]
-    if asked:
-        raise ScheduleError(f"{', '.join(asked)} is not supported for a network of layers (architecture "
-                            f"{config.model.architecture!r}) yet: leave it at its default (prune_inputs off, "
-                            f"bias_compensation 'none').")
+    if options.prune_inputs:
+        raise ScheduleError(f"prune_inputs is not supported for a network of layers (architecture "
+                            f"{config.model.architecture!r}): a convolution reads every pixel of its image, so "
+                            f"leave prune_inputs off.")
 
 
 def resolve_begin(session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:

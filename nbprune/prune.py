@@ -233,15 +233,19 @@ def allocate(model: nn.Module, scores: list, retain: Sequence[int], options: Pru
 def compensation_constants(model: nn.Module, compensation: str, context: PruningContext
                            ) -> list[torch.Tensor] | None:
     """Return what bias compensation folds in for each node layer, or None for 'none'."""
+    check_compensation(compensation, context)
     if compensation == "none":
         return None
-    if compensation == "mean":
-        if context.batch is None:
-            raise ScheduleError("bias compensation 'mean' needs a sample of training data: pass batch=(inputs, "
-                                "targets).")
-        return node_means(model, context.batch[0])
-    if compensation == "midpoint":
-        if context.input_box is None:
-            raise ScheduleError("bias compensation 'midpoint' needs the input box: pass input_box=(lower, upper).")
-        return node_midpoints(model, context.input_box)
-    raise ScheduleError(f"bias compensation {compensation!r} is not known: expected one of {', '.join(COMPENSATIONS)}.")
+    return node_means(model, context.batch[0]) if compensation == "mean" else node_midpoints(model, context.input_box)
+
+
+def check_compensation(compensation: str, context: PruningContext) -> None:
+    """Refuse a bias compensation that is not known, or whose data the context lacks."""
+    if compensation not in COMPENSATIONS:
+        raise ScheduleError(f"bias compensation {compensation!r} is not known: expected one of "
+                            f"{', '.join(COMPENSATIONS)}.")
+    if compensation == "mean" and context.batch is None:
+        raise ScheduleError("bias compensation 'mean' needs a sample of training data: pass batch=(inputs, "
+                            "targets).")
+    if compensation == "midpoint" and context.input_box is None:
+        raise ScheduleError("bias compensation 'midpoint' needs the input box: pass input_box=(lower, upper).")
