@@ -9,6 +9,7 @@ holds them by the names nbprune.config.CRITERIA declares.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Sequence
 
@@ -16,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CRITERIA as CRITERION_NAMES, PruneConfig
+from .config import AGGREGATIONS, CRITERIA as CRITERION_NAMES, PruneConfig
 from .criteria import IntervalAdjoint, PruningContext
 from .errors import NbpruneError
 from .layers import interval_passes, kind_of, layer_shapes, sequence_of, shrink_units
-from .prune import global_counts, top
+from .interval import Interval
+from .prune import check_compensation, global_counts, top
 
 __all__ = ["AGGREGATIONS", "MEASURES", "UNIT_CRITERIA", "UnitIntervalAdjoint", "aggregate_positions", "prune_units",
            "unit_cost", "unit_magnitude", "unit_random", "unit_significance", "unit_taylor"]
 
-AGGREGATIONS = ("max", "sum", "mean")  # how a channel's per-position significances become one
 MEASURES = ("units", "parameters", "macs")  # what a global budget counts
 
 UnitCriterion = Callable[[nn.Module, PruningContext], list[torch.Tensor]]
@@ -67,9 +68,11 @@ class UnitIntervalAdjoint:
     pre-activation interval times its adjoint's magnitude (seeds combined as IntervalAdjoint does), aggregated over
     the channel's positions (`aggregation`, see aggregate_positions) and averaged over the input boxes.
 
-    Its options are IntervalAdjoint's (adjoint seeds, input boxes), read from a PruneConfig, plus the aggregation."""
+    Its options are IntervalAdjoint's (adjoint seeds, input boxes) and the aggregation, read from a PruneConfig (an
+    aggregation given here wins)."""
 
-    def __init__(self, options: PruneConfig | None = None, aggregation: str = "max", **changes):
+    def __init__(self, options: PruneConfig | None = None, aggregation: str | None = None, **changes):
+        aggregation = aggregation or (options or PruneConfig()).aggregation
         aggregate_positions(torch.zeros(1, 1), aggregation)
         self.criterion = IntervalAdjoint(options, **changes)
         self.aggregation = aggregation
@@ -165,9 +168,9 @@ if set(UNIT_CRITERIA) != set(CRITERION_NAMES):
 
 def unit_significance(model: nn.Module, criterion: str | UnitCriterion | None = None,
                       context: PruningContext | None = None, options: PruneConfig | None = None,
-                      aggregation: str = "max") -> list[torch.Tensor]:
+                      aggregation: str | None = None) -> list[torch.Tensor]:
     """Return one score vector per hidden unit layer (neurons or channels) under the named criterion (None: the
-    options' criterion), or a callable of one's own."""
+    options' criterion), or a callable of one's own; aggregation None: the options'."""
     options = options or PruneConfig()
     name = options.criterion if criterion is None else criterion
     if callable(name):
@@ -210,7 +213,7 @@ def unit_cost(model: nn.Module, measure: str = "parameters") -> Callable[[Sequen
 
 def prune_units(model: nn.Module, retain: Sequence[int], criterion: str | UnitCriterion | None = None,
                 context: PruningContext | None = None, options: PruneConfig | None = None,
-                aggregation: str = "max", budget: int | None = None, measure: str = "units") -> nn.Sequential:
+                aggregation: str | None = None, budget: int | None = None, measure: str = "units") -> nn.Sequential:
     """Return a new, smaller nn.Sequential keeping the `retain[k]` most significant units (channels or neurons) of
     hidden unit layer k; the layers after them lose what the removed units fed.
 
@@ -227,10 +230,64 @@ def prune_units(model: nn.Module, retain: Sequence[int], criterion: str | UnitCr
         if isinstance(count, bool) or int(count) != count or not 1 <= count <= have:
             raise NbpruneError(f"retain count {count!r} for hidden unit layer {layer} is not allowed: expected a "
                                f"whole number from 1 to {have} (the units it has now).")
+    context = context or PruningContext()
     scores = unit_significance(model, criterion, context, options, aggregation)
     if options.allocation == "global":
         cost = unit_cost(model, measure if budget is not None else "units")
         minimums = [1] * len(counts)
         retain = global_counts(scores, minimums, cost, max(budget if budget is not None else sum(retain),
                                                            cost(minimums)), options.normalise)
-    return shrink_units(model, [top(score, count) for score, count in zip(scores, retain)])
+    kept = [top(score, count) for score, count in zip(scores, retain)]
+    constants = read_constants(model, options.bias_compensation, context)
+    return shrink_units(compensated(model, kept, constants) if constants is not None else model, kept)
+
+
+@torch.no_grad()
+def read_constants(model: nn.Module, compensation: str, context: PruningContext) -> list[torch.Tensor] | None:
+    """Return, for each unit layer after the first, the value each of its inputs stands for when the unit feeding it
+    is removed (None for compensation 'none'): the mean over the context's batch ('mean') or the midpoint of its
+    interval over the input box ('midpoint'), per input feature of a Linear, per input channel of a Conv2d (averaged
+    over the channel's positions: a constant channel is what a convolution's bias can take)."""
+    check_compensation(compensation, context)
+    if compensation == "none":
+        return None
+    layers = sequence_of(model)
+    shapes = layer_shapes(layers)
+    reads = [position for position, layer in enumerate(layers) if kind_of(layer).units][1:]
+    like = layers[reads[0]].weight
+    if compensation == "mean":
+        inputs = context.batch[0]
+        value = inputs.reshape(len(inputs), -1).to(like.device, like.dtype)
+    else:
+        value = Interval(*(bound.to(like.device, like.dtype).reshape(1, -1) for bound in context.input_box))
+    seen = {}
+    for position, layer in enumerate(layers[:reads[-1]]):
+        value = layer(value) if compensation == "mean" else kind_of(layer).forward(layer, value, shapes[position])
+        if position + 1 in reads:
+            seen[position + 1] = value.mean(dim=0) if compensation == "mean" else value.midpoint[0]
+    return [seen[position].flatten(1).mean(dim=1) if isinstance(layers[position], nn.Conv2d) else seen[position]
+            for position in reads]
+
+
+@torch.no_grad()
+def compensated(model: nn.Module, kept: Sequence[torch.Tensor], constants: Sequence[torch.Tensor]) -> nn.Sequential:
+    """Return a copy of the network in which what each removed unit feeds the next unit layer, standing for its
+    constant, is folded into that layer's bias: a Linear's columns times the constants of the features it reads, a
+    Conv2d's filters summed over their kernel times the channel's constant (exact for a constant channel and no
+    padding)."""
+    layers = [copy.deepcopy(layer) for layer in sequence_of(model)]
+    shapes = layer_shapes(layers)
+    units = [position for position, layer in enumerate(layers) if kind_of(layer).units]
+    for position, following, index, constant in zip(units, units[1:], kept, constants):
+        gone = torch.ones(len(layers[position].weight), dtype=torch.bool)
+        gone[index.cpu()] = False
+        gone = gone.nonzero().reshape(-1).to(layers[position].weight.device)
+        for between in range(position + 1, following):
+            gone = kind_of(layers[between]).carry(layers[between], gone, shapes[between])
+        target = layers[following]
+        if target.bias is None:
+            raise NbpruneError(f"bias compensation folds removed units into the next layer's bias, but {target} has "
+                               f"none: build it with bias=True, or set bias_compensation='none'.")
+        weight = target.weight[:, gone]
+        target.bias += (weight.flatten(2).sum(dim=2) if weight.dim() > 2 else weight) @ constant.to(weight)[gone]
+    return nn.Sequential(*layers)

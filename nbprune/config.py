@@ -27,7 +27,9 @@ CRITERIA = ("interval_adjoint", "magnitude", "taylor", "random")  # each registe
 ADJOINT_SEEDS = ("ones", "class_sum", "class_max")  # the interval-adjoint criterion's options (nbprune.criteria)
 INPUT_BOXES = ("data", "class", "local")
 COMPENSATIONS = ("none", "mean", "midpoint")  # bias compensation (nbprune.prune)
+BUDGETS = ("neurons", "parameters", "macs")  # what global allocation's budget counts (nbprune.prune, nbprune.channels)
 NORMALISATIONS = ("mean", "rank", "none")  # global allocation's score normalisation (nbprune.prune)
+AGGREGATIONS = ("max", "sum", "mean")  # how a channel's per-position significances become one (nbprune.channels)
 MAX_ITERATIONS = 1000
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d{1,2})?")
 BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -322,11 +324,15 @@ class PruneConfig:
     allocation: str = setting("layer", "layer: each layer keeps round(h * q**t) (the reference); global: all nodes "
                                        "compete for one budget per iteration", kind="str", choices=("layer", "global"))
     budget: str = setting("neurons", "global allocation's budget: the schedule's total hidden neurons, or the same "
-                                     "share of the dense model's parameters", kind="str",
-                          choices=("neurons", "parameters"))
+                                     "share of the dense model's parameters, or of its multiply-accumulates per "
+                                     "input (macs: a network of layers, whose convolutions cost more than their "
+                                     "weights)", kind="str", choices=BUDGETS)
     normalise: str = setting("mean", "global allocation: how scores of different layers are made comparable: over "
                                      "the layer's mean, by rank within the layer (every layer shrinks at the same "
                                      "rate), or as they are (none)", kind="str", choices=NORMALISATIONS)
+    aggregation: str = setting("max", "channels: how a channel's significance at each of its positions becomes one "
+                                      "score: the largest, the total or the average (a neuron has one position)",
+                               kind="str", choices=AGGREGATIONS)
     min_last_hidden: int | None = setting(None, "global allocation: fewest neurons the last hidden layer keeps; "
                                                 "None: the number of classes", kind="int", low=1, high=16_384,
                                           optional=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import os
 import tempfile
 from contextlib import contextmanager
@@ -100,9 +101,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[float]]) -> str:
-    """Return the reference workflow's table format: a space-separated header and rows of %g numbers."""
+    """Return the reference workflow's table format: a space-separated header and rows of %g numbers, whole
+    numbers written out in full (%g would write a budget of 2,293,000 as 2.293e+06, which retain.txt refuses, and
+    round 1,863,690 parameters to 1.86369e+06)."""
     lines = [" ".join(header)]
-    lines += [" ".join(f"{value:g}" for value in row) for row in rows]
+    lines += [" ".join(str(int(value)) if isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                       else f"{value:g}" for value in row) for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .architectures import architecture_for, count_parameters
+from .architectures import architecture_for, count_parameters, multiply_accumulates
 from .channels import prune_units
 from .config import RunConfig, or_default
 from .criteria import Criterion, PruningContext, make_criterion
@@ -177,7 +177,8 @@ class IterativePruning:
             diverged = _divergences(caught)
             criterion = None if dense or self.criterion_function else self.config.prune.criterion
             final, row = publish_iteration(session, partial, model, step, kept, criterion=criterion,
-                                           teacher=None if dense else planned.teacher_file)
+                                           teacher=None if dense else planned.teacher_file,
+                                           architecture=self.config.model.architecture)
             if dense and self.config.train.distill:
                 self.distillation = _distillation(planned, copy.deepcopy(model).eval())
             records.append({"iteration": step.iteration, "retained": kept[step.iteration].retained,
@@ -202,8 +203,9 @@ def prune_step(model: nn.Module, retain: Sequence[int], criterion: Criterion | N
     if is_mlp(model):
         return prune_nodes(model, retain, criterion or make_criterion(options=options), context, options=options,
                            budget=budget, inputs=inputs if options.prune_inputs else None)
+    by_cost = options.budget != "neurons"
     return prune_units(model, retain, criterion or options.criterion, context, options,
-                       budget=budget if options.budget == "parameters" else None, measure="parameters")
+                       budget=budget if by_cost else None, measure=options.budget if by_cost else "parameters")
 
 
 def _divergences(caught: list[warnings.WarningMessage]) -> list:
@@ -234,16 +236,18 @@ def begin_run(session: Session, planned: PlannedRun, record: dict) -> None:
 
 
 def publish_iteration(session: Session, partial: Path, model: nn.Module, step: RetentionStep,
-                      kept: dict[int, RetentionStep], *, criterion: str | None, teacher: Teacher | None
-                      ) -> tuple[Path, dict]:
-    """Save the iteration's model file (recording its criterion and teacher), publish its folder in one rename,
+                      kept: dict[int, RetentionStep], *, criterion: str | None, teacher: Teacher | None,
+                      architecture: str | None = None) -> tuple[Path, dict]:
+    """Save the iteration's model file (recording its criterion and teacher, and a network of layers' architecture
+    name), publish its folder in one rename,
     add what it kept to `kept` and rewrite the run's retain.txt; return the folder and its results row."""
     if is_mlp(model):
         save_model_file(model, partial / "best_model.pth", iteration=step.iteration, criterion=criterion,
                         teacher=teacher.record() if teacher is not None else None)
     else:  # a network of layers (nbprune.architectures): its file records the layer list
-        save_network_file(model, partial / "best_model.pth", spec=getattr(model, "spec", None),
-                          iteration=step.iteration, criterion=criterion)
+        save_network_file(model, partial / "best_model.pth", architecture=architecture,
+                          spec=getattr(model, "spec", None), iteration=step.iteration, criterion=criterion,
+                          teacher=teacher.record() if teacher is not None else None)
     final = session.publish(partial, step.iteration)
     header, rows = read_table(final / VALIDATION_FILE)
     kept[step.iteration] = step._replace(
@@ -315,8 +319,9 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
         model = architecture_for(config.model.architecture, data.spec)
         config = config.replace(hidden=hidden_units(model))
         steps = default_steps(config, data.spec.features, len(data.classes))
-        if config.prune.allocation == "global" and config.prune.budget == "parameters":  # the network's, not an MLP's
-            steps = with_budgets([step._replace(budget=None) for step in steps], parameters=count_parameters(model))
+        if config.prune.allocation == "global" and config.prune.budget != "neurons":  # the network's, not an MLP's
+            total = count_parameters(model) if config.prune.budget == "parameters" else multiply_accumulates(model)
+            steps = with_budgets([step._replace(budget=None) for step in steps], **{config.prune.budget: total})
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

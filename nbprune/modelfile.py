@@ -126,10 +126,7 @@ class ModelRecord:
         if not (criterion is None or isinstance(criterion, str)):
             raise corrupt(f"criterion {criterion!r}")
         spec = _spec_from_dict(record.get("input"), in_features, classes, corrupt)
-        version, teacher = record.get("nbprune"), record.get("teacher")
-        if not (teacher is None or (isinstance(teacher, dict) and isinstance(teacher.get("file"), str)
-                                    and re.fullmatch(r"[0-9a-f]{64}", str(teacher.get("sha256"))))):
-            raise corrupt(f"teacher {teacher!r}, expected its file and sha256")
+        version, teacher = record.get("nbprune"), _teacher_from_dict(record.get("teacher"), corrupt)
         return cls(tuple(hidden), activation, in_features, classes, spec, iteration, criterion,
                    version if isinstance(version, str) else None, teacher)
 
@@ -140,6 +137,14 @@ class ModelRecord:
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _teacher_from_dict(teacher: Any, corrupt) -> dict | None:
+    """Return a record's teacher (the file that taught the model and its sha256), checked; None when it has none."""
+    if not (teacher is None or (isinstance(teacher, dict) and isinstance(teacher.get("file"), str)
+                                and re.fullmatch(r"[0-9a-f]{64}", str(teacher.get("sha256"))))):
+        raise corrupt(f"teacher {teacher!r}, expected its file and sha256")
+    return teacher
 
 
 def _spec_from_dict(values: Any, in_features: int, classes: int, corrupt) -> InputSpec | None:

@@ -22,7 +22,7 @@ from .data import InputSpec
 from .errors import ModelFileError, NbpruneError
 from .layers import KINDS, hidden_units, input_shape_of, inputs_read, kind_of, layer_shapes, sequence_of
 from .model import KeepInputs
-from .modelfile import StateShape, _spec_from_dict, read_model_file, state_shape, write_model_state
+from .modelfile import StateShape, _spec_from_dict, _teacher_from_dict, read_model_file, state_shape, write_model_state
 
 NETWORK_FORMAT = 1
 SAVED_KINDS = {kind.module.__name__: kind for kind in KINDS.values() if kind.module is not KeepInputs}
@@ -41,12 +41,14 @@ class NetworkRecord:
     iteration: int | None = None
     criterion: str | None = None
     nbprune: str | None = None
+    teacher: dict | None = None  # the teacher file that trained it: {"file": path, "sha256": its content's hash}
 
     def to_dict(self) -> dict:
         """Return the record as plain values (what torch.load(weights_only=True) may read)."""
         return {"format": NETWORK_FORMAT, "layers": [dict(layer) for layer in self.layers],
                 "architecture": self.architecture, "input": self.spec.to_dict() if self.spec is not None else None,
-                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune}
+                "iteration": self.iteration, "criterion": self.criterion, "nbprune": self.nbprune,
+                **({"teacher": dict(self.teacher)} if self.teacher is not None else {})}
 
 
 def layer_list(model: nn.Module) -> list[dict]:
@@ -60,10 +62,10 @@ def layer_list(model: nn.Module) -> list[dict]:
 
 
 def save_network_file(model: nn.Module, path: str | os.PathLike, *, architecture: str | None = None,
-                      spec: InputSpec | None = None, iteration: int | None = None, criterion: str | None = None
-                      ) -> Path:
+                      spec: InputSpec | None = None, iteration: int | None = None, criterion: str | None = None,
+                      teacher: dict | None = None) -> Path:
     """Save a sequential network atomically with its layer list (and the architecture's name, its data's spec, the
-    iteration and criterion that made it); return the path."""
+    iteration, criterion and teacher file that made it); return the path."""
     from . import __version__
     layers = layer_list(model)
     shapes = layer_shapes(sequence_of(model))
@@ -72,7 +74,7 @@ def save_network_file(model: nn.Module, path: str | os.PathLike, *, architecture
         raise NbpruneError(f"spec of {spec.dataset} ({spec.features} features, {len(spec.classes)} classes) does "
                            f"not fit the network, which reads {features} features and gives {classes} classes: "
                            f"pass the spec of the data it was trained on.")
-    record = NetworkRecord(tuple(layers), architecture, spec, iteration, criterion, __version__)
+    record = NetworkRecord(tuple(layers), architecture, spec, iteration, criterion, __version__, teacher)
     state = nn.Sequential(*sequence_of(model)).state_dict()
     return write_model_state(state, path, record.to_dict())
 
@@ -140,7 +142,8 @@ def read_network_record(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     spec = _spec_from_dict(record.get("input"), math.prod(input_shape), output[0], corrupt)
     version = record.get("nbprune")
     return state, NetworkRecord(tuple(record["layers"]), architecture, spec, iteration, criterion,
-                                version if isinstance(version, str) else None)
+                                version if isinstance(version, str) else None,
+                                _teacher_from_dict(record.get("teacher"), corrupt))
 
 
 def network_from_file(file: str | os.PathLike) -> tuple[nn.Sequential, NetworkRecord]:

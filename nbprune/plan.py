@@ -22,7 +22,8 @@ from .errors import ScheduleError
 from .layers import hidden_units, is_mlp
 from .modelfile import load_pruned_model
 from .networkfile import network_for_resume
-from .retention import RetentionStep, as_schedule
+from .prune import MACS_NEED_LAYERS
+from .retention import BUDGET_COLUMNS, RetentionStep, as_schedule
 from .session import Session
 from .teacher import Teacher, load_teacher
 
@@ -60,9 +61,10 @@ def plan_iterations(model: nn.Module, data: Any, session: Session, config: RunCo
     if options.prune_inputs and steps[0].inputs is None:
         raise ScheduleError("prune_inputs is on but the schedule has no inputsRetained column: build it with "
                             "default_steps(config) (or nbprune.retention.with_budgets).")
-    if options.allocation == "global" and options.budget == "parameters" and steps[0].budget is None:
-        raise ScheduleError("budget='parameters' but the schedule has no parameterBudget column: build it with "
-                            "default_steps(config) (or nbprune.retention.with_budgets).")
+    if options.allocation == "global" and options.budget != "neurons" and (
+            steps[0].budget is None or steps[0].measure != options.budget):
+        raise ScheduleError(f"budget={options.budget!r} but the schedule has no {BUDGET_COLUMNS[options.budget]} "
+                            f"column: build it with default_steps(config) (or nbprune.retention.with_budgets).")
     position = resolve_begin(session, steps, begin_itr)
     steps = _cut(steps, position, begin_itr, end_itr)
     image_shift(config.train.augment_shift, spec)  # an augmentation the data cannot take is refused now
@@ -86,17 +88,17 @@ def _load(model: nn.Module, file) -> nn.Module:
 
 
 def _check_units(model: nn.Module, config: RunConfig) -> None:
-    """Refuse the prune settings that channel pruning (nbprune.channels) does not do yet."""
+    """Refuse the prune settings that do not apply to the network: input pruning to a network of layers, a
+    budget of multiply-accumulates to an MLP."""
     options = config.prune
     if is_mlp(model):
+        if options.allocation == "global" and options.budget == "macs":
+            raise ScheduleError(MACS_NEED_LAYERS)
         return
-    asked = [name for name, on in (("prune_inputs", options.prune_inputs),
-                                   (f"bias_compensation={options.bias_compensation!r}",
-                                    options.bias_compensation != "none")) if on]
-    if asked:
-        raise ScheduleError(f"{', '.join(asked)} is not supported for a network of layers (architecture "
-                            f"{config.model.architecture!r}) yet: leave it at its default (prune_inputs off, "
-                            f"bias_compensation 'none').")
+    if options.prune_inputs:
+        raise ScheduleError(f"prune_inputs is not supported for a network of layers (architecture "
+                            f"{config.model.architecture!r}): a convolution reads every pixel of its image, so "
+                            f"leave prune_inputs off.")
 
 
 def resolve_begin(session: Session, steps: list[RetentionStep], begin_itr: int | str) -> int:

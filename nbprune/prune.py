@@ -22,6 +22,9 @@ from .errors import ScheduleError
 from .interval import Interval
 from .model import KeepInputs, SimpleNN, hidden_linears, linear_layers, mlp_layers, mlp_parameters
 
+MACS_NEED_LAYERS = ("budget='macs' counts the multiply-accumulates of a network of layers (architecture): an MLP's "
+                    "are its weights, so give it budget='parameters'.")
+
 
 def top(score: torch.Tensor, count: int) -> torch.Tensor:
     """Return the sorted indices of the `count` highest scores (ties go to the lower index)."""
@@ -210,6 +213,8 @@ def allocate(model: nn.Module, scores: list, retain: Sequence[int], options: Pru
     classes = linear_layers(model)[-1].out_features
     minimums = [1] * len(hidden)
     minimums[-1] = min(options.min_last_hidden or classes, hidden[-1])
+    if options.budget == "macs":
+        raise ScheduleError(MACS_NEED_LAYERS)
     if options.budget == "neurons":
         neurons = max(sum(retain), sum(minimums))
         return inputs, global_counts(scores[1:], minimums, sum, neurons, options.normalise)
@@ -228,15 +233,19 @@ def allocate(model: nn.Module, scores: list, retain: Sequence[int], options: Pru
 def compensation_constants(model: nn.Module, compensation: str, context: PruningContext
                            ) -> list[torch.Tensor] | None:
     """Return what bias compensation folds in for each node layer, or None for 'none'."""
+    check_compensation(compensation, context)
     if compensation == "none":
         return None
-    if compensation == "mean":
-        if context.batch is None:
-            raise ScheduleError("bias compensation 'mean' needs a sample of training data: pass batch=(inputs, "
-                                "targets).")
-        return node_means(model, context.batch[0])
-    if compensation == "midpoint":
-        if context.input_box is None:
-            raise ScheduleError("bias compensation 'midpoint' needs the input box: pass input_box=(lower, upper).")
-        return node_midpoints(model, context.input_box)
-    raise ScheduleError(f"bias compensation {compensation!r} is not known: expected one of {', '.join(COMPENSATIONS)}.")
+    return node_means(model, context.batch[0]) if compensation == "mean" else node_midpoints(model, context.input_box)
+
+
+def check_compensation(compensation: str, context: PruningContext) -> None:
+    """Refuse a bias compensation that is not known, or whose data the context lacks."""
+    if compensation not in COMPENSATIONS:
+        raise ScheduleError(f"bias compensation {compensation!r} is not known: expected one of "
+                            f"{', '.join(COMPENSATIONS)}.")
+    if compensation == "mean" and context.batch is None:
+        raise ScheduleError("bias compensation 'mean' needs a sample of training data: pass batch=(inputs, "
+                            "targets).")
+    if compensation == "midpoint" and context.input_box is None:
+        raise ScheduleError("bias compensation 'midpoint' needs the input box: pass input_box=(lower, upper).")

@@ -24,22 +24,26 @@ MAX_NEURONS = 16_384  # per layer: the bound config.ModelConfig.hidden declares
 
 class RetentionStep(NamedTuple):
     """One row of retain.txt: the iteration, neurons kept per hidden layer, % of hidden neurons kept, and (when
-    used) the input features kept and the parameter budget."""
+    used) the input features kept and the budget, counted in parameters or in multiply-accumulates (`measure`)."""
 
     iteration: int
     retained: tuple[int, ...]
     percentage: float
     inputs: int | None = None
     budget: int | None = None
+    measure: str = "parameters"
 
 
-INPUTS_COLUMN, BUDGET_COLUMN = "inputsRetained", "parameterBudget"
+INPUTS_COLUMN = "inputsRetained"
+BUDGET_COLUMNS = {"parameters": "parameterBudget", "macs": "macBudget"}  # a budget's column says what it counts
+BUDGET_COLUMN = BUDGET_COLUMNS["parameters"]
 
 
-def retain_header(layers: int, inputs: bool = False, budget: bool = False) -> list[str]:
+def retain_header(layers: int, inputs: bool = False, budget: bool = False, measure: str = "parameters"
+                  ) -> list[str]:
     """Return retain.txt's header for `layers` hidden layers (and the optional columns)."""
     return ["Iteration", *([INPUTS_COLUMN] if inputs else []), *(f"h{k}NodesRetained" for k in range(1, layers + 1)),
-            "perNodesRetained", *([BUDGET_COLUMN] if budget else [])]
+            "perNodesRetained", *([BUDGET_COLUMNS[measure]] if budget else [])]
 
 
 def schedule(hidden: Sequence[int] | None = None, q: float | None = None, iterations: Sequence[int] | None = None
@@ -69,12 +73,18 @@ def schedule(hidden: Sequence[int] | None = None, q: float | None = None, iterat
 
 
 def with_budgets(steps: Sequence[RetentionStep], inputs: int | None = None, input_q: float | None = None,
-                 parameters: int | None = None) -> list[RetentionStep]:
+                 parameters: int | None = None, macs: int | None = None) -> list[RetentionStep]:
     """Return the steps with the optional columns filled where a step lacks them.
 
     inputs (input-node pruning): iteration t keeps round(inputs * input_q**t) input features, at least 1.
     parameters (a global parameter budget): iteration t may keep round(parameters * percentage / 100), the same
-    share of the dense model's parameters as the schedule keeps of its hidden neurons."""
+    share of the dense model's parameters as the schedule keeps of its hidden neurons; macs likewise, a share of
+    the dense model's multiply-accumulates per input (give one of the two)."""
+    if parameters is not None and macs is not None:
+        raise ScheduleError("with_budgets counts a budget in parameters or in multiply-accumulates, not both: give "
+                            "parameters or macs.")
+    measure = "macs" if macs is not None else "parameters"
+    parameters = macs if macs is not None else parameters
     if input_q is not None and not 0 < input_q < 1:
         raise ScheduleError(f"input_q={input_q!r} is not allowed: expected a retention factor between 0 and 1.")
     filled = []
@@ -83,7 +93,8 @@ def with_budgets(steps: Sequence[RetentionStep], inputs: int | None = None, inpu
             (inputs if step.iteration == steps[0].iteration else max(1, round(inputs * input_q ** step.iteration)))
         budget = step.budget if step.budget is not None or parameters is None else \
             max(1, round(parameters * step.percentage / 100))
-        filled.append(step._replace(inputs=kept, budget=budget))
+        filled.append(step._replace(inputs=kept, budget=budget, measure=step.measure if step.budget is not None
+                                    or parameters is None else measure))
     return filled
 
 
@@ -164,18 +175,22 @@ def read_retain(path: str | os.PathLike, hidden: Sequence[int] | None = None) ->
         raise ScheduleError(f"retain file {path} cannot be read ({error.strerror}).") from None
     lines = [line.split() for line in text.splitlines() if line.strip()]
     header = lines[0] if lines else []
-    has_inputs, has_budget = header[1:2] == [INPUTS_COLUMN], header[-1:] == [BUDGET_COLUMN]
+    measures = {column: measure for measure, column in BUDGET_COLUMNS.items()}
+    has_inputs, has_budget = header[1:2] == [INPUTS_COLUMN], bool(header) and header[-1] in measures
+    measure = measures[header[-1]] if has_budget else "parameters"
     layers = len(header) - 2 - has_inputs - has_budget
-    if layers < 1 or header != retain_header(layers, has_inputs, has_budget):
+    if layers < 1 or header != retain_header(layers, has_inputs, has_budget, measure):
         raise ScheduleError(f"{path}: the header {' '.join(header)[:120] if lines else '(empty file)'!r} is not "
                             f"retain.txt's: expected 'Iteration h1NodesRetained ... perNodesRetained' (with "
-                            f"{INPUTS_COLUMN} after Iteration and {BUDGET_COLUMN} at the end when used).")
+                            f"{INPUTS_COLUMN} after Iteration and {' or '.join(BUDGET_COLUMNS.values())} at the "
+                            f"end when used).")
     if hidden is not None and len(hidden) != layers:
         raise ScheduleError(f"{path} lists {layers} hidden layers, the model has {len(hidden)} "
                             f"({list(hidden)}): generate a schedule for this model.")
     steps: list[RetentionStep] = []
     for number, fields in enumerate(lines[1:], start=2):
-        steps.append(_retain_row(path, number, fields, len(header), has_inputs, has_budget, hidden, steps))
+        steps.append(_retain_row(path, number, fields, len(header), has_inputs, has_budget, hidden, steps
+                                 )._replace(measure=measure))
     if not steps:
         raise ScheduleError(f"{path} has a header but no rows: expected one row per iteration.")
     return steps
@@ -233,7 +248,7 @@ def format_retain(steps: Sequence[RetentionStep]) -> str:
     inputs, budget = steps[0].inputs is not None, steps[0].budget is not None
     rows = [[step.iteration, *([step.inputs] if inputs else []), *step.retained, step.percentage,
              *([step.budget] if budget else [])] for step in steps]
-    return format_table(retain_header(len(steps[0].retained), inputs, budget), rows)
+    return format_table(retain_header(len(steps[0].retained), inputs, budget, steps[0].measure), rows)
 
 
 def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
@@ -244,7 +259,10 @@ def as_schedule(data, hidden: Sequence[int]) -> list[RetentionStep]:
         return read_retain(data, hidden)
     try:
         steps = [RetentionStep(int(step[0]), tuple(int(n) for n in step[1]), float(step[2]),
-                               *(None if value is None else int(value) for value in step[3:5])) for step in data]
+                               *(None if value is None else int(value) for value in step[3:5]),
+                               *(str(measure) for measure in step[5:6])) for step in data]
+        if any(step.measure not in BUDGET_COLUMNS for step in steps):
+            raise ValueError
     except (TypeError, ValueError, IndexError):
         raise ScheduleError("the retention schedule is not a list of (iteration, neurons per layer, percentage) "
                             "rows: pass GeneratePruneData().generate_data() or a retain.txt path.") from None

@@ -29,6 +29,7 @@ def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(ti
         network, record = network_from_file(session.model_file(iteration))
         assert hidden_units(network) == units
         assert record.iteration == iteration and record.spec is not None and record.spec.dataset == "MNIST"
+        assert record.architecture == "lenet5_small" and record.teacher is None  # the file says what it is alone
         assert network(torch.zeros(2, record.spec.features)).shape == (2, len(record.spec.classes))
     assert [record["hidden"] for record in session.summary()] == expected
     config = json.loads((session_dir / "run.json").read_text())["runs"][-1]["config"]
@@ -42,6 +43,19 @@ def test_a_short_lenet_run_prunes_channels_and_neurons_and_its_files_evaluate(ti
     assert evaluated["Test_Accuracy"] == pytest.approx(rows[0][header.index("Test_Accuracy")], abs=1e-9)
     assert main(["export", str(session.model_file(2)), str(tmp_path / "export"), "--no-onnx"]) == 0
     assert (tmp_path / "export" / "best_model.pth").read_bytes() == session.model_file(2).read_bytes()
+
+
+def test_a_taught_lenet_runs_files_name_their_teacher(tiny_root, tmp_path):
+    from nbprune import load_data
+    from nbprune.teacher import load_teacher, save_teacher, train_teacher
+    data = load_data(tiny_root, download=False)
+    teacher = save_teacher(train_teacher(data, 1, channels=(2, 4), head=8, progress=False), data.spec,
+                           tmp_path / "teacher.pth")
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--teacher", str(teacher), "--end-itr", "1") == 0
+    _, pruned = network_from_file(Session.for_pruning_dir(session_dir).model_file(1))
+    assert pruned.teacher == {"file": str(teacher.resolve()), "sha256": load_teacher(teacher).sha256}
+    assert pruned.architecture == "lenet5_small" and pruned.criterion == "interval_adjoint"
 
 
 def test_global_allocation_shares_the_schedules_units_among_channels_and_neurons(tiny_root, tmp_path):
@@ -63,6 +77,42 @@ def test_a_parameter_budget_is_met_by_channels_and_neurons_together(tiny_root, t
     assert summary[2]["parameters"] > budgets[1] * 0.9  # as much kept as the budget allows, about
 
 
+def test_a_multiply_accumulate_budget_is_met_and_written_in_its_own_column(tiny_root, tmp_path):
+    from nbprune.architectures import multiply_accumulates
+    from nbprune.retention import read_retain
+    session_dir = tmp_path / "iterative_pruning"
+    assert run(session_dir, tiny_root, "--allocation", "global", "--budget", "macs", "--end-itr", "2") == 0
+    session = Session.for_pruning_dir(session_dir)
+    macs = [multiply_accumulates(network_from_file(session.model_file(i))[0]) for i in range(3)]
+    budgets = [round(macs[0] * 113 / 226), round(macs[0] * 57 / 226)]  # the schedule's shares, as for parameters
+    assert all(cost <= budget for cost, budget in zip(macs[1:], budgets)) and macs[2] > budgets[1] * 0.8
+    steps = read_retain(session.run_retain_file)
+    assert session.run_retain_file.read_text().splitlines()[0].split()[-1] == "macBudget"
+    assert [step.budget for step in steps] == [macs[0], *budgets] and {step.measure for step in steps} == {"macs"}
+    parameters = tmp_path / "by_parameters" / "iterative_pruning"
+    assert run(parameters, tiny_root, "--allocation", "global", "--budget", "parameters", "--end-itr", "2") == 0
+    assert Session.for_pruning_dir(parameters).summary()[2]["hidden"] != session.summary()[2]["hidden"]
+
+
+def test_a_multiply_accumulate_budget_is_refused_for_an_mlp_before_anything_is_written(tiny_root, tmp_path, capsys):
+    session_dir = tmp_path / "iterative_pruning"
+    assert main(["prune", "--session-dir", str(session_dir), "--data-root", str(tiny_root), "--allocation", "global",
+                 "--budget", "macs", "--end-itr", "1", "--no-progress"]) == 2
+    assert "budget='macs' counts the multiply-accumulates of a network of layers" in capsys.readouterr().err
+    assert not session_dir.exists()
+
+
+def test_a_lenet_run_compensates_the_biases_of_what_it_removes(tiny_root, tmp_path):
+    plain, mean = tmp_path / "plain" / "iterative_pruning", tmp_path / "mean" / "iterative_pruning"
+    assert run(plain, tiny_root, "--end-itr", "1", "--epochs", "1") == 0
+    assert run(mean, tiny_root, "--end-itr", "1", "--epochs", "1", "--bias-compensation", "mean") == 0
+    shapes = [hidden_units(network_from_file(Session.for_pruning_dir(folder).model_file(1))[0])
+              for folder in (plain, mean)]
+    assert shapes[0] == shapes[1] == (3, 8, 60, 42)  # the same units removed; their biases differ
+    assert Session.for_pruning_dir(plain).model_file(1).read_bytes() != \
+        Session.for_pruning_dir(mean).model_file(1).read_bytes()
+
+
 def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
     whole, parts = tmp_path / "whole" / "iterative_pruning", tmp_path / "parts" / "iterative_pruning"
     assert run(whole, tiny_root) == 0
@@ -73,8 +123,7 @@ def test_a_resumed_lenet_run_equals_an_uninterrupted_one(tiny_root, tmp_path):
             Session.for_pruning_dir(whole).model_file(iteration).read_bytes()
 
 
-@pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported"),
-                                            (["--bias-compensation", "mean"], "bias_compensation='mean'")])
+@pytest.mark.parametrize("extra, message", [(["--prune-inputs"], "prune_inputs is not supported")])
 def test_what_channel_pruning_does_not_do_yet_is_refused_before_anything_is_written(extra, message, tiny_root,
                                                                                      tmp_path, capsys):
     assert run(tmp_path / "iterative_pruning", tiny_root, *extra) != 0

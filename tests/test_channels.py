@@ -12,8 +12,8 @@ from nbprune.channels import (AGGREGATIONS, UnitIntervalAdjoint, aggregate_posit
 from nbprune.datasets import MNIST
 from nbprune.config import PruneConfig
 from nbprune.criteria import PruningContext, significance
-from nbprune.errors import NbpruneError
-from nbprune.layers import kind_of, sequence_of, shrink_units, unit_layers
+from nbprune.errors import ConfigError, NbpruneError
+from nbprune.layers import hidden_units, kind_of, sequence_of, shrink_units, unit_layers
 from nbprune.model import SimpleNN
 
 CRITERIA = ["interval_adjoint", "magnitude", "taylor", "random"]
@@ -131,6 +131,58 @@ def test_channel_scores_under_sum_are_mean_scores_times_positions():
     total = unit_significance(model, "interval_adjoint", context, aggregation="sum")
     torch.testing.assert_close(total[0], mean[0] * 64)
     torch.testing.assert_close(total[2], mean[2])
+
+
+def test_the_run_settings_aggregation_scores_the_channels_and_an_argument_overrides_it():
+    from nbprune import RunConfig
+    model, context = conv_net(), context_for(100)
+    options = RunConfig.from_flat(aggregation="sum").prune
+    from_setting = unit_significance(model, "interval_adjoint", context, options)
+    torch.testing.assert_close(from_setting[0], unit_significance(model, "interval_adjoint", context,
+                                                                  aggregation="sum")[0])
+    assert not torch.equal(from_setting[0], unit_significance(model, "interval_adjoint", context)[0])  # max
+    torch.testing.assert_close(unit_significance(model, "interval_adjoint", context, options, aggregation="max")[0],
+                               unit_significance(model, "interval_adjoint", context)[0])
+    with pytest.raises(ConfigError, match="aggregation"):
+        RunConfig.from_flat(aggregation="median")
+
+
+@pytest.mark.parametrize("compensation", ["mean", "midpoint"])
+def test_bias_compensation_is_exact_for_units_that_are_constant_whatever_the_input(compensation):
+    """A conv1 channel, a conv2 channel and an fc neuron whose weights are zero put out relu(bias) everywhere:
+    removing them with compensation folds that constant into the next layer (a convolution, a Linear after Flatten,
+    a Linear), so the outputs do not change; without it they do."""
+    torch.manual_seed(0)
+    model = build_architecture("lenet5_small")
+    units = unit_layers(model)
+    for layer, unit in zip(units[:3], (0, 3, 5)):
+        layer.weight.data[unit] = 0.0
+        layer.bias.data[unit] = 0.5
+    inputs = torch.randn(64, 784)
+    context = PruningContext(input_box=(inputs.min(dim=0).values, inputs.max(dim=0).values), batch=(inputs, None))
+
+    def lowest_first(network, _):  # the constant units score lowest: they are the ones removed
+        return [torch.tensor([0.0 if index == unit else 1.0 for index in range(len(layer.weight))])
+                for layer, unit in zip(unit_layers(network)[:-1], (0, 3, 5, -1))]
+    retain = [5, 15, 119, 84]
+    options = PruneConfig(bias_compensation=compensation)
+    pruned = prune_units(model, retain, lowest_first, context, options)
+    assert hidden_units(pruned) == tuple(retain)
+    torch.testing.assert_close(pruned(inputs), model(inputs), rtol=1e-5, atol=1e-5)
+    plain = prune_units(model, retain, lowest_first, context, PruneConfig())
+    assert not torch.allclose(plain(inputs), model(inputs), atol=1e-3)
+
+
+def test_bias_compensation_of_units_needs_its_data_and_a_bias():
+    model, inputs = build_architecture("lenet5_small"), torch.randn(8, 784)
+    with pytest.raises(NbpruneError, match="'mean' needs a sample of training data"):
+        prune_units(model, [5, 15, 119, 84], "magnitude", PruningContext(), PruneConfig(bias_compensation="mean"))
+    layers = list(model)
+    position = next(p for p, layer in enumerate(layers) if isinstance(layer, nn.Conv2d) and p > 1)
+    layers[position] = nn.Conv2d(6, 16, 5, bias=False)
+    with pytest.raises(NbpruneError, match="has none: build it with bias=True"):
+        prune_units(nn.Sequential(*layers), [5, 15, 119, 84], "magnitude", PruningContext(batch=(inputs, None)),
+                    PruneConfig(bias_compensation="mean"))
 
 
 def test_bad_retain_counts_are_refused():

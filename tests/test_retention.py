@@ -75,3 +75,30 @@ def test_lab_opens_for_root_and_other_users_on_the_notebooks():
     command = lab_command(Path("notebooks"))
     assert "--ServerApp.allow_root=True" in command and "--ServerApp.root_dir=notebooks" in command
     assert "--ServerApp.jpserver_extensions={'nbprune.course.lab': True}" in command
+
+
+def test_a_budget_column_says_what_it_counts_and_reads_back_so(tmp_path):
+    from nbprune.retention import format_retain, with_budgets
+    steps = schedule((20, 50, 500), 0.5, range(3))
+    by_macs = with_budgets(steps, macs=2_293_000)
+    assert [step.budget for step in by_macs] == [round(2_293_000 * step.percentage / 100) for step in steps]
+    assert by_macs[1].budget == 1_146_500  # half the units: half the multiply-accumulates
+    path = tmp_path / "retain.txt"
+    path.write_text(format_retain(by_macs))
+    assert path.read_text().splitlines()[0].split()[-1] == "macBudget"
+    def fields(steps):
+        return [(step.iteration, step.retained, step.budget, step.measure) for step in steps]
+    assert fields(read_retain(path)) == fields(by_macs) and read_retain(path)[1].measure == "macs"
+    path.write_text(format_retain(with_budgets(steps, parameters=431_080)))
+    assert path.read_text().splitlines()[0].split()[-1] == "parameterBudget"
+    assert {step.measure for step in read_retain(path)} == {"parameters"}
+    with pytest.raises(ScheduleError, match="not both"):
+        with_budgets(steps, parameters=1, macs=1)
+
+
+def test_whole_numbers_of_a_million_and_more_are_written_out_and_read_back_exactly(tmp_path):
+    from nbprune.files import format_table, read_table
+    path = tmp_path / "table.txt"
+    path.write_text(format_table(["Parameters", "Accuracy"], [[1_863_690, 97.123456789]]))
+    assert path.read_text().splitlines()[1] == "1863690 97.1235"
+    assert read_table(path)[1] == [[1_863_690, 97.1235]]

@@ -183,8 +183,8 @@ def shape_lines(rows: Sequence[Shape]) -> list[str]:
 
 def first_cut(session: Session, experiment, first: int, second: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the first convolution's filters in iteration `first`'s model ([channels, 1, k, k]) and the indices
-    of those the cut to iteration `second` keeps, scored again as the run scored them (its criterion, options,
-    context; the default aggregation over positions) and kept by count as `second`'s model file says."""
+    of those the cut to iteration `second` keeps, scored again as the run scored them (its criterion and
+    options, aggregation included, and its context) and kept by count as `second`'s model file says."""
     from ..channels import unit_significance
 
     scored, _ = network_from_file(session.model_file(first))

@@ -45,10 +45,12 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "06_deploy": ("session_dir", "data_root", "subset", "val_size", "seed", "chosen_itr"),
     "07_compare": ("session_dir", "data_root", "device", "threads", "compare_levels", "compare_seeds",
                    "compare_epochs"),
-    # 08 prunes a network declared by name in a session of its own (<session>/conv); architecture reaches it alone:
-    # 02 to 07 teach the MLP (SimpleNN), whose shape hidden and activation say
+    # 08 prunes a network declared by name in a session of its own (<session>/conv); architecture and aggregation
+    # (how a channel's positions make one score) reach it alone: 02 to 07 teach the MLP (SimpleNN), whose shape
+    # hidden and activation say, and whose neurons have one position each
     "08_conv": ("session_dir", *_DATA, "device", "threads", "architecture", "q", "begin_itr", "end_itr",
-                "batch_size", "lr", "epochs", "patience", "distill", "criterion", "allocation", "budget"),
+                "batch_size", "lr", "epochs", "patience", "distill", "criterion", "aggregation", "allocation",
+                "budget"),
 }
 NOT_IN_WORKBOOK = {"retain": "03_retention makes the schedule (set q and iterations instead)"}
 PARAMETERS = {name: SETTINGS[name] for names in NOTEBOOK_PARAMETERS.values() for name in names}
