@@ -87,7 +87,9 @@ def test_an_unreadable_answer_is_a_verdict_never_an_exception(key, answer):
 # --- the workbook's door ------------------------------------------------------------------------------------------
 def test_architecture_is_a_parameter_of_08_alone_with_its_own_defaults_in_its_cell():
     assert parse_parameters([["architecture", "lenet5_small"]]) == {"architecture": "lenet5_small"}
-    assert [name for name, names in NOTEBOOK_PARAMETERS.items() if "architecture" in names] == ["08_conv"]
+    for only_08 in ("architecture", "aggregation"):
+        assert [name for name, names in NOTEBOOK_PARAMETERS.items() if only_08 in names] == ["08_conv"]
+    assert parse_parameters([["aggregation", "sum"]]) == {"aggregation": "sum"}
     cell = parameters_source("08_conv")
     for name, value in OWN_DEFAULTS["08_conv"].items():
         assert f"\n{name} = {json.dumps(value)} " in f"\n{cell}", name
