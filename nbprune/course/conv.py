@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..architectures import ARCHITECTURES, multiply_accumulates
+from ..datasets import DATASETS
 from ..errors import ConfigError
 from ..evaluation import loss_and_accuracy
 from ..interval import Interval
@@ -120,6 +121,19 @@ def sampled_check(network: nn.Sequential, box: Interval, passes: HandPasses, sam
 
 
 # --- the student's LeNet-5 run ------------------------------------------------------------------------------------
+def has_images(dataset: str) -> bool:
+    """Return whether a dataset setting names a declared image dataset, whose images a convolution can read (a file
+    of the user's own holds rows of features)."""
+    return dataset in DATASETS
+
+
+def without_images(dataset: str) -> str:
+    """Return what 08_conv says when its dataset has no images to convolve."""
+    return (f"your data ({dataset}) are rows of features, not the images of a declared dataset: a convolutional "
+            f"network has nothing to convolve, so steps 5 to 7 are skipped. Run 08 with dataset = one of "
+            f"{', '.join(repr(name) for name in DATASETS)} to prune a LeNet-5.")
+
+
 def require_architecture(architecture: str | None) -> str:
     """Return the architecture 08_conv prunes; None (the MLP, 02 to 07's network) is refused in one line."""
     if architecture is None:

@@ -281,12 +281,14 @@ def check_conv_run(values: Mapping[str, Any], session: Session) -> None:
     """Refuse, writing nothing, what 08_conv's run would refuse: its values are its own defaults and the given
     ones; its run lives in the session's conv/ folder (nbprune.course.conv)."""
     from ..iterative import plan_run
-    from .conv import conv_session, require_architecture
+    from .conv import conv_session, has_images, require_architecture
 
     given = {name: notebook_default(CONV_NOTEBOOK, name) for name in NOTEBOOK_PARAMETERS[CONV_NOTEBOOK]}
     given.update({name: value for name, value in values.items() if name in given})
     require_architecture(given["architecture"])
     config = RunConfig.from_flat({name: value for name, value in given.items() if name in RUN_SETTINGS})
+    if not has_images(config.data.dataset):  # rows of the user's own: 08 says so and skips its run
+        return
     controls = Controls(**{name: value for name, value in given.items() if name in CONTROLS})
     plan_run(config, conv_session(session), controls.begin_itr, controls.end_itr, progress=False)
 
