@@ -201,8 +201,11 @@ def test_the_workbook_runs_on_a_users_npz_and_says_where_there_are_no_images(tmp
     executed = session / "notebooks"
     said = {name: "".join("".join(output.get("text", "")) for cell in json.loads(
         (executed / f"{name}.ipynb").read_text())["cells"] for output in cell.get("outputs", []))
-        for name in ("01_data", "06_deploy")}
+        for name in ("01_data", "06_deploy", "08_conv")}
     assert "rows of 7 features, not images: there are no pictures to show" in said["01_data"]
     assert "rows of 7 features, not images" in said["06_deploy"]
     assert "the standalone folder agrees with the library on all 16 rows" in said["06_deploy"]
+    assert "a convolutional network has nothing to convolve, so steps 5 to 7 are skipped" in said["08_conv"]
+    assert "every gradient inside the interval adjoint: True" in said["08_conv"]  # the hand part runs all the same
+    assert not (session / "conv").exists()
     assert Session(session).model_file(0).is_file() and (session / "deploy" / "rows.npy").is_file()
