@@ -353,7 +353,8 @@ def head_to_head(state: dict) -> list[str]:
     cells = {(r["method"], r["seed"], r["iteration"]): r for r in state["rows"]}
     lines = []
     for one, other in (("interval_adjoint_sum", "interval_adjoint"), *((variant, other) for variant in (
-            "interval_adjoint", "interval_adjoint_sum") for other in ("magnitude", "taylor", "random"))):
+            "interval_adjoint", "interval_adjoint_sum") for other in ("magnitude", "taylor", "random")),
+            ("interval_adjoint", "interval_adjoint_no_teacher"), ("interval_adjoint", "scratch")):
         pairs = [(cells[(one, s, i)], cells[(other, s, i)]) for (m, s, i) in cells
                  if m == one and i > 0 and (other, s, i) in cells]
         if not pairs:
@@ -365,6 +366,19 @@ def head_to_head(state: dict) -> list[str]:
         lines.append(f"- {one} against {other}: higher validation accuracy at {val_wins} of {len(pairs)} level-seed "
                      f"pairs (mean difference {val_gap:+.2f} points), higher test accuracy at {wins} ({gap:+.2f}).")
     return lines
+
+
+def fashion_lines(state: dict) -> list[str]:
+    """Return what the Fashion-MNIST chain reached: its dense model and its validation-chosen model per budget."""
+    rows = [r for r in state["rows"] if r["method"] == "fashion_interval_adjoint"]
+    if not rows:
+        return []
+    dense = next(r for r in rows if r["iteration"] == 0)
+    picks = [(budget, chosen(state, "fashion_interval_adjoint", budget)) for budget in (40_000, 10_000, 2_800)]
+    return ["## Fashion-MNIST (interval_adjoint, one seed, its own ConvTeacher)", "",
+            f"Dense LeNet-5: {dense['test_acc']:.2f}% test. The model chosen on validation: " +
+            "; ".join(f"<= {budget:,} parameters {pick[0]['test_acc']:.2f}% test ({shape_text(pick[0])}, "
+                      f"{pick[0]['parameters']:,} parameters)" for budget, pick in picks if pick) + ".", ""]
 
 
 def per_level_table(state: dict) -> list[list[str]]:
@@ -381,17 +395,24 @@ def per_level_table(state: dict) -> list[list[str]]:
 
 
 def cost_lines(state: dict) -> list[str]:
-    per_method: dict[str, float] = {}
-    for key, value in state.get("seconds", {}).items():
-        method, _, part = key.split("/")
-        per_method[f"{method} ({part})"] = per_method.get(f"{method} ({part})", 0.0) + value
-    if not per_method:
+    """Return the cost: minutes of one thread per dense model (counted once however many methods share it) and per
+    chain's pruning levels (mean over its seeds), and the wall time."""
+    seconds = state.get("seconds", {})
+    if not seconds:
         return []
-    return ["Cost, minutes of one thread summed over a method's seeds (two at once on a 2-core machine shared with "
-            "other work; the dense model is shared by the methods of a seed): " +
-            ", ".join(f"{name} {value / 60:.1f}" for name, value in sorted(per_method.items())) + ". Wall time: " +
-            f"{sum(state.get('sitting_minutes', [])):.1f} minutes in {len(state.get('sitting_minutes', []))} "
-            "sitting(s).", ""]
+    dense = {(key.split("/")[1], round(value, 3)) for key, value in seconds.items() if key.endswith("/dense")}
+    per_chain: dict[str, list[float]] = {}
+    for key, value in seconds.items():
+        method, _, part = key.split("/")
+        if part != "dense":
+            per_chain.setdefault(method, []).append(value)
+    dense_minutes = [value / 60 for _, value in dense]
+    return ["Cost, minutes of one thread (two chains at once on a 2-core machine shared with other work): a dense "
+            f"LeNet-5 {statistics.fmean(dense_minutes):.1f} on average ({len(dense_minutes)} trained, "
+            f"{sum(dense_minutes):.1f} in all); a chain's pruning levels, mean over its seeds: " +
+            ", ".join(f"{method} {statistics.fmean(values) / 60:.1f}" for method, values in per_chain.items()) +
+            f". Wall time: {sum(state.get('sitting_minutes', [])):.1f} minutes in "
+            f"{len(state.get('sitting_minutes', []))} sitting(s).", ""]
 
 
 def anchor_cost(shape: tuple[int, ...]):
@@ -456,6 +477,7 @@ def render(state: dict, results_dir: Path) -> Path:
                         "shape per seed (conv1-conv2-fc_in-fc_out)", "parameters", "verdict"], table),
         f"![accuracy against parameters and multiply-accumulates]({NAME}.png)",
         "",
+        *fashion_lines(state),
         "## Interval adjoint against magnitude, Taylor and random (same seed, same level, same budget)",
         "",
         *head_to_head(state),

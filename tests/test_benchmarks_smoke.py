@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import compare_criteria  # noqa: E402
+import conv_pareto  # noqa: E402
 import inference_speed  # noqa: E402
 import pareto  # noqa: E402
 import small_network_ceiling  # noqa: E402
@@ -144,7 +145,7 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
 
 
 @pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"), (pareto, "pareto_speed"),
-                                          (compare_criteria, "compare_criteria")])
+                                          (compare_criteria, "compare_criteria"), (conv_pareto, "conv_pareto")])
 def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, script, name):
     committed = pareto.RESULTS_DIR
     shutil.copy(committed / f"{name}.json", tmp_path / f"{name}.json")
