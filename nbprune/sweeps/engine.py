@@ -361,13 +361,14 @@ def _start_ray(ray, address: str | None, workers: int | None) -> bool:
         _probe(address)
     with _starting(bool(address)) as said:
         try:
-            if address:
-                log.info("connecting to the Ray cluster at %s", address)
-                ray.init(address=address, **options)
-            else:
-                log.info("starting a local Ray with %s CPUs", workers or os.cpu_count())
-                ray.init(address="local", num_cpus=workers or os.cpu_count(), object_store_memory=256 * 1024 ** 2,
-                         **options)
+            with _signals_held():
+                if address:
+                    log.info("connecting to the Ray cluster at %s", address)
+                    ray.init(address=address, **options)
+                else:
+                    log.info("starting a local Ray with %s CPUs", workers or os.cpu_count())
+                    ray.init(address="local", num_cpus=workers or os.cpu_count(),
+                             object_store_memory=256 * 1024 ** 2, **options)
         except Exception as error:  # Ray raises plain Exception and ConnectionError for these
             raise NbpruneError(_start_failure(error, said(), address)) from None
     return True
@@ -449,6 +450,26 @@ def _starting(connecting: bool) -> Iterator[Callable[[], str]]:
             if value is None:
                 os.environ.pop(name, None)
         _interrupts_as_keyboard_interrupt()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while Ray starts, then let them through to the handler set before: during
+    ray.init, Ray's core worker installs a native SIGTERM handler, and a signal it caught half-way through the start
+    could hang the command (seen once in a loaded test run). The threads Ray starts meanwhile inherit the hold, so
+    the signal waits for the main thread, which takes it once ray.init has returned and the handlers are ours again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = {signal.SIGINT, signal.SIGTERM}
+    handlers = {number: signal.getsignal(number) for number in numbers}
+    signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler if handler is not None else signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, numbers)
 
 
 def _check_resources(ray, chains: list[Chain], where: str) -> None:
