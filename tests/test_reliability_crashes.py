@@ -405,6 +405,32 @@ while True:
 WORKBOOK_CHATTER = ("cell/s", "s/cell", "?cell", "Passed unknown parameter")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the destructor's dropped interrupt
+def test_an_interrupt_dropped_in_a_destructor_still_ends_the_workbook(tiny_root, tmp_path, monkeypatch):
+    """A Ctrl-C that landed in papermill's NotebookExecutionManager.__del__ as a notebook ended was printed as
+    "Exception ignored" and dropped, and the workbook ran on to its end (exit 0)."""
+    import papermill
+
+    from nbprune.course.workbook import run_workbook
+    stand_ins = write_stand_ins(tmp_path / "notebooks")
+    ran = []
+
+    class Dropping:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # its KeyboardInterrupt is raised here, in a destructor: dropped
+            time.sleep(0.05)
+
+    def execute(notebook, copy, **_):
+        ran.append(Path(notebook).stem)
+        Dropping()  # collected at once, as papermill's manager is as its notebook ends
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    with pytest.raises(KeyboardInterrupt):
+        run_workbook(tmp_path / "session", parameters={"data_root": str(tiny_root)}, notebooks_dir=stand_ins)
+    assert ran == ["00_intervals"]  # ended before the next notebook
+    assert signal.getsignal(signal.SIGINT) is not None and signal.getsignal(signal.SIGINT).__name__ != "interrupted"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["ready", "first notebook starts", "third notebook starts", "inside a cell"])
 def test_ctrl_c_during_a_workbook_ends_in_one_line_without_a_traceback(moment, tiny_root, tmp_path):

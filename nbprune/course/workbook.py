@@ -6,13 +6,16 @@ cells agree, so a new setting reaches the workbook by adding its name to NOTEBOO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -205,9 +208,10 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
         raise NbpruneError("the workbook needs papermill: pip install 'nbprune[notebooks]'.") from None
     values, session, source = checked_run(session_dir, profile, parameters, notebooks_dir)
     executed = session.part(EXECUTED)
-    with session.lock(), headless_kernels():  # finished bars, static pictures
+    with session.lock(), headless_kernels(), _interrupts_kept() as check:  # finished bars, static pictures
         executed.mkdir(parents=True, exist_ok=True)
         for name in NOTEBOOKS:
+            check()
             notebook, copy = source / f"{name}.ipynb", executed / f"{name}.ipynb"
             log.info("running %s", name)
             declared = {k: _jsonable(v) for k, v in values.items() if k in NOTEBOOK_PARAMETERS[name]}
@@ -225,7 +229,39 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
                     said = [line for line in _read(kernel_log).splitlines() if line.strip()]
                     raise NbpruneError(f"the kernel running notebook {name} died ({' '.join(str(error).split())}"
                                        f"{'; it said: ' + said[-1] if said else ''}).") from None
+        check()
     return executed
+
+
+@contextlib.contextmanager
+def _interrupts_kept() -> Iterator[Callable[[], None]]:
+    """Yield a check that raises KeyboardInterrupt once a SIGINT (or a SIGTERM the command line turned into one) has
+    come. Python raises it wherever the signal lands, and one landing in a destructor (papermill's, as a notebook
+    ends) is printed as "Exception ignored" and dropped: the workbook went on to its end. The check, before each
+    notebook and after the last, ends the run there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    came: list[int] = []
+
+    def interrupted(number, frame):
+        came.append(number)
+        raise KeyboardInterrupt
+
+    numbers = [signal.SIGINT, *([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+                                else [])]
+    before = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        signal.signal(number, interrupted)
+
+    def check() -> None:
+        if came:
+            raise KeyboardInterrupt
+    try:
+        yield check
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler if handler is not None else signal.default_int_handler)
 
 
 def _read(path: Path) -> str:
