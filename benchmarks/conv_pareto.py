@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, load_state, machine_info, markdown_table, save_state  # noqa: E402
+from pareto import best_within  # noqa: E402
 
 FORMAT = 1
 NAME = "conv_pareto"
@@ -250,9 +251,9 @@ def measure_aggregation(args, state: dict) -> None:
     from nbprune.criteria import PruningContext
     from nbprune.data import load_data_for
     from nbprune.evaluation import loss_and_accuracy
+    from nbprune.iterative import network_steps
     from nbprune.layers import hidden_units
     from nbprune.networkfile import network_from_file
-    from nbprune.retention import default_steps, with_budgets
     torch.set_num_threads(2)
     results = []
     for seed in args.seeds:
@@ -261,8 +262,8 @@ def measure_aggregation(args, state: dict) -> None:
         dense_file = next(row["model_file"] for row in state["rows"]
                           if row["method"] == "interval_adjoint" and row["seed"] == seed and row["iteration"] == 0)
         dense, _ = network_from_file(dense_file)
-        steps = default_steps(config.replace(hidden=hidden_units(dense)), data.spec.features, len(data.classes))
-        steps = with_budgets([step._replace(budget=None) for step in steps], parameters=count_parameters(dense))
+        steps = network_steps(config.replace(hidden=hidden_units(dense)), dense, data.spec.features,
+                              len(data.classes))
         context = PruningContext.of(data.train_loader, seed)
         for step in steps[1:args.end_itr + 1]:
             for aggregation in AGGREGATIONS:
@@ -298,12 +299,9 @@ def seeds_of(state: dict, method: str) -> list[int]:
 
 def chosen(state: dict, method: str, budget: int) -> list[dict]:
     """Return each seed's best-validation row of `method` within `budget` parameters (ties: fewer parameters)."""
-    out = []
-    for seed in seeds_of(state, method):
-        rows = [r for r in state["rows"] if r["method"] == method and r["seed"] == seed and r["parameters"] <= budget]
-        if rows:
-            out.append(max(rows, key=lambda r: (r["val_acc"], -r["parameters"])))
-    return out
+    picks = [best_within([r for r in state["rows"] if r["method"] == method and r["seed"] == seed],
+                         lambda r: r["parameters"] <= budget) for seed in seeds_of(state, method)]
+    return [pick for pick in picks if pick is not None]
 
 
 def methods_in(state: dict) -> list[str]:

@@ -22,7 +22,7 @@ from .criteria import IntervalAdjoint, PruningContext
 from .errors import NbpruneError
 from .layers import interval_passes, kind_of, layer_shapes, sequence_of, shrink_units
 from .interval import Interval
-from .prune import check_compensation, global_counts, top
+from .prune import _removed, check_compensation, global_counts, top
 
 __all__ = ["AGGREGATIONS", "MEASURES", "UNIT_CRITERIA", "UnitIntervalAdjoint", "aggregate_positions", "prune_units",
            "unit_cost", "unit_magnitude", "unit_random", "unit_significance", "unit_taylor"]
@@ -280,9 +280,7 @@ def compensated(model: nn.Module, kept: Sequence[torch.Tensor], constants: Seque
     shapes = layer_shapes(layers)
     units = [position for position, layer in enumerate(layers) if kind_of(layer).units]
     for position, following, index, constant in zip(units, units[1:], kept, constants):
-        gone = torch.ones(len(layers[position].weight), dtype=torch.bool)
-        gone[index.cpu()] = False
-        gone = gone.nonzero().reshape(-1).to(layers[position].weight.device)
+        gone = _removed(len(layers[position].weight), index).to(layers[position].weight.device)
         for between in range(position + 1, following):
             gone = kind_of(layers[between]).carry(layers[between], gone, shapes[between])
         target = layers[following]

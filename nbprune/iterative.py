@@ -298,6 +298,16 @@ def _samples(loader) -> int | None:
         return None
 
 
+def network_steps(config: RunConfig, model: nn.Module, features: int, classes: int) -> list[RetentionStep]:
+    """Return the schedule of a network of layers: default_steps for its hidden units (config.model.hidden), with a
+    global budget counted on the network itself (its parameters or multiply-accumulates), not an MLP's."""
+    steps = default_steps(config, features, classes)
+    if config.prune.allocation == "global" and config.prune.budget != "neurons":
+        total = count_parameters(model) if config.prune.budget == "parameters" else multiply_accumulates(model)
+        steps = with_budgets([step._replace(budget=None) for step in steps], **{config.prune.budget: total})
+    return steps
+
+
 def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = None, end_itr: int | None = None,
              progress: bool = True, download: bool = True, data=None) -> tuple[IterativePruning, PlannedRun]:
     """Return the experiment a configuration asks for and its run in `session`, after every check that needs no
@@ -318,10 +328,7 @@ def plan_run(config: RunConfig, session: Session, begin_itr: int | str | None = 
     else:
         model = architecture_for(config.model.architecture, data.spec)
         config = config.replace(hidden=hidden_units(model))
-        steps = default_steps(config, data.spec.features, len(data.classes))
-        if config.prune.allocation == "global" and config.prune.budget != "neurons":  # the network's, not an MLP's
-            total = count_parameters(model) if config.prune.budget == "parameters" else multiply_accumulates(model)
-            steps = with_budgets([step._replace(budget=None) for step in steps], **{config.prune.budget: total})
+        steps = network_steps(config, model, data.spec.features, len(data.classes))
     experiment = IterativePruning(data.train_loader, data.test_loader, val_loader=data.val_loader, config=config,
                                   progress=progress)
     return experiment, experiment.plan(model, steps, session, begin_itr, end_itr)

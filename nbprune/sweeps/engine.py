@@ -461,15 +461,13 @@ def _signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    numbers = {signal.SIGINT, signal.SIGTERM}
-    handlers = {number: signal.getsignal(number) for number in numbers}
-    signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
+    handlers = _current_handlers()
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(handlers))
     try:
         yield
     finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler if handler is not None else signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, numbers)
+        _restore_handlers(handlers)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handlers))
 
 
 def _check_resources(ray, chains: list[Chain], where: str) -> None:
