@@ -56,19 +56,20 @@ def read_data_file(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarra
 
 def _read_npz(path: Path):
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds one array (a .npy file), not a .npz: expected {', '.join(NPZ_ARRAYS)} "
+                            f"(np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)).")
+        with loaded as arrays:
             missing = [name for name in NPZ_ARRAYS if name not in arrays.files]
             if missing:
                 raise DataError(f"{path} lacks the array(s) {', '.join(missing)}: expected {', '.join(NPZ_ARRAYS)} "
                                 f"(np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)).")
-            values = {name: arrays[name] for name in NPZ_ARRAYS}
-            classes = arrays["classes"] if "classes" in arrays.files else None
+            values = {name: _array(arrays, name, path) for name in NPZ_ARRAYS}
+            classes = _array(arrays, "classes", path) if "classes" in arrays.files else None
     except DataError:
         raise
-    except ValueError as error:  # an object array: it would need pickle, which could run code
-        raise DataError(f"{path} holds arrays that need pickle to load ({' '.join(str(error).split())[:120]}): "
-                        f"save numbers only (np.savez with numeric arrays, class names as a string array).") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:  # ValueError: a pickle, not a .npz
         raise DataError(f"{path} is not a readable .npz file ({type(error).__name__}): write it again with "
                         f"np.savez.") from None
     if classes is not None:
@@ -77,6 +78,19 @@ def _read_npz(path: Path):
                             f"{classes.dtype}.")
         classes = tuple(str(name) for name in classes.tolist())
     return (values["x_train"], values["y_train"]), (values["x_test"], values["y_test"]), classes
+
+
+def _array(arrays, name: str, path: Path) -> np.ndarray:
+    """Return the array `name` of an open .npz, refusing one that only pickle could load (pickle can run code)."""
+    try:
+        return arrays[name]
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(f"{path}: {name} is an object array (rows of different lengths, or Python objects), "
+                            f"which only pickle could load, and pickle can run code: save numbers only, rows of "
+                            f"one length (np.savez with numeric arrays, class names as a string array).") from None
+        raise DataError(f"{path}: {name} is not a readable array ({' '.join(str(error).split())[:120]}): write "
+                        f"it again with np.savez.") from None
 
 
 def _read_csv(path: Path):

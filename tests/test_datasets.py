@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pickle
 import re
 
 import numpy as np
@@ -132,6 +134,70 @@ def test_a_bad_npz_is_refused_in_one_line_before_anything_is_written(changes, sa
     err = capsys.readouterr().err
     assert re.search(says, err) and err.startswith("nbprune: error:") and err.count("\n") == 1, err
     assert tree_bytes(tmp_path) == before
+
+
+class CodePayload:
+    """An object whose unpickling creates a folder: proof that loading the file ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def ragged_rows(rows: int, features: int) -> np.ndarray:
+    """Return rows of different lengths, as numpy stores them: an object array, which only pickle can load."""
+    x = np.empty(rows, dtype=object)
+    x[:] = [[1.0] * (features - k % 2) for k in range(rows)]
+    return x
+
+
+NEEDS_PICKLE = [
+    ("x_train", lambda marker: np.array([CodePayload(marker)] * 300, dtype=object),
+     "x_train is an object array"),
+    ("classes", lambda marker: np.array([CodePayload(marker)] * 3, dtype=object), "classes is an object array"),
+    ("x_train", lambda marker: ragged_rows(300, 7), r"x_train is an object array \(rows of different lengths"),
+]
+
+
+@pytest.mark.parametrize("name, array, says", NEEDS_PICKLE, ids=["code in x_train", "code in classes",
+                                                                  "rows of different lengths"])
+def test_an_npz_that_needs_pickle_is_refused_in_one_line_and_runs_no_code(name, array, says, tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    path = write_npz(tmp_path / "bad.npz", **{name: array(marker)})
+    before = tree_bytes(tmp_path)
+    assert main(["prune", "--dataset", str(path), "--session-dir", str(tmp_path / "s"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and "pickle" in err and err.startswith("nbprune: error:") and err.count("\n") == 1, err
+    assert not marker.exists() and tree_bytes(tmp_path) == before
+
+
+
+def write_not_an_npz(path, kind: str, marker) -> None:
+    if kind == "pickle":
+        with open(path, "wb") as stream:
+            pickle.dump({"x_train": CodePayload(marker)}, stream)
+    elif kind == "npy":
+        with open(path, "wb") as stream:
+            np.save(stream, np.ones((4, 3)))
+    else:
+        path.write_bytes({"text": b"x_train,y_train\n", "empty": b""}[kind])
+
+
+@pytest.mark.parametrize("kind, says", [("pickle", "is not a readable .npz file"),
+                                        ("npy", r"holds one array \(a .npy file\), not a .npz"),
+                                        ("text", "is not a readable .npz file"),
+                                        ("empty", "is not a readable .npz file")])
+def test_a_file_named_npz_that_is_not_one_is_refused_in_one_line_and_runs_no_code(kind, says, tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    write_not_an_npz(tmp_path / "bad.npz", kind, marker)
+    before = tree_bytes(tmp_path)
+    assert main(["prune", "--dataset", str(tmp_path / "bad.npz"), "--session-dir", str(tmp_path / "s"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and err.startswith("nbprune: error:") and err.count("\n") == 1, err
+    assert not marker.exists() and tree_bytes(tmp_path) == before
 
 
 BAD_CSV = [
