@@ -8,11 +8,12 @@ whether the new recipe's mean lies within the seed spread of today's. The state 
 stopped between whole runs goes on where it stopped.
 
     python benchmarks/speed_recipe.py --data-root ../shared/datasets [--seeds 3] [--threads 1] [--subset N]
-        [--set NAME=VALUE ...] [--name speed_recipe] [--results-dir DIR] [--candidate]
+        [--set NAME=VALUE ...] [--name speed_recipe] [--results-dir DIR] [--candidate] [--report-only]
 
 --set changes the new recipe's settings (e.g. cycle_epochs=3 cycle_batch_size=512); --subset measures a cheaper
 proxy on fewer images (the levels' accuracies are then not comparable with the full data's); --candidate measures the
 new recipe alone with those settings (how its defaults were chosen: <name>_candidates.jsonl).
+--report-only redraws <name>.md and <name>.png from <name>.json alone.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def plot(by: dict, seeds: list[int]) -> Figure:
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     curve, bars = figure.subplots(1, 2, width_ratios=(2, 1))
     for name in RECIPES:
-        shares = [float(k) for k in by[name, seeds[0]]["levels"]]
+        shares = sorted((float(k) for k in by[name, seeds[0]]["levels"]), reverse=True)  # JSON sorts keys as text
         values = [[by[name, s]["levels"][f"{share:g}"] for s in seeds] for share in shares]
         curve.plot(shares, [statistics.fmean(v) for v in values], "o-", label=f"{name} (mean of {len(seeds)})")
         curve.fill_between(shares, [min(v) for v in values], [max(v) for v in values], alpha=0.25)
@@ -179,7 +180,16 @@ def main(argv: list[str] | None = None) -> int:
                              "appended to <name>_candidates.jsonl")
     parser.add_argument("--name", default="speed_recipe", help="results file name without extension")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="draw <name>.md and <name>.png from <name>.json alone, running nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        text, figure = report(load_state(args.results_dir / f"{args.name}.json", None, {"format": FORMAT},
+                                         "speed_recipe"))
+        write_text_atomic(args.results_dir / f"{args.name}.md", text)
+        save_figure(figure, args.results_dir / f"{args.name}.png")
+        print(f"wrote {args.results_dir / f'{args.name}.md'}")
+        return 0
     torch.set_num_threads(args.threads)
     onecycle = {**RECIPES["onecycle"], **parse_settings([tuple(pair.split("=", 1)) for pair in args.set])}
     if args.candidate:
