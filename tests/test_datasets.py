@@ -267,8 +267,10 @@ def test_the_workbook_runs_on_a_users_npz_and_says_where_there_are_no_images(tmp
     executed = session / "notebooks"
     said = {name: "".join("".join(output.get("text", "")) for cell in json.loads(
         (executed / f"{name}.ipynb").read_text())["cells"] for output in cell.get("outputs", []))
-        for name in ("01_data", "06_deploy", "08_conv")}
+        for name in ("01_data", "04_iterative_pruning", "06_deploy", "08_conv")}
     assert "rows of 7 features, not images: there are no pictures to show" in said["01_data"]
+    assert re.search(r"train: \d+ rows, classes from", said["01_data"]) and " images, " not in said["01_data"]
+    assert re.search(r"\d+ of your 150 test rows have a feature outside the training box", said["04_iterative_pruning"])
     assert "rows of 7 features, not images" in said["06_deploy"]
     assert "the standalone folder agrees with the library on all 16 rows" in said["06_deploy"]
     assert "a convolutional network has nothing to convolve, so steps 5 to 7 are skipped" in said["08_conv"]
