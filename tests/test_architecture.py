@@ -251,6 +251,8 @@ def test_the_course_gives_a_notebook_every_name_it_imports():
     assert not [name for name in wanted if not hasattr(nbprune.course, name)]
     assert all(getattr(nbprune.course, name) is not None for name in nbprune.course.__all__)  # each loads
     assert not [path.name for path in notebooks.glob("*.ipynb") if "from nbprune import" in path.read_text()]
+
+
 def test_no_dataset_shape_is_written_outside_the_declarations():
     """784, 28 and MNIST's ten classes are facts of a dataset: only nbprune.datasets may write them (the standalone
     files' constants are placeholders an export fills in)."""
