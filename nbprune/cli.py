@@ -134,6 +134,7 @@ def cmd_evaluate(args) -> None:
     config = RunConfig.from_flat(values)
     from .config import resolve_device
     from .data import OWN_TENSORS, load_data_for
+    from .datasets import is_data_file
     from .evaluation import evaluate, loss_and_accuracy, own_data_evaluation
     from .export import model_for_file
     from .layers import hidden_units, inputs_read
@@ -148,6 +149,9 @@ def cmd_evaluate(args) -> None:
                            f"evaluate it in Python with your own loaders, e.g. {own_data_evaluation(args.model_file)}")
     if spec is not None:  # a data file may have moved: --dataset then says where it is now
         config = config.replace(dataset=values.get("dataset", spec.dataset))
+        if "dataset" not in values and is_data_file(spec.dataset) and not Path(spec.dataset).is_file():
+            raise NbpruneError(f"{args.model_file} was trained on {spec.dataset}, which is not there now: if it "
+                               f"moved, say where with --dataset NEW/PLACE{Path(spec.dataset).suffix}.")
     _threads(config)
     data = load_data_for(config, standardisation=(spec.mean, spec.std) if spec is not None else None)
     features, hidden = (model.in_features, model.hidden) if isinstance(model, SimpleNN) else \

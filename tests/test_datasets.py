@@ -18,6 +18,8 @@ from nbprune.cli import main
 from nbprune.data import load_data
 from nbprune.datasets import DATASETS, Dataset, declare
 from nbprune.export import run_standalone, standalone_predictions
+from nbprune.model import SimpleNN
+from nbprune.modelfile import save_model_file
 from nbprune.session import Session
 
 TINY_SHAPE = (6, 5)  # a dataset of another shape than MNIST's, so nothing can lean on 28x28 or 784
@@ -100,6 +102,21 @@ def test_a_users_npz_runs_through_prune_evaluate_and_export_which_agree_on_the_t
         accuracy = 100 * np.mean([label == str(k) for (_, label, _), k in zip(rows, arrays["y_test"])])
         assert f"{accuracy:.2f}" == f"{evaluated['Test_Accuracy']:.2f}", inputs
 
+
+def test_evaluate_says_how_to_point_at_a_data_file_that_moved(tmp_path, capsys):
+    path = write_npz(tmp_path / "my.npz")
+    data = load_data(name=str(path), val_size=10)
+    model = SimpleNN((4,), data.spec.features, len(data.classes))
+    model.spec = data.spec
+    model_file = save_model_file(model, tmp_path / "best_model.pth")
+    (tmp_path / "moved").mkdir()
+    path.rename(tmp_path / "moved" / "my.npz")
+    assert main(["evaluate", str(model_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on {path}, which is not there now: if it moved, say where with --dataset NEW/PLACE.npz" in \
+        err and err.count("\n") == 1, err
+    assert main(["evaluate", str(model_file), "--dataset", str(tmp_path / "moved" / "my.npz")]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"] == str(tmp_path / "moved" / "my.npz")
 
 def test_a_users_csv_is_read_with_its_split_column(tmp_path):
     path = tmp_path / "mine.csv"
