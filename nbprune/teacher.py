@@ -265,16 +265,10 @@ def check_teacher_fits(teacher: Teacher, spec: InputSpec) -> None:
         raise ModelFileError(f"teacher {teacher.file} was trained on {theirs.dataset} ({len(theirs.classes)} "
                              f"classes, {theirs.features} features), this run's data is {spec.dataset} "
                              f"({len(spec.classes)} classes, {spec.features} features): {fix}.")
-    ours, its = _standardisation(spec), _standardisation(theirs)
-    close = all(math.isclose(a, b, rel_tol=STANDARDISATION_TOLERANCE) for a, b in zip(ours, its))
-    if len(ours) != len(its) or not close:
+    if not spec.same_inputs(theirs, tolerance=STANDARDISATION_TOLERANCE):
         raise ModelFileError(f"teacher {teacher.file} takes inputs standardised with mean {_values(theirs.mean)} and "
                              f"std {_values(theirs.std)}, this run's with mean {_values(spec.mean)} and std "
                              f"{_values(spec.std)}: {fix}.")
-
-
-def _standardisation(spec: InputSpec) -> tuple[float, ...]:
-    return tuple(value for part in (spec.mean, spec.std) for value in (part if isinstance(part, tuple) else (part,)))
 
 
 def _values(value: float | tuple[float, ...]) -> str:
