@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import struct
 import subprocess
@@ -180,14 +179,6 @@ def nbprune_cli(*argv: str, cwd: Path, timeout: float = HANG) -> subprocess.Comp
     """Run the real command line in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "nbprune.cli", *argv], cwd=cwd, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Return every path under `root` with a hash of its bytes, to prove nothing was touched."""
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-            for p in sorted(root.rglob("*"))}
 
 
 def leftovers(root: Path) -> list[Path]:

@@ -30,7 +30,7 @@ from nbprune.cli import main
 from nbprune.session import Session
 from nbprune.sweeps import SweepError, SweepFolder, build_spec, expand, spec_from_dict
 from nbprune.sweeps.spec import MAX_CHAINS, SETTINGS_FILE, readable_name
-from conftest import ENV, HANG, snapshot
+from conftest import ENV, HANG, tree_bytes
 
 ray = pytest.importorskip("ray", reason="the sweep's doors need ray: pip install 'ray>=2.9'")
 
@@ -304,8 +304,8 @@ CATALOGUE = {
 }
 
 
-def without_locks(files: dict[str, str]) -> dict[str, str]:
-    return {path: digest for path, digest in files.items() if not path.endswith(".nbprune.lock")}
+def without_locks(files: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    return {path: content for path, content in files.items() if not path.endswith(".nbprune.lock")}
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))
@@ -319,14 +319,14 @@ def test_a_bad_sweep_gives_one_clear_line_before_ray_starts_and_damages_nothing(
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started before the sweep refused")
     monkeypatch.setattr(ray, "init", no_ray)
-    before, data_before = without_locks(snapshot(tmp_path)), snapshot(tiny_root)
+    before, data_before = without_locks(tree_bytes(tmp_path)), tree_bytes(tiny_root)
     message = case.provoke(ctx)
     for fragment in case.says:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     for fragment in case.absent:
         assert fragment not in message, f"{fragment!r} in {message!r}"
-    assert without_locks(snapshot(tmp_path)) == before
-    assert snapshot(tiny_root) == data_before
+    assert without_locks(tree_bytes(tmp_path)) == before
+    assert tree_bytes(tiny_root) == data_before
 
 
 # --- exact folder names ----------------------------------------------------------------------------------------
