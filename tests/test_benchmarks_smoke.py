@@ -14,6 +14,7 @@ import conv_pareto  # noqa: E402
 import inference_speed  # noqa: E402
 import pareto  # noqa: E402
 import small_network_ceiling  # noqa: E402
+import speed_recipe  # noqa: E402
 
 
 @pytest.mark.slow
@@ -145,11 +146,12 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
 
 
 @pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"), (pareto, "pareto_speed"),
-                                          (compare_criteria, "compare_criteria"), (conv_pareto, "conv_pareto")])
+                                          (compare_criteria, "compare_criteria"), (conv_pareto, "conv_pareto"),
+                                          (speed_recipe, "speed_recipe"), (speed_recipe, "speed_recipe_rerun")])
 def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, script, name):
     committed = pareto.RESULTS_DIR
     shutil.copy(committed / f"{name}.json", tmp_path / f"{name}.json")
-    naming = ["--name", name] if script is pareto else []
+    naming = ["--name", name] if script in (pareto, speed_recipe) else []
     assert script.main(["--report-only", "--results-dir", str(tmp_path), *naming]) == 0
     assert (tmp_path / f"{name}.md").read_text() == (committed / f"{name}.md").read_text()
     assert (tmp_path / f"{name}.png").read_bytes() == (committed / f"{name}.png").read_bytes()
@@ -157,7 +159,6 @@ def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, scri
 
 
 def test_speed_recipe_judges_against_todays_seed_spread_and_reports_what_is_missing():
-    import speed_recipe
     assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 96.0, 97.3]) == "BELOW today's seed spread"
     assert speed_recipe.verdict([97.0, 97.4, 97.2], [97.1, 97.0, 97.3]) == "within the seed spread of today's recipe"
     assert speed_recipe.verdict([97.0, 97.4], [97.9, 97.5]) == "above today's seed spread"
