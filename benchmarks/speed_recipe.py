@@ -13,7 +13,6 @@ stopped between whole runs goes on where it stopped.
 --set changes the new recipe's settings (e.g. cycle_epochs=3 cycle_batch_size=512); --subset measures a cheaper
 proxy on fewer images (the levels' accuracies are then not comparable with the full data's); --candidate measures the
 new recipe alone with those settings (how its defaults were chosen: <name>_candidates.jsonl).
---report-only redraws <name>.md and <name>.png from <name>.json alone.
 """
 
 from __future__ import annotations
@@ -180,15 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                              "appended to <name>_candidates.jsonl")
     parser.add_argument("--name", default="speed_recipe", help="results file name without extension")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where to write (benchmarks/results)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="draw <name>.md and <name>.png from <name>.json alone, running nothing")
+    parser.add_argument("--report-only", action="store_true", help="only redraw <name>.md and .png from <name>.json")
     args = parser.parse_args(argv)
     if args.report_only:
-        text, figure = report(load_state(args.results_dir / f"{args.name}.json", None, {"format": FORMAT},
-                                         "speed_recipe"))
-        write_text_atomic(args.results_dir / f"{args.name}.md", text)
-        save_figure(figure, args.results_dir / f"{args.name}.png")
-        print(f"wrote {args.results_dir / f'{args.name}.md'}")
+        state = load_state(args.results_dir / f"{args.name}.json", None, {"format": FORMAT}, "speed_recipe")
+        write_report(state, args.results_dir, args.name)
         return 0
     torch.set_num_threads(args.threads)
     onecycle = {**RECIPES["onecycle"], **parse_settings([tuple(pair.split("=", 1)) for pair in args.set])}
@@ -215,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {name}: {result['seconds']:.0f} s, test accuracy at "
                   + ", ".join(f"{k}%: {result['levels'].get(f'{k:g}', float('nan')):.2f}" for k in LEVELS),
                   flush=True)
-            text, figure = report(state)
-            write_text_atomic(args.results_dir / f"{args.name}.md", text)
-            save_figure(figure, args.results_dir / f"{args.name}.png")
+            write_report(state, args.results_dir, args.name)
     print(report(state)[0])
     return 0
+
+
+def write_report(state: dict, results_dir: Path, name: str) -> None:
+    """Write <name>.md and <name>.png, drawn from the state alone."""
+    text, figure = report(state)
+    write_text_atomic(results_dir / f"{name}.md", text)
+    save_figure(figure, results_dir / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -147,11 +147,11 @@ def test_pareto_results_are_judged_against_the_targets_of_the_round_they_were_ru
 
 @pytest.mark.parametrize("script, name", [(pareto, "pareto"), (pareto, "pareto_teacher"), (pareto, "pareto_speed"),
                                           (compare_criteria, "compare_criteria"), (conv_pareto, "conv_pareto"),
-                                          (speed_recipe, "speed_recipe")])
+                                          (speed_recipe, "speed_recipe"), (speed_recipe, "speed_recipe_rerun")])
 def test_the_committed_reports_re_render_equal_from_their_results(tmp_path, script, name):
     committed = pareto.RESULTS_DIR
     shutil.copy(committed / f"{name}.json", tmp_path / f"{name}.json")
-    naming = ["--name", name] if script is pareto else []
+    naming = ["--name", name] if script in (pareto, speed_recipe) else []
     assert script.main(["--report-only", "--results-dir", str(tmp_path), *naming]) == 0
     assert (tmp_path / f"{name}.md").read_text() == (committed / f"{name}.md").read_text()
     assert (tmp_path / f"{name}.png").read_bytes() == (committed / f"{name}.png").read_bytes()
