@@ -150,9 +150,12 @@ ask("08.q5", "Why is a whole channel the unit removed, and not one position of a
 ask("08.q6", "Why does the default aggregation take the maximum over a channel's positions, and what would the sum "
              "do when channels and neurons compete for one budget?",
     "A channel is needed where it matters most: a detector that fires in one place of the image is needed even if it "
-    "is silent elsewhere. The maximum does not grow with the number of positions, so LeNet-5's conv1 channels (576 "
-    "positions), conv2 channels (64) and fc1 neurons (one) stay on one scale; the sum would score a unit higher the "
-    "more positions it has. Which aggregation prunes better is measured in benchmarks/conv_pareto.py, not assumed.")
+    "is silent elsewhere. The sum would score a unit higher the more positions it has: LeNet-5's conv1 channels "
+    "have 576 positions, conv2's 64, fc1's neurons one. That matters where the layers' scores are compared as they "
+    "are (allocation = 'global', normalise = 'none'); the default normalise = 'mean' divides each layer's scores by "
+    "their mean, which removes a layer's scale whatever the aggregation, and then max and sum differ only in how "
+    "they order the channels within a layer. Which prunes better is measured in benchmarks/conv_pareto.py, not "
+    "assumed.")
 ask("08.q7", "When LeNet-5-Caffe's conv2 loses channel k, which weights go with it?",
     "conv2's filter k and its bias; and, after the second max-pool and Flatten, channel k's 4x4 = 16 positions are "
     "the 16 consecutive inputs k·16 to k·16 + 15 of fc1, so those 16 columns of fc1's weight go too. A conv1 "
