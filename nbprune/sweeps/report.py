@@ -1,5 +1,5 @@
-"""A sweep's report: accuracy against parameters and against % retained with confidence bands over seeds, the pick
-per parameter budget made on validation accuracy, and a Markdown summary beside the figures."""
+"""A sweep's report: accuracy against parameters and against % retained in bands over seeds (lowest to highest), the
+pick per parameter budget made on validation accuracy, and a Markdown summary beside the figures."""
 
 from __future__ import annotations
 
