@@ -5,7 +5,8 @@ give them; and the parameter and multiply-accumulate counts of any such network.
 - `lenet5`: LeNet-5-Caffe, the network structured-pruning papers report on MNIST: conv 20 5x5, max-pool 2, conv 50 5x5,
   max-pool 2, flatten, fc 800-500, ReLU, fc 500-10 (431,080 parameters on MNIST); no activation after the
   convolutions, as in Caffe's model (the max-pooling is their nonlinearity);
-- `lenet5_small`: the same layout with LeCun's widths 6-16-120-84.
+- `lenet5_small`: LeCun's widths: the same convolutions and pools with 6 and 16 filters, then two hidden linear
+  layers of 120 and 84 neurons.
 
 A new architecture is one `declare_architecture(name, builder)`.
 """

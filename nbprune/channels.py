@@ -38,8 +38,9 @@ def aggregate_positions(per_position: torch.Tensor, how: str = "max") -> torch.T
 
     'max' (the default) scores a channel by where it matters most: a channel that detects a stroke in one place of
     the image is needed even if it is silent everywhere else, and the score does not grow with the number of
-    positions, so a conv layer's channels (576 positions in LeNet-5's first layer, 64 in its second) and a linear
-    layer's neurons (one) stay on one scale when they compete for one budget. 'sum' is the total over the positions
+    positions (576 in LeNet-5's first layer, 64 in its second, one for a linear layer's neuron), which matters where
+    layers' scores are compared as they are (normalise 'none'; 'mean' and 'rank' remove each layer's scale whatever
+    the aggregation). 'sum' is the total over the positions
     (the channel's significance as one node of the whole feature map), 'mean' the sum over the positions' count.
     Measured on LeNet-5 (benchmarks/conv_pareto.py, 3 seeds): max pruned better than sum at 22 of 27 retrained
     levels, and sum collapsed at the smallest; under normalise 'mean' or 'rank', mean prunes exactly as sum."""

@@ -349,6 +349,12 @@ def test_the_comparison_is_set_beside_the_benchmark_and_a_clear_verdict_of_the_o
     opposite = benchmark_of({"interval_adjoint": [94.0, 94.2], "magnitude": [96.0, 96.2], "scratch": [94.0, 94.2]})
     assert "1 of 2 comparisons agree" in against_benchmark(table, opposite) and "DISAGREES" in \
         against_benchmark(table, opposite)
+    assert "not the same experiment" not in against_benchmark(table, opposite)  # magnitude's disagreement: no excuse
+    scratch_ahead = made_up([(method, 3, seed, val, 90.0) for seed in (0, 1) for method, val in
+                             (("interval_adjoint", 90.0 + seed * 0.1), ("scratch", 95.0 + seed * 0.1))])
+    chain_ahead = benchmark_of({"interval_adjoint": [94.0, 94.2], "scratch": [92.0, 92.2]})
+    text = against_benchmark(scratch_ahead, chain_ahead)  # the benchmark's pruned chain beat its scratch, clearly
+    assert "DISAGREES (not the same experiment: the benchmark trained scratch for at most 40 epochs" in text
     assert "ran none of these shapes" in against_benchmark(table, benchmark_of({"magnitude": [1.0]}, hidden=(9, 9)))
     assert "are not in this installation" in against_benchmark(table, tmp_path / "none.json")
 
@@ -429,7 +435,15 @@ def test_the_comparison_figure_is_saved_with_bands_over_several_seeds(table, tmp
 
     figure = plot_comparison(table, dense={"Val_Accuracy": 50.0, "Test_Accuracy": 40.0}, path=tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
-    assert "95% confidence interval over 2 seeds" in figure.get_suptitle()
+    assert "bands: lowest to highest of 2 seeds" in figure.get_suptitle()  # two seeds make no 95% interval
+    band = figure.axes[0].collections[0].get_paths()[0].vertices  # interval_adjoint's band, validation
+    rows = table[table["method"] == "interval_adjoint"]
+    assert band[:, 1].min() == pytest.approx(rows["val_accuracy"].min())
+    assert band[:, 1].max() == pytest.approx(rows["val_accuracy"].max())
+    for level in rows["parameters"].unique():  # at each level, the band spans exactly that level's seeds
+        seeds = rows[rows["parameters"] == level]["val_accuracy"]
+        near = band[abs(band[:, 0] / level - 1) < 0.1, 1]
+        assert near.min() == pytest.approx(seeds.min()) and near.max() == pytest.approx(seeds.max())
     single = plot_comparison(table[table["seed"] == 0])
     assert "one seed: no bands" in single.get_suptitle()
     assert len(figure.axes[0].collections) == len(METHODS) and not single.axes[0].collections  # a band per method

@@ -45,6 +45,21 @@ def test_sampling_the_box_confirms_the_enclosure_and_catches_one_that_is_too_nar
     assert not sampled_check(network, box, narrow_adjoint).derivatives_inside
 
 
+def test_in_the_hand_box_y11_is_always_a_maximum_and_y01_wins_only_the_ties_where_its_pixel_is_1():
+    # what 08's step 3 says: the intervals [1, 3] and [2, 3] overlap, but y01 - y11 = u - 1 <= 0 (u: pixel (0, 1));
+    # at a tie torch's max-pool passes the seed to y01, the first of the tied inputs, so the hull [0, 1] is needed
+    import torch
+
+    network, box = hand_network(), hand_box()
+    pixels = (box.lower + torch.rand((500, *box.shape[1:]), dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(0)).round() * box.width)  # corners
+    convolved = network[0](pixels).requires_grad_()
+    network[1](convolved).sum().backward()
+    y01, y11, u = convolved[:, 0, 0, 1].detach(), convolved[:, 0, 1, 1].detach(), pixels[:, 0, 0, 1]
+    assert torch.equal(y01 - y11, u - 1) and (u == 1).any() and (u == 0).any()
+    assert torch.equal(convolved.grad[:, 0, 0, 1], (u == 1).double())  # the seed reaches y01 at the ties only
+
+
 @pytest.mark.parametrize("rows", [(), ("10", "1"), ("1x", "00")])
 def test_a_hand_image_that_is_not_rows_of_0_1_u_is_refused(rows):
     with pytest.raises(ValueError, match="expected rows of equal length"):
@@ -57,15 +72,28 @@ def test_08_has_five_exercises_and_each_solution_is_the_number_worked_by_hand():
     assert solution("08.1") == (-3, -1)
     assert solution("08.2") == (1, 4)
     assert solution("08.3") == [(0, 1), (0, 0), (0, 1), (0, 1)]
-    assert solution("08.4") == (5 * 25 + 5) + (12 * 5 * 25 + 12) + (12 * 16 * 125 + 125) + (125 * 10 + 10)
-    assert solution("08.5") == 5 * 25 * 24 * 24
+    assert solution("08.4") == (8 * 25 + 8) + (20 * 8 * 25 + 20) + (20 * 16 * 150 + 150) + (150 * 10 + 10)
+    assert solution("08.5") == 8 * 25 * 24 * 24
+
+
+def test_08s_counting_exercises_ask_about_a_shape_the_notebook_never_prints():
+    from nbprune.architectures import ARCHITECTURES
+    from nbprune.course.exercises.conv import PRUNED_SHAPE
+    from nbprune.datasets import DEFAULT
+    from nbprune.retention import schedule
+
+    own = OWN_DEFAULTS["08_conv"]
+    dense = hidden_units(ARCHITECTURES[own["architecture"]](DEFAULT))
+    printed = [tuple(step.retained) for step in schedule(dense, own["q"], range(own["end_itr"] + 1))]
+    assert (20, 50, 500) in printed and (5, 12, 125) in printed  # the run's table and figure show these shapes
+    assert (*PRUNED_SHAPE[0], *PRUNED_SHAPE[1]) not in printed  # so 08.4's count is not read off them
 
 
 WRONG = {"08.1": ((-3, 0), "A negative weight takes an uncertain pixel's upper end"),
          "08.2": ((-2, 4), "the maximum of the four lower ends"),
          "08.3": ([(0, 1)] * 4, "An input that never is gets 0"),
-         "08.4": (27_000, "fc1 reads conv2's channels x 16 features"),
-         "08.5": (5 * 25 * 28 * 28, "28 - 5 + 1 times per side")}
+         "08.4": (53_000, "fc1 reads conv2's channels x 16 features"),
+         "08.5": (8 * 25 * 28 * 28, "28 - 5 + 1 times per side")}
 
 
 @pytest.mark.parametrize("key", sorted(WRONG))

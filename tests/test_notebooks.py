@@ -84,6 +84,29 @@ def test_code_cells_are_a_few_lines_and_import_from_few_modules(name):
             assert len(modules) <= 5, f"{name} imports from {sorted(modules)}"
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_figure_a_cell_draws_is_shown_not_only_saved(name):
+    # the course's figures are matplotlib Figures, not pyplot's: IPython shows one only as a cell's last top-level
+    # expression or through display(); one drawn anywhere else is saved to its file and never seen in the notebook
+    import ast
+
+    drawn = ("plot_", "show_inputs")
+    for cell in read(name).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%")))
+        last = tree.body[-1] if tree.body else None
+        shown = {id(last.value)} if isinstance(last, ast.Expr) else set()
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.IfExp):
+            shown |= {id(last.value.body), id(last.value.orelse)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "display":
+                shown |= {id(argument) for argument in node.args}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "").startswith(drawn):
+                assert id(node) in shown, f"{name}: {node.func.id} draws a figure the cell never shows"
+
+
 def test_notebooks_folder_is_found_from_the_checkout():
     assert notebooks_path() == NOTEBOOK_DIR
     with pytest.raises(NbpruneError, match="notebooks_dir"):

@@ -230,6 +230,17 @@ def test_the_report_draws_both_figures_and_lists_picks_and_failures(tmp_path):
         sweep_report(tmp_path / "elsewhere")
 
 
+def test_the_report_figure_bands_span_the_seeds_and_say_so():
+    from nbprune.sweeps.report import plot
+    rows = [{"criterion": "taylor", "seed": seed, "iteration": 1, "parameters": 2000, "test_acc": accuracy}
+            for seed, accuracy in enumerate((88.0, 90.0, 95.0))]
+    rows += [{**row, "iteration": 0, "parameters": 12_000, "test_acc": row["test_acc"] + 1} for row in rows]
+    axes = plot(rows, ["criterion"], "parameters", "parameters").axes[0]
+    band = axes.collections[0].get_paths()[0].vertices[:, 1]
+    assert (band.min(), band.max()) == (88.0, 96.0)  # the lowest and the highest seed, not a bootstrap interval
+    assert "lowest to highest" in axes.get_ylabel() and "CI" not in axes.get_ylabel()
+
+
 # --- on Ray -------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def quick_ray_start(tmp_path_factory, monkeypatch):

@@ -118,9 +118,10 @@ def plot_removal_against_significance(effects, significance, layer: str = "the l
 # --- 07_compare (the criteria compared) ------------------------------------------------------------------------
 def plot_comparison(table, dense=None, path=None):
     """Return validation and test accuracy against parameters, one line per method (nbprune.course.compare's table),
-    with 95% confidence bands over seeds when there are several; `dense` (a Session.summary() record) draws the
-    dense model's accuracy; save it when `path` is given. The methods' points are spread a little sideways around
-    each level, so that no marker hides another."""
+    with a band from the lowest to the highest seed when there are several (two or three seeds make no 95% confidence
+    interval worth the name); `dense` (a Session.summary() record) draws the dense model's accuracy; save it when
+    `path` is given. The methods' points are spread a little sideways around each level, so that no marker hides
+    another."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -142,7 +143,7 @@ def plot_comparison(table, dense=None, path=None):
     levels = table.drop_duplicates("parameters").sort_values("parameters")
     for axes, (split, rows) in zip(panels, long.groupby("split", sort=False)):
         sns.lineplot(data=rows, x="x", y="accuracy", hue="method", hue_order=order, style="method",
-                     style_order=order, markers=markers, dashes=False, errorbar=("ci", 95) if seeds > 1 else None,
+                     style_order=order, markers=markers, dashes=False, errorbar=("pi", 100) if seeds > 1 else None,
                      seed=0, ax=axes, legend=axes is panels[0], markersize=7, alpha=0.85)
         if dense is not None:
             key = "Val_Accuracy" if split.startswith("validation") else "Test_Accuracy"
@@ -157,7 +158,7 @@ def plot_comparison(table, dense=None, path=None):
     spread = (max(shown) - min(shown)) or 1.0
     panels[0].set_ylim(min(shown) - 0.08 * spread, max(shown) + 0.08 * spread)  # the dense line inside the frame
     panels[0].legend(fontsize=8)
-    bands = f"bands: 95% confidence interval over {seeds} seeds" if seeds > 1 else "one seed: no bands"
+    bands = f"bands: lowest to highest of {seeds} seeds" if seeds > 1 else "one seed: no bands"
     figure.suptitle(f"Each method from the same dense model, on one training budget ({bands});\nat each level the "
                     f"methods' points are set a little apart, so that none hides another", fontsize=10)
     if path is not None:

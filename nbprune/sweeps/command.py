@@ -26,7 +26,7 @@ def add_command(commands) -> None:
         "sweep", help="run settings x seeds as pruning chains on Ray (local or a cluster); `sweep report DIR`",
         description="Run a grid (or list) of settings times seeds as independent pruning chains on Ray and "
                     "collect one row per model in DIR/results.csv; `nbprune sweep report DIR` draws accuracy "
-                    "against parameters and % retained with confidence bands over seeds, picks per parameter "
+                    "against parameters and % retained in bands over seeds (lowest to highest), picks per parameter "
                     "budget on validation and writes DIR/report.md.",
         epilog=SPEC_FORMAT, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("words", nargs="*", metavar="SPEC | report DIR",

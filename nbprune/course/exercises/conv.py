@@ -85,19 +85,19 @@ def pool_adjoint(answer) -> Verdict:
                           f"be gets every value between 0 and the seed.")
 
 
-PRUNED_SHAPE = ((5, 12), (125,))  # conv1 channels, conv2 channels; neurons of the first fully connected layer
+PRUNED_SHAPE = ((8, 20), (150,))  # conv1 channels, conv2 channels, fc1 neurons: a shape 08's default run never prints
 
 
 def _pruned_parameters() -> int:
     return count_parameters(lenet(DEFAULT, *PRUNED_SHAPE))
 
 
-@exercise("08.4", "A pruned LeNet-5-Caffe keeps 5 filters in conv1, 12 in conv2 and 125 neurons in the first fully "
+@exercise("08.4", "A pruned LeNet-5-Caffe keeps 8 filters in conv1, 20 in conv2 and 150 neurons in the first fully "
                   "connected layer (MNIST: 28x28 images, ten classes). How many parameters (weights and biases) "
                   "does it have?", solver=_pruned_parameters)
 def pruned_parameters(answer) -> Verdict:
-    return close(whole(answer), _pruned_parameters(), "the parameters of LeNet-5 5-12-125",
-                 why="conv1 5·1·5·5 + 5, conv2 12·5·5·5 + 12, fc1 (12·4·4)·125 + 125, fc2 125·10 + 10: a removed "
+    return close(whole(answer), _pruned_parameters(), "the parameters of LeNet-5 8-20-150",
+                 why="conv1 8·1·5·5 + 8, conv2 20·8·5·5 + 20, fc1 (20·4·4)·150 + 150, fc2 150·10 + 10: a removed "
                      "conv2 channel takes its 4x4 block of 16 columns of fc1 with it.", tolerance=0,
                  hint="a 5x5 convolution of c_in channels into c_out has c_out·c_in·25 weights and c_out biases; "
                       "after two 5x5 convolutions and two 2x2 pools a 28x28 image is 4x4 per channel, so fc1 reads "
@@ -110,12 +110,12 @@ def _first_layer_macs() -> int:
     return multiply_accumulates(first)
 
 
-@exercise("08.5", "How many multiply-accumulates does that network's conv1 (5 filters of 5x5 on one 28x28 channel, "
+@exercise("08.5", "How many multiply-accumulates does that network's conv1 (8 filters of 5x5 on one 28x28 channel, "
                   "no padding) spend on one image?", solver=_first_layer_macs)
 def first_layer_macs(answer) -> Verdict:
     return close(whole(answer), _first_layer_macs(), "conv1's multiply-accumulates",
-                 why="each of the 5 filters computes 24·24 outputs (28 - 5 + 1 = 24 per side), each 25 products: "
-                     "5·25·576. A convolution's weights are few, its work is large: pruning a channel saves "
+                 why="each of the 8 filters computes 24·24 outputs (28 - 5 + 1 = 24 per side), each 25 products: "
+                     "8·25·576. A convolution's weights are few, its work is large: pruning a channel saves "
                      "multiply-accumulates in proportion to its positions.", tolerance=0,
                  hint="count the output positions first (a 5x5 window fits 28 - 5 + 1 times per side), then the "
                       "products each output position needs per filter.")
@@ -150,16 +150,20 @@ ask("08.q5", "Why is a whole channel the unit removed, and not one position of a
 ask("08.q6", "Why does the default aggregation take the maximum over a channel's positions, and what would the sum "
              "do when channels and neurons compete for one budget?",
     "A channel is needed where it matters most: a detector that fires in one place of the image is needed even if it "
-    "is silent elsewhere. The maximum does not grow with the number of positions, so LeNet-5's conv1 channels (576 "
-    "positions), conv2 channels (64) and fc1 neurons (one) stay on one scale; the sum would score a unit higher the "
-    "more positions it has. Which aggregation prunes better is measured in benchmarks/conv_pareto.py, not assumed.")
+    "is silent elsewhere. The sum would score a unit higher the more positions it has: LeNet-5's conv1 channels "
+    "have 576 positions, conv2's 64, fc1's neurons one. That matters where the layers' scores are compared as they "
+    "are (allocation = 'global', normalise = 'none'); the default normalise = 'mean' divides each layer's scores by "
+    "their mean, which removes a layer's scale whatever the aggregation, and then max and sum differ only in how "
+    "they order the channels within a layer. Which prunes better is measured in benchmarks/conv_pareto.py, not "
+    "assumed.")
 ask("08.q7", "When LeNet-5-Caffe's conv2 loses channel k, which weights go with it?",
     "conv2's filter k and its bias; and, after the second max-pool and Flatten, channel k's 4x4 = 16 positions are "
     "the 16 consecutive inputs k·16 to k·16 + 15 of fc1, so those 16 columns of fc1's weight go too. A conv1 "
     "channel k takes conv2's input channel k with it: a 5x5 slice of every conv2 filter.")
 ask("08.q8", "In the hand example the adjoint at pixel (1, 1) is [0, 2], yet the derivative there is 1 at every "
              "image of the box. Where does the width come from, and is the enclosure wrong?",
-    "The pixel lies in the windows of y01 and y11 with weight 1, and both may be the maximum, so each brings [0, 1] "
-    "and the transposed convolution adds them, as if both could be the maximum at once; at each image exactly one "
-    "is. The enclosure is still valid (it holds 1), only not tight: the dependency problem of notebook 00. A "
-    "significance built from it is still a bound, a looser one.")
+    "The pixel lies in the windows of y01 and y11 with weight 1. Their intervals overlap, so as far as the intervals "
+    "tell either may be the maximum: each brings [0, 1], and the transposed convolution adds them as if both could "
+    "pass the seed at once; at each image the pool passes it to one of them (in fact y01 <= y11 everywhere, so to "
+    "y11, or to y01 where they tie). The enclosure is still valid (it holds 1), only not tight: the dependency "
+    "problem of notebook 00. A significance built from it is still a bound, a looser one.")

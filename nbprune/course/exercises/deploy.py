@@ -88,8 +88,9 @@ ask("06.q1", "What are the three steps that run a pruned model, and why does the
     "a layer of the same, smaller size.")
 ask("06.q2", "In what sense are the removed neurons physically gone, and in what sense not in the TorchScript copy?",
     "The model file's layers are smaller matrices: the removed rows and columns are not stored and cost nothing. The "
-    "TorchScript and ONNX copies pad each hidden layer with zero neurons to a multiple of 16, because CPUs multiply "
-    "such blocks faster; those neurons compute nothing, but their zeros are stored and multiplied.")
+    "TorchScript and ONNX copies pad each hidden layer with zero neurons to a multiple of 16, because CPU kernels "
+    "multiply in blocks and a part-filled block can cost as much as a full one; those neurons change no output, but "
+    "their zeros are stored and multiplied.")
 ask("06.q3", "Why does the parameter count fall faster than the neuron count when the first hidden layer shrinks?",
     "Each first-layer neuron carries one weight per input (784 for MNIST) plus a bias and its outgoing weights, "
     "while a later neuron carries only as many as the layers beside it are wide: removing first-layer neurons "
@@ -114,4 +115,5 @@ ask("06.q7", "Why is the chosen model's test accuracy, not its validation accura
 ask("06.q8", "What does zero padding change in what the network computes, and what does it cost?",
     "Nothing in the outputs: a padded neuron has zero weights, bias and outgoing weights, so whatever its activation "
     "gives, it adds nothing to the next layer. It costs memory and multiplications, which blocked CPU kernels repay "
-    "by running faster.")
+    "for some shapes and not for others: the project's benchmark measured 43+11 neurons at 4.40x the dense model's "
+    "throughput padded (48+16) against 3.02x unpadded, and 34+9 at 4.42x against 4.39x.")

@@ -80,8 +80,9 @@ def local_boxes(answer, table) -> Verdict:
                         for kind, group in hidden.groupby("boxes", sort=False) if kind in ("data", "local"))
     measured = "lower" if _local_is_lower(table) else "higher"
     why = (f"your table, averaged over the hidden layers: {numbers}. Where intervals still hold 0, a ReLU's "
-           f"derivative interval stays [0, 1] and the score stays weight-based; only the intervals that no longer "
-           f"hold 0 bring the data in, so the correlation falls by as much as the share holding 0 falls.")
+           f"derivative interval stays [0, 1] and the score stays built from the weights and the boxes' pixel "
+           f"ranges; the intervals that no longer hold 0 bring in where the training images lie, which is what can "
+           f"pull the ranking away from magnitude.")
     if said == measured:
         return Verdict(True, f"{measured}: {why}")
     return Verdict(False, f"{said} is not what your table shows: compare the column 'corr. with magnitude' of the "
@@ -183,6 +184,9 @@ ask("04.q9", "What does retraining after each cut do that the score cannot?",
     "It lets the remaining weights take over what the removed neurons did, on the real training images. The score "
     "looks at one network once; the retraining repairs the damage of each cut before the next is scored.")
 ask("04.q10", "Why does bias compensation with the mean differ from compensation with the midpoint?",
-    "The midpoint of a neuron's interval halves the worst-case change over the whole box; the mean over training "
-    "images makes the change average to zero over those images. Which is better depends on whether the worst input "
-    "in the box or the typical image matters.")
+    "The removed neuron's activation a lies in an interval [l, u] over the box. Folding the midpoint (l + u) / 2 "
+    "into the next layer's bias leaves its pre-activation i off by |W_ij| |a - (l + u) / 2| <= |W_ij| (u - l) / 2, "
+    "with W_ij the removed neuron's outgoing weight: the smallest worst case over the whole box any constant gives "
+    "(for a ReLU interval starting at 0, half the uncompensated one). Folding the mean of a over training images "
+    "makes that error average to zero over those images instead. Which is better depends on whether the worst "
+    "input in the box or the typical image matters.")
