@@ -484,6 +484,37 @@ def test_an_iteration_finished_before_an_interruption_keeps_its_seconds(tiny_roo
     assert all(isinstance(row["seconds"], float) and row["seconds"] > 0 for row in rows), rows
 
 
+class OneFinishedTask:
+    """What the sweep's collection asks of Ray, for tasks that have each finished in 0.5 s per iteration."""
+
+    class exceptions:
+        RayError = RuntimeError
+
+    @staticmethod
+    def wait(pending: list, num_returns: int) -> tuple[list, list]:
+        return pending[:num_returns], pending[num_returns:]
+
+    @staticmethod
+    def get(task: str) -> dict[int, float]:
+        return {1: 0.5}
+
+
+@pytest.mark.parametrize("record", [{"status": "failed", "error": "SessionError: in use"}, {}])
+def test_a_chain_record_that_leaves_out_its_seconds_is_read_as_one_with_none(record, tmp_path):
+    """sweep.json's check lets a chain's record leave out its seconds (and its status): the rerun ran the chain and
+    then ended in 'unexpected KeyError: seconds' when the chain's seconds came back."""
+    from nbprune.sweeps.engine import _collect, read_state
+    chain, = expand(build_spec(fixed={"hidden": "16,8"}))
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.root.mkdir()
+    folder.state_file.write_text(json.dumps({"format": 2, "spec": {}, "chains": {chain.name: record}, "dense": {}}))
+    state = read_state(folder.state_file)
+    _collect(OneFinishedTask, folder, {"task": chain}, {}, state, {}, 1, progress=False)
+    assert state["chains"][chain.name]["seconds"] == {"1": 0.5}
+    assert state["chains"][chain.name]["status"] == "finished"
+    assert read_state(folder.state_file)["chains"][chain.name]["status"] == "finished"
+
+
 # --- signals while Ray starts (slow: each starts a local Ray) ------------------------------------------------------
 STARTING_DRIVER = r'''
 import sys

@@ -177,6 +177,7 @@ def read_state(path: Path, formats: tuple[int, ...] = (FORMAT,)) -> dict:
                 not isinstance(record.get("error"), (str, type(None))):
             raise damaged(f"chain {name}: {_short(record)}, expected a status of {', '.join(STATUSES)}, finite "
                           f"seconds and an error text")
+        record.setdefault("seconds", {})  # left out, as the check allows: none yet (the sweep adds to them)
     for name, seconds in state["dense"].items():
         if not _seconds(seconds):
             raise damaged(f"dense model {name}: {_short(seconds)}, expected finite seconds per iteration")
