@@ -292,6 +292,10 @@ CATALOGUE = {
                              setup=_damaged_table(_with_value("val_acc", "abc"))),
     "report_table_1e999": Case(lambda ctx: ctx.report(), ["line 3: test_acc '1e999' is not a finite number >= 0"],
                                setup=_damaged_table(_with_value("test_acc", "1e999"))),
+    **{f"report_table_retained_{name}": Case(lambda ctx: ctx.report(),
+                                            [f"line 3: retained {value!r} is not a finite number >= 0"],
+                                            setup=_damaged_table(_with_value("retained", value)))
+       for name, value in (("empty", ""), ("nan", "nan"))},  # every row has its share: the figure is drawn from it
     "report_table_seed_fraction": Case(lambda ctx: ctx.report(), ["line 3: seed '0.5' is not a whole number >= 0"],
                                        setup=_damaged_table(_with_value("seed", "0.5"))),
     "report_table_binary": Case(lambda ctx: ctx.report(), ["not UTF-8 text"],
