@@ -586,7 +586,8 @@ def test_a_signal_while_ray_starts_ends_in_one_line_and_writes_nothing(number, m
 @pytest.mark.parametrize("argv, said", [
     (["sweep", "--dir", "d"], INTERRUPTED),
     (["sweep", "report", "d"], "nbprune: interrupted."),  # a report has no chains to continue: it is written anew
-    (["sweep", "--no-progress", "report", "d"], "nbprune: interrupted.")])
+    (["sweep", "--no-progress", "report", "d"], "nbprune: interrupted."),
+    (["sweep", "--dir", "report"], INTERRUPTED)])  # a sweep folder named report: a sweep, not its report
 def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch, capsys):
     import nbprune.sweeps.command as command
     import nbprune.sweeps.report as report_module
