@@ -601,6 +601,18 @@ def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch
     assert capsys.readouterr().err == said + "\n"
 
 
+def test_the_checks_before_ray_starts_count_the_chains_on_a_bar(tiny_root, tmp_path, monkeypatch, capsys):
+    """10,000 chains (the most a sweep runs) took over a minute of checks before Ray started, with nothing said."""
+    def stop(*args, **kwargs):
+        raise RuntimeError("not started in this test")
+    monkeypatch.setattr(ray, "init", stop)
+    assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--grid", "lr=1e-4,2e-4,3e-4", "--set", "val_size=100",
+                 "--set", f"data_root={tiny_root}"]) == 2
+    said = capsys.readouterr().err
+    assert "checking chains:" in said and "0/3 [" in said, said  # drawn at least as it starts
+    assert said.splitlines()[-1].startswith("nbprune: error: could not start a local Ray"), said
+
+
 def test_failed_chains_are_said_in_the_commands_one_error_line_only(tmp_path, monkeypatch, capsys):
     """The library warns (ChainsFailedWarning); the command line says it in its error line, with nothing before."""
     from nbprune.sweeps import engine

@@ -250,7 +250,7 @@ def sweep(spec: SweepSpec | Mapping | str | os.PathLike | None = None, dir: str 
     address = address or os.environ.get("RAY_ADDRESS") or None
     ray = import_ray()
     local = address is None and not ray.is_initialized()
-    check_chains(chains, folder, spec.end_itr, local, workers)
+    check_chains(chains, folder, spec.end_itr, local, workers, progress)
     Session.for_pruning_dir(folder.root).check_free("sweep folder")
     todo = [chain for chain in chains if not is_finished(chain, folder.chain_dir(chain), spec.end_itr)]
     with _ray(ray, address, workers, todo), folder_lock(folder.root, "sweep folder"):
@@ -280,10 +280,11 @@ def failed_chains(state: dict) -> dict[str, str]:
 
 # --- the checks before the first write --------------------------------------------------------------------------
 def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, local: bool,
-                 workers: int | None) -> None:
+                 workers: int | None, progress: bool = False) -> None:
     """Check every chain as `nbprune prune` checks a run before its first write (settings, device, retain.txt, data
     and its split, teacher file, the session a resume continues), without training and writing nothing but the
-    data a missing dataset downloads; on a local Ray, also that each chain's threads fit the CPUs it has."""
+    data a missing dataset downloads; on a local Ray, also that each chain's threads fit the CPUs it has. With
+    `progress`, a bar counts the chains checked (thousands take a minute or more: the sweep is not silent)."""
     from ..iterative import plan_run
 
     cpus = workers or os.cpu_count() or 1
@@ -292,22 +293,25 @@ def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, 
         data = chain.config.data
         groups.setdefault((data.dataset, data.data_root, data.subset, data.val_size, data.batch_size,
                            chain.config.seed, chain.config.device if local else "cpu"), []).append(chain)
-    for group in groups.values():
-        loaders = None
-        for chain in group:
-            threads = chain.config.threads or 1
-            if local and threads > cpus:
-                raise SweepError(f"chain {chain.name}: threads={threads} asks Ray for {threads} CPUs per chain, but "
-                                 f"the local Ray has {cpus} ({'--workers' if workers else 'the cores of this machine'})"
-                                 f": Ray would wait for them forever. Set threads to at most {cpus}"
-                                 f"{' or raise --workers' if workers else ''}.")
-            config = chain.config if local else chain.config.replace(device="cpu")  # the nodes' devices: see _ray
-            try:
-                experiment, _ = plan_run(config, Session(folder.chain_dir(chain)), "auto", end_itr, progress=False,
-                                         download=True, data=loaders)
-            except NbpruneError as error:
-                raise SweepError(f"chain {chain.name}: {' '.join(str(error).split())}") from None
-            loaders = loaders or _loaders_of(experiment)
+    with tqdm(total=len(chains), desc="checking chains", unit="chain", disable=not progress, leave=False) as bar:
+        for group in groups.values():
+            loaders = None
+            for chain in group:
+                threads = chain.config.threads or 1
+                if local and threads > cpus:
+                    raise SweepError(f"chain {chain.name}: threads={threads} asks Ray for {threads} CPUs per chain, "
+                                     f"but the local Ray has {cpus} ("
+                                     f"{'--workers' if workers else 'the cores of this machine'}): Ray would wait for "
+                                     f"them forever. Set threads to at most {cpus}"
+                                     f"{' or raise --workers' if workers else ''}.")
+                config = chain.config if local else chain.config.replace(device="cpu")  # the nodes': see _ray
+                try:
+                    experiment, _ = plan_run(config, Session(folder.chain_dir(chain)), "auto", end_itr,
+                                             progress=False, download=True, data=loaders)
+                except NbpruneError as error:
+                    raise SweepError(f"chain {chain.name}: {' '.join(str(error).split())}") from None
+                loaders = loaders or _loaders_of(experiment)
+                bar.update()
 
 
 def _loaders_of(experiment) -> Any:
