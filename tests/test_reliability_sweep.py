@@ -582,6 +582,51 @@ def test_a_signal_while_ray_starts_ends_in_one_line_and_writes_nothing(number, m
     assert not folder.exists()  # Ray starts before the first write: the rerun starts afresh
 
 
+STOPPING_DRIVER = r'''
+import sys
+import ray._private.node as node_module
+from nbprune.cli import main
+
+stop_processes = node_module.Node.kill_all_processes
+
+
+def announced(self, *args, **kwargs):
+    print("stopping Ray's processes", flush=True)  # ray.shutdown has ended the driver's core worker
+    sys.stdin.readline()  # the test signals now, then lets the shutdown go on
+    return stop_processes(self, *args, **kwargs)
+
+
+node_module.Node.kill_all_processes = announced
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+def test_sigterm_while_ray_shuts_down_is_set_aside_as_the_shutdown_asks(quick_ray_env, tiny_root, tmp_path):
+    """ray.shutdown ends the driver's core worker first, whose native failure handler then set SIGTERM back to the
+    default: a SIGTERM while Ray's processes were stopped killed the finished sweep with no line (exit 143)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(STOPPING_DRIVER)
+    folder = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, str(driver), "sweep", "--dir", str(folder), *SMALL, "--set",
+                                f"data_root={tiny_root}", "--workers", "2"], env=quick_ray_env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while (line := process.stdout.readline()) and line.strip() != "stopping Ray's processes":
+            pass
+        assert line.strip() == "stopping Ray's processes", process.communicate(timeout=HANG)
+        process.send_signal(signal.SIGTERM)
+        out, error = process.communicate("go on\n", timeout=HANG)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and error == "", (process.returncode, error)
+    assert out.startswith(f"results in {folder.resolve() / 'results.csv'}"), out
+    with (folder / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 12  # 4 chains of iterations 0-2: the sweep was finished
+
+
 # --- the command's own lines -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, said", [
     (["sweep", "--dir", "d"], INTERRUPTED),
@@ -603,9 +648,12 @@ def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch
 
 def test_the_checks_before_ray_starts_count_the_chains_on_a_bar(tiny_root, tmp_path, monkeypatch, capsys):
     """10,000 chains (the most a sweep runs) took over a minute of checks before Ray started, with nothing said."""
+    from nbprune.sweeps import engine
+
     def stop(*args, **kwargs):
         raise RuntimeError("not started in this test")
     monkeypatch.setattr(ray, "init", stop)
+    monkeypatch.setattr(engine, "CHECK_BAR_DELAY", 0)  # shown after a second: three chains are checked faster
     assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--grid", "lr=1e-4,2e-4,3e-4", "--set", "val_size=100",
                  "--set", f"data_root={tiny_root}"]) == 2
     said = capsys.readouterr().err

@@ -50,6 +50,7 @@ DEEPEST = "iterative_pruning/earlier_runs/before_run_1000_1000/1000/prune_w_retr
           ".validation_results.txt.XXXXXXXX.tmp"
 CONNECT_ATTEMPTS = "3"  # Ray's attempts to reach a cluster's GCS (its default, 20, waits up to 15 minutes)
 PROBE_SECONDS = 10  # how long the address may take to accept a TCP connection
+CHECK_BAR_DELAY = 1.0  # seconds of checks before their bar shows (a few chains on small data: no bar at all)
 AUTHENTICATION = ("InvalidAuthToken", "Unauthenticated", "AuthenticationError", "auth_token")
 # Set by the command line: the line it ends with when interrupted while Ray starts (None: raise KeyboardInterrupt).
 INTERRUPTED_LINE: str | None = None
@@ -284,7 +285,7 @@ def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, 
     """Check every chain as `nbprune prune` checks a run before its first write (settings, device, retain.txt, data
     and its split, teacher file, the session a resume continues), without training and writing nothing but the
     data a missing dataset downloads; on a local Ray, also that each chain's threads fit the CPUs it has. With
-    `progress`, a bar counts the chains checked (thousands take a minute or more: the sweep is not silent)."""
+    `progress`, a bar counts the chains checked once they take a while (10,000 took 130 s on a loaded machine)."""
     from ..iterative import plan_run
 
     cpus = workers or os.cpu_count() or 1
@@ -293,7 +294,8 @@ def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, 
         data = chain.config.data
         groups.setdefault((data.dataset, data.data_root, data.subset, data.val_size, data.batch_size,
                            chain.config.seed, chain.config.device if local else "cpu"), []).append(chain)
-    with tqdm(total=len(chains), desc="checking chains", unit="chain", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(chains), desc="checking chains", unit="chain", disable=not progress, leave=False,
+              delay=CHECK_BAR_DELAY) as bar:
         for group in groups.values():
             loaders = None
             for chain in group:
@@ -350,7 +352,7 @@ def _ray(ray, address: str | None, workers: int | None, todo: list[Chain]) -> It
         yield
     finally:
         if started:
-            _quietly(signal.SIG_IGN)  # a second Ctrl-C does not break the shutdown
+            _quietly(signal.SIG_IGN)  # a second Ctrl-C does not break the shutdown (see _no_failure_signal_handler)
             ray.shutdown()
         _restore_handlers(handlers)
 
@@ -366,7 +368,7 @@ def _start_ray(ray, address: str | None, workers: int | None) -> bool:
         _probe(address)
     with _starting(bool(address)) as said:
         try:
-            with _signals_held():
+            with _signals_held(), _no_failure_signal_handler():
                 if address:
                     log.info("connecting to the Ray cluster at %s", address)
                     ray.init(address=address, **options)
@@ -473,6 +475,22 @@ def _signals_held() -> Iterator[None]:
     finally:
         _restore_handlers(handlers)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handlers))
+
+
+@contextlib.contextmanager
+def _no_failure_signal_handler() -> Iterator[None]:
+    """Start this driver's Ray core worker without its native failure signal handler (Abseil's; Ray's workers keep
+    theirs): on SIGTERM it dumps a stack trace and aborts, and ray.shutdown, which ends the core worker first, sets
+    SIGTERM back to the default natively, so a SIGTERM while Ray's processes were stopped (seconds) killed the
+    command with no line (exit 143) however the sweep had set SIGTERM aside for its shutdown."""
+    from ray._private import ray_constants
+
+    before = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", False)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read when ray.init builds the core worker
+    try:
+        yield
+    finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = before
 
 
 def _check_resources(ray, chains: list[Chain], where: str) -> None:
