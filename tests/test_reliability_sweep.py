@@ -9,6 +9,7 @@ fails the case if a refusal comes too late).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +180,37 @@ def _too_deep(ctx: Context) -> str:
     return message
 
 
+def _loop(ctx: Context, name: str) -> Path:
+    """Return a symbolic link in the case's folder that leads back to itself."""
+    path = ctx.tmp / name
+    path.symlink_to(path)
+    return path
+
+
+def _fifo(setting: str, name: str) -> Callable[[Context], str]:
+    """Give a setting a FIFO: the sweep must refuse it as prune does, never open it to read (a reader waits forever
+    for a writer; one is given to whatever opens it, so that the case ends, and noted)."""
+    def provoke(ctx: Context) -> str:
+        path = ctx.tmp / name  # made by the case's set-up
+        opened, done = [], threading.Event()
+
+        def writer() -> None:
+            while not done.wait(0.01):
+                with contextlib.suppress(OSError):  # ENXIO: nothing has it open to read
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                    opened.append(path)
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        try:
+            message = ctx.sweep("--set", f"{setting}={path}")
+        finally:
+            done.set()
+            thread.join()
+        assert not opened, f"the sweep opened {path} to read: without a writer it waits forever"
+        return message
+    return provoke
+
+
 @dataclass
 class Case:
     provoke: Callable[[Context], str]
@@ -234,6 +267,17 @@ CATALOGUE = {
     "teacher_whose_outputs_overflow": Case(lambda ctx: ctx.sweep("--set", f"teacher={ctx.tmp / 'teacher.pth'}"),
                                            ["weights so large (up to 3e+38)", "Train the teacher again"],
                                            setup=lambda ctx: _teacher(ctx, 3e38)),
+    "teacher_a_fifo": Case(_fifo("teacher", "teacher.pth"), ["teacher.pth is not a regular file (a pipe, socket "
+                                                            "or device)"],  # hashed first, it hung the sweep
+                           setup=lambda ctx: os.mkfifo(ctx.tmp / "teacher.pth")),
+    "dataset_a_fifo": Case(_fifo("dataset", "mine.npz"), ["data file", "mine.npz is not a regular file"],
+                           setup=lambda ctx: os.mkfifo(ctx.tmp / "mine.npz")),
+    "teacher_a_symlink_loop": Case(lambda ctx: ctx.sweep("--set", f"teacher={ctx.tmp / 'teacher.pth'}"),
+                                   ["a symbolic link that leads back to itself"],  # resolved first: RuntimeError
+                                   setup=lambda ctx: _loop(ctx, "teacher.pth")),
+    "data_root_a_symlink_loop": Case(lambda ctx: ctx.sweep("--set", f"data_root={ctx.tmp / 'data'}"),
+                                     ["data folder", "a symbolic link that leads back to itself"],
+                                     setup=lambda ctx: _loop(ctx, "data")),
     "validation_larger_than_the_data": Case(lambda ctx: ctx.sweep("--set", "val_size=70000"),
                                             ["val_size=70000 is not allowed: expected 0 < val_size < 600"]),
     # the folder
@@ -241,6 +285,8 @@ CATALOGUE = {
                                   ["sweep folder (--dir)", "is too long", "255 per name"]),
     "dir_of_4020_bytes": Case(_too_deep, ["sweep folder (--dir)", "is too long",
                                           "with room for what nbprune writes inside it"]),
+    "dir_a_symlink_loop": Case(lambda ctx: ctx.sweep(), ["sweep folder", "is a symbolic link that leads back to "
+                                                         "itself", "(--dir)"], setup=lambda ctx: _loop(ctx, "sweep")),
     "dir_is_a_file": Case(lambda ctx: ctx.sweep(folder=ctx.tmp / "a_file"),
                           ["a_file is a file: choose a folder (--dir)"], setup=_file),
     "dir_below_a_file": Case(lambda ctx: ctx.sweep(folder=ctx.tmp / "a_file" / "sweep"),

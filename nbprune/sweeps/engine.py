@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 from tqdm.auto import tqdm
 
 from ..errors import NbpruneError
-from ..files import check_fits, write_text_atomic
+from ..files import check_fits, resolved, write_text_atomic
 from ..session import Session, folder_lock
 from .spec import SETTINGS_FILE, Chain, SweepError, SweepSpec, expand, read_spec, spec_from_dict
 from .work import COLUMNS, chain_rows, is_finished, prune_chain, read_seconds, train_dense
@@ -64,7 +64,7 @@ class SweepFolder:
     """The folders and files of one sweep."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
+        self.root = resolved(root)
         self.state_file, self.table_file = self.root / STATE_FILE, self.root / TABLE_FILE
 
     def chain_dir(self, chain: Chain) -> Path:
@@ -83,6 +83,9 @@ class SweepFolder:
         (spec None: read what is there)."""
         if self.root.exists() and not self.root.is_dir():
             raise SweepError(f"sweep folder {self.root} is a file: choose a folder (--dir).")
+        if self.root.is_symlink() and not self.root.exists():  # resolved() leaves a link that leads back to itself
+            raise SweepError(f"sweep folder {self.root} is a symbolic link that leads back to itself: choose a "
+                             f"folder (--dir).")
         if not self.state_file.is_file():
             if self.root.is_dir() and any(self.root.iterdir()):
                 raise SweepError(f"sweep folder {self.root} holds files but no {STATE_FILE}: it is not a sweep's "
