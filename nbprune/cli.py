@@ -330,8 +330,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         bars.write(text, file=sys.stderr)
 
 
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """Return how to continue the command that was interrupted, from its parsed arguments ('' when there is nothing
+    to continue: a `sweep report` is written again from the start; or the arguments were not parsed yet)."""
+    command = getattr(args, "command", None)
+    if command == "sweep" and args.words[:1] == ["report"]:
+        return ""
+    return {"prune": " Run the same command with --begin-itr auto to continue.",
+            "workbook": " Run the same command with -p begin_itr auto to continue.",
+            "sweep": SWEEP_RESUME}.get(command, "")
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # and a kill as Ctrl-C: half-written files go
@@ -343,14 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"nbprune: error: {' '.join(str(error).split())}")
         return 2
     except KeyboardInterrupt:
-        words = argv if argv is not None else sys.argv[1:]
-        command = next((word for word in words if word in ("prune", "workbook", "sweep")), None)
-        if command == "sweep" and "report" in words[words.index("sweep") + 1:]:
-            command = "sweep report"  # nothing to continue: the report is written again from the start
-        resume = {"prune": " Run the same command with --begin-itr auto to continue.",
-                  "workbook": " Run the same command with -p begin_itr auto to continue.",
-                  "sweep": SWEEP_RESUME}.get(command, "")
-        _say(f"nbprune: interrupted.{resume}")
+        _say(f"nbprune: interrupted.{_resume_hint(args)}")
         return 130
     except SystemExit:
         raise

@@ -31,6 +31,15 @@ FIXES = {errno.ENOSPC: "make room on the disk", errno.EDQUOT: "make room on the 
                                                                           "to itself: choose another path"}
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """Return the path made absolute with its symbolic links followed, or only made absolute where they cannot be
+    (a link that leads back to itself: whatever opens it refuses it in one line)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python before 3.13, for a symbolic-link loop
+        return Path(os.path.abspath(path))
+
+
 def write_fix(error: OSError) -> str:
     """Return what to do about a write the file system refused, for its reason."""
     return FIXES.get(error.errno, "check the path and that the disk has room")

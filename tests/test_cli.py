@@ -63,6 +63,16 @@ def test_ctrl_c_inside_a_command_says_how_to_continue(command, hint, monkeypatch
     assert capsys.readouterr().err == f"nbprune: interrupted.{' ' + hint if hint else ''}\n"
 
 
+@pytest.mark.parametrize("argv", [["concat", "workbook"], ["concat", "prune"], ["export", "sweep", "prune"]])
+def test_ctrl_c_gives_the_hint_of_the_command_run_not_of_a_word_among_its_arguments(argv, monkeypatch, capsys):
+    """A folder named like another command (concat workbook) got that command's way to continue."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, f"cmd_{argv[0]}", interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "nbprune: interrupted.\n"
+
+
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), cli.NbpruneError("a refusal")])
 def test_a_stop_while_a_progress_bar_is_open_is_said_on_a_line_of_its_own(stop, monkeypatch, capsys):
     from tqdm import tqdm

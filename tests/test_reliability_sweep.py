@@ -9,6 +9,7 @@ fails the case if a refusal comes too late).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +180,37 @@ def _too_deep(ctx: Context) -> str:
     return message
 
 
+def _loop(ctx: Context, name: str) -> Path:
+    """Return a symbolic link in the case's folder that leads back to itself."""
+    path = ctx.tmp / name
+    path.symlink_to(path)
+    return path
+
+
+def _fifo(setting: str, name: str) -> Callable[[Context], str]:
+    """Give a setting a FIFO: the sweep must refuse it as prune does, never open it to read (a reader waits forever
+    for a writer; one is given to whatever opens it, so that the case ends, and noted)."""
+    def provoke(ctx: Context) -> str:
+        path = ctx.tmp / name  # made by the case's set-up
+        opened, done = [], threading.Event()
+
+        def writer() -> None:
+            while not done.wait(0.01):
+                with contextlib.suppress(OSError):  # ENXIO: nothing has it open to read
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                    opened.append(path)
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        try:
+            message = ctx.sweep("--set", f"{setting}={path}")
+        finally:
+            done.set()
+            thread.join()
+        assert not opened, f"the sweep opened {path} to read: without a writer it waits forever"
+        return message
+    return provoke
+
+
 @dataclass
 class Case:
     provoke: Callable[[Context], str]
@@ -234,6 +267,17 @@ CATALOGUE = {
     "teacher_whose_outputs_overflow": Case(lambda ctx: ctx.sweep("--set", f"teacher={ctx.tmp / 'teacher.pth'}"),
                                            ["weights so large (up to 3e+38)", "Train the teacher again"],
                                            setup=lambda ctx: _teacher(ctx, 3e38)),
+    "teacher_a_fifo": Case(_fifo("teacher", "teacher.pth"), ["teacher.pth is not a regular file (a pipe, socket "
+                                                            "or device)"],  # hashed first, it hung the sweep
+                           setup=lambda ctx: os.mkfifo(ctx.tmp / "teacher.pth")),
+    "dataset_a_fifo": Case(_fifo("dataset", "mine.npz"), ["data file", "mine.npz is not a regular file"],
+                           setup=lambda ctx: os.mkfifo(ctx.tmp / "mine.npz")),
+    "teacher_a_symlink_loop": Case(lambda ctx: ctx.sweep("--set", f"teacher={ctx.tmp / 'teacher.pth'}"),
+                                   ["a symbolic link that leads back to itself"],  # resolved first: RuntimeError
+                                   setup=lambda ctx: _loop(ctx, "teacher.pth")),
+    "data_root_a_symlink_loop": Case(lambda ctx: ctx.sweep("--set", f"data_root={ctx.tmp / 'data'}"),
+                                     ["data folder", "a symbolic link that leads back to itself"],
+                                     setup=lambda ctx: _loop(ctx, "data")),
     "validation_larger_than_the_data": Case(lambda ctx: ctx.sweep("--set", "val_size=70000"),
                                             ["val_size=70000 is not allowed: expected 0 < val_size < 600"]),
     # the folder
@@ -241,6 +285,8 @@ CATALOGUE = {
                                   ["sweep folder (--dir)", "is too long", "255 per name"]),
     "dir_of_4020_bytes": Case(_too_deep, ["sweep folder (--dir)", "is too long",
                                           "with room for what nbprune writes inside it"]),
+    "dir_a_symlink_loop": Case(lambda ctx: ctx.sweep(), ["sweep folder", "is a symbolic link that leads back to "
+                                                         "itself", "(--dir)"], setup=lambda ctx: _loop(ctx, "sweep")),
     "dir_is_a_file": Case(lambda ctx: ctx.sweep(folder=ctx.tmp / "a_file"),
                           ["a_file is a file: choose a folder (--dir)"], setup=_file),
     "dir_below_a_file": Case(lambda ctx: ctx.sweep(folder=ctx.tmp / "a_file" / "sweep"),
@@ -292,6 +338,10 @@ CATALOGUE = {
                              setup=_damaged_table(_with_value("val_acc", "abc"))),
     "report_table_1e999": Case(lambda ctx: ctx.report(), ["line 3: test_acc '1e999' is not a finite number >= 0"],
                                setup=_damaged_table(_with_value("test_acc", "1e999"))),
+    **{f"report_table_retained_{name}": Case(lambda ctx: ctx.report(),
+                                            [f"line 3: retained {value!r} is not a finite number >= 0"],
+                                            setup=_damaged_table(_with_value("retained", value)))
+       for name, value in (("empty", ""), ("nan", "nan"))},  # every row has its share: the figure is drawn from it
     "report_table_seed_fraction": Case(lambda ctx: ctx.report(), ["line 3: seed '0.5' is not a whole number >= 0"],
                                        setup=_damaged_table(_with_value("seed", "0.5"))),
     "report_table_binary": Case(lambda ctx: ctx.report(), ["not UTF-8 text"],
@@ -484,6 +534,37 @@ def test_an_iteration_finished_before_an_interruption_keeps_its_seconds(tiny_roo
     assert all(isinstance(row["seconds"], float) and row["seconds"] > 0 for row in rows), rows
 
 
+class OneFinishedTask:
+    """What the sweep's collection asks of Ray, for tasks that have each finished in 0.5 s per iteration."""
+
+    class exceptions:
+        RayError = RuntimeError
+
+    @staticmethod
+    def wait(pending: list, num_returns: int) -> tuple[list, list]:
+        return pending[:num_returns], pending[num_returns:]
+
+    @staticmethod
+    def get(task: str) -> dict[int, float]:
+        return {1: 0.5}
+
+
+@pytest.mark.parametrize("record", [{"status": "failed", "error": "SessionError: in use"}, {}])
+def test_a_chain_record_that_leaves_out_its_seconds_is_read_as_one_with_none(record, tmp_path):
+    """sweep.json's check lets a chain's record leave out its seconds (and its status): the rerun ran the chain and
+    then ended in 'unexpected KeyError: seconds' when the chain's seconds came back."""
+    from nbprune.sweeps.engine import _collect, read_state
+    chain, = expand(build_spec(fixed={"hidden": "16,8"}))
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.root.mkdir()
+    folder.state_file.write_text(json.dumps({"format": 2, "spec": {}, "chains": {chain.name: record}, "dense": {}}))
+    state = read_state(folder.state_file)
+    _collect(OneFinishedTask, folder, {"task": chain}, {}, state, {}, 1, progress=False)
+    assert state["chains"][chain.name]["seconds"] == {"1": 0.5}
+    assert state["chains"][chain.name]["status"] == "finished"
+    assert read_state(folder.state_file)["chains"][chain.name]["status"] == "finished"
+
+
 # --- signals while Ray starts (slow: each starts a local Ray) ------------------------------------------------------
 STARTING_DRIVER = r'''
 import sys
@@ -547,11 +628,57 @@ def test_a_signal_while_ray_starts_ends_in_one_line_and_writes_nothing(number, m
     assert not folder.exists()  # Ray starts before the first write: the rerun starts afresh
 
 
+STOPPING_DRIVER = r'''
+import sys
+import ray._private.node as node_module
+from nbprune.cli import main
+
+stop_processes = node_module.Node.kill_all_processes
+
+
+def announced(self, *args, **kwargs):
+    print("stopping Ray's processes", flush=True)  # ray.shutdown has ended the driver's core worker
+    sys.stdin.readline()  # the test signals now, then lets the shutdown go on
+    return stop_processes(self, *args, **kwargs)
+
+
+node_module.Node.kill_all_processes = announced
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+def test_sigterm_while_ray_shuts_down_is_set_aside_as_the_shutdown_asks(quick_ray_env, tiny_root, tmp_path):
+    """ray.shutdown ends the driver's core worker first, whose native failure handler then set SIGTERM back to the
+    default: a SIGTERM while Ray's processes were stopped killed the finished sweep with no line (exit 143)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(STOPPING_DRIVER)
+    folder = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, str(driver), "sweep", "--dir", str(folder), *SMALL, "--set",
+                                f"data_root={tiny_root}", "--workers", "2"], env=quick_ray_env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while (line := process.stdout.readline()) and line.strip() != "stopping Ray's processes":
+            pass
+        assert line.strip() == "stopping Ray's processes", process.communicate(timeout=HANG)
+        process.send_signal(signal.SIGTERM)
+        out, error = process.communicate("go on\n", timeout=HANG)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and error == "", (process.returncode, error)
+    assert out.startswith(f"results in {folder.resolve() / 'results.csv'}"), out
+    with (folder / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 12  # 4 chains of iterations 0-2: the sweep was finished
+
+
 # --- the command's own lines -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, said", [
     (["sweep", "--dir", "d"], INTERRUPTED),
     (["sweep", "report", "d"], "nbprune: interrupted."),  # a report has no chains to continue: it is written anew
-    (["sweep", "--no-progress", "report", "d"], "nbprune: interrupted.")])
+    (["sweep", "--no-progress", "report", "d"], "nbprune: interrupted."),
+    (["sweep", "--dir", "report"], INTERRUPTED)])  # a sweep folder named report: a sweep, not its report
 def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch, capsys):
     import nbprune.sweeps.command as command
     import nbprune.sweeps.report as report_module
@@ -563,6 +690,21 @@ def test_ctrl_c_in_a_sweep_or_its_report_says_what_to_do(argv, said, monkeypatch
     assert command.RESUME in INTERRUPTED
     assert main(argv) == 130
     assert capsys.readouterr().err == said + "\n"
+
+
+def test_the_checks_before_ray_starts_count_the_chains_on_a_bar(tiny_root, tmp_path, monkeypatch, capsys):
+    """10,000 chains (the most a sweep runs) took over a minute of checks before Ray started, with nothing said."""
+    from nbprune.sweeps import engine
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("not started in this test")
+    monkeypatch.setattr(ray, "init", stop)
+    monkeypatch.setattr(engine, "CHECK_BAR_DELAY", 0)  # shown after a second: three chains are checked faster
+    assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--grid", "lr=1e-4,2e-4,3e-4", "--set", "val_size=100",
+                 "--set", f"data_root={tiny_root}"]) == 2
+    said = capsys.readouterr().err
+    assert "checking chains:" in said and "0/3 [" in said, said  # drawn at least as it starts
+    assert said.splitlines()[-1].startswith("nbprune: error: could not start a local Ray"), said
 
 
 def test_failed_chains_are_said_in_the_commands_one_error_line_only(tmp_path, monkeypatch, capsys):

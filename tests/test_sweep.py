@@ -336,12 +336,14 @@ def test_the_documented_cluster_recipe_gives_the_rows_and_models_of_a_local_swee
     on_cluster, local = tmp_path / "cluster", tmp_path / "local"
 
     without_token = {key: value for key, value in driver.items() if not key.startswith("RAY_AUTH")}
-    refused = sweep_cli("--dir", str(on_cluster), *SMALL, "--address", address, env=without_token)
+    refused = sweep_cli("--dir", str(on_cluster), *SMALL, "--address", address, "--no-progress",  # no checks' bar
+                        env=without_token)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert refused.stderr.startswith(f"nbprune: error: could not connect to the Ray cluster at {address}: it uses "
                                      f"token authentication")
     assert "RAY_AUTH_MODE=token" in refused.stderr and "docs/sweep.md" in refused.stderr
-    too_big = sweep_cli("--dir", str(on_cluster), *SMALL, "--set", "threads=2", "--address", address, env=driver)
+    too_big = sweep_cli("--dir", str(on_cluster), *SMALL, "--set", "threads=2", "--address", address, "--no-progress",
+                        env=driver)
     assert too_big.returncode == 2 and too_big.stderr.count("\n") == 1, too_big.stderr
     assert f"no node of the Ray cluster at {address} has that (the largest: 1 CPUs, 0 GPUs)" in too_big.stderr
     assert not on_cluster.exists()  # both refused before the first write

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 from tqdm.auto import tqdm
 
 from ..errors import NbpruneError
-from ..files import check_fits, write_text_atomic
+from ..files import check_fits, resolved, write_text_atomic
 from ..session import Session, folder_lock
 from .spec import SETTINGS_FILE, Chain, SweepError, SweepSpec, expand, read_spec, spec_from_dict
 from .work import COLUMNS, chain_rows, is_finished, prune_chain, read_seconds, train_dense
@@ -50,6 +50,7 @@ DEEPEST = "iterative_pruning/earlier_runs/before_run_1000_1000/1000/prune_w_retr
           ".validation_results.txt.XXXXXXXX.tmp"
 CONNECT_ATTEMPTS = "3"  # Ray's attempts to reach a cluster's GCS (its default, 20, waits up to 15 minutes)
 PROBE_SECONDS = 10  # how long the address may take to accept a TCP connection
+CHECK_BAR_DELAY = 1.0  # seconds of checks before their bar shows (a few chains on small data: no bar at all)
 AUTHENTICATION = ("InvalidAuthToken", "Unauthenticated", "AuthenticationError", "auth_token")
 # Set by the command line: the line it ends with when interrupted while Ray starts (None: raise KeyboardInterrupt).
 INTERRUPTED_LINE: str | None = None
@@ -63,7 +64,7 @@ class SweepFolder:
     """The folders and files of one sweep."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
+        self.root = resolved(root)
         self.state_file, self.table_file = self.root / STATE_FILE, self.root / TABLE_FILE
 
     def chain_dir(self, chain: Chain) -> Path:
@@ -82,6 +83,9 @@ class SweepFolder:
         (spec None: read what is there)."""
         if self.root.exists() and not self.root.is_dir():
             raise SweepError(f"sweep folder {self.root} is a file: choose a folder (--dir).")
+        if self.root.is_symlink() and not self.root.exists():  # resolved() leaves a link that leads back to itself
+            raise SweepError(f"sweep folder {self.root} is a symbolic link that leads back to itself: choose a "
+                             f"folder (--dir).")
         if not self.state_file.is_file():
             if self.root.is_dir() and any(self.root.iterdir()):
                 raise SweepError(f"sweep folder {self.root} holds files but no {STATE_FILE}: it is not a sweep's "
@@ -177,6 +181,7 @@ def read_state(path: Path, formats: tuple[int, ...] = (FORMAT,)) -> dict:
                 not isinstance(record.get("error"), (str, type(None))):
             raise damaged(f"chain {name}: {_short(record)}, expected a status of {', '.join(STATUSES)}, finite "
                           f"seconds and an error text")
+        record.setdefault("seconds", {})  # left out, as the check allows: none yet (the sweep adds to them)
     for name, seconds in state["dense"].items():
         if not _seconds(seconds):
             raise damaged(f"dense model {name}: {_short(seconds)}, expected finite seconds per iteration")
@@ -249,7 +254,7 @@ def sweep(spec: SweepSpec | Mapping | str | os.PathLike | None = None, dir: str 
     address = address or os.environ.get("RAY_ADDRESS") or None
     ray = import_ray()
     local = address is None and not ray.is_initialized()
-    check_chains(chains, folder, spec.end_itr, local, workers)
+    check_chains(chains, folder, spec.end_itr, local, workers, progress)
     Session.for_pruning_dir(folder.root).check_free("sweep folder")
     todo = [chain for chain in chains if not is_finished(chain, folder.chain_dir(chain), spec.end_itr)]
     with _ray(ray, address, workers, todo), folder_lock(folder.root, "sweep folder"):
@@ -279,10 +284,11 @@ def failed_chains(state: dict) -> dict[str, str]:
 
 # --- the checks before the first write --------------------------------------------------------------------------
 def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, local: bool,
-                 workers: int | None) -> None:
+                 workers: int | None, progress: bool = False) -> None:
     """Check every chain as `nbprune prune` checks a run before its first write (settings, device, retain.txt, data
     and its split, teacher file, the session a resume continues), without training and writing nothing but the
-    data a missing dataset downloads; on a local Ray, also that each chain's threads fit the CPUs it has."""
+    data a missing dataset downloads; on a local Ray, also that each chain's threads fit the CPUs it has. With
+    `progress`, a bar counts the chains checked once they take a while (10,000 took 130 s on a loaded machine)."""
     from ..iterative import plan_run
 
     cpus = workers or os.cpu_count() or 1
@@ -291,22 +297,26 @@ def check_chains(chains: list[Chain], folder: SweepFolder, end_itr: int | None, 
         data = chain.config.data
         groups.setdefault((data.dataset, data.data_root, data.subset, data.val_size, data.batch_size,
                            chain.config.seed, chain.config.device if local else "cpu"), []).append(chain)
-    for group in groups.values():
-        loaders = None
-        for chain in group:
-            threads = chain.config.threads or 1
-            if local and threads > cpus:
-                raise SweepError(f"chain {chain.name}: threads={threads} asks Ray for {threads} CPUs per chain, but "
-                                 f"the local Ray has {cpus} ({'--workers' if workers else 'the cores of this machine'})"
-                                 f": Ray would wait for them forever. Set threads to at most {cpus}"
-                                 f"{' or raise --workers' if workers else ''}.")
-            config = chain.config if local else chain.config.replace(device="cpu")  # the nodes' devices: see _ray
-            try:
-                experiment, _ = plan_run(config, Session(folder.chain_dir(chain)), "auto", end_itr, progress=False,
-                                         download=True, data=loaders)
-            except NbpruneError as error:
-                raise SweepError(f"chain {chain.name}: {' '.join(str(error).split())}") from None
-            loaders = loaders or _loaders_of(experiment)
+    with tqdm(total=len(chains), desc="checking chains", unit="chain", disable=not progress, leave=False,
+              delay=CHECK_BAR_DELAY) as bar:
+        for group in groups.values():
+            loaders = None
+            for chain in group:
+                threads = chain.config.threads or 1
+                if local and threads > cpus:
+                    raise SweepError(f"chain {chain.name}: threads={threads} asks Ray for {threads} CPUs per chain, "
+                                     f"but the local Ray has {cpus} ("
+                                     f"{'--workers' if workers else 'the cores of this machine'}): Ray would wait for "
+                                     f"them forever. Set threads to at most {cpus}"
+                                     f"{' or raise --workers' if workers else ''}.")
+                config = chain.config if local else chain.config.replace(device="cpu")  # the nodes': see _ray
+                try:
+                    experiment, _ = plan_run(config, Session(folder.chain_dir(chain)), "auto", end_itr,
+                                             progress=False, download=True, data=loaders)
+                except NbpruneError as error:
+                    raise SweepError(f"chain {chain.name}: {' '.join(str(error).split())}") from None
+                loaders = loaders or _loaders_of(experiment)
+                bar.update()
 
 
 def _loaders_of(experiment) -> Any:
@@ -345,7 +355,7 @@ def _ray(ray, address: str | None, workers: int | None, todo: list[Chain]) -> It
         yield
     finally:
         if started:
-            _quietly(signal.SIG_IGN)  # a second Ctrl-C does not break the shutdown
+            _quietly(signal.SIG_IGN)  # a second Ctrl-C does not break the shutdown (see _no_failure_signal_handler)
             ray.shutdown()
         _restore_handlers(handlers)
 
@@ -361,7 +371,7 @@ def _start_ray(ray, address: str | None, workers: int | None) -> bool:
         _probe(address)
     with _starting(bool(address)) as said:
         try:
-            with _signals_held():
+            with _signals_held(), _no_failure_signal_handler():
                 if address:
                     log.info("connecting to the Ray cluster at %s", address)
                     ray.init(address=address, **options)
@@ -468,6 +478,22 @@ def _signals_held() -> Iterator[None]:
     finally:
         _restore_handlers(handlers)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handlers))
+
+
+@contextlib.contextmanager
+def _no_failure_signal_handler() -> Iterator[None]:
+    """Start this driver's Ray core worker without its native failure signal handler (Abseil's; Ray's workers keep
+    theirs): on SIGTERM it dumps a stack trace and aborts, and ray.shutdown, which ends the core worker first, sets
+    SIGTERM back to the default natively, so a SIGTERM while Ray's processes were stopped (seconds) killed the
+    command with no line (exit 143) however the sweep had set SIGTERM aside for its shutdown."""
+    from ray._private import ray_constants
+
+    before = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", False)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read when ray.init builds the core worker
+    try:
+        yield
+    finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = before
 
 
 def _check_resources(ray, chains: list[Chain], where: str) -> None:

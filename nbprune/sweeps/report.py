@@ -21,7 +21,8 @@ REPORT_FILE, PARAMETERS_FIGURE, RETAINED_FIGURE = "report.md", "accuracy_vs_para
 BUDGET_SHARES = (0.5, 0.2, 0.1, 0.05)  # default budgets: these shares of the dense model's parameters
 NUMBERS = {"seed": int, "iteration": int, "inputs": int, "parameters": int, "retained": float, "val_acc": float,
            "test_acc": float, "seconds": float}
-OPTIONAL = ("retained", "val_acc", "seconds")  # may be empty: no validation split, seconds or share not known
+OPTIONAL = ("val_acc", "seconds")  # may be empty: no validation split, seconds not known (every model has its
+# share retained: the figure against % retained is drawn from it)
 
 
 def read_results(sweep_dir: str | os.PathLike) -> tuple[list[dict], list[str], dict]:

@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 from ..config import CONTROLS, RUN_SETTINGS, RunConfig, data_root
 from ..datasets import is_data_file
 from ..errors import ConfigError, NbpruneError
+from ..files import resolved
 
 SPEC_KEYS = ("seeds", "end_itr", "set", "grid", "cases")
 # Settings that do not decide the dense model (iteration 0): every chain differing only in these shares one.
@@ -312,11 +313,11 @@ def with_paths_resolved(chains: list[Chain]) -> list[Chain]:
 
 
 def _resolved(config: RunConfig) -> dict[str, str]:
-    paths = {"data_root": str(data_root(config.data.data_root).resolve())}
+    paths = {"data_root": str(resolved(data_root(config.data.data_root)))}
     for name in FILE_SETTINGS:
         path = config.flat()[name]
         if path is not None and (name != "dataset" or is_data_file(path)):
-            paths[name] = str(Path(path).resolve())
+            paths[name] = str(resolved(path))
     return paths
 
 
@@ -335,9 +336,11 @@ def identity_settings(config: RunConfig, hashes: dict[str, str | None] | None = 
 
 
 def _file_hash(path: str, hashes: dict[str, str | None]) -> str | None:
+    """Return the sha256 of a regular file's contents (None for anything else: a FIFO's read would wait forever for
+    a writer before the checks could refuse it)."""
     if path not in hashes:
         try:
-            hashes[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            hashes[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else None
         except (OSError, ValueError):
             hashes[path] = None
     return hashes[path]
