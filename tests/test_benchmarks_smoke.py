@@ -112,10 +112,12 @@ def test_pareto_report_regenerates_from_a_sweep_table_equal_in_every_number(tmp_
     varied = spec_from_dict(spec).varied()
     table = []
     for row in committed["rows"]:  # the table a sweep of the same chains writes for the same models
-        flat = RunConfig.from_flat(pareto.EVERY_METHOD[row["method"]]).flat()
+        config = RunConfig.from_flat(pareto.EVERY_METHOD[row["method"]])
+        flat = config.flat()
+        retained = 100 * sum(row["hidden"]) / sum(config.model.hidden)  # the share a sweep's table records
         table.append({"chain": row["method"], **{name: value_text(flat[name]) for name in varied},
                       "seed": row["seed"], "iteration": row["iteration"], "hidden": value_text(row["hidden"]),
-                      "inputs": row["inputs"], "parameters": row["parameters"], "retained": "",
+                      "inputs": row["inputs"], "parameters": row["parameters"], "retained": retained,
                       "val_acc": row["val_acc"], "test_acc": row["test_acc"], "model_file": row["model_file"],
                       "seconds": ""})
     folder = SweepFolder(tmp_path / "sweep")
