@@ -66,9 +66,9 @@ def check_fits(path: str | os.PathLike, what: str, spare: int = 0, below: str = 
     shown = os.fspath(path)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     room = f" with room for what nbprune writes {'inside it' if below else 'beside it'}" if below or spare else ""
-    raise StorageError(f"{what} {shown!r} is too long ({size(str(full))} bytes, names up to {longest}): the file "
-                       f"system takes at most {PATH_MAX - 1} bytes and {NAME_MAX} per name{room}; choose a shorter "
-                       f"path.")
+    raise StorageError(f"{what} {shown!r} is too long ({size(str(full))} bytes, its longest name {longest} bytes): "
+                       f"the file system takes at most {PATH_MAX - 1} bytes and {NAME_MAX} per name{room}; choose a "
+                       f"shorter path.")
 
 
 @contextmanager

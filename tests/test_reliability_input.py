@@ -634,7 +634,8 @@ CATALOGUE = {
                                           ["OUT_FILE", "is too long", "255 per name"]),
     "teacher_out_name_of_250_bytes": Case(_teacher_out("t" * 246 + ".pth"),  # its temporary file's would be 264
                                           ["OUT_FILE", "is too long", "with room for what nbprune writes beside it"]),
-    "export_out_name_of_300_bytes": Case(_export_out(300), ["OUT_DIR", "is too long", "255 per name"]),
+    "export_out_name_of_300_bytes": Case(_export_out(300), ["OUT_DIR", "is too long", "its longest name 300 bytes",
+                                                            "255 per name"]),
     "export_out_name_of_245_bytes": Case(_export_out(245), ["OUT_DIR", "is too long", "beside it"]),
     "retain_txt_is_a_folder": Case(_retain_txt_is_a_folder, ["retain.txt (Is a directory)",
                                                              "a folder of that name is in the way"]),
