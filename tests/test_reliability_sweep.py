@@ -123,6 +123,13 @@ def _damaged_state(change: Callable[[dict], object] | bytes) -> Callable[[Contex
     return setup
 
 
+def _state_a_folder(ctx: Context) -> None:
+    """Set-up: a folder where a prepared sweep folder's sweep.json was."""
+    folder = ctx.prepared()
+    folder.state_file.unlink()
+    folder.state_file.mkdir()
+
+
 ROW = ["criterion=magnitude__seed=0--0123456789abcdef", "magnitude", "0", "0", "256+64", "784", "218058", "100.0",
        "90.5", "90.1", "chains/x/iterative_pruning/0/prune_w_retrain/best_model.pth", "3.1"]
 
@@ -322,6 +329,8 @@ CATALOGUE = {
            ("dense_text", lambda state: {**state, "dense": {"d": "fast"}}, "dense {'d': 'fast'}"),
            ("format_7", lambda state: {**state, "format": 7}, "format 7, expected 2"),
            ("format_1", lambda state: {**state, "format": 1}, "written by an older nbprune (sweep format 1)"))},
+    "state_a_folder": Case(lambda ctx: ctx.sweep(), ["sweep.json is not a file (a folder or a pipe by that name)"],
+                           setup=_state_a_folder),
     # and when the report reads it, or a damaged results.csv
     "report_state_a_list": Case(lambda ctx: ctx.report(), ["a JSON list, expected an object"],
                                 setup=_damaged_state(lambda state: [state])),

@@ -86,6 +86,9 @@ class SweepFolder:
         if self.root.is_symlink() and not self.root.exists():  # resolved() leaves a link that leads back to itself
             raise SweepError(f"sweep folder {self.root} is a symbolic link that leads back to itself: choose a "
                              f"folder (--dir).")
+        if self.state_file.exists() and not self.state_file.is_file():  # a folder (or a pipe) in its place
+            raise SweepError(f"{self.state_file} is not a file (a folder or a pipe by that name): it is not a sweep's "
+                             f"state; move it away to continue, or choose another --dir.")
         if not self.state_file.is_file():
             if self.root.is_dir() and any(self.root.iterdir()):
                 raise SweepError(f"sweep folder {self.root} holds files but no {STATE_FILE}: it is not a sweep's "
