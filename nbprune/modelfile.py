@@ -41,6 +41,9 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # A loaded model must give finite logits for every input this many standard deviations from the training mean
 # (standardised MNIST pixels lie within 2.9 of it).
 PROBE_RADIUS = 10.0
+# The advice of a refusal; a teacher's load (nbprune.teacher) gives a teacher's in their place.
+EXPECTED_FILE = "expected a best_model.pth written by nbprune"
+DIVERGED_FIX = "Use an earlier iteration's best_model.pth."
 
 
 @runtime_checkable
@@ -324,14 +327,14 @@ def _check_tensor(file: Path, key: str, tensor: torch.Tensor) -> None:
         raise refuse(f"{tensor.dtype} values")
     if not torch.isfinite(tensor).all():
         raise ModelFileError(f"{file} holds NaN or Inf values in {key}: the model it came from diverged. "
-                             f"Use an earlier iteration's best_model.pth.")
+                             f"{DIVERGED_FIX}")
 
 
 def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
     """Return a model file's tensors and its nbprune record (None for a plain state dict), both checked."""
     file = Path(file)
     if not file.is_file():
-        raise ModelFileError(f"model file {file} {_not_a_file(file)}: expected a best_model.pth written by nbprune.")
+        raise ModelFileError(f"model file {file} {_not_a_file(file)}: {EXPECTED_FILE}.")
     state = _torch_load(file)
     if isinstance(state, nn.Module):
         state = state.state_dict()

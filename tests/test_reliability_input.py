@@ -621,8 +621,9 @@ CATALOGUE = {
     "teacher_with_a_weight_of_3e38_in_the_workbook": Case(
         lambda ctx: _workbook("teacher", str(_teacher(ctx, "conv1")))(ctx), ["weights so large (up to 3e+38)"]),
     "teacher_a_fifo": Case(_teacher_that_is("fifo"), ["teacher.pth is not a regular file (a pipe, socket or "
-                                                       "device)"]),
-    "teacher_a_symlink_loop": Case(_teacher_that_is("loop"), ["a symbolic link that leads back to itself"]),
+                                                       "device)", "expected a file `nbprune teacher` wrote"]),
+    "teacher_a_symlink_loop": Case(_teacher_that_is("loop"), ["a symbolic link that leads back to itself",
+                                                              "expected a file `nbprune teacher` wrote"]),
     "workbook_chosen_itr_not_in_the_schedule": Case(_no_notebook_runs(_workbook("chosen_itr", "99")),
                                                     ["chosen_itr=99 is not an iteration 04 runs",
                                                      "expected one of 0, 1, 2,", "leave chosen_itr out"]),
