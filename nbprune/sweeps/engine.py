@@ -393,9 +393,9 @@ def _start_failure(error: Exception, said: str, address: str | None) -> str:
     kept = "The sweep's finished chains are kept; run the same command again to continue."
     if address and any(word in f"{text} {said}" for word in AUTHENTICATION):
         return (f"could not connect to the Ray cluster at {address}: it uses token authentication (Ray said "
-                f"InvalidAuthToken or no token) and this machine has no token for it. Set RAY_AUTH_MODE=token and "
-                f"the cluster's token here, as on every node (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or "
-                f"~/.ray/auth_token copied from the head node; see docs/sweep.md). {kept}")
+                f"InvalidAuthToken or no token) and this machine has no token for it, or another one. Set "
+                f"RAY_AUTH_MODE=token and the cluster's token here, as on every node (RAY_AUTH_TOKEN, "
+                f"RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token copied from the head node; see docs/sweep.md). {kept}")
     where = f"connect to the Ray cluster at {address}" if address else "start a local Ray on this machine"
     fix = "check the address (`ray status` on the head node) and that this machine can reach every node" \
         if address else ("on a busy machine Ray's agents can miss their fixed 15 s to start: try again when it is "
