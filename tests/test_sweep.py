@@ -162,6 +162,13 @@ def test_an_unreadable_spec_file_is_refused_naming_it(tmp_path, capsys):
     assert error.count("\n") == 1 and not (tmp_path / "sweep").exists()
 
 
+def test_a_folder_given_as_the_spec_is_refused_as_a_folder(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path), "--dir", str(tmp_path / "sweep")]) == 2
+    error = capsys.readouterr().err
+    assert f"sweep spec {tmp_path} is a folder: give the path of a TOML file" in error and "--dir" in error
+    assert error.count("\n") == 1 and not (tmp_path / "sweep").exists()
+
+
 def test_the_command_line_refuses_a_bad_grid_and_a_missing_dir_in_one_line(tmp_path, capsys):
     assert main(["sweep", "--dir", str(tmp_path / "sweep"), "--grid", "q=0.5,2"]) == 2
     assert "q='2' is not allowed" in capsys.readouterr().err and not (tmp_path / "sweep").exists()

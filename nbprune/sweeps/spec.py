@@ -97,6 +97,9 @@ def read_spec(path: str | os.PathLike) -> SweepSpec:
     import tomllib
 
     path = Path(path)
+    if path.is_dir():
+        raise SweepError(f"sweep spec {path} is a folder: give the path of a TOML file (see `nbprune sweep --help` "
+                         f"for its format); a sweep's own folder is given with --dir.")
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
