@@ -24,7 +24,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -41,9 +41,17 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # A loaded model must give finite logits for every input this many standard deviations from the training mean
 # (standardised MNIST pixels lie within 2.9 of it).
 PROBE_RADIUS = 10.0
-# The advice of a refusal; a teacher's load (nbprune.teacher) gives a teacher's in their place.
-EXPECTED_FILE = "expected a best_model.pth written by nbprune"
-DIVERGED_FIX = "Use an earlier iteration's best_model.pth."
+
+
+class Advice(NamedTuple):
+    """What a refusal of a file that is missing or holds NaN/Inf tells the user to do (a teacher's load gives its own,
+    nbprune.teacher.TEACHER_ADVICE)."""
+
+    expected: str  # what the path should hold
+    diverged: str  # what to use instead of a file whose model diverged
+
+
+MODEL_ADVICE = Advice("expected a best_model.pth written by nbprune", "Use an earlier iteration's best_model.pth.")
 
 
 @runtime_checkable
@@ -304,8 +312,9 @@ def _torch_load(file: Path):
         raise _unreadable(file, error) from error
 
 
-def _check_tensor(file: Path, key: str, tensor: torch.Tensor) -> None:
-    """Refuse anything but a dense, real tensor with values: float weights, or the int64 kept-input index."""
+def _check_tensor(file: Path, key: str, tensor: torch.Tensor, diverged: str) -> None:
+    """Refuse anything but a dense, real tensor with values: float weights, or the int64 kept-input index
+    (`diverged`: the advice for NaN or Inf values)."""
     def refuse(what: str) -> ModelFileError:
         return ModelFileError(f"{file} holds {what} in {key}: expected dense floating-point weights as "
                               f"torch.save(model.state_dict(), path) writes them. Use a best_model.pth that "
@@ -327,14 +336,16 @@ def _check_tensor(file: Path, key: str, tensor: torch.Tensor) -> None:
         raise refuse(f"{tensor.dtype} values")
     if not torch.isfinite(tensor).all():
         raise ModelFileError(f"{file} holds NaN or Inf values in {key}: the model it came from diverged. "
-                             f"{DIVERGED_FIX}")
+                             f"{diverged}")
 
 
-def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """Return a model file's tensors and its nbprune record (None for a plain state dict), both checked."""
+def read_model_file(file: str | os.PathLike, advice: Advice = MODEL_ADVICE
+                    ) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Return a model file's tensors and its nbprune record (None for a plain state dict), both checked; a refusal
+    of a missing file or of NaN/Inf values gives `advice`."""
     file = Path(file)
     if not file.is_file():
-        raise ModelFileError(f"model file {file} {_not_a_file(file)}: {EXPECTED_FILE}.")
+        raise ModelFileError(f"model file {file} {_not_a_file(file)}: {advice.expected}.")
     state = _torch_load(file)
     if isinstance(state, nn.Module):
         state = state.state_dict()
@@ -343,7 +354,7 @@ def read_model_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise ModelFileError(f"{file} does not hold a model: expected a state_dict mapping layer names to "
                              f"tensors, found {type(state).__name__}.")
     for key, tensor in state.items():
-        _check_tensor(file, key, tensor)
+        _check_tensor(file, key, tensor, advice.diverged)
     metadata = getattr(state, "_metadata", None)
     record = metadata.get("", {}).get(RECORD_KEY) if isinstance(metadata, dict) and \
         isinstance(metadata.get(""), dict) else None

@@ -31,13 +31,13 @@ from .errors import ModelFileError, NbpruneError
 from .evaluation import loss_and_accuracy
 from .files import write_bytes_atomic
 from .model import SimpleNN
-from .modelfile import DIVERGED_FIX, EXPECTED_FILE, PROBE_RADIUS, _spec_from_dict, read_model_file
+from .modelfile import PROBE_RADIUS, Advice, _spec_from_dict, read_model_file
 from .progress import progress_bar
 
 TEACHER_KEY = "nbprune_teacher"
 TEACHER_FORMAT = 1
-TEACHER_EXPECTED = "expected a file `nbprune teacher` wrote or a best_model.pth nbprune wrote"
-TEACHER_DIVERGED_FIX = "Train the teacher again (`nbprune teacher`), or use another teacher file."
+TEACHER_ADVICE = Advice("expected a file `nbprune teacher` wrote or a best_model.pth nbprune wrote",
+                        "Train the teacher again (`nbprune teacher`), or use another teacher file.")
 STANDARDISATION_TOLERANCE = 0.02  # another seed's split moves MNIST's mean and std by about 0.1%; another
                                   # normalisation (e.g. 0.5/0.5) moves them by far more
 
@@ -178,10 +178,9 @@ def load_teacher(file: str | os.PathLike, spec: InputSpec | None = None) -> Teac
     with `spec`, refuse one trained on other data (dataset, classes, features or standardisation)."""
     file = Path(file)
     try:
-        state, record = read_model_file(file)  # the safe load: plain tensors only, each dense and finite
-    except ModelFileError as error:  # a teacher's advice in place of a pruned model's
-        said = str(error).replace(EXPECTED_FILE, TEACHER_EXPECTED).replace(DIVERGED_FIX, TEACHER_DIVERGED_FIX)
-        raise ModelFileError(f"teacher: {said}") from None
+        state, record = read_model_file(file, TEACHER_ADVICE)  # the safe load: plain, dense, finite tensors
+    except ModelFileError as error:
+        raise ModelFileError(f"teacher: {error}") from None
     training = {}
     if record is not None:
         model = SimpleNN.from_file(file)
