@@ -237,8 +237,9 @@ def run_workbook(session_dir: str | os.PathLike | None = None, profile: str = "q
 def _interrupts_kept() -> Iterator[Callable[[], None]]:
     """Yield a check that raises KeyboardInterrupt once a SIGINT (or a SIGTERM the command line turned into one) has
     come. Python raises it wherever the signal lands, and one landing in a destructor (papermill's, as a notebook
-    ends) is printed as "Exception ignored" and dropped: the workbook went on to its end. The check, before each
-    notebook and after the last, ends the run there."""
+    ends, or in a weak reference's callback during garbage collection) is dropped: the workbook would go on to its
+    end. The check, before each notebook and after the last, ends the run there; until then, Python's "Exception
+    ignored" report of such a dropped interrupt (a traceback on the terminal) is kept quiet."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
@@ -257,9 +258,17 @@ def _interrupts_kept() -> Iterator[Callable[[], None]]:
     def check() -> None:
         if came:
             raise KeyboardInterrupt
+
+    reported = sys.unraisablehook
+
+    def unraisable(unraisable_error) -> None:
+        if not (came and unraisable_error.exc_type is KeyboardInterrupt):  # ours: the check raises it again
+            reported(unraisable_error)
+    sys.unraisablehook = unraisable
     try:
         yield check
     finally:
+        sys.unraisablehook = reported
         for number, handler in before.items():
             signal.signal(number, handler if handler is not None else signal.default_int_handler)
 
